@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Module map (top to bottom = the order a frame meets them):
+//   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
+//   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
+//   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
+//                   pipeline. No I/O: it runs the same under the daemon and under tests.
+//   PacketIO        TPACKET_V3 RX rings, TPACKET TX rings, fan-out, NUMA memory and thread pinning.
+//   DirectorDaemon  Config, workers, ARP resolution of real servers, host-stack guard, control socket.
+//   director        The production binary.
+//   DirectorLab     The network-namespace lab used by tests, the demo and the benchmarks.
+let package = Package(
+    name: "director",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "director", targets: ["director"]),
+        .executable(name: "director-lab", targets: ["director-lab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "CDirectorShim",
+            linkerSettings: [.linkedLibrary("numa")]
+        ),
+        .target(name: "DirectorWire"),
+        .target(name: "DirectorCore", dependencies: ["DirectorWire"]),
+        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire"]),
+        .target(
+            name: "DirectorDaemon",
+            dependencies: [
+                "CDirectorShim", "DirectorWire", "DirectorCore", "PacketIO",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "director",
+            dependencies: [
+                "DirectorDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "DirectorLab"),
+        .executableTarget(
+            name: "director-lab",
+            dependencies: ["DirectorLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "pipeline-benchmark",
+            dependencies: ["DirectorCore", "DirectorWire"],
+            path: "Benchmarks/PipelineBenchmark"
+        ),
+        .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
+        .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),
+        .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon"]),
+    ]
+)

@@ -1,0 +1,111 @@
+// The C side of the director: Linux packet-socket, BPF and libnuma headers, and the handful of
+// helpers Swift cannot express directly (atomic access to kernel-shared ring words, union fields,
+// function-like macros). Everything here is `static inline`: no C code is linked but libnuma.
+#ifndef CDIRECTOR_SHIM_H
+#define CDIRECTOR_SHIM_H
+
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <linux/virtio_net.h>
+#include <numa.h>
+
+// MARK: - TPACKET_V3 receive blocks
+
+/// Reads a block's status word with acquire ordering: the kernel writes the frames, then
+/// publishes the block by setting TP_STATUS_USER; we must see the frames once we see the flag.
+static inline uint32_t director_rx_block_status(const struct tpacket_block_desc *block) {
+    return __atomic_load_n(&block->hdr.bh1.block_status, __ATOMIC_ACQUIRE);
+}
+
+/// Hands a block back to the kernel (netsniff-ng's `user_may_pull_from_rx_block` in reverse).
+/// Release ordering: our reads of the frames happen before the kernel may overwrite them.
+static inline void director_rx_block_release(struct tpacket_block_desc *block) {
+    __atomic_store_n(&block->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t director_rx_block_packet_count(const struct tpacket_block_desc *block) {
+    return block->hdr.bh1.num_pkts;
+}
+
+static inline uint32_t director_rx_block_first_offset(const struct tpacket_block_desc *block) {
+    return block->hdr.bh1.offset_to_first_pkt;
+}
+
+static inline uint16_t director_rx_frame_vlan_tci(const struct tpacket3_hdr *frame) {
+    return frame->hv1.tp_vlan_tci;
+}
+
+// MARK: - TPACKET_V2 transmit frames
+
+/// Status word of a TX-ring frame, read with acquire ordering (the kernel sets it back to
+/// TP_STATUS_AVAILABLE once the frame has been sent and its memory may be reused).
+static inline uint32_t director_tx_frame_status(const struct tpacket2_hdr *frame) {
+    return __atomic_load_n(&frame->tp_status, __ATOMIC_ACQUIRE);
+}
+
+/// Publishes a filled TX frame to the kernel; release ordering so the frame bytes are visible first.
+static inline void director_tx_frame_publish(struct tpacket2_hdr *frame, uint32_t length) {
+    frame->tp_len = length;
+    __atomic_store_n(&frame->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
+}
+
+/// Where frame data starts in a TPACKET_V2 TX slot when PACKET_TX_HAS_OFF is not used
+/// (the kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).
+static inline uint32_t director_tx_data_offset(void) {
+    return TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
+}
+
+static inline uint32_t director_tpacket_align(uint32_t value) {
+    return TPACKET_ALIGN(value);
+}
+
+// MARK: - Counters shared between a worker and the control thread
+
+/// Single writer (the worker), any number of readers; relaxed ordering is enough because a
+/// reader only needs each counter to be a value that really existed, not a consistent set.
+static inline void director_store_relaxed_u64(uint64_t *slot, uint64_t value) {
+    __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t director_load_relaxed_u64(const uint64_t *slot) {
+    return __atomic_load_n(slot, __ATOMIC_RELAXED);
+}
+
+// MARK: - Threads and CPUs
+
+/// Pins the calling thread to one CPU (pthread_setaffinity_np). Returns 0 or an errno value.
+static inline int director_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+static inline int director_errno(void) { return errno; }
+
+/// CLOCK_MONOTONIC in nanoseconds: the one clock the data path uses for timeouts.
+static inline uint64_t director_monotonic_nanoseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+#endif

@@ -1,0 +1,35 @@
+/// A change to a connection table: what a worker reports so that the peer dispatcher can keep a
+/// replica (connection sync streams these as deltas).
+public enum ConnectionChange: Sendable, Equatable {
+    case created(ConnectionEntry)
+    case stateChanged(ConnectionEntry)
+    case removed(ConnectionEntry, RemovalReason)
+
+    public enum RemovalReason: UInt8, Sendable {
+        case expired
+        case reclaimed
+    }
+}
+
+/// Receives a worker's table changes, in order, on the worker's thread. Generic, not an
+/// existential: the forwarder is specialised for its sink.
+public protocol ConnectionChangeSink: ~Copyable {
+    mutating func record(_ change: ConnectionChange)
+}
+
+/// Counts changes by kind; the daemon's sink until a peer consumes the changes.
+public struct ConnectionChangeCounter: ConnectionChangeSink {
+    public private(set) var created = 0
+    public private(set) var stateChanges = 0
+    public private(set) var removals = 0
+
+    public init() {}
+
+    public mutating func record(_ change: ConnectionChange) {
+        switch change {
+        case .created: created += 1
+        case .stateChanged: stateChanges += 1
+        case .removed: removals += 1
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import DirectorWire
+
+/// One slot of a connection table: 32 bytes, two to a cache line.
+///
+///      0               4               8       10      12  13  14  15
+///     +---------------+---------------+-------+-------+---+---+---+---+
+///     | client addr   | virtual addr  | cport | vport |pro|sta|flg| - |
+///     +-------+-------+---------------+-------+-------+---+---+---+---+
+///     | rs id |   -   | key hash      | expires at (ms, monotonic)    |
+///     +-------+-------+---------------+-------------------------------+
+///     16      18      20              24                              32
+public struct ConnectionEntry: Sendable, Equatable {
+    public var clientAddress: IPv4Address
+    public var virtualAddress: IPv4Address
+    public var clientPort: UInt16
+    public var virtualPort: UInt16
+    @usableFromInline var transportNumber: UInt8
+    @usableFromInline var stateNumber: UInt8
+    @usableFromInline var flags: UInt8
+    @usableFromInline var reserved: UInt8 = 0
+    /// The real server, by the stable id the control plane gave it (see `ServiceTable`).
+    public var realServerID: UInt16
+    @usableFromInline var reserved2: UInt16 = 0
+    /// `FlowKey.tableHash`, kept so that moving an entry never rehashes it.
+    public var keyHash: UInt32
+    /// Monotonic milliseconds at which the entry expires unless refreshed.
+    public var expiresAt: UInt64
+
+    @usableFromInline static let occupiedFlag: UInt8 = 1
+    /// Set on entries copied from the peer dispatcher (used by connection sync).
+    @usableFromInline static let replicaFlag: UInt8 = 2
+
+    public init(key: FlowKey, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
+        clientAddress = key.clientAddress
+        virtualAddress = key.virtualAddress
+        clientPort = key.clientPort
+        virtualPort = key.virtualPort
+        transportNumber = key.transport.rawValue
+        stateNumber = state.rawValue
+        flags = ConnectionEntry.occupiedFlag | (isReplica ? ConnectionEntry.replicaFlag : 0)
+        self.realServerID = realServerID
+        self.keyHash = keyHash
+        self.expiresAt = expiresAt
+    }
+
+    public var state: ConnectionState {
+        get { ConnectionState(rawValue: stateNumber) ?? .none }
+        set { stateNumber = newValue.rawValue }
+    }
+
+    public var isOccupied: Bool { flags & ConnectionEntry.occupiedFlag != 0 }
+    public var isReplica: Bool { flags & ConnectionEntry.replicaFlag != 0 }
+
+    public var key: FlowKey {
+        FlowKey(clientAddress: clientAddress, clientPort: clientPort, virtualAddress: virtualAddress,
+                virtualPort: virtualPort, transport: TransportProtocol(rawValue: transportNumber) ?? .tcp)
+    }
+
+    @inlinable @inline(__always)
+    func matches(_ key: FlowKey) -> Bool {
+        clientAddress == key.clientAddress && clientPort == key.clientPort
+            && virtualAddress == key.virtualAddress && virtualPort == key.virtualPort
+            && transportNumber == key.transport.rawValue
+    }
+}

@@ -1,0 +1,172 @@
+import DirectorWire
+
+/// One worker's shard of the connection table: open addressing with linear probing over a
+/// preallocated array of 32-byte entries, one writer (its worker), no locks, no allocation after
+/// `init`.
+///
+/// - Capacity is fixed: there are `capacity × 3/2` slots, so the load factor never passes 2/3
+///   and an unsuccessful probe stays short (Knuth: ½(1 + 1/(1−α)²) ≈ 5 slots at α = 2/3).
+///   That is 48 bytes of table per connection at full capacity.
+/// - Deletion shifts later entries of the probe run back (Knuth's Algorithm R), so there are no
+///   tombstones and lookups never slow down with churn.
+/// - Expiry is incremental: `expire(now:budget:)` examines a bounded number of slots from a
+///   cursor that walks the table round and round; there is never a stop-the-world sweep.
+public struct ConnectionTable: ~Copyable {
+    public let capacity: Int
+    public let slotCount: Int
+    public private(set) var count = 0
+    @usableFromInline let slots: UnsafeMutablePointer<ConnectionEntry>
+    private let memory: TableMemory
+    private var sweepCursor = 0
+
+    /// How far from a new flow's home slot `insert` looks for a half-open entry to reclaim when
+    /// the shard is full (a bounded search, like the approximate LRU of Katran's per-CPU tables).
+    public static let reclaimWindow = 64
+
+    public static let bytesPerSlot = MemoryLayout<ConnectionEntry>.stride
+
+    public init?(capacity: Int, memory: TableMemory = .heap) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        slotCount = capacity + capacity / 2 + 1
+        let byteCount = slotCount * ConnectionTable.bytesPerSlot
+        guard let raw = memory.allocate(byteCount) else { return nil }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        slots = raw.bindMemory(to: ConnectionEntry.self, capacity: slotCount)
+        self.memory = memory
+    }
+
+    deinit {
+        memory.release(UnsafeMutableRawPointer(slots), slotCount * ConnectionTable.bytesPerSlot)
+    }
+
+    /// Bytes of slot memory this shard holds.
+    public var memoryFootprint: Int { slotCount * ConnectionTable.bytesPerSlot }
+
+    /// Maps a 32-bit hash onto `0..<slotCount` without a division (Lemire's fast range).
+    @inlinable @inline(__always)
+    func homeSlot(_ hash: UInt32) -> Int { Int((UInt64(hash) &* UInt64(slotCount)) >> 32) }
+
+    @inlinable @inline(__always)
+    func nextSlot(_ slot: Int) -> Int { slot &+ 1 == slotCount ? 0 : slot &+ 1 }
+
+    /// The slot holding `key`, if any.
+    @inlinable
+    public func find(_ key: FlowKey, hash: UInt32) -> Int? {
+        var slot = homeSlot(hash)
+        while true {
+            let entry = slots[slot]
+            if !entry.isOccupied { return nil }
+            if entry.keyHash == hash && entry.matches(key) { return slot }
+            slot = nextSlot(slot)
+        }
+    }
+
+    @inlinable
+    public subscript(slot: Int) -> ConnectionEntry {
+        get { slots[slot] }
+        nonmutating _modify { yield &slots[slot] }
+    }
+
+    public enum InsertOutcome: Equatable {
+        case inserted(slot: Int)
+        /// The shard was full; a half-open entry was given up for the new flow.
+        case insertedByReclaiming(slot: Int, reclaimed: ConnectionEntry)
+        /// The shard was full and nothing could be reclaimed: the flow is not recorded.
+        case full
+    }
+
+    /// Adds an entry whose key is not in the table (the caller has just looked).
+    public mutating func insert(_ entry: ConnectionEntry) -> InsertOutcome {
+        if count < capacity {
+            return .inserted(slot: place(entry))
+        }
+        guard let victim = halfOpenSlotNearestTimeout(near: homeSlot(entry.keyHash)) else { return .full }
+        let reclaimed = slots[victim]
+        remove(at: victim)
+        return .insertedByReclaiming(slot: place(entry), reclaimed: reclaimed)
+    }
+
+    private mutating func place(_ entry: ConnectionEntry) -> Int {
+        var slot = homeSlot(entry.keyHash)
+        while slots[slot].isOccupied { slot = nextSlot(slot) }
+        slots[slot] = entry
+        count += 1
+        return slot
+    }
+
+    private func halfOpenSlotNearestTimeout(near home: Int) -> Int? {
+        var best: Int?
+        var bestExpiry = UInt64.max
+        var slot = home
+        for _ in 0..<min(ConnectionTable.reclaimWindow, slotCount) {
+            let entry = slots[slot]
+            if entry.isOccupied && entry.state == .synReceived && entry.expiresAt < bestExpiry {
+                best = slot
+                bestExpiry = entry.expiresAt
+            }
+            slot = nextSlot(slot)
+        }
+        return best
+    }
+
+    /// Empties `slot` and moves later members of its probe run back so every entry stays
+    /// reachable from its home slot.
+    public mutating func remove(at slot: Int) {
+        var hole = slot
+        var probe = slot
+        while true {
+            probe = nextSlot(probe)
+            let candidate = slots[probe]
+            if !candidate.isOccupied { break }
+            let home = homeSlot(candidate.keyHash)
+            // The candidate may fill the hole only if its home is not cyclically in (hole, probe].
+            let homeIsBetween = hole <= probe ? (hole < home && home <= probe) : (hole < home || home <= probe)
+            if !homeIsBetween {
+                slots[hole] = candidate
+                hole = probe
+            }
+        }
+        slots[hole] = ConnectionEntry.empty
+        count -= 1
+    }
+
+    /// Examines up to `budget` slots from where the last call stopped; removes every entry that
+    /// expired at or before `now`, handing each to `expired` first. Returns how many it removed.
+    @discardableResult
+    public mutating func expire(now: UInt64, budget: Int, _ expired: (ConnectionEntry) -> Void) -> Int {
+        var removed = 0
+        var examined = 0
+        while examined < budget && count > 0 {
+            examined += 1
+            let entry = slots[sweepCursor]
+            if entry.isOccupied && entry.expiresAt <= now {
+                expired(entry)
+                remove(at: sweepCursor)
+                removed += 1
+                // The shift may have moved a later entry into this slot: look at it again.
+                continue
+            }
+            sweepCursor = nextSlot(sweepCursor)
+        }
+        return removed
+    }
+
+    /// Calls `body` with every live entry (for status listings; not for the data path).
+    public func forEach(_ body: (ConnectionEntry) -> Void) {
+        for slot in 0..<slotCount where slots[slot].isOccupied { body(slots[slot]) }
+    }
+}
+
+extension ConnectionEntry {
+    @usableFromInline static let empty = ConnectionEntry(
+        key: FlowKey(clientAddress: IPv4Address(rawValue: 0), clientPort: 0, virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0, transport: .tcp),
+        keyHash: 0, state: .none, realServerID: 0, expiresAt: 0)
+        .clearingOccupied()
+
+    private func clearingOccupied() -> ConnectionEntry {
+        var copy = self
+        copy.flags = 0
+        return copy
+    }
+}

@@ -1,0 +1,201 @@
+import DirectorWire
+
+/// Settings of the per-packet pipeline that come from the config, not from the frame.
+public struct ForwarderSettings: Sendable {
+    /// Frames addressed to this MAC are the director's (the VIP's MAC on the front segment).
+    public var virtualMAC: MACAddress
+    /// Source MAC of frames sent to real servers (the back interface's own address).
+    public var backMAC: MACAddress
+    /// Whether this director answers ARP requests for the virtual addresses.
+    public var answersARP: Bool
+    public var timeouts: ConnectionTimeouts
+    /// A TCP segment without SYN and without an entry is scheduled anyway when the service's
+    /// scheduler is consistent (mh, sh): another director's flow that moved here (IPVS calls this
+    /// "sloppy TCP"). With rr/wrr/lc/wlc such a segment is dropped, since any choice would be a guess.
+    public var picksUpMidstreamFlows: Bool
+
+    public init(virtualMAC: MACAddress, backMAC: MACAddress, answersARP: Bool = true,
+                timeouts: ConnectionTimeouts = ConnectionTimeouts(), picksUpMidstreamFlows: Bool = true) {
+        self.virtualMAC = virtualMAC
+        self.backMAC = backMAC
+        self.answersARP = answersARP
+        self.timeouts = timeouts
+        self.picksUpMidstreamFlows = picksUpMidstreamFlows
+    }
+}
+
+/// What to do with a frame after `Forwarder.process`. The frame has already been rewritten in
+/// place; the caller only moves it.
+public enum Verdict: Equatable, Sendable {
+    /// Send the (rewritten) first `length` bytes on the back interface, to a real server.
+    case transmitOnBack(length: Int)
+    /// Send the first `length` bytes back out of the front interface (an ARP reply).
+    case transmitOnFront(length: Int)
+    /// Not forwarded; the reason has been counted.
+    case drop
+}
+
+/// The per-packet pipeline of one worker, in the order a frame meets it:
+/// parse → (ARP) → virtual service → connection → schedule → rewrite → verdict.
+///
+/// It owns the worker's shard of the connection table and its counters; nothing in it is shared
+/// with another thread, so nothing in it is locked. It does no I/O: the daemon runs it on ring
+/// frames, tests run it on byte arrays.
+public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
+    public var table: ConnectionTable
+    public var counters = WorkerCounters()
+    public var changes: Sink
+    public let load = ConnectionLoad()
+    public private(set) var settings: ForwarderSettings
+    public private(set) var services: ServiceTable
+    private var cursors: [SchedulerCursor]
+
+    public init(table: consuming ConnectionTable, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
+        self.table = table
+        self.services = services
+        self.settings = settings
+        self.changes = changes
+        cursors = Array(repeating: SchedulerCursor(), count: services.services.count)
+    }
+
+    /// Takes a new service snapshot (between bursts). Scheduler positions restart; connections
+    /// and their real servers are kept, since entries name real servers by stable id.
+    public mutating func install(_ services: ServiceTable, settings: ForwarderSettings? = nil) {
+        self.services = services
+        if let settings { self.settings = settings }
+        cursors = Array(repeating: SchedulerCursor(), count: services.services.count)
+    }
+
+    // MARK: - The pipeline
+
+    /// Processes one frame received on the front interface at monotonic time `now` (ms).
+    public mutating func process(_ frame: inout MutableRawSpan, now: UInt64) -> Verdict {
+        counters[.framesReceived] &+= 1
+        counters[.bytesReceived] &+= UInt64(frame.byteCount)
+        switch FrameParser.parse(frame.bytes) {
+        case .ipv4(let flow):
+            return forward(flow, &frame, now: now)
+        case .arp(let message):
+            return answer(message, &frame)
+        case .passedOver(let reason):
+            counters[passedOver: reason] &+= 1
+            return .drop
+        case .malformed(let reason):
+            counters[malformed: reason] &+= 1
+            return .drop
+        }
+    }
+
+    @inline(__always)
+    private mutating func forward(_ flow: IPv4Flow, _ frame: inout MutableRawSpan, now: UInt64) -> Verdict {
+        guard flow.destinationMAC == settings.virtualMAC else { return drop(.notAddressedToDirector) }
+        guard let serviceIndex = services.find(address: flow.destination, port: flow.destinationPort, transport: flow.transport) else {
+            return drop(.noVirtualService)
+        }
+        let key = FlowKey(flow)
+        let hash = key.tableHash
+        let realServerID: UInt16
+        if let slot = table.find(key, hash: hash) {
+            realServerID = refresh(slot: slot, flow: flow, now: now)
+        } else {
+            guard let id = admit(key, hash: hash, flow: flow, serviceIndex: serviceIndex, now: now) else { return .drop }
+            realServerID = id
+        }
+        let destination = services.destinationMAC(realServerID)
+        guard destination != .zero else { return drop(.realServerUnresolved) }
+        DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
+        counters[.framesForwarded] &+= 1
+        counters[.bytesForwarded] &+= UInt64(frame.byteCount)
+        return .transmitOnBack(length: frame.byteCount)
+    }
+
+    /// An existing connection: advance its state, push its expiry out, return its real server.
+    @inline(__always)
+    private mutating func refresh(slot: Int, flow: IPv4Flow, now: UInt64) -> UInt16 {
+        let entry = table[slot]
+        let state = flow.transport == .udp ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
+        table[slot].expiresAt = now &+ settings.timeouts.timeout(for: state)
+        if state != entry.state {
+            table[slot].state = state
+            load.stateChanged(entry.realServerID, from: entry.state, to: state)
+            changes.record(.stateChanged(table[slot]))
+        }
+        return entry.realServerID
+    }
+
+    /// A flow without an entry: decide whether it may start one, schedule it, record it.
+    private mutating func admit(_ key: FlowKey, hash: UInt32, flow: IPv4Flow, serviceIndex: Int, now: UInt64) -> UInt16? {
+        let service = services.services[serviceIndex]
+        var state = ConnectionState.udp
+        if flow.transport == .tcp {
+            if flow.tcpFlags.contains(.syn) && !flow.tcpFlags.contains(.rst) && !flow.tcpFlags.contains(.ack) {
+                state = .synReceived
+            } else if settings.picksUpMidstreamFlows && service.scheduler.kind.isConsistent && !flow.tcpFlags.contains(.rst) {
+                state = .established
+                counters[.midstreamPickups] &+= 1
+            } else {
+                drop(.noConnectionForNonSYN)
+                return nil
+            }
+        }
+        guard let member = service.scheduler.select(key, pool: service.pool, cursor: &cursors[serviceIndex], load: load) else {
+            drop(.noRealServerAvailable)
+            return nil
+        }
+        let realServerID = service.pool[member].id
+        let entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
+                                    expiresAt: now &+ settings.timeouts.timeout(for: state))
+        switch table.insert(entry) {
+        case .inserted:
+            break
+        case .insertedByReclaiming(_, let reclaimed):
+            counters[.connectionsReclaimed] &+= 1
+            load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)
+            changes.record(.removed(reclaimed, .reclaimed))
+        case .full:
+            drop(.connectionTableFull)
+            return nil
+        }
+        counters[.connectionsCreated] &+= 1
+        load.connectionOpened(realServerID, state: state)
+        changes.record(.created(entry))
+        return realServerID
+    }
+
+    /// ARP: answer "who has VIP?" with the VIP's MAC, rewriting the request into the reply.
+    private mutating func answer(_ message: ARPMessage, _ frame: inout MutableRawSpan) -> Verdict {
+        guard message.operation == .request, settings.answersARP, services.isVirtualAddress(message.targetAddress) else {
+            return drop(.arpNotForVirtualAddress)
+        }
+        guard let length = ARPCodec.write(
+            operation: .reply, into: &frame, ethernetDestination: message.senderMAC, ethernetSource: settings.virtualMAC,
+            vlanID: message.vlanID, senderMAC: settings.virtualMAC, senderAddress: message.targetAddress,
+            targetMAC: message.senderMAC, targetAddress: message.senderAddress)
+        else { return drop(.arpNotForVirtualAddress) }
+        counters[.arpRepliesSent] &+= 1
+        return .transmitOnFront(length: length)
+    }
+
+    @discardableResult @inline(__always)
+    private mutating func drop(_ reason: DropReason) -> Verdict {
+        counters[drop: reason] &+= 1
+        return .drop
+    }
+
+    // MARK: - Beside the pipeline
+
+    /// Incremental expiry: examines at most `budget` slots. Call once per loop iteration.
+    public mutating func expire(now: UInt64, budget: Int) {
+        table.expire(now: now, budget: budget) { entry in
+            load.connectionClosed(entry.realServerID, state: entry.state)
+            counters[.connectionsExpired] &+= 1
+            changes.record(.removed(entry, .expired))
+        }
+    }
+
+    /// Counts a frame the transmit side could not place (ring full).
+    public mutating func countTransmitFailure() {
+        counters[drop: .transmitRingFull] &+= 1
+        counters[.framesForwarded] &-= 1
+    }
+}

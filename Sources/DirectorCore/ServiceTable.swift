@@ -1,0 +1,64 @@
+import DirectorWire
+
+/// An immutable snapshot of every virtual service, built by the control plane and read by the
+/// workers, which pick up a new one between bursts (see `Forwarder.install`). Nothing in it
+/// changes after `init`, so workers read it without locks.
+public final class ServiceTable: Sendable {
+    public let services: [VirtualService]
+    /// Real-server MAC by real-server id (`MACAddress.zero` = not resolved yet).
+    public let destinationMACs: [MACAddress]
+    /// Open-addressed index from (VIP, port, protocol) to a position in `services`; -1 = empty.
+    private let index: [Int32]
+    private let virtualAddresses: [IPv4Address]
+    public let generation: UInt64
+
+    public init(services: [VirtualService], generation: UInt64 = 0) {
+        self.services = services
+        self.generation = generation
+        let maxID = services.flatMap(\.pool).map { Int($0.id) }.max() ?? 0
+        var macs = [MACAddress](repeating: .zero, count: maxID + 1)
+        for server in services.flatMap(\.pool) { macs[Int(server.id)] = server.mac }
+        destinationMACs = macs
+        var size = 16
+        while size < services.count * 4 { size *= 2 }
+        var index = [Int32](repeating: -1, count: size)
+        for (position, service) in services.enumerated() {
+            var slot = ServiceTable.slot(ServiceTable.packedKey(service.address, service.port, service.transport), size: size)
+            while index[slot] >= 0 { slot = (slot + 1) & (size - 1) }
+            index[slot] = Int32(position)
+        }
+        self.index = index
+        virtualAddresses = Array(Set(services.map(\.address))).sorted()
+    }
+
+    @inlinable @inline(__always)
+    static func packedKey(_ address: IPv4Address, _ port: UInt16, _ transport: TransportProtocol) -> UInt64 {
+        UInt64(address.rawValue) << 24 | UInt64(port) << 8 | UInt64(transport.rawValue)
+    }
+
+    @inlinable @inline(__always)
+    static func slot(_ key: UInt64, size: Int) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & (size - 1)
+    }
+
+    /// The position of the service for (address, port, transport), if there is one.
+    public func find(address: IPv4Address, port: UInt16, transport: TransportProtocol) -> Int? {
+        let key = ServiceTable.packedKey(address, port, transport)
+        var slot = ServiceTable.slot(key, size: index.count)
+        while true {
+            let position = Int(index[slot])
+            if position < 0 { return nil }
+            let service = services[position]
+            if service.port == port && service.address == address && service.transport == transport { return position }
+            slot = (slot + 1) & (index.count - 1)
+        }
+    }
+
+    public func isVirtualAddress(_ address: IPv4Address) -> Bool {
+        virtualAddresses.contains(address)
+    }
+
+    public func destinationMAC(_ realServerID: UInt16) -> MACAddress {
+        Int(realServerID) < destinationMACs.count ? destinationMACs[Int(realServerID)] : .zero
+    }
+}

@@ -1,0 +1,50 @@
+import DirectorWire
+
+/// A real server behind a virtual service.
+public struct RealServer: Sendable, Equatable {
+    /// Stable id the control plane gives each (address, port): connection entries refer to real
+    /// servers by it, so entries stay valid across reloads that reorder or shrink pools.
+    public var id: UInt16
+    public var address: IPv4Address
+    public var port: UInt16
+    /// Relative share of new connections; 0 means quiesced: existing connections continue, new
+    /// ones go elsewhere (as with `ipvsadm -e -w 0`).
+    public var weight: UInt32
+    /// Where DR sends its frames. Resolved by ARP on the back interface when not configured.
+    public var mac: MACAddress
+
+    public init(id: UInt16, address: IPv4Address, port: UInt16, weight: UInt32, mac: MACAddress) {
+        self.id = id
+        self.address = address
+        self.port = port
+        self.weight = weight
+        self.mac = mac
+    }
+}
+
+/// How frames reach real servers. Direct routing only rewrites the destination MAC.
+public enum ForwardingMethod: String, Sendable {
+    case directRouting = "dr"
+}
+
+/// A virtual service: (VIP, port, protocol) → a pool of real servers and a scheduler.
+public struct VirtualService: Sendable {
+    public var address: IPv4Address
+    public var port: UInt16
+    public var transport: TransportProtocol
+    public var forwarding: ForwardingMethod
+    public var pool: [RealServer]
+    public var scheduler: Scheduler
+
+    public init(address: IPv4Address, port: UInt16, transport: TransportProtocol, forwarding: ForwardingMethod = .directRouting,
+                pool: [RealServer], scheduler: SchedulerKind, maglevTableSize: Int = MaglevScheduler.defaultTableSize) {
+        self.address = address
+        self.port = port
+        self.transport = transport
+        self.forwarding = forwarding
+        self.pool = pool
+        self.scheduler = Scheduler(kind: scheduler, pool: pool, maglevTableSize: maglevTableSize)
+    }
+
+    public var name: String { "\(transport) \(address):\(port)" }
+}

@@ -1,0 +1,97 @@
+import DirectorWire
+
+/// What a worker counts that is not a drop.
+public enum WorkerCounter: Int, CaseIterable, Sendable {
+    case framesReceived
+    case bytesReceived
+    case framesForwarded
+    case bytesForwarded
+    case arpRepliesSent
+    case connectionsCreated
+    case connectionsExpired
+    case connectionsReclaimed
+    case midstreamPickups
+
+    public var name: String {
+        switch self {
+        case .framesReceived: "frames_received"
+        case .bytesReceived: "bytes_received"
+        case .framesForwarded: "frames_forwarded"
+        case .bytesForwarded: "bytes_forwarded"
+        case .arpRepliesSent: "arp_replies_sent"
+        case .connectionsCreated: "connections_created"
+        case .connectionsExpired: "connections_expired"
+        case .connectionsReclaimed: "connections_reclaimed"
+        case .midstreamPickups: "midstream_pickups"
+        }
+    }
+}
+
+/// Frames the director saw and did not forward, beyond the parser's `MalformedReason` and
+/// `PassOverReason`.
+public enum DropReason: Int, CaseIterable, Sendable {
+    case notAddressedToDirector
+    case noVirtualService
+    case noRealServerAvailable
+    case realServerUnresolved
+    case connectionTableFull
+    case noConnectionForNonSYN
+    case arpNotForVirtualAddress
+    case transmitRingFull
+
+    public var name: String {
+        switch self {
+        case .notAddressedToDirector: "not_addressed_to_director"
+        case .noVirtualService: "no_virtual_service"
+        case .noRealServerAvailable: "no_real_server_available"
+        case .realServerUnresolved: "real_server_unresolved"
+        case .connectionTableFull: "connection_table_full"
+        case .noConnectionForNonSYN: "no_connection_for_non_syn"
+        case .arpNotForVirtualAddress: "arp_not_for_virtual_address"
+        case .transmitRingFull: "transmit_ring_full"
+        }
+    }
+}
+
+/// A worker's counters: plain memory that only the worker writes. The daemon copies them out to
+/// shared memory once per burst; the data path itself never touches an atomic.
+public struct WorkerCounters: Sendable {
+    public static let dropBase = 16
+    public static let malformedBase = 32
+    public static let passOverBase = 56
+    public static let count = 64
+    public var values = InlineArray<64, UInt64>(repeating: 0)
+
+    public init() {}
+
+    @inlinable @inline(__always)
+    public subscript(_ counter: WorkerCounter) -> UInt64 {
+        get { values[counter.rawValue] }
+        set { values[counter.rawValue] = newValue }
+    }
+
+    @inlinable @inline(__always)
+    public subscript(drop reason: DropReason) -> UInt64 {
+        get { values[WorkerCounters.dropBase &+ reason.rawValue] }
+        set { values[WorkerCounters.dropBase &+ reason.rawValue] = newValue }
+    }
+
+    @inlinable @inline(__always)
+    public subscript(malformed reason: MalformedReason) -> UInt64 {
+        get { values[WorkerCounters.malformedBase &+ reason.rawValue] }
+        set { values[WorkerCounters.malformedBase &+ reason.rawValue] = newValue }
+    }
+
+    @inlinable @inline(__always)
+    public subscript(passedOver reason: PassOverReason) -> UInt64 {
+        get { values[WorkerCounters.passOverBase &+ reason.rawValue] }
+        set { values[WorkerCounters.passOverBase &+ reason.rawValue] = newValue }
+    }
+
+    /// (name, index) for every counter, in the order status output prints them.
+    public static let layout: [(name: String, index: Int)] =
+        WorkerCounter.allCases.map { ($0.name, $0.rawValue) }
+        + DropReason.allCases.map { ("drop_" + $0.name, dropBase + $0.rawValue) }
+        + MalformedReason.allCases.map { ("malformed_" + $0.name, malformedBase + $0.rawValue) }
+        + PassOverReason.allCases.map { ("passed_over_" + $0.name, passOverBase + $0.rawValue) }
+}

@@ -1,0 +1,123 @@
+/// Parses a frame from the wire, outermost header first. Each step checks that the bytes it is
+/// about to read are there before reading them; what does not fit becomes a `MalformedReason`.
+public enum FrameParser {
+    public static func parse(_ frame: RawSpan) -> ParsedFrame {
+        guard frame.byteCount >= EthernetHeader.length else { return .malformed(.truncatedEthernet) }
+        let destinationMAC = frame.macAddress(at: EthernetHeader.destinationOffset)
+        let sourceMAC = frame.macAddress(at: EthernetHeader.sourceOffset)
+        var etherType = frame.bigEndianUInt16(at: EthernetHeader.etherTypeOffset)
+        var networkOffset = EthernetHeader.length
+        var vlanID: UInt16? = nil
+
+        // One 802.1Q tag is understood; a frame cut inside it is broken, not "other".
+        if etherType == EtherType.vlan {
+            guard frame.byteCount >= networkOffset + EthernetHeader.vlanTagLength else {
+                return .malformed(.truncatedVLANTag)
+            }
+            vlanID = frame.bigEndianUInt16(at: networkOffset) & 0x0FFF
+            etherType = frame.bigEndianUInt16(at: networkOffset + 2)
+            networkOffset += EthernetHeader.vlanTagLength
+        }
+
+        switch etherType {
+        case EtherType.ipv4:
+            return parseIPv4(frame, networkOffset: networkOffset, destinationMAC: destinationMAC,
+                             sourceMAC: sourceMAC, vlanID: vlanID)
+        case EtherType.arp:
+            return ARPCodec.parse(frame, offset: networkOffset, destinationMAC: destinationMAC, vlanID: vlanID)
+        case EtherType.ipv6:
+            return .passedOver(.ipv6)
+        default:
+            return .passedOver(.otherEtherType)
+        }
+    }
+
+    @inline(__always)
+    static func parseIPv4(
+        _ frame: RawSpan, networkOffset: Int, destinationMAC: MACAddress, sourceMAC: MACAddress, vlanID: UInt16?
+    ) -> ParsedFrame {
+        let available = frame.byteCount - networkOffset
+        guard available >= IPv4Header.minimumLength else { return .malformed(.truncatedIPv4Header) }
+        let versionAndLength = frame.byte(at: networkOffset)
+        guard versionAndLength >> 4 == 4 else { return .malformed(.badIPVersion) }
+        let headerLength = Int(versionAndLength & 0x0F) * 4
+        guard headerLength >= IPv4Header.minimumLength else { return .malformed(.badIPv4HeaderLength) }
+        guard headerLength <= available else { return .malformed(.truncatedIPv4Header) }
+        let totalLength = Int(frame.bigEndianUInt16(at: networkOffset + IPv4Header.totalLengthOffset))
+        guard totalLength >= headerLength else { return .malformed(.totalLengthBelowHeader) }
+        guard totalLength <= available else { return .malformed(.totalLengthBeyondFrame) }
+        // Any fragment — first (MF set) or later (offset ≠ 0) — lacks a complete transport header
+        // in at least one piece, so none can be scheduled consistently: drop them all.
+        let flagsAndOffset = frame.bigEndianUInt16(at: networkOffset + IPv4Header.flagsAndFragmentOffset)
+        guard flagsAndOffset & (IPv4Header.moreFragmentsBit | IPv4Header.fragmentOffsetMask) == 0 else {
+            return .malformed(.fragment)
+        }
+        let protocolNumber = frame.byte(at: networkOffset + IPv4Header.protocolOffset)
+        let source = IPv4Address(rawValue: frame.bigEndianUInt32(at: networkOffset + IPv4Header.sourceOffset))
+        let destination = IPv4Address(rawValue: frame.bigEndianUInt32(at: networkOffset + IPv4Header.destinationOffset))
+        let transportOffset = networkOffset + headerLength
+        let transportLength = totalLength - headerLength
+
+        var flow = IPv4Flow(
+            destinationMAC: destinationMAC, sourceMAC: sourceMAC, vlanID: vlanID,
+            networkOffset: networkOffset, transportOffset: transportOffset,
+            source: source, destination: destination, transport: .tcp,
+            sourcePort: 0, destinationPort: 0, tcpFlags: [], packetLength: totalLength)
+
+        switch protocolNumber {
+        case TransportProtocol.tcp.rawValue:
+            guard transportLength >= TCPHeader.minimumLength else { return .malformed(.truncatedTCPHeader) }
+            let dataOffset = Int(frame.byte(at: transportOffset + TCPHeader.dataOffsetOffset) >> 4) * 4
+            guard dataOffset >= TCPHeader.minimumLength, dataOffset <= transportLength else {
+                return .malformed(.badTCPDataOffset)
+            }
+            flow.sourcePort = frame.bigEndianUInt16(at: transportOffset)
+            flow.destinationPort = frame.bigEndianUInt16(at: transportOffset + 2)
+            flow.tcpFlags = TCPFlags(rawValue: frame.byte(at: transportOffset + TCPHeader.flagsOffset) & 0x3F)
+        case TransportProtocol.udp.rawValue:
+            guard transportLength >= UDPHeader.length else { return .malformed(.truncatedUDPHeader) }
+            let udpLength = Int(frame.bigEndianUInt16(at: transportOffset + UDPHeader.lengthOffset))
+            guard udpLength >= UDPHeader.length, udpLength <= transportLength else { return .malformed(.badUDPLength) }
+            flow.transport = .udp
+            flow.sourcePort = frame.bigEndianUInt16(at: transportOffset)
+            flow.destinationPort = frame.bigEndianUInt16(at: transportOffset + 2)
+        default:
+            return .passedOver(.otherIPProtocol)
+        }
+        return .ipv4(flow)
+    }
+}
+
+/// IPv4 header layout (RFC 791).
+public enum IPv4Header {
+    public static let minimumLength = 20
+    public static let totalLengthOffset = 2
+    public static let identificationOffset = 4
+    public static let flagsAndFragmentOffset = 6
+    public static let ttlOffset = 8
+    public static let protocolOffset = 9
+    public static let checksumOffset = 10
+    public static let sourceOffset = 12
+    public static let destinationOffset = 16
+    public static let moreFragmentsBit: UInt16 = 0x2000
+    public static let dontFragmentBit: UInt16 = 0x4000
+    public static let fragmentOffsetMask: UInt16 = 0x1FFF
+}
+
+/// TCP header layout (RFC 9293).
+public enum TCPHeader {
+    public static let minimumLength = 20
+    public static let sequenceOffset = 4
+    public static let acknowledgmentOffset = 8
+    public static let dataOffsetOffset = 12
+    public static let flagsOffset = 13
+    public static let windowOffset = 14
+    public static let checksumOffset = 16
+}
+
+/// UDP header layout (RFC 768).
+public enum UDPHeader {
+    public static let length = 8
+    public static let lengthOffset = 4
+    public static let checksumOffset = 6
+}

@@ -1,0 +1,36 @@
+/// The Internet checksum (RFC 1071) and its incremental update (RFC 1624, eqn. 3).
+public enum InternetChecksum {
+    /// One's-complement sum of 16-bit big-endian words, folded; not yet complemented.
+    public static func sum(_ bytes: RawSpan, initial: UInt32 = 0) -> UInt32 {
+        var total = UInt64(initial)
+        var offset = 0
+        while offset + 1 < bytes.byteCount {
+            total &+= UInt64(bytes.bigEndianUInt16(at: offset))
+            offset += 2
+        }
+        if offset < bytes.byteCount { total &+= UInt64(bytes.byte(at: offset)) << 8 }
+        while total >> 16 != 0 { total = (total & 0xFFFF) &+ (total >> 16) }
+        return UInt32(total)
+    }
+
+    /// The checksum field value for `bytes` (whose checksum field must read as zero).
+    public static func checksum(_ bytes: RawSpan, initial: UInt32 = 0) -> UInt16 {
+        ~UInt16(truncatingIfNeeded: sum(bytes, initial: initial))
+    }
+
+    /// RFC 1624: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from `old` to `new`.
+    @inlinable
+    public static func updated(_ checksum: UInt16, replacing old: UInt16, with new: UInt16) -> UInt16 {
+        var sum = UInt32(~checksum) &+ UInt32(~old) &+ UInt32(new)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        sum = (sum & 0xFFFF) &+ (sum >> 16)
+        return ~UInt16(truncatingIfNeeded: sum)
+    }
+
+    /// The same for a 32-bit field (an address), as two 16-bit halves.
+    @inlinable
+    public static func updated(_ checksum: UInt16, replacing old: UInt32, with new: UInt32) -> UInt16 {
+        let high = updated(checksum, replacing: UInt16(truncatingIfNeeded: old >> 16), with: UInt16(truncatingIfNeeded: new >> 16))
+        return updated(high, replacing: UInt16(truncatingIfNeeded: old), with: UInt16(truncatingIfNeeded: new))
+    }
+}

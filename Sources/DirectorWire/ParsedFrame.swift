@@ -1,0 +1,96 @@
+/// What the parser found in a frame. Every case is a plain value: parsing allocates nothing.
+public enum ParsedFrame: Sendable, Equatable {
+    /// An IPv4 TCP or UDP packet with its flow identity.
+    case ipv4(IPv4Flow)
+    /// An Ethernet/IPv4 ARP request or reply.
+    case arp(ARPMessage)
+    /// Well-formed, but nothing the director handles (IPv6 for now, other EtherTypes, ICMP…).
+    case passedOver(PassOverReason)
+    /// Broken: counted by reason and dropped.
+    case malformed(MalformedReason)
+}
+
+/// The fields of an IPv4 TCP/UDP frame the data path needs, in host byte order.
+public struct IPv4Flow: Sendable, Equatable {
+    public var destinationMAC: MACAddress
+    public var sourceMAC: MACAddress
+    /// The VLAN ID of an in-frame 802.1Q tag, if there was one.
+    public var vlanID: UInt16?
+    /// Offset of the IPv4 header in the frame.
+    public var networkOffset: Int
+    /// Offset of the TCP/UDP header in the frame.
+    public var transportOffset: Int
+    public var source: IPv4Address
+    public var destination: IPv4Address
+    public var transport: TransportProtocol
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    /// TCP control bits; empty for UDP.
+    public var tcpFlags: TCPFlags
+    /// Bytes of the IPv4 packet (its total length); the frame may carry Ethernet padding after it.
+    public var packetLength: Int
+}
+
+/// An ARP message for Ethernet and IPv4 (RFC 826).
+public struct ARPMessage: Sendable, Equatable {
+    public enum Operation: UInt16, Sendable { case request = 1, reply = 2 }
+    public var operation: Operation
+    public var destinationMAC: MACAddress
+    public var vlanID: UInt16?
+    public var senderMAC: MACAddress
+    public var senderAddress: IPv4Address
+    public var targetMAC: MACAddress
+    public var targetAddress: IPv4Address
+}
+
+/// Frames that are well formed but not the director's business. Counted, then left alone.
+public enum PassOverReason: Int, CaseIterable, Sendable {
+    case ipv6
+    case otherEtherType
+    case otherIPProtocol
+    case unsupportedARP
+
+    public var name: String {
+        switch self {
+        case .ipv6: "ipv6"
+        case .otherEtherType: "other_ethertype"
+        case .otherIPProtocol: "other_ip_protocol"
+        case .unsupportedARP: "unsupported_arp"
+        }
+    }
+}
+
+/// Every way a frame from the wire can be broken. Each is a counter; none is a crash.
+public enum MalformedReason: Int, CaseIterable, Sendable {
+    case truncatedEthernet
+    case truncatedVLANTag
+    case truncatedIPv4Header
+    case badIPVersion
+    case badIPv4HeaderLength
+    case totalLengthBeyondFrame
+    case totalLengthBelowHeader
+    case fragment
+    case truncatedTCPHeader
+    case badTCPDataOffset
+    case truncatedUDPHeader
+    case badUDPLength
+    case truncatedARP
+
+    public var name: String {
+        switch self {
+        case .truncatedEthernet: "truncated_ethernet"
+        case .truncatedVLANTag: "truncated_vlan_tag"
+        case .truncatedIPv4Header: "truncated_ipv4_header"
+        case .badIPVersion: "bad_ip_version"
+        case .badIPv4HeaderLength: "bad_ipv4_header_length"
+        case .totalLengthBeyondFrame: "total_length_beyond_frame"
+        case .totalLengthBelowHeader: "total_length_below_header"
+        case .fragment: "fragment"
+        case .truncatedTCPHeader: "truncated_tcp_header"
+        case .badTCPDataOffset: "bad_tcp_data_offset"
+        case .truncatedUDPHeader: "truncated_udp_header"
+        case .badUDPLength: "bad_udp_length"
+        case .truncatedARP: "truncated_arp"
+        }
+    }
+}

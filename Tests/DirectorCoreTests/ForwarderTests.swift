@@ -1,0 +1,178 @@
+import DirectorCore
+import DirectorWire
+import Testing
+
+private let clientMAC = MACAddress("02:00:00:00:01:01")!
+private let vipMAC = MACAddress("02:00:00:00:00:64")!
+private let backMAC = MACAddress("02:00:00:00:00:b0")!
+private let client = IPv4Address(198, 18, 1, 10)
+private let vip = IPv4Address(198, 18, 0, 100)
+private let toVIP = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+
+struct RecordingSink: ConnectionChangeSink {
+    var changes: [ConnectionChange] = []
+    mutating func record(_ change: ConnectionChange) { changes.append(change) }
+}
+
+func makeForwarder(_ scheduler: SchedulerKind = .maglev, weights: [UInt32] = [1, 1, 1], capacity: Int = 1024,
+                   timeouts: ConnectionTimeouts = ConnectionTimeouts()) -> Forwarder<RecordingSink> {
+    let services = ServiceTable(services: [
+        VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: scheduler),
+        VirtualService(address: vip, port: 53, transport: .udp, pool: pool(weights), scheduler: scheduler),
+    ])
+    return Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
+                     settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC, timeouts: timeouts), changes: RecordingSink())
+}
+
+extension Forwarder {
+    /// Runs one frame through the pipeline; returns the verdict and the frame as it left.
+    mutating func run(_ frame: [UInt8], now: UInt64 = 1_000) -> (Verdict, [UInt8]) {
+        var bytes = frame
+        let verdict = bytes.withUnsafeMutableBytes { buffer in
+            var span = buffer.mutableBytes
+            return process(&span, now: now)
+        }
+        return (verdict, bytes)
+    }
+}
+
+/// The frame a real server should receive: the input with only its Ethernet addresses changed.
+func directRouted(_ frame: [UInt8], to server: MACAddress) -> [UInt8] {
+    server.octets + backMAC.octets + Array(frame.dropFirst(12))
+}
+
+struct PipelineFixture: Sendable, CustomTestStringConvertible {
+    let name: String
+    let frame: [UInt8]
+    let verdict: Verdict
+    let counter: String
+    var testDescription: String { name }
+}
+
+private let fixtures: [PipelineFixture] = [
+    .init(name: "SYN to the VIP is forwarded", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build(),
+          verdict: .transmitOnBack(length: 54), counter: "connections_created"),
+    .init(name: "UDP to a UDP service is forwarded", frame: toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3, 4]).build(),
+          verdict: .transmitOnBack(length: 46), counter: "connections_created"),
+    .init(name: "frame for another MAC", frame: toVIP.ethernet(from: clientMAC, to: MACAddress("02:00:00:00:00:99")!).tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build(),
+          verdict: .drop, counter: "drop_not_addressed_to_director"),
+    .init(name: "port without a service", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 443, flags: .syn).build(),
+          verdict: .drop, counter: "drop_no_virtual_service"),
+    .init(name: "UDP to a TCP-only port", frame: toVIP.udp(sourcePort: 40000, destinationPort: 80).build(),
+          verdict: .drop, counter: "drop_no_virtual_service"),
+    .init(name: "address without a service", frame: toVIP.ipv4(from: client, to: IPv4Address(198, 18, 0, 7)).tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build(),
+          verdict: .drop, counter: "drop_no_virtual_service"),
+    .init(name: "RST without a connection", frame: toVIP.tcp(sourcePort: 40001, destinationPort: 80, flags: .rst).build(),
+          verdict: .drop, counter: "drop_no_connection_for_non_syn"),
+    .init(name: "IPv6 is passed over", frame: toVIP.with { $0.etherTypeOverride = EtherType.ipv6 }.build(),
+          verdict: .drop, counter: "passed_over_ipv6"),
+    .init(name: "a fragment is dropped", frame: toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).with { $0.fragmentField = IPv4Header.moreFragmentsBit }.build(),
+          verdict: .drop, counter: "malformed_fragment"),
+    .init(name: "ARP for another address", frame: PacketBuilder.arpRequest(from: clientMAC, senderAddress: client, for: IPv4Address(198, 18, 0, 1)),
+          verdict: .drop, counter: "drop_arp_not_for_virtual_address"),
+]
+
+@Suite("Forwarding pipeline")
+struct ForwarderTests {
+    @Test("fixtures: verdict and counter", arguments: fixtures)
+    func fixture(_ fixture: PipelineFixture) {
+        var forwarder = makeForwarder()
+        let (verdict, output) = forwarder.run(fixture.frame)
+        #expect(verdict == fixture.verdict)
+        let index = WorkerCounters.layout.first { $0.name == fixture.counter }!.index
+        #expect(forwarder.counters.values[index] == 1, "\(fixture.counter)")
+        if case .transmitOnBack = verdict {
+            let server = forwarder.services.destinationMACs.firstIndex { $0.octets == Array(output.prefix(6)) }
+            #expect(server != nil, "sent to a real server's MAC")
+            #expect(output == directRouted(fixture.frame, to: MACAddress(rawValue: output.prefix(6).reduce(0) { $0 << 8 | UInt64($1) })))
+        } else {
+            #expect(output == fixture.frame, "a dropped frame is left as it was")
+        }
+    }
+
+    @Test("a connection's packets all go to the server its SYN went to; states follow the client")
+    func connectionLifecycle() {
+        var forwarder = makeForwarder(.roundRobin)
+        let segments: [(TCPFlags, ConnectionState)] = [(.syn, .synReceived), (.ack, .established), ([.ack, .psh], .established), ([.fin, .ack], .finWait), (.ack, .finWait)]
+        var destinations = Set<[UInt8]>()
+        for (flags, state) in segments {
+            let (verdict, output) = forwarder.run(toVIP.tcp(sourcePort: 41000, destinationPort: 80, flags: flags).build())
+            #expect(verdict == .transmitOnBack(length: 54))
+            destinations.insert(Array(output.prefix(6)))
+            let key = FlowKey(clientAddress: client, clientPort: 41000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            #expect(forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].state == state)
+        }
+        #expect(destinations.count == 1)
+        // Created, then SR→ES and ES→FW: three changes recorded, in order.
+        #expect(forwarder.changes.changes.count == 3)
+        guard case .created(let created) = forwarder.changes.changes[0], case .stateChanged(let last) = forwarder.changes.changes[2] else {
+            Issue.record("changes: \(forwarder.changes.changes)"); return
+        }
+        #expect(created.state == .synReceived && last.state == .finWait)
+    }
+
+    @Test("round robin spreads new connections; a non-SYN without an entry is dropped with rr")
+    func roundRobinMidstream() {
+        var forwarder = makeForwarder(.roundRobin)
+        let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 42000, destinationPort: 80, flags: .ack).build())
+        #expect(verdict == .drop && forwarder.counters[drop: .noConnectionForNonSYN] == 1)
+    }
+
+    @Test("with mh, a mid-stream flow is picked up by the server mh chooses")
+    func maglevMidstream() {
+        var forwarder = makeForwarder(.maglev)
+        let (_, viaSYN) = forwarder.run(toVIP.tcp(sourcePort: 43000, destinationPort: 80, flags: .syn).build())
+        var other = makeForwarder(.maglev)
+        let (verdict, viaACK) = other.run(toVIP.tcp(sourcePort: 43000, destinationPort: 80, flags: .ack).build())
+        #expect(verdict == .transmitOnBack(length: 54))
+        #expect(viaSYN.prefix(6) == viaACK.prefix(6), "both directors choose the same real server")
+        #expect(other.counters[.midstreamPickups] == 1)
+    }
+
+    @Test("an ARP request for the VIP is turned into the reply, byte for byte")
+    func arpReply() {
+        var forwarder = makeForwarder()
+        let request = PacketBuilder.arpRequest(from: clientMAC, senderAddress: client, for: vip)
+        let (verdict, output) = forwarder.run(request)
+        #expect(verdict == .transmitOnFront(length: 42))
+        let expected: [UInt8] = clientMAC.octets + vipMAC.octets + [0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]
+            + vipMAC.octets + [198, 18, 0, 100] + clientMAC.octets + [198, 18, 1, 10]
+        #expect(output == expected)
+    }
+
+    @Test("entries expire after their state's timeout and the load counts fall back")
+    func expiry() {
+        var timeouts = ConnectionTimeouts()
+        timeouts.synReceived = 5_000
+        var forwarder = makeForwarder(.leastConnection, timeouts: timeouts)
+        for port in 0..<100 { _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(20000 + port), destinationPort: 80, flags: .syn).build(), now: 1_000) }
+        #expect(forwarder.table.count == 100)
+        forwarder.expire(now: 5_999, budget: 10_000)
+        #expect(forwarder.table.count == 100)
+        forwarder.expire(now: 6_000, budget: 10_000)
+        #expect(forwarder.table.count == 0 && forwarder.counters[.connectionsExpired] == 100)
+        for id in UInt16(1)...3 { #expect(forwarder.load.inactiveConnections(id) == 0 && forwarder.load.activeConnections(id) == 0) }
+    }
+
+    @Test("a full table drops new flows and counts them")
+    func tableFull() {
+        var forwarder = makeForwarder(capacity: 8)
+        for port in 0..<8 {
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .syn).build())
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .ack).build())
+        }
+        let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 2000, destinationPort: 80, flags: .syn).build())
+        #expect(verdict == .drop && forwarder.counters[drop: .connectionTableFull] == 1)
+    }
+
+    @Test("a real server with no MAC yet is a counted drop")
+    func unresolved() {
+        var servers = pool([1])
+        servers[0].mac = .zero
+        let table = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .maglev)])
+        var forwarder = Forwarder(table: ConnectionTable(capacity: 16)!, services: table,
+                                  settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC), changes: RecordingSink())
+        let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build())
+        #expect(verdict == .drop && forwarder.counters[drop: .realServerUnresolved] == 1)
+    }
+}

@@ -1,0 +1,45 @@
+import DirectorWire
+import Testing
+
+@Suite("Checksums and addresses")
+struct ChecksumAndAddressTests {
+    @Test("RFC 1071 example sum")
+    func rfc1071() {
+        let bytes: [UInt8] = [0x00, 0x01, 0xF2, 0x03, 0xF4, 0xF5, 0xF6, 0xF7]
+        #expect(bytes.withUnsafeBytes { InternetChecksum.sum($0.bytes) } == 0xDDF2)
+    }
+
+    @Test("incremental update (RFC 1624) equals a full recomputation")
+    func incremental() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            var header = (0..<20).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            header[10] = 0; header[11] = 0
+            let original = header.withUnsafeBytes { InternetChecksum.checksum($0.bytes) }
+            let old = UInt32(header[12]) << 24 | UInt32(header[13]) << 16 | UInt32(header[14]) << 8 | UInt32(header[15])
+            let new = UInt32.random(in: 0...UInt32.max, using: &generator)
+            header[12] = UInt8(new >> 24); header[13] = UInt8((new >> 16) & 0xFF); header[14] = UInt8((new >> 8) & 0xFF); header[15] = UInt8(new & 0xFF)
+            let recomputed = header.withUnsafeBytes { InternetChecksum.checksum($0.bytes) }
+            let updated = InternetChecksum.updated(original, replacing: old, with: new)
+            // 0x0000 and 0xFFFF are the same value in one's complement.
+            #expect(updated == recomputed || (updated == 0xFFFF && recomputed == 0) || (updated == 0 && recomputed == 0xFFFF))
+        }
+    }
+
+    @Test("a built frame's IPv4 header checksum verifies")
+    func builtChecksum() {
+        let frame = PacketBuilder().tcp(sourcePort: 1, destinationPort: 2, flags: .ack).build()
+        #expect(frame.withUnsafeBytes { InternetChecksum.sum(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: $0[14..<34]))) } == 0xFFFF)
+    }
+
+    @Test("address text round trips and rejects junk")
+    func addresses() {
+        #expect(IPv4Address("198.18.0.100")?.description == "198.18.0.100")
+        for bad in ["198.18.0", "198.18.0.256", "a.b.c.d", "198.18.0.01", "", "1.2.3.4.5", " 1.2.3.4"] {
+            #expect(IPv4Address(bad) == nil, "\(bad)")
+        }
+        #expect(MACAddress("02:AB:cd:00:00:01")?.description == "02:ab:cd:00:00:01")
+        for bad in ["02:ab:cd:00:00", "02:ab:cd:00:00:zz", "02ab:cd:00:00:01:00"] { #expect(MACAddress(bad) == nil, "\(bad)") }
+        #expect(MACAddress.broadcast.isGroup && !MACAddress("02:00:00:00:00:01")!.isGroup)
+    }
+}
