@@ -1,2 +1,13 @@
-// The shim is header-only; this file exists because SwiftPM needs one source file per C target.
+// The one out-of-line helper: CPU_SET and pthread_setaffinity_np need _GNU_SOURCE, which must not
+// leak into the header Swift imports (it changes glibc's struct definitions there).
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <sched.h>
 #include "CDirectorShim.h"
+
+int director_pin_current_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}

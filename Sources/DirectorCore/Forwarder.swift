@@ -24,11 +24,29 @@ public struct ForwarderSettings: Sendable {
     }
 }
 
+/// Where a frame's transport checksum field is, for frames whose checksum the sending host left
+/// for offload to complete (AF_PACKET flags them TP_STATUS_CSUMNOTREADY; common on veth and
+/// virtio). The transmit side asks the kernel to finish it, or finishes it in software.
+public struct TransportChecksum: Equatable, Sendable {
+    /// Offset of the transport header: the checksum covers the frame from here to its end.
+    public var start: Int
+    /// Offset of the checksum field within the transport header (16 for TCP, 6 for UDP).
+    public var fieldOffset: Int
+    /// End of the IP packet (Ethernet padding may follow it).
+    public var end: Int
+
+    public init(start: Int, fieldOffset: Int, end: Int) {
+        self.start = start
+        self.fieldOffset = fieldOffset
+        self.end = end
+    }
+}
+
 /// What to do with a frame after `Forwarder.process`. The frame has already been rewritten in
 /// place; the caller only moves it.
 public enum Verdict: Equatable, Sendable {
     /// Send the (rewritten) first `length` bytes on the back interface, to a real server.
-    case transmitOnBack(length: Int)
+    case transmitOnBack(length: Int, checksum: TransportChecksum)
     /// Send the first `length` bytes back out of the front interface (an ARP reply).
     case transmitOnFront(length: Int)
     /// Not forwarded; the reason has been counted.
@@ -106,7 +124,9 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
         counters[.framesForwarded] &+= 1
         counters[.bytesForwarded] &+= UInt64(frame.byteCount)
-        return .transmitOnBack(length: frame.byteCount)
+        let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
+        return .transmitOnBack(length: frame.byteCount, checksum: TransportChecksum(
+            start: flow.transportOffset, fieldOffset: checksumField, end: flow.networkOffset + flow.packetLength))
     }
 
     /// An existing connection: advance its state, push its expiry out, return its real server.

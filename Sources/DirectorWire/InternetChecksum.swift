@@ -18,6 +18,15 @@ public enum InternetChecksum {
         ~UInt16(truncatingIfNeeded: sum(bytes, initial: initial))
     }
 
+    /// Completes a checksum that the sender left partial for offload: the field already holds the
+    /// folded pseudo-header sum, so the final value is the complement of the sum from `start`
+    /// to the end of the packet (as the kernel's skb_checksum_help does).
+    public static func complete(_ frame: inout MutableRawSpan, start: Int, fieldOffset: Int, end: Int) {
+        guard start >= 0, start + fieldOffset + 2 <= end, end <= frame.byteCount else { return }
+        let value = checksum(frame.bytes.extracting(start..<end))
+        frame.storeBigEndian(value == 0 && fieldOffset == UDPHeader.checksumOffset ? 0xFFFF : value, at: start + fieldOffset)
+    }
+
     /// RFC 1624: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from `old` to `new`.
     @inlinable
     public static func updated(_ checksum: UInt16, replacing old: UInt16, with new: UInt16) -> UInt16 {

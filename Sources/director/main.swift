@@ -1,1 +1,91 @@
-print("todo")
+import ArgumentParser
+import DirectorDaemon
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct DirectorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "director",
+        abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self])
+}
+
+/// Reads and validates a config file, printing the problem (with its field) on failure.
+func loadConfiguration(_ path: String) throws -> Configuration {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("cannot read config file \(path)")
+    }
+    do {
+        return try ConfigurationParser.parse(yaml: text)
+    } catch {
+        throw ValidationError("\(path): \(error)")
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the director in the foreground until SIGINT or SIGTERM.")
+    @Option(name: .long, help: "The YAML config file.") var config: String
+
+    func run() throws {
+        let configuration = try loadConfiguration(config)
+        // Block the stop signals in every thread (threads inherit the mask), then wait for one here.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let director: Director
+        do {
+            director = try Director(configuration: configuration)
+            try director.start()
+        } catch {
+            Log.error("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        Log.info("signal \(received): stopping")
+        director.stop()
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check-config", abstract: "Validate a config file and summarise it.")
+    @Argument(help: "The YAML config file.") var file: String
+
+    func run() throws {
+        let configuration = try loadConfiguration(file)
+        print("\(file): ok")
+        print("  front \(configuration.frontInterface), back \(configuration.backInterface), workers on CPUs \(configuration.workerCPUs.map(String.init).joined(separator: ","))")
+        print("  \(configuration.connectionCapacity) connections, \(configuration.bucketCount) buckets")
+        for service in configuration.services {
+            print("  \(service.transport) \(service.address):\(service.port) \(service.scheduler.rawValue) \(service.forwarding.rawValue): \(service.realServers.count) real server(s)")
+        }
+    }
+}
+
+struct ControlOptions: ParsableArguments {
+    @Option(name: .long, help: "The director's control socket.") var socket: String?
+    @Option(name: .long, help: "Take the control socket from this config file.") var config: String?
+
+    func path() throws -> String {
+        if let socket { return socket }
+        if let config { return try loadConfiguration(config).controlSocket }
+        return Configuration.defaultControlSocket
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the running director's counters (Prometheus text format).")
+    @OptionGroup var options: ControlOptions
+    func run() throws { print(try ControlClient.send("stats", to: try options.path()), terminator: "") }
+}
+
+struct Services: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List virtual services and real servers, like ipvsadm -L -n.")
+    @OptionGroup var options: ControlOptions
+    func run() throws { print(try ControlClient.send("services", to: try options.path()), terminator: "") }
+}
+
+DirectorCommand.main()

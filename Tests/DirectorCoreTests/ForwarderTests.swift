@@ -51,9 +51,9 @@ struct PipelineFixture: Sendable, CustomTestStringConvertible {
 
 private let fixtures: [PipelineFixture] = [
     .init(name: "SYN to the VIP is forwarded", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build(),
-          verdict: .transmitOnBack(length: 54), counter: "connections_created"),
+          verdict: .transmitOnBack(length: 54, checksum: TransportChecksum(start: 34, fieldOffset: 16, end: 54)), counter: "connections_created"),
     .init(name: "UDP to a UDP service is forwarded", frame: toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3, 4]).build(),
-          verdict: .transmitOnBack(length: 46), counter: "connections_created"),
+          verdict: .transmitOnBack(length: 46, checksum: TransportChecksum(start: 34, fieldOffset: 6, end: 46)), counter: "connections_created"),
     .init(name: "frame for another MAC", frame: toVIP.ethernet(from: clientMAC, to: MACAddress("02:00:00:00:00:99")!).tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build(),
           verdict: .drop, counter: "drop_not_addressed_to_director"),
     .init(name: "port without a service", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 443, flags: .syn).build(),
@@ -97,7 +97,7 @@ struct ForwarderTests {
         var destinations = Set<[UInt8]>()
         for (flags, state) in segments {
             let (verdict, output) = forwarder.run(toVIP.tcp(sourcePort: 41000, destinationPort: 80, flags: flags).build())
-            #expect(verdict == .transmitOnBack(length: 54))
+            #expect(verdict == .transmitOnBack(length: 54, checksum: TransportChecksum(start: 34, fieldOffset: 16, end: 54)))
             destinations.insert(Array(output.prefix(6)))
             let key = FlowKey(clientAddress: client, clientPort: 41000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
             #expect(forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].state == state)
@@ -124,7 +124,7 @@ struct ForwarderTests {
         let (_, viaSYN) = forwarder.run(toVIP.tcp(sourcePort: 43000, destinationPort: 80, flags: .syn).build())
         var other = makeForwarder(.maglev)
         let (verdict, viaACK) = other.run(toVIP.tcp(sourcePort: 43000, destinationPort: 80, flags: .ack).build())
-        #expect(verdict == .transmitOnBack(length: 54))
+        #expect(verdict == .transmitOnBack(length: 54, checksum: TransportChecksum(start: 34, fieldOffset: 16, end: 54)))
         #expect(viaSYN.prefix(6) == viaACK.prefix(6), "both directors choose the same real server")
         #expect(other.counters[.midstreamPickups] == 1)
     }

@@ -4,7 +4,6 @@
 #ifndef CDIRECTOR_SHIM_H
 #define CDIRECTOR_SHIM_H
 
-#define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -91,13 +90,9 @@ static inline uint64_t director_load_relaxed_u64(const uint64_t *slot) {
 
 // MARK: - Threads and CPUs
 
-/// Pins the calling thread to one CPU (pthread_setaffinity_np). Returns 0 or an errno value.
-static inline int director_pin_current_thread(int cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
+/// Pins the calling thread to one CPU (pthread_setaffinity_np; in shim.c, which needs
+/// _GNU_SOURCE). Returns 0 or an errno value.
+int director_pin_current_thread(int cpu);
 
 static inline int director_errno(void) { return errno; }
 

@@ -1,0 +1,50 @@
+import DirectorCore
+import DirectorWire
+
+/// The director's configuration, validated: every field has been checked, so a value of this
+/// type can be started without further questions (the director never starts half-configured).
+public struct Configuration: Sendable {
+    public struct RealServerConfig: Sendable, Equatable {
+        public var address: IPv4Address
+        public var port: UInt16
+        public var weight: UInt32
+        /// Configured MAC; nil = resolve by ARP on the back interface.
+        public var mac: MACAddress?
+    }
+
+    public struct ServiceConfig: Sendable {
+        public var address: IPv4Address
+        public var port: UInt16
+        public var transport: TransportProtocol
+        public var scheduler: SchedulerKind
+        public var forwarding: ForwardingMethod
+        public var maglevTableSize: Int
+        public var realServers: [RealServerConfig]
+    }
+
+    public var frontInterface: String
+    /// The interface towards the real servers; the front one when not set (one-armed DR).
+    public var backInterface: String
+    /// One worker per listed CPU, pinned to it.
+    public var workerCPUs: [Int]
+    /// Connections the whole director can track; each worker's shard gets an equal part.
+    public var connectionCapacity: Int
+    public var controlSocket: String
+    /// Install the nftables netdev rule that hides the director's frames from the host stack.
+    public var hidesFramesFromHost: Bool
+    /// The VIP's MAC; nil = the front interface's own.
+    public var virtualMAC: MACAddress?
+    public var answersARP: Bool
+    public var bucketCount: UInt32
+    public var timeouts: ConnectionTimeouts
+    public var services: [ServiceConfig]
+
+    public static let defaultControlSocket = "/run/director/director.sock"
+}
+
+/// A configuration problem, naming the field (as a path into the file) and what is wrong.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let field: String
+    public let problem: String
+    public var description: String { field.isEmpty ? problem : "\(field): \(problem)" }
+}

@@ -1,0 +1,246 @@
+import DirectorCore
+import DirectorWire
+import Yams
+
+/// Reads the YAML config into a validated `Configuration`. Unknown fields are errors (a typo
+/// must not silently fall back to a default), and every error names its field's path, e.g.
+/// `services[0].real_servers[2].weight: expected a whole number from 0 to 65535, got "heavy"`.
+public enum ConfigurationParser {
+    public static func parse(yaml text: String) throws(ConfigurationError) -> Configuration {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { throw ConfigurationError(field: "", problem: "the file is empty") }
+            root = node
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError(field: "", problem: "not valid YAML: \(error)")
+        }
+        let top = try Fields(root, path: "", known: ["director", "timeouts", "services"])
+        let director = try Fields(try top.required("director"), path: "director", known: [
+            "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
+            "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count",
+        ])
+        let front = try director.string("front_interface", required: true)!
+        try checkInterfaceName(front, field: "director.front_interface")
+        let back = try director.string("back_interface") ?? front
+        try checkInterfaceName(back, field: "director.back_interface")
+        let cpus = try director.integerList("workers", range: 0...4095) ?? [0]
+        guard !cpus.isEmpty else { throw ConfigurationError(field: "director.workers", problem: "needs at least one CPU") }
+        guard Set(cpus).count == cpus.count else { throw ConfigurationError(field: "director.workers", problem: "lists a CPU twice") }
+        let capacity = try director.integer("connection_capacity", range: 1...(1 << 31)) ?? 1_048_576
+        guard capacity >= cpus.count else {
+            throw ConfigurationError(field: "director.connection_capacity", problem: "must be at least one connection per worker")
+        }
+        let buckets = try director.integer("bucket_count", range: 1...65536) ?? 1024
+        guard buckets & (buckets - 1) == 0 else {
+            throw ConfigurationError(field: "director.bucket_count", problem: "must be a power of two, got \(buckets)")
+        }
+        var virtualMAC: MACAddress?
+        if let text = try director.string("virtual_mac") {
+            guard let mac = MACAddress(text), !mac.isGroup, mac != .zero else {
+                throw ConfigurationError(field: "director.virtual_mac", problem: "expected a unicast MAC like 02:00:00:00:00:01, got \"\(text)\"")
+            }
+            virtualMAC = mac
+        }
+
+        var timeouts = ConnectionTimeouts()
+        if let node = top.optional("timeouts") {
+            let fields = try Fields(node, path: "timeouts", known: Array(timeoutFields.keys))
+            for (name, keyPath) in timeoutFields {
+                if let seconds = try fields.seconds(name) { timeouts[keyPath: keyPath] = seconds }
+            }
+        }
+
+        let serviceNodes = try top.list("services", required: true)!
+        guard !serviceNodes.isEmpty else { throw ConfigurationError(field: "services", problem: "needs at least one virtual service") }
+        var services: [Configuration.ServiceConfig] = []
+        var seen = Set<String>()
+        for (index, node) in serviceNodes.enumerated() {
+            let service = try parseService(node, path: "services[\(index)]")
+            let identity = "\(service.transport) \(service.address):\(service.port)"
+            guard seen.insert(identity).inserted else {
+                throw ConfigurationError(field: "services[\(index)]", problem: "\(identity) is defined twice")
+            }
+            services.append(service)
+        }
+        return Configuration(
+            frontInterface: front, backInterface: back, workerCPUs: cpus, connectionCapacity: capacity,
+            controlSocket: try director.string("control_socket") ?? Configuration.defaultControlSocket,
+            hidesFramesFromHost: try director.bool("hide_frames_from_host") ?? true,
+            virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? true,
+            bucketCount: UInt32(buckets), timeouts: timeouts, services: services)
+    }
+
+    nonisolated(unsafe) static let timeoutFields: [String: WritableKeyPath<ConnectionTimeouts, UInt64>] = [
+        "tcp_established": \.established, "tcp_syn_sent": \.synSent, "tcp_syn_recv": \.synReceived,
+        "tcp_fin_wait": \.finWait, "tcp_time_wait": \.timeWait, "tcp_close": \.close, "tcp_close_wait": \.closeWait,
+        "tcp_last_ack": \.lastAck, "tcp_listen": \.listen, "tcp_synack": \.synAck, "udp": \.udp,
+    ]
+
+    static func parseService(_ node: Node, path: String) throws(ConfigurationError) -> Configuration.ServiceConfig {
+        let fields = try Fields(node, path: path, known: ["address", "port", "protocol", "scheduler", "forwarding", "maglev_table_size", "real_servers"])
+        let address = try fields.address("address", required: true)!
+        let port = UInt16(try fields.integer("port", range: 1...65535, required: true)!)
+        let protocolName = try fields.string("protocol") ?? "tcp"
+        guard let transport = TransportProtocol.allCases.first(where: { $0.description == protocolName }) else {
+            throw ConfigurationError(field: path + ".protocol", problem: "expected tcp or udp, got \"\(protocolName)\"")
+        }
+        let schedulerName = try fields.string("scheduler") ?? SchedulerKind.maglev.rawValue
+        guard let scheduler = SchedulerKind(rawValue: schedulerName) else {
+            throw ConfigurationError(field: path + ".scheduler", problem: "expected one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(schedulerName)\"")
+        }
+        let forwardingName = try fields.string("forwarding") ?? "dr"
+        guard let forwarding = ForwardingMethod(rawValue: forwardingName) else {
+            throw ConfigurationError(field: path + ".forwarding", problem: "expected dr (direct routing), got \"\(forwardingName)\"")
+        }
+        let tableSize = try fields.integer("maglev_table_size", range: 3...1_000_003) ?? MaglevScheduler.defaultTableSize
+        guard isPrime(tableSize) else {
+            throw ConfigurationError(field: path + ".maglev_table_size", problem: "must be a prime (Maglev needs it for full permutations), got \(tableSize)")
+        }
+        var servers: [Configuration.RealServerConfig] = []
+        for (index, serverNode) in (try fields.list("real_servers", required: true)!).enumerated() {
+            let serverPath = "\(path).real_servers[\(index)]"
+            let server = try Fields(serverNode, path: serverPath, known: ["address", "port", "weight", "mac"])
+            let serverPort = UInt16(try server.integer("port", range: 1...65535) ?? Int(port))
+            guard forwarding != .directRouting || serverPort == port else {
+                throw ConfigurationError(field: serverPath + ".port", problem: "direct routing cannot change the port: must be \(port) like the service, got \(serverPort)")
+            }
+            var mac: MACAddress?
+            if let text = try server.string("mac") {
+                guard let value = MACAddress(text), !value.isGroup, value != .zero else {
+                    throw ConfigurationError(field: serverPath + ".mac", problem: "expected a unicast MAC like 02:00:00:00:00:01, got \"\(text)\"")
+                }
+                mac = value
+            }
+            let entry = Configuration.RealServerConfig(
+                address: try server.address("address", required: true)!, port: serverPort,
+                weight: UInt32(try server.integer("weight", range: 0...65535) ?? 1), mac: mac)
+            guard !servers.contains(where: { $0.address == entry.address && $0.port == entry.port }) else {
+                throw ConfigurationError(field: serverPath, problem: "\(entry.address):\(entry.port) is listed twice in this service")
+            }
+            servers.append(entry)
+        }
+        guard servers.count < Int(MaglevScheduler.unassigned) else {
+            throw ConfigurationError(field: path + ".real_servers", problem: "at most \(Int(MaglevScheduler.unassigned) - 1) real servers per service")
+        }
+        return Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
+                                           forwarding: forwarding, maglevTableSize: tableSize, realServers: servers)
+    }
+
+    static func checkInterfaceName(_ name: String, field: String) throws(ConfigurationError) {
+        guard !name.isEmpty, name.utf8.count < 16, !name.contains("/"), !name.contains(where: \.isWhitespace) else {
+            throw ConfigurationError(field: field, problem: "\"\(name)\" is not a valid interface name (1–15 characters, no '/' or spaces)")
+        }
+    }
+
+    static func isPrime(_ n: Int) -> Bool {
+        guard n >= 2 else { return false }
+        var divisor = 2
+        while divisor * divisor <= n {
+            if n % divisor == 0 { return false }
+            divisor += 1
+        }
+        return true
+    }
+}
+
+/// A YAML mapping with the path that leads to it, and typed, checked access to its fields.
+struct Fields {
+    let path: String
+    let mapping: [String: Node]
+
+    init(_ node: Node, path: String, known: [String]) throws(ConfigurationError) {
+        self.path = path
+        guard case .mapping(let mapping) = node else {
+            throw ConfigurationError(field: path.isEmpty ? "(top level)" : path, problem: "expected a mapping of fields")
+        }
+        var fields: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.scalar?.string else { throw ConfigurationError(field: path, problem: "a field name is not text") }
+            guard known.contains(key) else {
+                throw ConfigurationError(field: Fields.join(path, key), problem: "unknown field (known here: \(known.sorted().joined(separator: ", ")))")
+            }
+            guard fields[key] == nil else { throw ConfigurationError(field: Fields.join(path, key), problem: "given twice") }
+            fields[key] = value
+        }
+        self.mapping = fields
+    }
+
+    static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    func optional(_ key: String) -> Node? {
+        guard let node = mapping[key] else { return nil }
+        if case .scalar(let scalar) = node, scalar.style == .plain, ["", "~", "null", "Null", "NULL"].contains(scalar.string) { return nil }
+        return node
+    }
+
+    func required(_ key: String) throws(ConfigurationError) -> Node {
+        guard let node = optional(key) else { throw ConfigurationError(field: Fields.join(path, key), problem: "is required") }
+        return node
+    }
+
+    private func scalarText(_ key: String, required: Bool) throws(ConfigurationError) -> String? {
+        guard let node = required ? try self.required(key) : optional(key) else { return nil }
+        guard case .scalar(let scalar) = node else {
+            throw ConfigurationError(field: Fields.join(path, key), problem: "expected a single value, not a list or mapping")
+        }
+        return scalar.string
+    }
+
+    func string(_ key: String, required: Bool = false) throws(ConfigurationError) -> String? {
+        try scalarText(key, required: required)
+    }
+
+    func integer(_ key: String, range: ClosedRange<Int>, required: Bool = false) throws(ConfigurationError) -> Int? {
+        guard let text = try scalarText(key, required: required) else { return nil }
+        guard let value = Int(text.replacingOccurrences(of: "_", with: "")), range.contains(value) else {
+            throw ConfigurationError(field: Fields.join(path, key), problem: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+        }
+        return value
+    }
+
+    func bool(_ key: String) throws(ConfigurationError) -> Bool? {
+        guard let text = try scalarText(key, required: false) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw ConfigurationError(field: Fields.join(path, key), problem: "expected true or false, got \"\(text)\"")
+        }
+    }
+
+    /// Seconds (whole or fractional) → milliseconds.
+    func seconds(_ key: String) throws(ConfigurationError) -> UInt64? {
+        guard let text = try scalarText(key, required: false) else { return nil }
+        guard let value = Double(text), value > 0, value <= 86_400 * 30 else {
+            throw ConfigurationError(field: Fields.join(path, key), problem: "expected seconds greater than 0 and at most 30 days, got \"\(text)\"")
+        }
+        return UInt64((value * 1000).rounded())
+    }
+
+    func address(_ key: String, required: Bool = false) throws(ConfigurationError) -> IPv4Address? {
+        guard let text = try scalarText(key, required: required) else { return nil }
+        guard let address = IPv4Address(text) else {
+            throw ConfigurationError(field: Fields.join(path, key), problem: "expected an IPv4 address like 198.18.0.100, got \"\(text)\"")
+        }
+        return address
+    }
+
+    func list(_ key: String, required: Bool = false) throws(ConfigurationError) -> [Node]? {
+        guard let node = required ? try self.required(key) : optional(key) else { return nil }
+        guard case .sequence(let sequence) = node else { throw ConfigurationError(field: Fields.join(path, key), problem: "expected a list") }
+        return Array(sequence)
+    }
+
+    func integerList(_ key: String, range: ClosedRange<Int>) throws(ConfigurationError) -> [Int]? {
+        guard let nodes = try list(key) else { return nil }
+        var values: [Int] = []
+        for (index, node) in nodes.enumerated() {
+            guard let text = node.scalar?.string, let value = Int(text), range.contains(value) else {
+                throw ConfigurationError(field: "\(Fields.join(path, key))[\(index)]", problem: "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            values.append(value)
+        }
+        return values
+    }
+}

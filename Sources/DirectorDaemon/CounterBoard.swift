@@ -1,0 +1,69 @@
+import CDirectorShim
+import DirectorCore
+
+/// Where workers publish their counters for the control thread to read. Each worker owns one
+/// row and is its only writer; stores and loads are relaxed atomics (a reader needs each number
+/// to be one that existed, not a consistent set across counters).
+public final class CounterBoard: @unchecked Sendable {
+    /// Gauges that follow the counters in each row.
+    public enum Gauge: Int, CaseIterable {
+        case tableEntries = 0
+        case tableCapacity
+        case ringDrops
+        case numaNode
+
+        var name: String {
+            switch self {
+            case .tableEntries: "connections"
+            case .tableCapacity: "connection_capacity"
+            case .ringDrops: "receive_ring_drops"
+            case .numaNode: "numa_node"
+            }
+        }
+    }
+
+    public static let rowWidth = WorkerCounters.count + 8
+    public let workerCount: Int
+    private let slots: UnsafeMutablePointer<UInt64>
+
+    public init(workerCount: Int) {
+        self.workerCount = workerCount
+        slots = .allocate(capacity: workerCount * CounterBoard.rowWidth)
+        slots.initialize(repeating: 0, count: workerCount * CounterBoard.rowWidth)
+    }
+
+    deinit { slots.deallocate() }
+
+    /// Called by worker `worker` only.
+    public func publish(worker: Int, counters: borrowing WorkerCounters) {
+        let row = slots + worker * CounterBoard.rowWidth
+        for index in 0..<WorkerCounters.count { director_store_relaxed_u64(row + index, counters.values[index]) }
+    }
+
+    /// Called by worker `worker` only.
+    public func publish(worker: Int, gauge: Gauge, _ value: UInt64) {
+        director_store_relaxed_u64(slots + worker * CounterBoard.rowWidth + WorkerCounters.count + gauge.rawValue, value)
+    }
+
+    public func counter(worker: Int, index: Int) -> UInt64 {
+        director_load_relaxed_u64(slots + worker * CounterBoard.rowWidth + index)
+    }
+
+    public func gauge(worker: Int, _ gauge: Gauge) -> UInt64 {
+        counter(worker: worker, index: WorkerCounters.count + gauge.rawValue)
+    }
+
+    /// Every counter and gauge in the Prometheus text format, one line per worker and name.
+    public func prometheusText() -> String {
+        var lines: [String] = []
+        for (name, index) in WorkerCounters.layout {
+            lines.append("# TYPE director_\(name) counter")
+            for worker in 0..<workerCount { lines.append("director_\(name){worker=\"\(worker)\"} \(counter(worker: worker, index: index))") }
+        }
+        for gauge in Gauge.allCases {
+            lines.append("# TYPE director_\(gauge.name) gauge")
+            for worker in 0..<workerCount { lines.append("director_\(gauge.name){worker=\"\(worker)\"} \(self.gauge(worker: worker, gauge))") }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,188 @@
+import CDirectorShim
+import DirectorCore
+import DirectorWire
+import PacketIO
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running director: interfaces, host-stack guard, real-server resolution, the service
+/// snapshot, one worker per configured CPU, and the control socket.
+public final class Director: @unchecked Sendable {
+    public let configuration: Configuration
+    let front: NetworkInterface
+    let back: NetworkInterface
+    let board: CounterBoard
+    private var workers: [Worker] = []
+    private var snapshots: SnapshotExchange?
+    private var control: ControlServer?
+    private var hostGuard: HostStackGuard?
+    private let realServerIDs: [String: UInt16]
+    private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
+    private let maintenanceStop = Atomic<Bool>(false)
+    private var maintenanceThread: pthread_t?
+    private let startedAt = director_monotonic_nanoseconds()
+
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        front = try NetworkInterface(named: configuration.frontInterface)
+        back = configuration.backInterface == configuration.frontInterface ? front : try NetworkInterface(named: configuration.backInterface)
+        board = CounterBoard(workerCount: configuration.workerCPUs.count)
+        var ids: [String: UInt16] = [:]
+        for server in configuration.services.flatMap(\.realServers) where ids["\(server.address):\(server.port)"] == nil {
+            ids["\(server.address):\(server.port)"] = UInt16(ids.count + 1)
+        }
+        realServerIDs = ids
+        let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        for (index, cpu) in configuration.workerCPUs.enumerated() where cpu >= cpuCount {
+            throw ConfigurationError(field: "director.workers[\(index)]", problem: "CPU \(cpu) does not exist here (this host has CPUs 0–\(cpuCount - 1))")
+        }
+    }
+
+    public var virtualMAC: MACAddress { configuration.virtualMAC ?? front.mac }
+
+    public func start() throws {
+        Log.info("front \(front), back \(back), virtual MAC \(virtualMAC)")
+        Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
+        if configuration.hidesFramesFromHost {
+            let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: Array(Set(configuration.services.map { "\($0.address)" })).sorted())
+            try hostGuard.install()
+            self.hostGuard = hostGuard
+            Log.info("host stack guard: nftables table netdev \(hostGuard.tableName) drops frames for the virtual addresses before the host stack")
+        }
+        resolveRealServers(onlyMissing: false)
+        let exchange = SnapshotExchange(buildServiceTable(generation: 1))
+        snapshots = exchange
+        let settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
+                                         timeouts: configuration.timeouts)
+        let perWorker = max(1, configuration.connectionCapacity / configuration.workerCPUs.count)
+        let fanoutGroup = UInt16(truncatingIfNeeded: getpid())
+        for (index, cpu) in configuration.workerCPUs.enumerated() {
+            let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back, tableCapacity: perWorker,
+                                  settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount)
+            let worker = Worker(plan: plan, snapshots: exchange, board: board)
+            do {
+                try worker.start()
+            } catch {
+                stop()
+                throw error
+            }
+            workers.append(worker)
+            Log.info("worker \(index) on CPU \(cpu) (NUMA node \(plan.placement.node.map(String.init) ?? "-")): \(perWorker) connections")
+        }
+        let server = try ControlServer(path: configuration.controlSocket) { [weak self] command in
+            self?.handle(command) ?? "stopping\n"
+        }
+        server.start()
+        control = server
+        startMaintenance()
+        Log.info("ready: \(configuration.services.count) virtual service(s), control socket \(configuration.controlSocket)")
+    }
+
+    public func stop() {
+        maintenanceStop.store(true, ordering: .relaxed)
+        if let maintenanceThread { pthread_join(maintenanceThread, nil) }
+        maintenanceThread = nil
+        control?.stop()
+        control = nil
+        for worker in workers { worker.requestStop() }
+        for worker in workers { worker.join() }
+        workers = []
+        hostGuard?.remove()
+        hostGuard = nil
+    }
+
+    // MARK: - Real servers
+
+    /// ARP for the real servers whose MAC is not configured. Unresolved ones are logged and
+    /// retried every second by the maintenance thread; their flows are counted drops meanwhile.
+    private func resolveRealServers(onlyMissing: Bool) {
+        let configured = Set(configuration.services.flatMap(\.realServers).filter { $0.mac != nil }.map(\.address))
+        let known = resolvedMACs.withLock { $0 }
+        let wanted = Array(Set(configuration.services.flatMap(\.realServers).map(\.address)).subtracting(configured))
+            .filter { !onlyMissing || known[$0] == nil }.sorted()
+        guard !wanted.isEmpty else { return }
+        do {
+            let resolver = try ARPResolver(interface: back)
+            let found = resolver.resolve(wanted)
+            resolvedMACs.withLock { macs in for (address, mac) in found { macs[address] = mac } }
+            for address in wanted {
+                if let mac = found[address] {
+                    if known[address] != mac { Log.info("real server \(address) is at \(mac)") }
+                } else if !onlyMissing || known[address] == nil {
+                    if !onlyMissing { Log.warning("real server \(address) did not answer ARP on \(back.name); retrying every second") }
+                }
+            }
+        } catch {
+            Log.error("ARP resolution on \(back.name): \(error)")
+        }
+    }
+
+    private func buildServiceTable(generation: UInt64) -> ServiceTable {
+        let macs = resolvedMACs.withLock { $0 }
+        let services = configuration.services.map { service in
+            let pool = service.realServers.map { server in
+                RealServer(id: realServerIDs["\(server.address):\(server.port)"]!, address: server.address, port: server.port,
+                           weight: server.weight, mac: server.mac ?? macs[server.address] ?? .zero)
+            }
+            return VirtualService(address: service.address, port: service.port, transport: service.transport,
+                                  forwarding: service.forwarding, pool: pool, scheduler: service.scheduler,
+                                  maglevTableSize: service.maglevTableSize)
+        }
+        return ServiceTable(services: services, generation: generation)
+    }
+
+    /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
+    /// snapshot when a MAC changed.
+    private func startMaintenance() {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        pthread_create(&handle, nil, { argument in
+            let director = Unmanaged<Director>.fromOpaque(argument!).takeRetainedValue()
+            var tick = 0
+            while !director.maintenanceStop.load(ordering: .relaxed) {
+                usleep(100_000)
+                tick += 1
+                guard tick % 10 == 0 else { continue }
+                let before = director.resolvedMACs.withLock { $0 }
+                director.resolveRealServers(onlyMissing: tick % 300 != 0)
+                if director.resolvedMACs.withLock({ $0 }) != before, let exchange = director.snapshots {
+                    exchange.publish(director.buildServiceTable(generation: exchange.generation + 1))
+                }
+            }
+            return nil
+        }, box.toOpaque())
+        maintenanceThread = handle
+    }
+
+    // MARK: - Control commands
+
+    func handle(_ command: String) -> String {
+        switch command {
+        case "stats":
+            let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
+            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n" + board.prometheusText()
+        case "services":
+            return servicesListing()
+        case "ping":
+            return "pong\n"
+        default:
+            return "unknown command \"\(command)\" (known: stats, services, ping)\n"
+        }
+    }
+
+    /// Virtual services and their real servers, in the spirit of `ipvsadm -L -n`.
+    func servicesListing() -> String {
+        guard let table = snapshots?.snapshot else { return "not started\n" }
+        var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC"]
+        for service in table.services {
+            lines.append("\(service.transport.description.uppercased())  \(service.address):\(service.port) \(service.scheduler.kind.rawValue)")
+            for server in service.pool {
+                let mac = server.mac == .zero ? "unresolved" : server.mac.description
+                lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

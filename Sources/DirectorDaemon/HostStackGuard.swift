@@ -1,0 +1,70 @@
+import Foundation
+
+/// Keeps the host's own network stack away from the frames the director handles.
+///
+/// A packet socket receives a copy of each frame; the stack still gets the original. Left alone,
+/// a host holding the VIP answers a client's SYN with a RST, and with forwarding on it forwards a
+/// duplicate. A netdev-family nftables rule on the front interface's ingress hook drops those
+/// frames before the stack sees them, while packet sockets bound to ETH_P_ALL (taps run before
+/// the netdev ingress hook) still receive them. It also saves the CPU the stack would spend on
+/// them. Only frames for the virtual addresses are dropped; the host's own traffic is untouched.
+public struct HostStackGuard: Sendable {
+    public let interface: String
+    public let virtualAddresses: [String]
+
+    public init(interface: String, virtualAddresses: [String]) {
+        self.interface = interface
+        self.virtualAddresses = virtualAddresses
+    }
+
+    /// One table per front interface, so two directors on one host never touch each other's.
+    public var tableName: String { "director_" + interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+
+    var ruleset: String {
+        let addresses = virtualAddresses.joined(separator: ", ")
+        return """
+        table netdev \(tableName)
+        delete table netdev \(tableName)
+        table netdev \(tableName) {
+            chain ingress {
+                type filter hook ingress device "\(interface)" priority -500; policy accept;
+                ip daddr { \(addresses) } counter drop comment "IPv4 for the virtual addresses: the director forwards it"
+                arp daddr ip { \(addresses) } counter drop comment "ARP for the virtual addresses: the director answers it"
+            }
+        }
+
+        """
+    }
+
+    public func install() throws {
+        try Self.runNft(input: ruleset, action: "installing the host-stack guard on \(interface)")
+    }
+
+    public func remove() {
+        try? Self.runNft(input: "table netdev \(tableName)\ndelete table netdev \(tableName)\n", action: "removing the host-stack guard")
+    }
+
+    static func runNft(input: String, action: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.nftPath)
+        process.arguments = ["-f", "-"]
+        let stdin = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw GuardError(description: "\(action): nft exited with \(process.terminationStatus): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    static var nftPath: String {
+        ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/nft"
+    }
+
+    struct GuardError: Error, CustomStringConvertible { let description: String }
+}

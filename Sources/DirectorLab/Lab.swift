@@ -1,0 +1,207 @@
+import Foundation
+
+/// The lab: the director's whole topology built from network namespaces on one machine.
+///
+///     client ──── router ──┬── front bridge (floods every frame to every port) ── director(s)
+///     198.18.1.10/.11      │   198.18.0.0/24, VIP 198.18.0.100
+///                          └── back bridge ── director(s) back, real servers rs1..rs3 (nginx)
+///                              198.18.2.0/24                    VIP on lo, arp_ignore=1, arp_announce=2
+///
+/// Real servers answer clients directly through the router (direct routing). Every name starts
+/// with the lab's prefix, so labs with different prefixes never collide, and `tearDown` removes
+/// everything with the prefix, including what an earlier, killed run left behind.
+/// All addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range).
+public final class Lab: @unchecked Sendable {
+    public let prefix: String
+    public let realServerCount: Int
+    public let directorCount: Int
+    public let stateDirectory: String
+
+    public static let virtualAddress = "198.18.0.100"
+    public static let routerFront = "198.18.0.1"
+    public static let routerClientSide = "198.18.1.1"
+    public static let routerBack = "198.18.2.1"
+    public static let clientAddresses = ["198.18.1.10", "198.18.1.11", "198.18.1.12", "198.18.1.13"]
+    public static func realServerAddress(_ index: Int) -> String { "198.18.2.\(11 + index)" }
+    public static func directorBackAddress(_ index: Int) -> String { "198.18.2.\(2 + index)" }
+    public static func realServerName(_ index: Int) -> String { "rs\(index + 1)" }
+    /// The large file the lab's web servers share, and its size.
+    public static let largeFileName = "big.bin"
+
+    public init(prefix: String, realServers: Int = 3, directors: Int = 1) {
+        precondition(prefix.count <= 6 && prefix.allSatisfy { $0.isLetter || $0.isNumber })
+        self.prefix = prefix
+        realServerCount = realServers
+        directorCount = directors
+        stateDirectory = "/tmp/director-lab/\(prefix)"
+    }
+
+    public var clientNamespace: String { "\(prefix)-client" }
+    public var routerNamespace: String { "\(prefix)-router" }
+    public var switchNamespace: String { "\(prefix)-switch" }
+    public func directorNamespace(_ index: Int) -> String { "\(prefix)-dir\(index + 1)" }
+    public func realServerNamespace(_ index: Int) -> String { "\(prefix)-rs\(index + 1)" }
+
+    var allNamespaces: [String] {
+        [clientNamespace, routerNamespace, switchNamespace] + (0..<directorCount).map(directorNamespace) + (0..<realServerCount).map(realServerNamespace)
+    }
+
+    // MARK: - Building
+
+    /// Builds the topology and starts the web servers, after removing any leftovers.
+    public func setUp(largeFileMegabytes: Int = 50) throws {
+        tearDown()
+        try FileManager.default.createDirectory(atPath: stateDirectory + "/www", withIntermediateDirectories: true)
+        for namespace in allNamespaces {
+            try Shell.run(["ip", "netns", "add", namespace])
+            try inNamespace(namespace, ["ip", "link", "set", "lo", "up"])
+            // Stray IPv6 frames (router solicitations…) would only add noise to every segment.
+            try inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+        }
+        try buildSwitch()
+        try buildRouterAndClient()
+        for index in 0..<directorCount { try buildDirectorHost(index) }
+        for index in 0..<realServerCount { try buildRealServer(index) }
+        try writeWebContent(largeFileMegabytes: largeFileMegabytes)
+        for index in 0..<realServerCount { try startWebServer(index) }
+    }
+
+    /// Two bridges in their own namespace. The front one floods every frame to every port and
+    /// learns nothing: with learning on, the entry for a MAC shared by two directors would follow
+    /// whichever transmitted last, and the other would stop receiving.
+    private func buildSwitch() throws {
+        try inNamespace(switchNamespace, ["ip", "link", "add", "front", "type", "bridge", "ageing_time", "0", "stp_state", "0"])
+        try inNamespace(switchNamespace, ["ip", "link", "add", "back", "type", "bridge", "stp_state", "0"])
+        try inNamespace(switchNamespace, ["ip", "link", "set", "front", "up"])
+        try inNamespace(switchNamespace, ["ip", "link", "set", "back", "up"])
+    }
+
+    /// A veth pair from the switch (port `port` on bridge `bridge`) to `namespace` (as `name`).
+    private func plug(_ namespace: String, as name: String, into bridge: String, port: String) throws {
+        try inNamespace(switchNamespace, ["ip", "link", "add", port, "type", "veth", "peer", "name", name, "netns", namespace])
+        try inNamespace(switchNamespace, ["ip", "link", "set", port, "master", bridge])
+        if bridge == "front" {
+            try inNamespace(switchNamespace, ["bridge", "link", "set", "dev", port, "learning", "off", "flood", "on", "mcast_flood", "on"])
+        }
+        try inNamespace(switchNamespace, ["ip", "link", "set", port, "up"])
+        try inNamespace(namespace, ["ip", "link", "set", name, "up"])
+    }
+
+    private func buildRouterAndClient() throws {
+        try plug(routerNamespace, as: "front", into: "front", port: "rt-f")
+        try plug(routerNamespace, as: "back", into: "back", port: "rt-b")
+        try inNamespace(routerNamespace, ["ip", "addr", "add", "\(Lab.routerFront)/24", "dev", "front"])
+        try inNamespace(routerNamespace, ["ip", "addr", "add", "\(Lab.routerBack)/24", "dev", "back"])
+        try inNamespace(routerNamespace, ["ip", "link", "add", "client", "type", "veth", "peer", "name", "eth0", "netns", clientNamespace])
+        try inNamespace(routerNamespace, ["ip", "addr", "add", "\(Lab.routerClientSide)/24", "dev", "client"])
+        try inNamespace(routerNamespace, ["ip", "link", "set", "client", "up"])
+        // Replies from the real servers arrive on `back` though the VIP is reached via `front`:
+        // strict reverse-path filtering would drop them.
+        try inNamespace(routerNamespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                                          "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.back.rp_filter=0", "net.ipv4.conf.front.rp_filter=0"])
+        try inNamespace(clientNamespace, ["ip", "link", "set", "eth0", "up"])
+        for address in Lab.clientAddresses { try inNamespace(clientNamespace, ["ip", "addr", "add", "\(address)/24", "dev", "eth0"]) }
+        try inNamespace(clientNamespace, ["ip", "route", "add", "default", "via", Lab.routerClientSide])
+        // Many short connections from few addresses: give the client every ephemeral port.
+        try inNamespace(clientNamespace, ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000", "net.ipv4.tcp_tw_reuse=1"])
+    }
+
+    /// A director host. It holds the VIP on `lo` and forwards IP, as a careless host might: the
+    /// director's host-stack guard must keep that stack from answering or forwarding its frames.
+    private func buildDirectorHost(_ index: Int) throws {
+        let namespace = directorNamespace(index)
+        try plug(namespace, as: "front", into: "front", port: "d\(index + 1)-f")
+        try plug(namespace, as: "back", into: "back", port: "d\(index + 1)-b")
+        try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.directorBackAddress(index))/24", "dev", "back"])
+        try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
+        try inNamespace(namespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        for port in ["front", "back"] {
+            // GRO would hand the ring TCP data merged into frames larger than the MTU.
+            try inNamespace(namespace, ["ethtool", "-K", port, "gro", "off"], check: false)
+        }
+    }
+
+    private func buildRealServer(_ index: Int) throws {
+        let namespace = realServerNamespace(index)
+        try plug(namespace, as: "eth0", into: "back", port: Lab.realServerName(index))
+        try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.realServerAddress(index))/24", "dev", "eth0"])
+        try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.routerBack])
+        try configureRealServerKernel(namespace)
+    }
+
+    /// The DR real-server settings: the VIP on `lo`, never announced or answered for by ARP.
+    /// Done by the project's tuning script when present, so every lab run exercises it.
+    private func configureRealServerKernel(_ namespace: String) throws {
+        try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
+        try inNamespace(namespace, ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
+                                    "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2",
+                                    "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"])
+    }
+
+    private func writeWebContent(largeFileMegabytes: Int) throws {
+        let www = stateDirectory + "/www"
+        try "director lab\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
+        try Shell.run(["dd", "if=/dev/urandom", "of=\(www)/\(Lab.largeFileName)", "bs=1M", "count=\(largeFileMegabytes)", "status=none"])
+        try Shell.run(["chmod", "-R", "a+rX", "/tmp/director-lab"])
+    }
+
+    /// The sha256 of the large file, as the client must see it after a download.
+    public func largeFileSHA256() throws -> String {
+        String(try Shell.run(["sha256sum", stateDirectory + "/www/" + Lab.largeFileName]).output.prefix(64))
+    }
+
+    private func startWebServer(_ index: Int) throws {
+        let directory = "\(stateDirectory)/\(Lab.realServerName(index))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = """
+        worker_processes 1;
+        daemon on;
+        pid \(directory)/nginx.pid;
+        error_log \(directory)/error.log warn;
+        events { worker_connections 8192; }
+        http {
+            access_log off;
+            client_body_temp_path \(directory)/body;
+            proxy_temp_path \(directory)/proxy;
+            fastcgi_temp_path \(directory)/fastcgi;
+            uwsgi_temp_path \(directory)/uwsgi;
+            scgi_temp_path \(directory)/scgi;
+            server {
+                listen \(Lab.virtualAddress):80 backlog=4096;
+                root \(stateDirectory)/www;
+                location = /whoami { default_type text/plain; return 200 "\(Lab.realServerName(index))\\n"; }
+            }
+        }
+        """
+        try config.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
+        // nginx daemonizes: the launching process exits once the master runs.
+        try inNamespace(realServerNamespace(index), ["nginx", "-c", directory + "/nginx.conf"])
+    }
+
+    // MARK: - Running things inside
+
+    @discardableResult
+    public func inNamespace(_ namespace: String, _ arguments: [String], input: String? = nil, check: Bool = true) throws -> Shell.Result {
+        try Shell.run(["ip", "netns", "exec", namespace] + arguments, input: input, check: check)
+    }
+
+    // MARK: - Tearing down
+
+    /// Removes every namespace with this lab's prefix (stopping the processes inside first: they
+    /// are the lab's own nginx and director processes) and the lab's files. Safe to call twice,
+    /// and after a run that was killed half-way.
+    public func tearDown() {
+        let listed = (try? Shell.run(["ip", "netns", "list"], check: false).output) ?? ""
+        let namespaces = listed.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+            .filter { $0.hasPrefix(prefix + "-") }
+        for namespace in namespaces {
+            let pids = ((try? Shell.run(["ip", "netns", "pids", namespace], check: false).output) ?? "")
+                .split(whereSeparator: \.isNewline).compactMap { Int32($0) }
+            for pid in pids { kill(pid, SIGTERM) }
+            for _ in 0..<50 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
+            for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+            _ = try? Shell.run(["ip", "netns", "del", namespace], check: false)
+        }
+        try? FileManager.default.removeItem(atPath: stateDirectory)
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+
+/// A director process running in one of the lab's director namespaces.
+public final class LabDirector: @unchecked Sendable {
+    public let lab: Lab
+    public let index: Int
+    public let configPath: String
+    public let controlSocket: String
+    public let logPath: String
+    private var pid: pid_t?
+
+    /// Settings the lab's director config is made from.
+    public struct Settings: Sendable {
+        public var scheduler = "mh"
+        public var weights: [Int] = [1, 1, 1]
+        public var workerCPUs: [Int] = [0, 1]
+        public var connectionCapacity = 65_536
+        /// Timeouts in seconds by config name (e.g. "tcp_fin_wait": 2); IPVS defaults otherwise.
+        public var timeouts: [String: Double] = [:]
+        public var hideFramesFromHost = true
+        public init() {}
+    }
+
+    public init(lab: Lab, index: Int = 0, settings: Settings = Settings()) throws {
+        self.lab = lab
+        self.index = index
+        let directory = "\(lab.stateDirectory)/dir\(index + 1)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        configPath = directory + "/director.yaml"
+        controlSocket = directory + "/control.sock"
+        logPath = directory + "/director.log"
+        try LabDirector.config(lab: lab, settings: settings, controlSocket: controlSocket)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    public static func config(lab: Lab, settings: Settings, controlSocket: String) -> String {
+        var text = """
+        director:
+          front_interface: front
+          back_interface: back
+          workers: [\(settings.workerCPUs.map(String.init).joined(separator: ", "))]
+          connection_capacity: \(settings.connectionCapacity)
+          control_socket: \(controlSocket)
+          hide_frames_from_host: \(settings.hideFramesFromHost)
+
+        """
+        if !settings.timeouts.isEmpty {
+            text += "timeouts:\n" + settings.timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
+        }
+        text += """
+        services:
+          - address: \(Lab.virtualAddress)
+            port: 80
+            protocol: tcp
+            scheduler: \(settings.scheduler)
+            real_servers:
+
+        """
+        for server in 0..<lab.realServerCount {
+            text += "      - { address: \(Lab.realServerAddress(server)), weight: \(settings.weights[server % settings.weights.count]) }\n"
+        }
+        return text
+    }
+
+    /// The director binary: $DIRECTOR_BINARY, or the package's debug or release build.
+    public static func binaryPath() -> String {
+        if let path = ProcessInfo.processInfo.environment["DIRECTOR_BINARY"] { return path }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        for candidate in ["\(root)/.build/debug/director", "\(root)/.build/release/director"]
+        where FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        return "\(root)/.build/debug/director"
+    }
+
+    /// Starts the director and waits until its control socket answers.
+    public func start(binary: String = LabDirector.binaryPath()) throws {
+        let pid = try Shell.spawn(["ip", "netns", "exec", lab.directorNamespace(index), binary, "run", "--config", configPath], output: logPath)
+        self.pid = pid
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if !Shell.isRunning(pid) {
+                self.pid = nil
+                throw LabError(description: "the director exited during start:\n\(log())")
+            }
+            if (try? Shell.run([binary, "stats", "--socket", controlSocket], check: false))?.status == 0 { return }
+            usleep(100_000)
+        }
+        throw LabError(description: "the director did not come up within 15 s:\n\(log())")
+    }
+
+    /// Stops the director (SIGTERM, by PID) and waits for it.
+    @discardableResult
+    public func stop() -> Int32? {
+        guard let pid else { return nil }
+        self.pid = nil
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while Shell.isRunning(pid) && Date() < deadline { usleep(20_000) }
+        if Shell.isRunning(pid) { kill(pid, SIGKILL) }
+        return Shell.wait(pid)
+    }
+
+    /// Ends the director at once with SIGKILL, as a crash would.
+    public func kill9() {
+        guard let pid else { return }
+        self.pid = nil
+        kill(pid, SIGKILL)
+        Shell.wait(pid)
+    }
+
+    public var isRunning: Bool { pid.map(Shell.isRunning) ?? false }
+
+    public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Counters from `director stats`, summed over workers: name → value.
+    public func stats(binary: String = LabDirector.binaryPath()) throws -> [String: UInt64] {
+        let text = try Shell.run([binary, "stats", "--socket", controlSocket]).output
+        var totals: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
+            let name = String(parts[0].prefix { $0 != "{" }).replacingOccurrences(of: "director_", with: "")
+            totals[name, default: 0] += value
+        }
+        return totals
+    }
+
+    public struct LabError: Error, CustomStringConvertible { public let description: String }
+}
+
+extension Lab {
+    /// One client address fetching `count` URLs from the VIP over separate TCP connections
+    /// (`Connection: close`), `parallel` at a time. Returns curl's output: bodies and one
+    /// "code=NNN" line per transfer.
+    public func fetchMany(path: String, count: Int, from clientAddress: String, parallel: Int = 16) throws -> String {
+        try inNamespace(clientNamespace, [
+            "curl", "-s", "--parallel", "--parallel-max", String(parallel), "--max-time", "20", "--connect-timeout", "5",
+            "-H", "Connection: close", "--interface", clientAddress, "-w", "\\ncode=%{http_code}\\n",
+            "http://\(Lab.virtualAddress)\(path)?n=[1-\(count)]",
+        ], check: false).output
+    }
+
+    /// Downloads `path` from the VIP and returns the sha256 of what arrived.
+    public func downloadSHA256(path: String, from clientAddress: String, limitRate: String? = nil) throws -> String {
+        var curl = "curl -s --max-time 120 --interface \(clientAddress)"
+        if let limitRate { curl += " --limit-rate \(limitRate)" }
+        let output = try inNamespace(clientNamespace, ["sh", "-c", "\(curl) http://\(Lab.virtualAddress)\(path) | sha256sum"]).output
+        return String(output.prefix(64))
+    }
+
+    /// The host stack's own counters in a namespace (/proc/net/snmp), e.g. ("Tcp", "OutRsts").
+    public func snmpCounters(_ namespace: String) throws -> [String: Int] {
+        let lines = try inNamespace(namespace, ["cat", "/proc/net/snmp"]).output.split(separator: "\n")
+        var counters: [String: Int] = [:]
+        var index = 0
+        while index + 1 < lines.count {
+            let names = lines[index].split(separator: " "), values = lines[index + 1].split(separator: " ")
+            if let group = names.first, names.count == values.count {
+                for (name, value) in zip(names.dropFirst(), values.dropFirst()) { counters["\(group.dropLast())\(name)"] = Int(value) }
+            }
+            index += 2
+        }
+        return counters
+    }
+}

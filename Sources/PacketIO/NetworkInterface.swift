@@ -1,0 +1,53 @@
+import CDirectorShim
+import DirectorWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the director needs to know about a network interface, read once at start.
+public struct NetworkInterface: Sendable, CustomStringConvertible {
+    public let name: String
+    public let index: Int32
+    public let mac: MACAddress
+    /// The interface's first IPv4 address, if it has one (ARP requests for real servers use it).
+    public let ipv4Address: IPv4Address?
+
+    /// Looks the interface up by name (if_nametoindex, SIOCGIFHWADDR, SIOCGIFADDR).
+    public init(named name: String) throws(SystemCallError) {
+        guard name.utf8.count < Int(IFNAMSIZ) else {
+            throw SystemCallError(call: "if_nametoindex", context: "looking up interface \(name) (name too long)", errno: ENAMETOOLONG)
+        }
+        let index = if_nametoindex(name)
+        guard index != 0 else {
+            throw SystemCallError(call: "if_nametoindex", context: "looking up interface \(name)", errno: director_errno())
+        }
+        self.name = name
+        self.index = Int32(index)
+        let fd = try SystemCall.check("socket", "querying interface \(name)") { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
+        defer { close(fd) }
+        var request = NetworkInterface.request(for: name)
+        try SystemCall.check("ioctl(SIOCGIFHWADDR)", "reading the MAC address of \(name)") { ioctl(fd, UInt(SIOCGIFHWADDR), &request) }
+        mac = withUnsafeBytes(of: request.ifr_ifru.ifru_hwaddr.sa_data) { bytes in
+            MACAddress(rawValue: bytes.prefix(6).reduce(0) { $0 << 8 | UInt64($1) })
+        }
+        request = NetworkInterface.request(for: name)
+        request.ifr_ifru.ifru_addr.sa_family = sa_family_t(AF_INET)
+        if ioctl(fd, UInt(SIOCGIFADDR), &request) == 0 {
+            ipv4Address = withUnsafeBytes(of: request.ifr_ifru.ifru_addr) { bytes in
+                IPv4Address(rawValue: UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+            }
+        } else {
+            ipv4Address = nil
+        }
+    }
+
+    private static func request(for name: String) -> ifreq {
+        var request = ifreq()
+        withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { buffer in
+            for (offset, byte) in name.utf8.enumerated() { buffer[offset] = byte }
+        }
+        return request
+    }
+
+    public var description: String { "\(name) (index \(index), \(mac)\(ipv4Address.map { ", \($0)" } ?? ""))" }
+}

@@ -1,0 +1,136 @@
+import CDirectorShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Geometry of a TPACKET_V3 receive ring.
+public struct ReceiveRingGeometry: Sendable {
+    public var blockSize: UInt32 = 1 << 18          // 256 KiB: ~180 full-size frames a block
+    public var blockCount: UInt32 = 32              // 8 MiB per worker
+    public var frameSize: UInt32 = 2048
+    /// A block is handed to user space when full or after this many milliseconds, whichever is
+    /// first: it bounds the latency a quiet link adds.
+    public var retireTimeoutMilliseconds: UInt32 = 1
+    public init() {}
+}
+
+/// One worker's TPACKET_V3 receive ring on the front interface, a member of the director's
+/// PACKET_FANOUT group. The ring memory is shared with the kernel and owned by this value: raw
+/// pointers never leave it; frames are lent out as `MutableRawSpan`s for the length of a call.
+///
+/// Setup follows the kernel's required order: version → ring → mmap → bind → join fan-out.
+public struct PacketReceiveRing: ~Copyable {
+    public let socket: Int32
+    private let ring: UnsafeMutableRawPointer
+    private let ringByteCount: Int
+    private let geometry: ReceiveRingGeometry
+    private var currentBlock: UInt32 = 0
+
+    public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = ReceiveRingGeometry(),
+                fanoutGroup: UInt16, fanoutProgram: [sock_filter]?) throws(SystemCallError) {
+        let (fd, memory, byteCount) = try PacketReceiveRing.open(interface, geometry, fanoutGroup, fanoutProgram)
+        socket = fd
+        ring = memory
+        ringByteCount = byteCount
+        self.geometry = geometry
+    }
+
+    private static func open(_ interface: NetworkInterface, _ geometry: ReceiveRingGeometry, _ fanoutGroup: UInt16,
+                             _ fanoutProgram: [sock_filter]?) throws(SystemCallError) -> (Int32, UnsafeMutableRawPointer, Int) {
+        let context = "setting up a receive ring on \(interface.name)"
+        let fd = try SystemCall.packetSocket(protocolNumber: PacketProtocol.all, context)
+        var mapped: (UnsafeMutableRawPointer, Int)?
+        do {
+            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
+            var request = tpacket_req3()
+            request.tp_block_size = geometry.blockSize
+            request.tp_block_nr = geometry.blockCount
+            request.tp_frame_size = geometry.frameSize
+            request.tp_frame_nr = geometry.blockSize / geometry.frameSize * geometry.blockCount
+            request.tp_retire_blk_tov = geometry.retireTimeoutMilliseconds
+            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_RX_RING, request, context)
+            let byteCount = Int(geometry.blockSize) * Int(geometry.blockCount)
+            mapped = (try SystemCall.mapRing(fd, byteCount: byteCount, context), byteCount)
+            // Frames this host sends (our own transmissions) are not input.
+            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, Int32(1), context)
+            try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: PacketProtocol.all, context)
+            if let fanoutProgram {
+                let mode = UInt32(PACKET_FANOUT_CBPF)
+                try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_FANOUT, UInt32(fanoutGroup) | mode << 16,
+                                         context + " (joining fan-out group \(fanoutGroup))")
+                try fanoutProgram.withUnsafeBufferPointer { (instructions) throws(SystemCallError) in
+                    let program = sock_fprog(len: UInt16(instructions.count), filter: UnsafeMutablePointer(mutating: instructions.baseAddress))
+                    try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_FANOUT_DATA, program, context + " (fan-out program)")
+                }
+            }
+            return (fd, mapped!.0, mapped!.1)
+        } catch {
+            if let mapped { munmap(mapped.0, mapped.1) }
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        munmap(ring, ringByteCount)
+        close(socket)
+    }
+
+    @inline(__always)
+    private func block(_ index: UInt32) -> UnsafeMutablePointer<tpacket_block_desc> {
+        (ring + Int(index) * Int(geometry.blockSize)).assumingMemoryBound(to: tpacket_block_desc.self)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for the next block to belong to user space.
+    public func waitForBlock(timeoutMilliseconds: Int32) -> Bool {
+        if director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0 { return true }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0)
+        _ = poll(&descriptor, 1, timeoutMilliseconds)
+        return director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0
+    }
+
+    /// Walks the frames of the current block in place, if the kernel has handed it over, then
+    /// returns the block to the kernel. `body` gets each frame and whether its transport
+    /// checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left it to offload).
+    /// Returns the number of frames walked.
+    @inline(__always)
+    public mutating func drainBlock(_ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
+        let descriptor = block(currentBlock)
+        guard director_rx_block_status(descriptor) & UInt32(TP_STATUS_USER) != 0 else { return 0 }
+        let count = Int(director_rx_block_packet_count(descriptor))
+        let blockEnd = UnsafeMutableRawPointer(descriptor) + Int(geometry.blockSize)
+        var header = (UnsafeMutableRawPointer(descriptor) + Int(director_rx_block_first_offset(descriptor)))
+        for _ in 0..<count {
+            let frame = header.assumingMemoryBound(to: tpacket3_hdr.self)
+            let start = header + Int(frame.pointee.tp_mac)
+            let length = Int(frame.pointee.tp_snaplen)
+            // A frame must lie inside its block; the kernel guarantees it, we check it anyway.
+            if start + length <= blockEnd {
+                var span = UnsafeMutableRawBufferPointer(start: start, count: length).mutableBytes
+                body(&span, frame.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+            }
+            let next = Int(frame.pointee.tp_next_offset)
+            if next == 0 { break }
+            header += next
+        }
+        director_rx_block_release(descriptor)
+        currentBlock = (currentBlock + 1) % geometry.blockCount
+        return count
+    }
+
+    /// Sends one frame out of this socket's interface with an ordinary send(2): for the rare
+    /// frames that go back out of the front (ARP replies), which do not justify a second TX ring.
+    /// Static, taking the socket, so a worker can send while it is walking this ring's block.
+    public static func send(_ bytes: RawSpan, on socket: Int32) -> Bool {
+        bytes.withUnsafeBytes { buffer in Glibc.send(socket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count }
+    }
+
+    /// The kernel's count of frames it dropped because this ring was full (PACKET_STATISTICS;
+    /// reading resets the kernel's counters).
+    public func takeDropCount() -> UInt64 {
+        var stats = tpacket_stats_v3()
+        var length = socklen_t(MemoryLayout<tpacket_stats_v3>.size)
+        guard getsockopt(socket, SOL_PACKET, PACKET_STATISTICS, &stats, &length) == 0 else { return 0 }
+        return UInt64(stats.tp_drops)
+    }
+}
