@@ -46,5 +46,11 @@ public struct Configuration: Sendable {
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
     public let field: String
     public let problem: String
+
+    public init(field: String, problem: String) {
+        self.field = field
+        self.problem = problem
+    }
+
     public var description: String { field.isEmpty ? problem : "\(field): \(problem)" }
 }

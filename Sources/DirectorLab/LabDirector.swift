@@ -77,7 +77,7 @@ public final class LabDirector: @unchecked Sendable {
         self.pid = pid
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
-            if !Shell.isRunning(pid) {
+            if Shell.exitStatus(pid) != nil {
                 self.pid = nil
                 throw LabError(description: "the director exited during start:\n\(log())")
             }
@@ -94,8 +94,11 @@ public final class LabDirector: @unchecked Sendable {
         self.pid = nil
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(5)
-        while Shell.isRunning(pid) && Date() < deadline { usleep(20_000) }
-        if Shell.isRunning(pid) { kill(pid, SIGKILL) }
+        while Date() < deadline {
+            if let status = Shell.exitStatus(pid) { return status }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
         return Shell.wait(pid)
     }
 
@@ -107,7 +110,14 @@ public final class LabDirector: @unchecked Sendable {
         Shell.wait(pid)
     }
 
-    public var isRunning: Bool { pid.map(Shell.isRunning) ?? false }
+    public var isRunning: Bool {
+        guard let pid else { return false }
+        if Shell.exitStatus(pid) != nil {
+            self.pid = nil
+            return false
+        }
+        return true
+    }
 
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 

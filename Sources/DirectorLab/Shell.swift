@@ -73,10 +73,12 @@ public enum Shell {
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
-    /// True while `pid` (a child of ours) has not exited; reaps it if it has.
-    public static func isRunning(_ pid: pid_t) -> Bool {
+    /// nil while `pid` (a child of ours) runs; its exit status once it has exited (reaping it).
+    public static func exitStatus(_ pid: pid_t) -> Int32? {
         var status: Int32 = 0
-        return waitpid(pid, &status, WNOHANG) == 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
     static func resolve(_ name: String) -> String {

@@ -1,0 +1,82 @@
+import DirectorDaemon
+import Testing
+
+private let valid = """
+director:
+  front_interface: front
+  back_interface: back
+  workers: [0, 1]
+  connection_capacity: 200_000
+timeouts:
+  tcp_fin_wait: 2
+  udp: 0.5
+services:
+  - address: 198.18.0.100
+    port: 80
+    scheduler: wrr
+    real_servers:
+      - { address: 198.18.2.11, weight: 1 }
+      - { address: 198.18.2.12, weight: 2, mac: "02:00:00:00:02:12" }
+  - address: 198.18.0.100
+    port: 53
+    protocol: udp
+    real_servers:
+      - { address: 198.18.2.11 }
+"""
+
+struct BadConfig: Sendable, CustomTestStringConvertible {
+    let change: (String, String)
+    let message: String
+    var testDescription: String { message }
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+    @Test("a valid file parses with defaults filled in")
+    func validFile() throws {
+        let configuration = try ConfigurationParser.parse(yaml: valid)
+        #expect(configuration.workerCPUs == [0, 1] && configuration.connectionCapacity == 200_000)
+        #expect(configuration.timeouts.finWait == 2_000 && configuration.timeouts.udp == 500 && configuration.timeouts.established == 900_000)
+        #expect(configuration.services[0].scheduler == .weightedRoundRobin && configuration.services[1].scheduler == .maglev)
+        #expect(configuration.services[0].realServers[1].mac?.description == "02:00:00:00:02:12")
+        #expect(configuration.services[1].transport == .udp && configuration.services[1].realServers[0].port == 53)
+        #expect(configuration.bucketCount == 1024 && configuration.hidesFramesFromHost)
+    }
+
+    @Test("each mistake is reported with the field it is in", arguments: [
+        BadConfig(change: ("weight: 2,", "wieght: 2,"), message: "services[0].real_servers[1].wieght: unknown field"),
+        BadConfig(change: ("weight: 2,", "weight: heavy,"), message: "services[0].real_servers[1].weight: expected a whole number from 0 to 65535, got \"heavy\""),
+        BadConfig(change: ("198.18.2.12", "198.18.2.300"), message: "services[0].real_servers[1].address: expected an IPv4 address"),
+        BadConfig(change: ("scheduler: wrr", "scheduler: fastest"), message: "services[0].scheduler: expected one of rr, wrr, lc, wlc, sh, mh"),
+        BadConfig(change: ("protocol: udp", "protocol: sctp"), message: "services[1].protocol: expected tcp or udp"),
+        BadConfig(change: ("port: 53\n    protocol: udp", "port: 80\n    protocol: tcp"), message: "services[1]: tcp 198.18.0.100:80 is defined twice"),
+        BadConfig(change: ("port: 80\n", "port: 80\n    maglev_table_size: 65536\n"), message: "services[0].maglev_table_size: must be a prime"),
+        BadConfig(change: ("{ address: 198.18.2.11, weight: 1 }", "{ address: 198.18.2.11, weight: 1, port: 8080 }"), message: "services[0].real_servers[0].port: direct routing cannot change the port"),
+        BadConfig(change: ("  tcp_fin_wait: 2", "  tcp_fin_wait: -2"), message: "timeouts.tcp_fin_wait: expected seconds greater than 0"),
+        BadConfig(change: ("  tcp_fin_wait: 2", "  tcp_finwait: 2"), message: "timeouts.tcp_finwait: unknown field"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 0]"), message: "director.workers: lists a CPU twice"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [one]"), message: "director.workers[0]: expected a whole number"),
+        BadConfig(change: ("  front_interface: front\n", ""), message: "director.front_interface: is required"),
+        BadConfig(change: ("back_interface: back", "back_interface: a/b"), message: "director.back_interface: \"a/b\" is not a valid interface name"),
+        BadConfig(change: ("connection_capacity: 200_000", "connection_capacity: 200_000\n  bucket_count: 1000"), message: "director.bucket_count: must be a power of two"),
+        BadConfig(change: ("mac: \"02:00:00:00:02:12\"", "mac: \"ff:ff:ff:ff:ff:ff\""), message: "services[0].real_servers[1].mac: expected a unicast MAC"),
+        BadConfig(change: ("services:", "servics:"), message: "servics: unknown field"),
+        BadConfig(change: ("    real_servers:\n      - { address: 198.18.2.11, weight: 1 }", "    real_servers: [\n"), message: "not valid YAML"),
+    ])
+    func badFile(_ bad: BadConfig) {
+        #expect(valid.contains(bad.change.0), "fixture no longer applies")
+        let text = valid.replacingOccurrences(of: bad.change.0, with: bad.change.1)
+        do {
+            _ = try ConfigurationParser.parse(yaml: text)
+            Issue.record("accepted a broken config")
+        } catch {
+            #expect(error.description.contains(bad.message), "got: \(error.description)")
+        }
+    }
+
+    @Test("an empty file, or a list at the top, is an error, not a crash")
+    func wrongShape() {
+        #expect(throws: ConfigurationError(field: "", problem: "the file is empty")) { try ConfigurationParser.parse(yaml: "") }
+        #expect(throws: ConfigurationError(field: "(top level)", problem: "expected a mapping of fields")) { try ConfigurationParser.parse(yaml: "- a\n- b\n") }
+    }
+}
