@@ -9,6 +9,9 @@ public final class ServiceTable: Sendable {
     public let destinationMACs: [MACAddress]
     /// Open-addressed index from (VIP, port, protocol) to a position in `services`; -1 = empty.
     private let index: [Int32]
+    /// Each service's packed (VIP, port, protocol), by position: the lookup compares these
+    /// plain words and never copies a `VirtualService` (whose arrays would cost ARC per packet).
+    private let packedKeys: [UInt64]
     private let virtualAddresses: [IPv4Address]
     public let generation: UInt64
 
@@ -28,6 +31,7 @@ public final class ServiceTable: Sendable {
             index[slot] = Int32(position)
         }
         self.index = index
+        packedKeys = services.map { ServiceTable.packedKey($0.address, $0.port, $0.transport) }
         virtualAddresses = Array(Set(services.map(\.address))).sorted()
     }
 
@@ -48,8 +52,7 @@ public final class ServiceTable: Sendable {
         while true {
             let position = Int(index[slot])
             if position < 0 { return nil }
-            let service = services[position]
-            if service.port == port && service.address == address && service.transport == transport { return position }
+            if packedKeys[position] == key { return position }
             slot = (slot + 1) & (index.count - 1)
         }
     }

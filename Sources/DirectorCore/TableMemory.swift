@@ -14,11 +14,11 @@ public struct TableMemory: Sendable {
         self.release = release
     }
 
-    /// Ordinary heap memory, cache-line aligned.
+    /// Ordinary heap memory, aligned to 2 MiB so transparent huge pages can back it.
     public static let heap = TableMemory(
         allocate: { byteCount in
             var pointer: UnsafeMutableRawPointer?
-            return posix_memalign(&pointer, 64, byteCount) == 0 ? pointer : nil
+            return posix_memalign(&pointer, 2 << 20, byteCount) == 0 ? pointer : nil
         },
         release: { pointer, _ in free(pointer) })
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the system packages the director, its lab and its tests need (Debian 12).
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  libnuma-dev   # libnuma: per-node memory for each worker
+  nftables      # the host-stack guard (netdev ingress rule) and the benchmark's baseline
+  iproute2      # ip netns, veth, bridge: the lab
+  ethtool       # GRO off on director ports
+  nginx-light   # the lab's real servers
+  curl          # the lab's clients
+  procps        # sysctl
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-dependencies: run as root (apt-get install, and the lab needs network namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "install-dependencies: swift is not on PATH (Swift 6.1 or later is needed)" >&2; exit 1; }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: unit tests (in-memory frames) and lab tests (namespaces, curl, nginx, the
+# real director binary). Runs as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-dependencies.sh
+swift build            # the lab tests run the director binary this builds
+swift test "$@"
