@@ -28,7 +28,7 @@ let package = Package(
         ),
         .target(name: "DirectorWire"),
         .target(name: "DirectorCore", dependencies: ["DirectorWire"]),
-        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire"]),
+        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
         .target(
             name: "DirectorDaemon",
             dependencies: [
@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "DirectorLab"),
         .executableTarget(
             name: "director-lab",
-            dependencies: ["DirectorLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DirectorLab", "PacketIO", "DirectorWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "pipeline-benchmark",
