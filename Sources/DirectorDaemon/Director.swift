@@ -45,6 +45,7 @@ public final class Director: @unchecked Sendable {
     public func start() throws {
         Log.info("front \(front), back \(back), virtual MAC \(virtualMAC)")
         Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
+        HostSettingsCheck.warnAboutDifferences(interfaces: [front.name, back.name], workerCPUs: configuration.workerCPUs)
         if configuration.hidesFramesFromHost {
             let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: Array(Set(configuration.services.map { "\($0.address)" })).sorted())
             try hostGuard.install()

@@ -129,14 +129,18 @@ public final class Lab: @unchecked Sendable {
         try configureRealServerKernel(namespace)
     }
 
-    /// The DR real-server settings: the VIP on `lo`, never announced or answered for by ARP.
-    /// Done by the project's tuning script when present, so every lab run exercises it.
+    /// The DR real-server settings (the VIP on `lo`, never announced or answered for by ARP),
+    /// applied by the project's own tuning script, so every lab run exercises it.
     private func configureRealServerKernel(_ namespace: String) throws {
-        try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
-        try inNamespace(namespace, ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2",
-                                    "net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2",
-                                    "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.eth0.rp_filter=0"])
+        try inNamespace(namespace, [Lab.tuningScript, "apply", "--role", "realserver", "--interface", "eth0",
+                                    "--vip", Lab.virtualAddress, "--state-dir", "\(stateDirectory)/\(namespace)-tuning"])
+        try inNamespace(namespace, [Lab.tuningScript, "check", "--role", "realserver", "--interface", "eth0", "--vip", Lab.virtualAddress])
     }
+
+    /// The package's root folder (the lab runs from a checkout).
+    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    /// `tuning/director-tuning` in this checkout.
+    public static let tuningScript = packageRoot + "/tuning/director-tuning"
 
     private func writeWebContent(largeFileMegabytes: Int) throws {
         let www = stateDirectory + "/www"

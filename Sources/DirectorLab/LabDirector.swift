@@ -65,7 +65,7 @@ public final class LabDirector: @unchecked Sendable {
     /// The director binary: $DIRECTOR_BINARY, or the package's debug or release build.
     public static func binaryPath() -> String {
         if let path = ProcessInfo.processInfo.environment["DIRECTOR_BINARY"] { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let root = Lab.packageRoot
         for candidate in ["\(root)/.build/debug/director", "\(root)/.build/release/director"]
         where FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         return "\(root)/.build/debug/director"

@@ -53,6 +53,15 @@ public struct PacketTransmitRing: ~Copyable {
                 do { try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_VNET_HDR, Int32(1), context) } catch { virtio = false }
             }
             try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_QDISC_BYPASS, Int32(1), context)
+            // Frames in flight are bounded by the send buffer, not the ring: at the default
+            // (wmem_default, ~208 KiB) only a few hundred are, and a burst stalls. Size it for the
+            // whole ring; SO_SNDBUFFORCE (root) ignores wmem_max, SO_SNDBUF is the fallback.
+            let sendBuffer = Int32(clamping: Int(geometry.frameCount) * Int(geometry.frameSize) * 2)
+            do {
+                try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, sendBuffer, context)
+            } catch {
+                try? SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, sendBuffer, context)
+            }
             var request = tpacket_req()
             request.tp_block_size = geometry.blockSize
             request.tp_frame_size = geometry.frameSize
