@@ -20,60 +20,43 @@ public struct ReceiveRingGeometry: Sendable {
 ///
 /// Setup follows the kernel's required order: version → ring → mmap → bind → join fan-out.
 public struct PacketReceiveRing: ~Copyable {
-    public let socket: Int32
+    private let mapping: PacketSocketMapping
     private let ring: UnsafeMutableRawPointer
-    private let ringByteCount: Int
     private let geometry: ReceiveRingGeometry
     private var currentBlock: UInt32 = 0
 
+    public var socket: Int32 { mapping.socket }
+
     public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = ReceiveRingGeometry(),
                 fanoutGroup: UInt16, fanoutProgram: [sock_filter]?) throws(SystemCallError) {
-        let (fd, memory, byteCount) = try PacketReceiveRing.open(interface, geometry, fanoutGroup, fanoutProgram)
-        socket = fd
-        ring = memory
-        ringByteCount = byteCount
-        self.geometry = geometry
-    }
-
-    private static func open(_ interface: NetworkInterface, _ geometry: ReceiveRingGeometry, _ fanoutGroup: UInt16,
-                             _ fanoutProgram: [sock_filter]?) throws(SystemCallError) -> (Int32, UnsafeMutableRawPointer, Int) {
         let context = "setting up a receive ring on \(interface.name)"
-        let fd = try SystemCall.packetSocket(protocolNumber: PacketProtocol.all, context)
-        var mapped: (UnsafeMutableRawPointer, Int)?
-        do {
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
-            var request = tpacket_req3()
-            request.tp_block_size = geometry.blockSize
-            request.tp_block_nr = geometry.blockCount
-            request.tp_frame_size = geometry.frameSize
-            request.tp_frame_nr = geometry.blockSize / geometry.frameSize * geometry.blockCount
-            request.tp_retire_blk_tov = geometry.retireTimeoutMilliseconds
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_RX_RING, request, context)
-            let byteCount = Int(geometry.blockSize) * Int(geometry.blockCount)
-            mapped = (try SystemCall.mapRing(fd, byteCount: byteCount, context), byteCount)
-            // Frames this host sends (our own transmissions) are not input.
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, Int32(1), context)
-            try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: PacketProtocol.all, context)
-            if let fanoutProgram {
-                let mode = UInt32(PACKET_FANOUT_CBPF)
-                try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_FANOUT, UInt32(fanoutGroup) | mode << 16,
-                                         context + " (joining fan-out group \(fanoutGroup))")
-                try fanoutProgram.withUnsafeBufferPointer { (instructions) throws(SystemCallError) in
-                    let program = sock_fprog(len: UInt16(instructions.count), filter: UnsafeMutablePointer(mutating: instructions.baseAddress))
-                    try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_FANOUT_DATA, program, context + " (fan-out program)")
-                }
+        var mapping = try PacketSocketMapping(protocolNumber: PacketProtocol.all, context)
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
+        var request = tpacket_req3()
+        request.tp_block_size = geometry.blockSize
+        request.tp_block_nr = geometry.blockCount
+        request.tp_frame_size = geometry.frameSize
+        request.tp_frame_nr = geometry.blockSize / geometry.frameSize * geometry.blockCount
+        request.tp_retire_blk_tov = geometry.retireTimeoutMilliseconds
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_RX_RING, request, context)
+        let memory = try mapping.map(byteCount: Int(geometry.blockSize) * Int(geometry.blockCount), context)
+        // Frames this host sends (our own transmissions) are not input.
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, Int32(1), context)
+        try mapping.bind(interfaceIndex: interface.index, protocolNumber: PacketProtocol.all, context)
+        if let fanoutProgram {
+            let mode = UInt32(PACKET_FANOUT_CBPF)
+            try mapping.setOption(level: SOL_PACKET, name: PACKET_FANOUT, UInt32(fanoutGroup) | mode << 16,
+                                  context + " (joining fan-out group \(fanoutGroup))")
+            try fanoutProgram.withUnsafeBufferPointer { (instructions) throws(SystemCallError) in
+                let program = sock_fprog(len: UInt16(instructions.count), filter: UnsafeMutablePointer(mutating: instructions.baseAddress))
+                try mapping.setOption(level: SOL_PACKET, name: PACKET_FANOUT_DATA, program, context + " (fan-out program)")
             }
-            return (fd, mapped!.0, mapped!.1)
-        } catch {
-            if let mapped { munmap(mapped.0, mapped.1) }
-            close(fd)
-            throw error
         }
-    }
-
-    deinit {
-        munmap(ring, ringByteCount)
-        close(socket)
+        // Stored properties only once nothing can throw any more (a ~Copyable value is either
+        // whole or not at all).
+        self.mapping = mapping
+        ring = memory
+        self.geometry = geometry
     }
 
     @inline(__always)

@@ -21,10 +21,9 @@ public struct TransmitRingGeometry: Sendable {
 ///
 /// The socket is bound with protocol 0, so it receives nothing.
 public struct PacketTransmitRing: ~Copyable {
-    public let socket: Int32
     public let usesVirtioHeader: Bool
+    private let mapping: PacketSocketMapping
     private let ring: UnsafeMutableRawPointer
-    private let ringByteCount: Int
     private let geometry: TransmitRingGeometry
     private let framesPerBlock: UInt32
     private var nextFrame: UInt32 = 0
@@ -32,60 +31,42 @@ public struct PacketTransmitRing: ~Copyable {
     private let dataOffset = Int(director_tx_data_offset())
     static let virtioHeaderLength = MemoryLayout<virtio_net_hdr>.size
 
+    public var socket: Int32 { mapping.socket }
+
     public init(interface: NetworkInterface, geometry: TransmitRingGeometry = TransmitRingGeometry(), useVirtioHeader: Bool = true) throws(SystemCallError) {
-        let (fd, memory, byteCount, virtio) = try PacketTransmitRing.open(interface, geometry, useVirtioHeader)
-        socket = fd
+        let context = "setting up a transmit ring on \(interface.name)"
+        var mapping = try PacketSocketMapping(protocolNumber: PacketProtocol.none, context)
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V2.rawValue), context)
+        var virtio = false
+        if useVirtioHeader {
+            do {
+                try mapping.setOption(level: SOL_PACKET, name: PACKET_VNET_HDR, Int32(1), context)
+                virtio = true
+            } catch {}
+        }
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_QDISC_BYPASS, Int32(1), context)
+        // Frames in flight are bounded by the send buffer, not the ring: at the default
+        // (wmem_default, ~208 KiB) only a few hundred are, and a burst stalls. Size it for the
+        // whole ring; SO_SNDBUFFORCE (root) ignores wmem_max, SO_SNDBUF is the fallback.
+        let sendBuffer = Int32(clamping: Int(geometry.frameCount) * Int(geometry.frameSize) * 2)
+        do {
+            try mapping.setOption(level: SOL_SOCKET, name: SO_SNDBUFFORCE, sendBuffer, context)
+        } catch {
+            try? mapping.setOption(level: SOL_SOCKET, name: SO_SNDBUF, sendBuffer, context)
+        }
+        var request = tpacket_req()
+        request.tp_block_size = geometry.blockSize
+        request.tp_frame_size = geometry.frameSize
+        request.tp_block_nr = geometry.frameCount / (geometry.blockSize / geometry.frameSize)
+        request.tp_frame_nr = geometry.frameCount
+        try mapping.setOption(level: SOL_PACKET, name: PACKET_TX_RING, request, context)
+        let memory = try mapping.map(byteCount: Int(geometry.blockSize) * Int(request.tp_block_nr), context)
+        try mapping.bind(interfaceIndex: interface.index, protocolNumber: PacketProtocol.none, context)
+        self.mapping = mapping
         ring = memory
-        ringByteCount = byteCount
         usesVirtioHeader = virtio
         self.geometry = geometry
         framesPerBlock = geometry.blockSize / geometry.frameSize
-    }
-
-    private static func open(_ interface: NetworkInterface, _ geometry: TransmitRingGeometry,
-                             _ useVirtioHeader: Bool) throws(SystemCallError) -> (Int32, UnsafeMutableRawPointer, Int, Bool) {
-        let context = "setting up a transmit ring on \(interface.name)"
-        let fd = try SystemCall.packetSocket(protocolNumber: PacketProtocol.none, context)
-        var virtio = useVirtioHeader
-        do throws(SystemCallError) {
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V2.rawValue), context)
-            if virtio {
-                do { try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_VNET_HDR, Int32(1), context) } catch { virtio = false }
-            }
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_QDISC_BYPASS, Int32(1), context)
-            // Frames in flight are bounded by the send buffer, not the ring: at the default
-            // (wmem_default, ~208 KiB) only a few hundred are, and a burst stalls. Size it for the
-            // whole ring; SO_SNDBUFFORCE (root) ignores wmem_max, SO_SNDBUF is the fallback.
-            let sendBuffer = Int32(clamping: Int(geometry.frameCount) * Int(geometry.frameSize) * 2)
-            do {
-                try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, sendBuffer, context)
-            } catch {
-                try? SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, sendBuffer, context)
-            }
-            var request = tpacket_req()
-            request.tp_block_size = geometry.blockSize
-            request.tp_frame_size = geometry.frameSize
-            request.tp_block_nr = geometry.frameCount / (geometry.blockSize / geometry.frameSize)
-            request.tp_frame_nr = geometry.frameCount
-            try SystemCall.setOption(fd, level: SOL_PACKET, name: PACKET_TX_RING, request, context)
-            let byteCount = Int(geometry.blockSize) * Int(request.tp_block_nr)
-            let memory = try SystemCall.mapRing(fd, byteCount: byteCount, context)
-            do {
-                try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: PacketProtocol.none, context)
-            } catch {
-                munmap(memory, byteCount)
-                throw error
-            }
-            return (fd, memory, byteCount, virtio)
-        } catch {
-            close(fd)
-            throw error
-        }
-    }
-
-    deinit {
-        munmap(ring, ringByteCount)
-        close(socket)
     }
 
     @inline(__always)
@@ -143,7 +124,7 @@ public struct PacketTransmitRing: ~Copyable {
     /// Asks the kernel to send every published frame: one send(2) per burst, not per frame.
     public mutating func flush() {
         guard pending > 0 else { return }
-        _ = send(socket, nil, 0, Int32(MSG_DONTWAIT))
+        _ = send(mapping.socket, nil, 0, Int32(MSG_DONTWAIT))
         pending = 0
     }
 }
