@@ -17,6 +17,7 @@ struct Flood: ParsableCommand {
     @Option(help: "Frames to send.") var count = 200_000
     @Option(help: "Frames per second (0 = as fast as the ring takes them).") var rate = 100_000
     @Option(help: "Upper bound on the run time.") var seconds = 20.0
+    @Flag(inversion: .prefixedNo, help: "Send with a virtio header (hdr_len = frame length).") var virtioHeader = true
 
     func run() throws {
         guard let mac = MACAddress(destinationMAC) else { throw ValidationError("--destination-mac: not a MAC address") }
@@ -26,7 +27,7 @@ struct Flood: ParsableCommand {
         }
         guard (1...10_000_000).contains(count), seconds > 0, seconds <= 600 else { throw ValidationError("--count 1…10,000,000 and --seconds up to 600") }
         let sender = try NetworkInterface(named: interface)
-        var ring = try PacketTransmitRing(interface: sender)
+        var ring = try PacketTransmitRing(interface: sender, useVirtioHeader: virtioHeader)
         // 4,096 distinct flows, sent round and round.
         let frames = (0..<4096).map { n in
             PacketBuilder().ethernet(from: sender.mac, to: mac).ipv4(from: from, to: to)
