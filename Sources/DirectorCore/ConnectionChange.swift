@@ -17,7 +17,8 @@ public protocol ConnectionChangeSink: ~Copyable {
     mutating func record(_ change: ConnectionChange)
 }
 
-/// Counts changes by kind; the daemon's sink until a peer consumes the changes.
+/// Counts changes by kind. The daemon publishes the counts (`connection_changes_*` in
+/// `director stats`): the rate of deltas a peer dispatcher's replica needs.
 public struct ConnectionChangeCounter: ConnectionChangeSink {
     public private(set) var created = 0
     public private(set) var stateChanges = 0

@@ -213,9 +213,11 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         }
     }
 
-    /// Counts a frame the transmit side could not place (ring full).
-    public mutating func countTransmitFailure() {
+    /// Counts a frame of `length` bytes the transmit side could not place (ring full): it was
+    /// counted as forwarded by `process`, and was not.
+    public mutating func countTransmitFailure(length: Int) {
         counters[drop: .transmitRingFull] &+= 1
         counters[.framesForwarded] &-= 1
+        counters[.bytesForwarded] &-= UInt64(length)
     }
 }

@@ -5,12 +5,17 @@ import DirectorCore
 /// row and is its only writer; stores and loads are relaxed atomics (a reader needs each number
 /// to be one that existed, not a consistent set across counters).
 public final class CounterBoard: @unchecked Sendable {
-    /// Gauges that follow the counters in each row.
+    /// Values that follow the pipeline's counters in each row: gauges, and counters kept outside
+    /// the pipeline.
     public enum Gauge: Int, CaseIterable {
         case tableEntries = 0
         case tableCapacity
         case ringDrops
         case numaNode
+        /// Table changes by kind: the delta stream connection sync carries to the peer.
+        case changesCreated
+        case changesStateChanged
+        case changesRemoved
 
         var name: String {
             switch self {
@@ -18,6 +23,16 @@ public final class CounterBoard: @unchecked Sendable {
             case .tableCapacity: "connection_capacity"
             case .ringDrops: "receive_ring_drops"
             case .numaNode: "numa_node"
+            case .changesCreated: "connection_changes_created"
+            case .changesStateChanged: "connection_changes_state"
+            case .changesRemoved: "connection_changes_removed"
+            }
+        }
+
+        var prometheusType: String {
+            switch self {
+            case .tableEntries, .tableCapacity, .numaNode: "gauge"
+            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved: "counter"
             }
         }
     }
@@ -61,7 +76,7 @@ public final class CounterBoard: @unchecked Sendable {
             for worker in 0..<workerCount { lines.append("director_\(name){worker=\"\(worker)\"} \(counter(worker: worker, index: index))") }
         }
         for gauge in Gauge.allCases {
-            lines.append("# TYPE director_\(gauge.name) gauge")
+            lines.append("# TYPE director_\(gauge.name) \(gauge.prometheusType)")
             for worker in 0..<workerCount { lines.append("director_\(gauge.name){worker=\"\(worker)\"} \(self.gauge(worker: worker, gauge))") }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -115,7 +115,7 @@ final class Worker: @unchecked Sendable {
                             InternetChecksum.complete(&frame, start: checksum.start, fieldOffset: checksum.fieldOffset, end: checksum.end)
                             sent = transmit.enqueue(frame.bytes.extracting(0..<length))
                         }
-                        if !sent { forwarder.countTransmitFailure() }
+                        if !sent { forwarder.countTransmitFailure(length: length) }
                     case .transmitOnFront(let length):
                         _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: frontSocket)
                     case .drop:
@@ -127,6 +127,9 @@ final class Worker: @unchecked Sendable {
             forwarder.expire(now: now, budget: haveBlock ? 256 : idleSweepBudget)
             board.publish(worker: plan.index, counters: forwarder.counters)
             board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count))
+            board.publish(worker: plan.index, gauge: .changesCreated, UInt64(forwarder.changes.created))
+            board.publish(worker: plan.index, gauge: .changesStateChanged, UInt64(forwarder.changes.stateChanges))
+            board.publish(worker: plan.index, gauge: .changesRemoved, UInt64(forwarder.changes.removals))
             if !haveBlock {
                 ringDrops &+= receive.takeDropCount()
                 board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)

@@ -66,6 +66,9 @@ struct DirectRoutingLabTests {
         #expect(live == 0, "connections left in the table")
         let quiet = try director.stats()
         #expect(quiet["connections_expired"] == quiet["connections_created"])
+        // Every creation and removal was reported as a change (the stream sync will carry).
+        #expect(quiet["connection_changes_created"] == quiet["connections_created"])
+        #expect(quiet["connection_changes_removed"] == quiet["connections_expired"])
         // Every TCP segment a real server received came from the director, exactly once.
         let receivedByServers = try (0..<lab.realServerCount).map { try lab.snmpCounters(lab.realServerNamespace($0))["TcpInSegs"] ?? 0 }.reduce(0, +) - serversBefore
         #expect(UInt64(receivedByServers) == quiet["frames_forwarded"], "real servers received \(receivedByServers), director forwarded \(quiet["frames_forwarded"] ?? 0)")
