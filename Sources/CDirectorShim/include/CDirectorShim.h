@@ -48,10 +48,6 @@ static inline uint32_t director_rx_block_first_offset(const struct tpacket_block
     return block->hdr.bh1.offset_to_first_pkt;
 }
 
-static inline uint16_t director_rx_frame_vlan_tci(const struct tpacket3_hdr *frame) {
-    return frame->hv1.tp_vlan_tci;
-}
-
 // MARK: - TPACKET_V2 transmit frames
 
 /// Status word of a TX-ring frame, read with acquire ordering (the kernel sets it back to
@@ -70,10 +66,6 @@ static inline void director_tx_frame_publish(struct tpacket2_hdr *frame, uint32_
 /// (the kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).
 static inline uint32_t director_tx_data_offset(void) {
     return TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
-}
-
-static inline uint32_t director_tpacket_align(uint32_t value) {
-    return TPACKET_ALIGN(value);
 }
 
 // MARK: - Counters shared between a worker and the control thread
