@@ -55,6 +55,6 @@ let package = Package(
         ),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),
-        .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon"]),
+        .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire"]),
     ]
 )

@@ -86,6 +86,10 @@ static inline uint64_t director_load_relaxed_u64(const uint64_t *slot) {
 /// _GNU_SOURCE). Returns 0 or an errno value.
 int director_pin_current_thread(int cpu);
 
+/// Moves the calling thread into the network namespace open at `namespace_fd` (setns with
+/// CLONE_NEWNET; in shim.c). Returns 0 or an errno value.
+int director_enter_network_namespace(int namespace_fd);
+
 static inline int director_errno(void) { return errno; }
 
 /// CLOCK_MONOTONIC in nanoseconds: the one clock the data path uses for timeouts.
