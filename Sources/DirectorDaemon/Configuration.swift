@@ -1,5 +1,6 @@
 import DirectorCore
 import DirectorWire
+import Foundation
 
 /// The director's configuration, validated: every field has been checked, so a value of this
 /// type can be started without further questions (the director never starts half-configured).
@@ -36,10 +37,44 @@ public struct Configuration: Sendable {
     public var virtualMAC: MACAddress?
     public var answersARP: Bool
     public var bucketCount: UInt32
+    /// This dispatcher's id (1–255), unique in the pair.
+    public var nodeID: UInt8
+    /// The other dispatcher of the pair, if there is one.
+    public var peer: Peer?
+    /// The buckets this dispatcher accepts at start.
+    public var initialOwnership: BucketOwnership
+
+    public struct Peer: Sendable, Equatable {
+        public var nodeID: UInt8
+        /// The peer's address on the crossover link (connection sync).
+        public var address: IPv4Address
+
+        public init(nodeID: UInt8, address: IPv4Address) {
+            self.nodeID = nodeID
+            self.address = address
+        }
+    }
     public var timeouts: ConnectionTimeouts
     public var services: [ServiceConfig]
 
     public static let defaultControlSocket = "/run/director/director.sock"
+
+    /// Bucket ranges as operators write them: "all", "none", or "0-511,600,700-703".
+    public static func parseBuckets(_ text: String, bucketCount: UInt32) -> BucketOwnership? {
+        switch text.trimmingCharacters(in: .whitespaces) {
+        case "all": return .all(bucketCount)
+        case "none": return .none(bucketCount)
+        default: break
+        }
+        var ownership = BucketOwnership.none(bucketCount)
+        for part in text.split(separator: ",") {
+            let bounds = part.trimmingCharacters(in: .whitespaces).split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(bounds.count), let low = UInt32(bounds[0]), let high = UInt32(bounds.last!),
+                  low <= high, high < bucketCount else { return nil }
+            for bucket in low...high { ownership.set(bucket, owned: true) }
+        }
+        return ownership
+    }
 }
 
 /// A configuration problem, naming the field (as a path into the file) and what is wrong.

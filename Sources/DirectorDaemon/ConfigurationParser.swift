@@ -19,7 +19,7 @@ public enum ConfigurationParser {
         let top = try Fields(root, path: "", known: ["director", "timeouts", "services"])
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
-            "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count",
+            "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -35,6 +35,25 @@ public enum ConfigurationParser {
         let buckets = try director.integer("bucket_count", range: 1...65536) ?? 1024
         guard buckets & (buckets - 1) == 0 else {
             throw ConfigurationError(field: "director.bucket_count", problem: "must be a power of two, got \(buckets)")
+        }
+        let nodeID = UInt8(try director.integer("node_id", range: 1...255) ?? 1)
+        var peer: Configuration.Peer?
+        if let node = director.optional("peer") {
+            let fields = try Fields(node, path: "director.peer", known: ["node_id", "address"])
+            let peerID = UInt8(try fields.integer("node_id", range: 1...255, required: true)!)
+            guard peerID != nodeID else {
+                throw ConfigurationError(field: "director.peer.node_id", problem: "must differ from director.node_id (\(nodeID))")
+            }
+            peer = Configuration.Peer(nodeID: peerID, address: try fields.address("address", required: true)!)
+        }
+        // Default: alone, every bucket; in a pair, an even split, the lower id taking the lower half.
+        var ownership = BucketOwnership.all(UInt32(buckets))
+        if let peer { ownership = .evenShare(UInt32(buckets), node: nodeID < peer.nodeID ? 0 : 1, of: 2) }
+        if let text = try director.string("buckets") {
+            guard let parsed = Configuration.parseBuckets(text, bucketCount: UInt32(buckets)) else {
+                throw ConfigurationError(field: "director.buckets", problem: "expected all, none or ranges like 0-511,600 below bucket_count (\(buckets)), got \"\(text)\"")
+            }
+            ownership = parsed
         }
         var virtualMAC: MACAddress?
         if let text = try director.string("virtual_mac") {
@@ -68,8 +87,10 @@ public enum ConfigurationParser {
             frontInterface: front, backInterface: back, workerCPUs: cpus, connectionCapacity: capacity,
             controlSocket: try director.string("control_socket") ?? Configuration.defaultControlSocket,
             hidesFramesFromHost: try director.bool("hide_frames_from_host") ?? true,
-            virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? true,
-            bucketCount: UInt32(buckets), timeouts: timeouts, services: services)
+            // One ARP answer per pair: the lower node id answers (until liveness is tracked).
+            virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? (peer.map { nodeID < $0.nodeID } ?? true),
+            bucketCount: UInt32(buckets), nodeID: nodeID, peer: peer, initialOwnership: ownership,
+            timeouts: timeouts, services: services)
     }
 
     nonisolated(unsafe) static let timeoutFields: [String: WritableKeyPath<ConnectionTimeouts, UInt64>] = [

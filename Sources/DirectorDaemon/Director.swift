@@ -23,6 +23,8 @@ public final class Director: @unchecked Sendable {
     private let maintenanceStop = Atomic<Bool>(false)
     private var maintenanceThread: pthread_t?
     private let startedAt = director_monotonic_nanoseconds()
+    /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
+    private let ownership: Mutex<BucketOwnership>
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
@@ -34,6 +36,7 @@ public final class Director: @unchecked Sendable {
             ids["\(server.address):\(server.port)"] = UInt16(ids.count + 1)
         }
         realServerIDs = ids
+        ownership = Mutex(configuration.initialOwnership)
         let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         for (index, cpu) in configuration.workerCPUs.enumerated() where cpu >= cpuCount {
             throw ConfigurationError(field: "director.workers[\(index)]", problem: "CPU \(cpu) does not exist here (this host has CPUs 0–\(cpuCount - 1))")
@@ -61,7 +64,8 @@ public final class Director: @unchecked Sendable {
         let fanoutGroup = UInt16(truncatingIfNeeded: getpid())
         for (index, cpu) in configuration.workerCPUs.enumerated() {
             let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back, tableCapacity: perWorker,
-                                  settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount)
+                                  settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
+                                  ownership: ownership.withLock { $0 })
             let worker = Worker(plan: plan, snapshots: exchange, board: board)
             do {
                 try worker.start()
@@ -78,6 +82,8 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
+        Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
+            + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
         Log.info("ready: \(configuration.services.count) virtual service(s), control socket \(configuration.controlSocket)")
     }
 
@@ -157,9 +163,51 @@ public final class Director: @unchecked Sendable {
         maintenanceThread = handle
     }
 
+    // MARK: - Bucket ownership
+
+    /// Makes `new` this dispatcher's share: every worker's kernel filter is replaced (atomically
+    /// per socket; frames of buckets owned before and after keep flowing).
+    public func setOwnership(_ new: BucketOwnership) throws {
+        try ownership.withLock { current in
+            for worker in workers { try worker.attach(new) }
+            current = new
+        }
+        Log.info("now owns buckets \(new.description.isEmpty ? "none" : new.description) (\(new.ownedCount) of \(new.bucketCount))")
+    }
+
+    /// `buckets [show]`, `buckets own RANGES`, `buckets release RANGES`, `buckets set RANGES`.
+    func bucketsCommand(_ words: [Substring]) -> String {
+        let current = ownership.withLock { $0 }
+        guard ["show", "own", "release", "set"].contains(words[0]) else {
+            return "error: unknown buckets command \"\(words[0])\" (show, own, release, set)\n"
+        }
+        guard words[0] != "show" else {
+            return "node \(configuration.nodeID) owns \(current.ownedCount) of \(current.bucketCount) buckets: \(current.description.isEmpty ? "none" : current.description)\n"
+        }
+        guard let ranges = Configuration.parseBuckets(words[1...].joined(separator: ""), bucketCount: current.bucketCount) else {
+            return "error: expected all, none or ranges like 0-511,600 below \(current.bucketCount)\n"
+        }
+        guard words.count >= 2 else { return "error: \(words[0]) needs bucket ranges (all, none, or like 0-511,600)\n" }
+        let updated = BucketOwnership(bucketCount: current.bucketCount) { bucket in
+            switch words[0] {
+            case "own": current.owns(bucket) || ranges.owns(bucket)
+            case "release": current.owns(bucket) && !ranges.owns(bucket)
+            default: ranges.owns(bucket)
+            }
+        }
+        do {
+            try setOwnership(updated)
+        } catch {
+            return "error: \(error)\n"
+        }
+        return "node \(configuration.nodeID) owns \(updated.ownedCount) of \(updated.bucketCount) buckets: \(updated.description.isEmpty ? "none" : updated.description)\n"
+    }
+
     // MARK: - Control commands
 
     func handle(_ command: String) -> String {
+        let words = command.split(separator: " ")
+        if words.first == "buckets" { return bucketsCommand(Array(words.dropFirst().isEmpty ? ["show"] : words.dropFirst())) }
         switch command {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
@@ -169,7 +217,7 @@ public final class Director: @unchecked Sendable {
         case "ping":
             return "pong\n"
         default:
-            return "unknown command \"\(command)\" (known: stats, services, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, buckets, ping)\n"
         }
     }
 

@@ -17,6 +17,7 @@ struct WorkerPlan: Sendable {
     let settings: ForwarderSettings
     let fanoutGroup: UInt16
     let bucketCount: UInt32
+    let ownership: BucketOwnership
 }
 
 /// One worker: a pinned thread running DPDK-style run-to-completion — wait for a block, process
@@ -30,6 +31,8 @@ final class Worker: @unchecked Sendable {
     /// nil until the worker has set itself up; then "" for success or the error text.
     private let startup = Mutex<String?>(nil)
     private var thread: pthread_t?
+    /// The receive socket, once the worker has opened it; the director swaps its filter.
+    private let receiveSocket = Atomic<Int32>(-1)
 
     /// How long a worker waits for a block before doing housekeeping anyway.
     static let pollTimeoutMilliseconds: Int32 = 10
@@ -42,6 +45,13 @@ final class Worker: @unchecked Sendable {
     }
 
     func requestStop() { stopping.store(true, ordering: .relaxed) }
+
+    /// Replaces this worker's ownership filter (atomic in the kernel; the ring stays open).
+    func attach(_ ownership: BucketOwnership) throws(SystemCallError) {
+        let socket = receiveSocket.load(ordering: .acquiring)
+        guard socket >= 0 else { return }
+        try OwnershipFilter.attach(ownership, to: socket)
+    }
 
     /// Starts the thread and waits until its rings and table exist (or failed).
     func start() throws(WorkerError) {
@@ -77,7 +87,8 @@ final class Worker: @unchecked Sendable {
             // Rings after pinning: the kernel allocates them on the node of the calling thread.
             var receive = try PacketReceiveRing(
                 interface: plan.front, fanoutGroup: plan.fanoutGroup,
-                fanoutProgram: FanoutProgram.instructions(bucketCount: plan.bucketCount))
+                fanoutProgram: FanoutProgram.instructions(bucketCount: plan.bucketCount), ownership: plan.ownership)
+            receiveSocket.store(receive.socket, ordering: .releasing)
             var transmit = try PacketTransmitRing(interface: plan.back)
             guard let table = ConnectionTable(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
                 startup.withLock { $0 = "could not allocate a connection table of \(plan.tableCapacity) entries" }

@@ -1,4 +1,5 @@
 import CDirectorShim
+import DirectorCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,9 +29,11 @@ public struct PacketReceiveRing: ~Copyable {
     public var socket: Int32 { mapping.socket }
 
     public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = ReceiveRingGeometry(),
-                fanoutGroup: UInt16, fanoutProgram: [sock_filter]?) throws(SystemCallError) {
+                fanoutGroup: UInt16, fanoutProgram: [sock_filter]?, ownership: BucketOwnership? = nil) throws(SystemCallError) {
         let context = "setting up a receive ring on \(interface.name)"
         var mapping = try PacketSocketMapping(protocolNumber: PacketProtocol.all, context)
+        // The filter goes on before bind: no frame of another dispatcher's bucket ever gets in.
+        if let ownership { try OwnershipFilter.attach(ownership, to: mapping.socket) }
         try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
         var request = tpacket_req3()
         request.tp_block_size = geometry.blockSize

@@ -8,7 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self])
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self])
 }
 
 /// Reads and validates a config file, printing the problem (with its field) on failure.
@@ -86,6 +86,27 @@ struct Services: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List virtual services and real servers, like ipvsadm -L -n.")
     @OptionGroup var options: ControlOptions
     func run() throws { print(try ControlClient.send("services", to: try options.path()), terminator: "") }
+}
+
+struct Buckets: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or change which client buckets this dispatcher accepts (its kernel filter).",
+        discussion: """
+        director buckets show              the buckets this dispatcher owns
+        director buckets own 512-1023      also accept these buckets
+        director buckets release 512-1023  stop accepting these buckets
+        director buckets set 0-511         accept exactly these (all, none, or ranges like 0-511,600)
+        To move buckets from B to A with no gap: `own` them on A first, then `release` them on B.
+        """)
+    @Argument(help: "show, own, release or set") var action = "show"
+    @Argument(help: "Bucket ranges: all, none, or like 0-511,600.") var ranges: String?
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let reply = try ControlClient.send(["buckets", action, ranges].compactMap { $0 }.joined(separator: " "), to: try options.path())
+        print(reply, terminator: "")
+        if reply.hasPrefix("error") { throw ExitCode(1) }
+    }
 }
 
 DirectorCommand.main()

@@ -1,4 +1,5 @@
 import DirectorDaemon
+import DirectorWire
 import Testing
 
 private let valid = """
@@ -60,6 +61,9 @@ struct ConfigurationTests {
         BadConfig(change: ("back_interface: back", "back_interface: a/b"), message: "director.back_interface: \"a/b\" is not a valid interface name"),
         BadConfig(change: ("connection_capacity: 200_000", "connection_capacity: 200_000\n  bucket_count: 1000"), message: "director.bucket_count: must be a power of two"),
         BadConfig(change: ("mac: \"02:00:00:00:02:12\"", "mac: \"ff:ff:ff:ff:ff:ff\""), message: "services[0].real_servers[1].mac: expected a unicast MAC"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 1, address: 198.18.3.2 }"), message: "director.peer.node_id: must differ from director.node_id (1)"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2 }"), message: "director.peer.address: is required"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  buckets: 0-1024"), message: "director.buckets: expected all, none or ranges"),
         BadConfig(change: ("services:", "servics:"), message: "servics: unknown field"),
         BadConfig(change: ("    real_servers:\n      - { address: 198.18.2.11, weight: 1 }", "    real_servers: [\n"), message: "not valid YAML"),
     ])
@@ -72,6 +76,18 @@ struct ConfigurationTests {
         } catch {
             #expect(error.description.contains(bad.message), "got: \(error.description)")
         }
+    }
+
+    @Test("a pair: the lower id takes the lower half of the buckets and answers ARP")
+    func pair() throws {
+        let second = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
+            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 2\n  peer: { node_id: 1, address: 198.18.3.1 }"))
+        #expect(second.nodeID == 2 && second.peer == Configuration.Peer(nodeID: 1, address: IPv4Address(198, 18, 3, 1)))
+        #expect(second.initialOwnership.ownedRanges == [512...1023] && !second.answersARP)
+        let first = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
+            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 1\n  peer: { node_id: 2, address: 198.18.3.2 }\n  buckets: 0-9,1000"))
+        #expect(first.initialOwnership.ownedRanges == [0...9, 1000...1000] && first.answersARP)
+        #expect(try ConfigurationParser.parse(yaml: valid).initialOwnership.ownedCount == 1024, "alone: every bucket")
     }
 
     @Test("an empty file, or a list at the top, is an error, not a crash")
