@@ -24,6 +24,11 @@ public final class Lab: @unchecked Sendable {
     public static let clientAddresses = ["198.18.1.10", "198.18.1.11", "198.18.1.12", "198.18.1.13"]
     public static func realServerAddress(_ index: Int) -> String { "198.18.2.\(11 + index)" }
     public static func directorBackAddress(_ index: Int) -> String { "198.18.2.\(2 + index)" }
+    public static func crossoverAddress(_ index: Int) -> String { "198.18.3.\(1 + index)" }
+    /// Every director's front port carries this MAC: to clients the pair is one machine.
+    public static let virtualMAC = "02:18:00:00:00:64"
+    /// A file a limited-rate download takes about ten seconds to fetch.
+    public static let mediumFileName = "medium.bin"
     public static func realServerName(_ index: Int) -> String { "rs\(index + 1)" }
     /// The large file the lab's web servers share, and its size.
     public static let largeFileName = "big.bin"
@@ -61,6 +66,7 @@ public final class Lab: @unchecked Sendable {
         try buildSwitch()
         try buildRouterAndClient()
         for index in 0..<directorCount { try buildDirectorHost(index) }
+        if directorCount == 2 { try buildCrossover() }
         for index in 0..<realServerCount { try buildRealServer(index) }
         try writeWebContent(largeFileMegabytes: largeFileMegabytes)
         for index in 0..<realServerCount { try startWebServer(index) }
@@ -103,7 +109,11 @@ public final class Lab: @unchecked Sendable {
         for address in Lab.clientAddresses { try inNamespace(clientNamespace, ["ip", "addr", "add", "\(address)/24", "dev", "eth0"]) }
         try inNamespace(clientNamespace, ["ip", "route", "add", "default", "via", Lab.routerClientSide])
         // Many short connections from few addresses: give the client every ephemeral port.
-        try inNamespace(clientNamespace, ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000", "net.ipv4.tcp_tw_reuse=1"])
+        // A small receive buffer keeps a rate-limited download (curl --limit-rate) on the wire for
+        // its whole length: with the usual autotuned megabytes the server would push the whole
+        // file at once, and the "long" download would be idle on the network.
+        try inNamespace(clientNamespace, ["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000", "net.ipv4.tcp_tw_reuse=1",
+                                          "net.ipv4.tcp_rmem=4096 16384 16384"])
     }
 
     /// A director host. It holds the VIP on `lo` and forwards IP, as a careless host might: the
@@ -111,6 +121,7 @@ public final class Lab: @unchecked Sendable {
     private func buildDirectorHost(_ index: Int) throws {
         let namespace = directorNamespace(index)
         try plug(namespace, as: "front", into: "front", port: "d\(index + 1)-f")
+        try inNamespace(namespace, ["ip", "link", "set", "front", "address", Lab.virtualMAC])
         try plug(namespace, as: "back", into: "back", port: "d\(index + 1)-b")
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.directorBackAddress(index))/24", "dev", "back"])
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
@@ -118,6 +129,15 @@ public final class Lab: @unchecked Sendable {
         for port in ["front", "back"] {
             // GRO would hand the ring TCP data merged into frames larger than the MTU.
             try inNamespace(namespace, ["ethtool", "-K", port, "gro", "off"], check: false)
+        }
+    }
+
+    /// The crossover link between the two directors (connection sync and heartbeats).
+    private func buildCrossover() throws {
+        try inNamespace(directorNamespace(0), ["ip", "link", "add", "cross", "type", "veth", "peer", "name", "cross", "netns", directorNamespace(1)])
+        for index in 0..<2 {
+            try inNamespace(directorNamespace(index), ["ip", "addr", "add", "\(Lab.crossoverAddress(index))/24", "dev", "cross"])
+            try inNamespace(directorNamespace(index), ["ip", "link", "set", "cross", "up"])
         }
     }
 
@@ -146,12 +166,16 @@ public final class Lab: @unchecked Sendable {
         let www = stateDirectory + "/www"
         try "director lab\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
         try Shell.run(["dd", "if=/dev/urandom", "of=\(www)/\(Lab.largeFileName)", "bs=1M", "count=\(largeFileMegabytes)", "status=none"])
+        try Shell.run(["dd", "if=/dev/urandom", "of=\(www)/\(Lab.mediumFileName)", "bs=64K", "count=16", "status=none"])
         try Shell.run(["chmod", "-R", "a+rX", "/tmp/director-lab"])
     }
 
     /// The sha256 of the large file, as the client must see it after a download.
-    public func largeFileSHA256() throws -> String {
-        String(try Shell.run(["sha256sum", stateDirectory + "/www/" + Lab.largeFileName]).output.prefix(64))
+    public func largeFileSHA256() throws -> String { try sha256(of: Lab.largeFileName) }
+
+    /// The sha256 of a file the web servers serve.
+    public func sha256(of name: String) throws -> String {
+        String(try Shell.run(["sha256sum", stateDirectory + "/www/" + name]).output.prefix(64))
     }
 
     private func startWebServer(_ index: Int) throws {

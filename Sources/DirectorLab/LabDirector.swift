@@ -29,21 +29,26 @@ public final class LabDirector: @unchecked Sendable {
         configPath = directory + "/director.yaml"
         controlSocket = directory + "/control.sock"
         logPath = directory + "/director.log"
-        try LabDirector.config(lab: lab, settings: settings, controlSocket: controlSocket)
+        try LabDirector.config(lab: lab, index: index, settings: settings, controlSocket: controlSocket)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    public static func config(lab: Lab, settings: Settings, controlSocket: String) -> String {
+    public static func config(lab: Lab, index: Int = 0, settings: Settings, controlSocket: String) -> String {
+        // In a pair each director gets one CPU of its own.
+        let cpus = lab.directorCount > 1 ? [index % 2] : settings.workerCPUs
         var text = """
         director:
           front_interface: front
           back_interface: back
-          workers: [\(settings.workerCPUs.map(String.init).joined(separator: ", "))]
+          workers: [\(cpus.map(String.init).joined(separator: ", "))]
           connection_capacity: \(settings.connectionCapacity)
           control_socket: \(controlSocket)
           hide_frames_from_host: \(settings.hideFramesFromHost)
 
         """
+        if lab.directorCount == 2 {
+            text += "  node_id: \(index + 1)\n  peer: { node_id: \(2 - index), address: \(Lab.crossoverAddress(1 - index)) }\n"
+        }
         if !settings.timeouts.isEmpty {
             text += "timeouts:\n" + settings.timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
         }
@@ -134,6 +139,12 @@ public final class LabDirector: @unchecked Sendable {
         return totals
     }
 
+    /// `director buckets ACTION RANGES` against this director.
+    @discardableResult
+    public func buckets(_ action: String, _ ranges: String = "", binary: String = LabDirector.binaryPath()) throws -> String {
+        try Shell.run([binary, "buckets", action] + (ranges.isEmpty ? [] : [ranges]) + ["--socket", controlSocket]).output
+    }
+
     public struct LabError: Error, CustomStringConvertible { public let description: String }
 }
 
@@ -143,7 +154,7 @@ extension Lab {
     /// "code=NNN" line per transfer.
     public func fetchMany(path: String, count: Int, from clientAddress: String, parallel: Int = 16) throws -> String {
         try inNamespace(clientNamespace, [
-            "curl", "-s", "--parallel", "--parallel-max", String(parallel), "--max-time", "20", "--connect-timeout", "5",
+            "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", String(parallel), "--max-time", "20", "--connect-timeout", "5",
             "-H", "Connection: close", "--interface", clientAddress, "-w", "\\ncode=%{http_code}\\n",
             "http://\(Lab.virtualAddress)\(path)?n=[1-\(count)]",
         ], check: false).output
@@ -170,5 +181,29 @@ extension Lab {
             index += 2
         }
         return counters
+    }
+}
+
+extension Lab {
+    /// Starts `perClient` downloads of `name` from each client address at once (`curl --parallel`,
+    /// `--limit-rate`), into the lab's folder; returns the curl processes to wait for.
+    public func startDownloads(_ name: String, perClient: Int, clients: [String], limitRate: String, maxTime: Int) throws -> [pid_t] {
+        try clients.enumerated().map { index, client in
+            let folder = "\(stateDirectory)/downloads/\(index)"
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            return try Shell.spawn(["ip", "netns", "exec", clientNamespace, "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", String(perClient),
+                                    "--limit-rate", limitRate, "--max-time", String(maxTime), "--interface", client,
+                                    "-o", "\(folder)/file_#1", "http://\(Lab.virtualAddress)/\(name)?n=[1-\(perClient)]"],
+                                   output: "\(folder)/curl.log")
+        }
+    }
+
+    /// The sha256 of every downloaded file (missing files are absent), and removes them.
+    public func collectDownloads() throws -> [String] {
+        let folder = "\(stateDirectory)/downloads"
+        let files = (FileManager.default.enumerator(atPath: folder)?.allObjects as? [String] ?? []).filter { $0.contains("file_") }
+        let sums = try files.map { String(try Shell.run(["sha256sum", "\(folder)/\($0)"]).output.prefix(64)) }
+        try? FileManager.default.removeItem(atPath: folder)
+        return sums
     }
 }

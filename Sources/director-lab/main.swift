@@ -16,8 +16,10 @@ struct LabOptions: ParsableArguments {
 struct Up: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Build the lab and leave it running (namespaces <prefix>-*).")
     @OptionGroup var options: LabOptions
+    @Option(help: "Director hosts: 1, or 2 for the dispatcher pair (same VIP and MAC, crossover link).") var directors = 1
     func run() throws {
-        let lab = Lab(prefix: options.prefix)
+        guard (1...2).contains(directors) else { throw ValidationError("--directors must be 1 or 2") }
+        let lab = Lab(prefix: options.prefix, directors: directors)
         try lab.setUp()
         print("lab \(options.prefix) is up: ip netns list | grep \(options.prefix)-; take it down with: director-lab down --prefix \(options.prefix)")
     }
@@ -30,24 +32,24 @@ struct Down: ParsableCommand {
 }
 
 struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Build the lab, run real requests through the director, print what happened, tear down.")
+    static let configuration = CommandConfiguration(abstract: "Build the lab with the dispatcher pair, run real requests through it, print what happened, tear down.")
     @OptionGroup var options: LabOptions
     @Option(help: "Requests from each of the two client addresses.") var requests = 500
-    @Option(help: "Scheduler of the demo service.") var scheduler = "wrr"
+    @Option(help: "Scheduler of the demo service (mh, the default, is what lets a flow move between directors).") var scheduler = "mh"
 
     func run() throws {
-        let lab = Lab(prefix: options.prefix)
+        let lab = Lab(prefix: options.prefix, directors: 2)
         defer { lab.tearDown() }
-        say("building the lab (namespaces \(options.prefix)-*): client, router, flooding front bridge, director, 3 nginx real servers")
+        say("building the lab (namespaces \(options.prefix)-*): client, router, flooding front bridge, two directors with one VIP and MAC, 3 nginx real servers")
         try lab.setUp()
         var settings = LabDirector.Settings()
         settings.scheduler = scheduler
         settings.weights = [1, 2, 3]
         settings.timeouts = ["tcp_fin_wait": 2, "tcp_time_wait": 2, "tcp_close": 1]
-        let director = try LabDirector(lab: lab, settings: settings)
-        defer { director.stop() }
-        say("starting the director (DR, \(scheduler), weights 1:2:3, workers on CPUs 0 and 1)")
-        try director.start()
+        let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
+        defer { for director in directors { director.stop() } }
+        for director in directors { try director.start() }
+        say("directors up (DR, \(scheduler), weights 1:2:3): " + (try directors.map { try $0.buckets("show").trimmingCharacters(in: .newlines) }.joined(separator: "; ")))
 
         say("\(2 * requests) HTTP requests from 198.18.1.10 and 198.18.1.11, one TCP connection each")
         let started = Date()
@@ -58,22 +60,36 @@ struct Demo: ParsableCommand {
         say("  \(succeeded) of \(2 * requests) succeeded in \(String(format: "%.1f", elapsed)) s")
         for server in 0..<lab.realServerCount {
             let name = "rs\(server + 1)"
-            let count = lines.filter { $0 == Substring(name) }.count
-            say("  \(name) (weight \(settings.weights[server])): \(count) requests")
+            say("  \(name) (weight \(settings.weights[server])): \(lines.filter { $0 == Substring(name) }.count) requests")
+        }
+        let stats = try directors.map { try $0.stats() }
+        for (index, counters) in stats.enumerated() {
+            say("  director \(index + 1): \(counters["connections_created"] ?? 0) connections, \(counters["frames_forwarded"] ?? 0) frames forwarded, \(counters["arp_replies_sent"] ?? 0) ARP replies")
         }
 
-        say("downloading the 50 MB file through the director")
+        say("downloading the 50 MB file through the pair")
         let expected = try lab.largeFileSHA256()
         let received = try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: Lab.clientAddresses[0])
         say("  sha256 \(received == expected ? "matches" : "DIFFERS: \(received) vs \(expected)")")
 
-        let stats = try director.stats()
-        say("director counters: " + ["frames_received", "frames_forwarded", "connections_created", "arp_replies_sent", "drop_not_addressed_to_director"]
-            .map { "\($0)=\(stats[$0] ?? 0)" }.joined(separator: " "))
-        let snmp = try lab.snmpCounters(lab.directorNamespace(0))
-        say("director host's own stack: TCP resets sent \(snmp["TcpOutRsts"] ?? -1), IP packets forwarded \(snmp["IpForwDatagrams"] ?? -1)")
+        say("20 downloads of ~10 s each; after 3 s director 1 takes every bucket, after 6 s director 2 takes its half back")
+        let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(2)), limitRate: "100k", maxTime: 60)
+        usleep(3_000_000)
+        try directors[0].buckets("own", "all")
+        try directors[1].buckets("release", "all")
+        usleep(3_000_000)
+        try directors[1].buckets("own", "512-1023")
+        try directors[0].buckets("release", "512-1023")
+        for curl in curls { Shell.wait(curl) }
+        let mediumSHA = try lab.sha256(of: Lab.mediumFileName)
+        let intact = try lab.collectDownloads().filter { $0 == mediumSHA }.count
+        say("  \(intact) of 20 downloads completed intact; director 1 carried \(try directors[0].stats()["midstream_pickups"] ?? 0) of director 2's flows mid-stream"
+            + (scheduler == "mh" ? " (Maglev picks the same real server on both)" : ""))
+
+        let snmp = try (0..<2).map { try lab.snmpCounters(lab.directorNamespace($0)) }
+        say("director hosts' own stacks: TCP resets sent \(snmp.map { $0["TcpOutRsts"] ?? -1 }), IP packets forwarded \(snmp.map { $0["IpForwDatagrams"] ?? -1 })")
         say("tearing down")
-        if succeeded != 2 * requests || received != expected { throw ExitCode(1) }
+        if succeeded != 2 * requests || received != expected || intact != 20 { throw ExitCode(1) }
     }
 
     func say(_ text: String) {
