@@ -43,27 +43,36 @@ struct KernelFilterTests {
         try body()
     }
 
-    /// One SYN per flow, plus an ARP request, sent on kf0.
+    /// One SYN per flow, plus an ARP request, sent on kf0. A frame the ring refuses (full, on
+    /// a busy machine) is offered again rather than lost.
     func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress) {
-        for flow in KernelFilterTests.flows {
-            let frame = PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
+        var frames = KernelFilterTests.flows.map { flow in
+            PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
                 .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
                 .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
-            _ = frame.withUnsafeBytes { transmit.enqueue($0.bytes) }
+        }
+        frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
+        for frame in frames {
+            for _ in 0..<1000 {
+                if frame.withUnsafeBytes({ transmit.enqueue($0.bytes) }) { break }
+                usleep(1_000)
+            }
             transmit.flush()
         }
-        let arp = PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100))
-        _ = arp.withUnsafeBytes { transmit.enqueue($0.bytes) }
-        transmit.flush()
     }
 
-    /// Everything that reaches the ring until it has been quiet for 300 ms: TCP client
-    /// endpoints, and how many ARP frames.
-    func drain(_ receive: inout PacketReceiveRing) -> (flows: Set<String>, arp: Int) {
+    /// What reaches the ring: TCP client endpoints and the number of ARP frames. Reads until
+    /// `expectedFlows` flows and `expectedARP` ARP frames have arrived (at most 5 s), then 200 ms
+    /// more, so a frame that should not be there has time to show up too.
+    func drain(_ receive: inout PacketReceiveRing, expectedFlows: Int = 0, expectedARP: Int = 0) -> (flows: Set<String>, arp: Int) {
         var flows = Set<String>()
         var arp = 0
-        var quietSince = Date()
-        while Date().timeIntervalSince(quietSince) < 0.3 {
+        let start = Date()
+        var completeSince: Date?
+        while true {
+            if completeSince == nil && flows.count >= expectedFlows && arp >= expectedARP { completeSince = Date() }
+            if let completeSince, Date().timeIntervalSince(completeSince) > 0.2 { break }
+            if Date().timeIntervalSince(start) > 5 { break }
             guard receive.waitForBlock(timeoutMilliseconds: 20) else { continue }
             _ = receive.drainBlock { frame, _ in
                 switch FrameParser.parse(frame.bytes) {
@@ -72,7 +81,6 @@ struct KernelFilterTests {
                 default: break
                 }
             }
-            quietSince = Date()
         }
         return (flows, arp)
     }
@@ -92,9 +100,9 @@ struct KernelFilterTests {
                 for ownership in [scattered, complement, .evenShare(KernelFilterTests.bucketCount, node: 1, of: 2)] {
                     try OwnershipFilter.attach(ownership, to: receive.socket)
                     _ = drain(&receive)   // what was queued before the new filter
-                    sendFlows(&transmit, to: destination)
-                    let received = drain(&receive)
                     let expected = Set(KernelFilterTests.flows.filter { ownership.owns(KernelFilterTests.bucket($0)) }.map { "\($0.address):\($0.port)" })
+                    sendFlows(&transmit, to: destination)
+                    let received = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
                     #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
                     #expect(received.arp == 1, "ARP passes whatever the ownership")
                 }
@@ -112,10 +120,10 @@ struct KernelFilterTests {
                 var second = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
                 var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
                 sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac)
-                usleep(100_000)
-                let atFirst = drain(&first), atSecond = drain(&second)
                 let even = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 0 }.map { "\($0.address):\($0.port)" })
                 let odd = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 1 }.map { "\($0.address):\($0.port)" })
+                let atFirst = drain(&first, expectedFlows: even.count, expectedARP: 1)
+                let atSecond = drain(&second, expectedFlows: odd.count)
                 // The kernel numbers group members in the order they joined.
                 #expect(atFirst.flows == even)
                 #expect(atSecond.flows == odd)
