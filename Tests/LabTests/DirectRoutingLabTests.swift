@@ -33,6 +33,7 @@ struct DirectRoutingLabTests {
         let lines = outputs.joined(separator: "\n").split(separator: "\n")
         #expect(lines.filter { $0 == "code=200" }.count == 2000, "every request succeeds")
         let perServer = (1...3).map { server in lines.filter { $0 == "rs\(server)" }.count }
+        print("dr: \(lines.filter { $0 == "code=200" }.count)/2000 succeeded; per real server (weights 1:2:3): \(perServer)")
         for (server, count) in perServer.enumerated() {
             let expected = 2000.0 * Double(settings.weights[server]) / 6.0
             #expect(abs(Double(count) - expected) <= expected * 0.10, "rs\(server + 1): \(count) requests, expected about \(Int(expected))")
@@ -64,6 +65,7 @@ struct DirectRoutingLabTests {
             live = try director.stats()["connections"] ?? 0
         }
         #expect(live == 0, "connections left in the table")
+        print("dr: table empty \(String(format: "%.1f", 20 - deadline.timeIntervalSinceNow)) s after the last flow closed (fin_wait/time_wait 2 s)")
         let quiet = try director.stats()
         #expect(quiet["connections_expired"] == quiet["connections_created"])
         // Every creation and removal was reported as a change (the stream sync will carry).
@@ -71,6 +73,7 @@ struct DirectRoutingLabTests {
         #expect(quiet["connection_changes_removed"] == quiet["connections_expired"])
         // Every TCP segment a real server received came from the director, exactly once.
         let receivedByServers = try (0..<lab.realServerCount).map { try lab.snmpCounters(lab.realServerNamespace($0))["TcpInSegs"] ?? 0 }.reduce(0, +) - serversBefore
+        print("dr: director host TcpOutRsts +\((hostAfter["TcpOutRsts"] ?? 0) - (hostBefore["TcpOutRsts"] ?? 0)), IpForwDatagrams +\((hostAfter["IpForwDatagrams"] ?? 0) - (hostBefore["IpForwDatagrams"] ?? 0)); forwarded \(quiet["frames_forwarded"] ?? 0), real servers received \(receivedByServers)")
         #expect(UInt64(receivedByServers) == quiet["frames_forwarded"], "real servers received \(receivedByServers), director forwarded \(quiet["frames_forwarded"] ?? 0)")
         #expect(director.stop() == 0, "the director stops cleanly on SIGTERM")
         let guardLeft = try lab.inNamespace(lab.directorNamespace(0), ["nft", "list", "tables"]).output
