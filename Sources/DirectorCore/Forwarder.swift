@@ -151,7 +151,10 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             if flow.tcpFlags.contains(.syn) && !flow.tcpFlags.contains(.rst) && !flow.tcpFlags.contains(.ack) {
                 state = .synReceived
             } else if settings.picksUpMidstreamFlows && service.scheduler.kind.isConsistent && !flow.tcpFlags.contains(.rst) {
-                state = .established
+                // Half-open until the client's next segment confirms it (SYN_RECV + ACK →
+                // ESTABLISHED): a stream of spoofed ACKs then fills the shard only with entries
+                // that expire in the SYN_RECV timeout and that new flows may reclaim.
+                state = .synReceived
                 counters[.midstreamPickups] &+= 1
             } else {
                 drop(.noConnectionForNonSYN)

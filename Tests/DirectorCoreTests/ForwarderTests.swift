@@ -127,6 +127,11 @@ struct ForwarderTests {
         #expect(verdict == .transmitOnBack(length: 54, checksum: TransportChecksum(start: 34, fieldOffset: 16, end: 54)))
         #expect(viaSYN.prefix(6) == viaACK.prefix(6), "both directors choose the same real server")
         #expect(other.counters[.midstreamPickups] == 1)
+        // Provisional until the client's next segment: reclaimable and short-lived meanwhile.
+        let key = FlowKey(clientAddress: client, clientPort: 43000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        #expect(other.table[other.table.find(key, hash: key.tableHash)!].state == .synReceived)
+        _ = other.run(toVIP.tcp(sourcePort: 43000, destinationPort: 80, flags: .ack).build())
+        #expect(other.table[other.table.find(key, hash: key.tableHash)!].state == .established)
     }
 
     @Test("an ARP request for the VIP is turned into the reply, byte for byte")
