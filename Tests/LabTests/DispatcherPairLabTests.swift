@@ -8,16 +8,8 @@ import Testing
 struct DispatcherPairLabTests {
     @Test("4,000 connections split about evenly, none handled by both; one ARP answer; live moves of every bucket")
     func pair() throws {
-        let lab = Lab(prefix: "tpr", directors: 2)
-        defer { lab.tearDown() }
-        try lab.setUp(largeFileMegabytes: 1)
-        var settings = LabDirector.Settings()
-        settings.scheduler = "mh"
-        let a = try LabDirector(lab: lab, index: 0, settings: settings)
-        let b = try LabDirector(lab: lab, index: 1, settings: settings)
-        defer { a.stop(); b.stop() }
-        try a.start()
-        try b.start()
+        let (lab, a, b) = try startPair(prefix: "tpr", scheduler: "mh")
+        defer { a.stop(); b.stop(); lab.tearDown() }
         #expect(try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511"))
         #expect(try b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023"))
 
@@ -69,16 +61,8 @@ struct DispatcherPairLabTests {
 
     @Test("with rr instead of mh, the same move breaks the moved connections: the reason connection sync exists")
     func roundRobinBreaks() throws {
-        let lab = Lab(prefix: "trr", directors: 2)
-        defer { lab.tearDown() }
-        try lab.setUp(largeFileMegabytes: 1)
-        var settings = LabDirector.Settings()
-        settings.scheduler = "rr"
-        let a = try LabDirector(lab: lab, index: 0, settings: settings)
-        let b = try LabDirector(lab: lab, index: 1, settings: settings)
-        defer { a.stop(); b.stop() }
-        try a.start()
-        try b.start()
+        let (lab, a, b) = try startPair(prefix: "trr", scheduler: "rr")
+        defer { a.stop(); b.stop(); lab.tearDown() }
         let expected = try lab.sha256(of: Lab.mediumFileName)
         let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "100k", maxTime: 20)
         usleep(3_000_000)
@@ -90,6 +74,28 @@ struct DispatcherPairLabTests {
         // Node 1 has no entry for node 2's flows and rr cannot guess their real server: it drops them.
         #expect(intact < 40, "\(intact) of 40 downloads survived the move")
         #expect((try a.stats()["drop_no_connection_for_non_syn"] ?? 0) > 0)
+    }
+
+    /// A lab with two directors, both started with `scheduler`. The caller stops and tears down;
+    /// if starting fails, what was built is removed here.
+    func startPair(prefix: String, scheduler: String) throws -> (Lab, LabDirector, LabDirector) {
+        let lab = Lab(prefix: prefix, directors: 2)
+        do {
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.scheduler = scheduler
+            let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
+            do {
+                for director in directors { try director.start() }
+            } catch {
+                for director in directors { director.stop() }
+                throw error
+            }
+            return (lab, directors[0], directors[1])
+        } catch {
+            lab.tearDown()
+            throw error
+        }
     }
 
     func tcpSegmentsAtServers(_ lab: Lab) throws -> Int {
