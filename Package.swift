@@ -7,6 +7,8 @@ import PackageDescription
 //   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
 //   PacketIO        TPACKET_V3 RX rings, TPACKET TX rings, fan-out, NUMA memory and thread pinning.
+//   DirectorSync    The connection-sync protocol between the two dispatchers: wire format,
+//                   authentication, replay protection.
 //   DirectorDaemon  Config, workers, ARP resolution of real servers, host-stack guard, control socket.
 //   director        The production binary.
 //   DirectorLab     The network-namespace lab used by tests, the demo and the benchmarks.
@@ -20,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -29,6 +32,10 @@ let package = Package(
         .target(name: "DirectorWire"),
         .target(name: "DirectorCore", dependencies: ["DirectorWire"]),
         .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
+        .target(
+            name: "DirectorSync",
+            dependencies: ["DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(
             name: "DirectorDaemon",
             dependencies: [
@@ -54,6 +61,7 @@ let package = Package(
             path: "Benchmarks/PipelineBenchmark"
         ),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
+        .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),
         .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire"]),
     ]

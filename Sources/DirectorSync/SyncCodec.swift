@@ -1,0 +1,240 @@
+import Crypto
+import DirectorCore
+import DirectorWire
+
+/// Writes and reads sync datagrams (layout in SyncWireFormat.swift), authenticated with
+/// HMAC-SHA256 under the pair's shared key. Decoding checks every length before it reads and
+/// the authenticator before it trusts anything; what fails becomes a `SyncRejection`.
+public struct SyncCodec: Sendable {
+    private let key: SymmetricKey
+
+    /// The shared key of the pair, at least 16 bytes (RFC 2104 suggests the hash's output length).
+    public init?(key: [UInt8]) {
+        guard key.count >= 16 else { return nil }
+        self.key = SymmetricKey(data: key)
+    }
+
+    // MARK: - Encoding
+
+    public func encode(_ datagram: SyncDatagram) -> [UInt8] {
+        var body = ByteWriter()
+        switch datagram.body {
+        case let .deltas(dataSequence, records):
+            body.u64(dataSequence)
+            body.u16(UInt16(records.count))
+            body.u16(0)
+            for record in records { body.record(record) }
+        case let .heartbeat(ownershipVersion, highestDataSequence, bucketCount, ownedBuckets):
+            body.u64(ownershipVersion)
+            body.u64(highestDataSequence)
+            body.u16(bucketCount)
+            body.u16(ownedBuckets)
+            body.u32(0)
+        case let .ack(dataSequence):
+            body.u64(dataSequence)
+        case let .nack(missing):
+            body.u16(UInt16(missing.count))
+            body.zeros(6)
+            for range in missing { body.u64(range.lowerBound); body.u64(range.upperBound) }
+        case let .snapshotRequest(requestID):
+            body.u64(requestID)
+        case let .snapshotChunk(requestID, index, count, records):
+            body.u64(requestID)
+            body.u32(index)
+            body.u32(count)
+            body.u16(UInt16(records.count))
+            body.zeros(6)
+            for record in records { body.record(record) }
+        case let .ownership(version, action, ranges):
+            body.u64(version)
+            body.u8(action.rawValue)
+            body.u8(0)
+            body.u16(UInt16(ranges.count))
+            body.u32(0)
+            for range in ranges { body.u16(range.lowerBound); body.u16(range.upperBound) }
+        }
+        var out = ByteWriter()
+        out.u16(SyncWireFormat.magic)
+        out.u8(SyncWireFormat.version)
+        out.u8(datagram.body.kind.rawValue)
+        out.u8(datagram.header.nodeID)
+        out.u8(datagram.header.flags)
+        out.u16(UInt16(body.bytes.count))
+        out.u64(datagram.header.incarnation)
+        out.u64(datagram.header.sequence)
+        out.u64(datagram.header.sentAt)
+        out.bytes += body.bytes
+        out.bytes += Array(HMAC<SHA256>.authenticationCode(for: out.bytes, using: key))
+        return out.bytes
+    }
+
+    // MARK: - Decoding
+
+    public func decode(_ bytes: [UInt8]) throws(SyncRejection) -> SyncDatagram {
+        let result: Result<SyncDatagram, SyncRejection> = bytes.withUnsafeBytes { buffer in
+            Result { () throws(SyncRejection) in try decode(buffer.bytes, raw: buffer) }
+        }
+        return try result.get()
+    }
+
+    private func decode(_ data: RawSpan, raw: UnsafeRawBufferPointer) throws(SyncRejection) -> SyncDatagram {
+        guard data.byteCount >= SyncWireFormat.headerLength + SyncWireFormat.authenticatorLength else { throw .truncated }
+        guard data.byteCount <= SyncWireFormat.maximumDatagram else { throw .oversized }
+        guard data.bigEndianUInt16(at: 0) == SyncWireFormat.magic else { throw .badMagic }
+        guard data.byte(at: 2) == SyncWireFormat.version else { throw .unsupportedVersion }
+        let bodyLength = Int(data.bigEndianUInt16(at: 6))
+        let authenticated = SyncWireFormat.headerLength + bodyLength
+        guard authenticated + SyncWireFormat.authenticatorLength == data.byteCount else { throw .lengthMismatch }
+        // Nothing beyond the fixed header's lengths is believed before the authenticator checks out.
+        let code = UnsafeRawBufferPointer(rebasing: raw[authenticated...])
+        guard HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: UnsafeRawBufferPointer(rebasing: raw[..<authenticated]), using: key) else {
+            throw .badAuthenticator
+        }
+        guard let kind = SyncMessageKind(rawValue: data.byte(at: 3)) else { throw .unknownKind }
+        let header = SyncHeader(nodeID: data.byte(at: 4), flags: data.byte(at: 5), incarnation: data.bigEndianUInt64(at: 8),
+                                sequence: data.bigEndianUInt64(at: 16), sentAt: data.bigEndianUInt64(at: 24))
+        var body = ByteReader(Array(UnsafeRawBufferPointer(rebasing: raw[SyncWireFormat.headerLength..<authenticated])))
+        let decoded: SyncBody
+        switch kind {
+        case .deltas:
+            let dataSequence = try body.u64()
+            let count = Int(try body.u16())
+            try body.skip(2)
+            decoded = .deltas(dataSequence: dataSequence, records: try body.records(count))
+        case .heartbeat:
+            decoded = .heartbeat(ownershipVersion: try body.u64(), highestDataSequence: try body.u64(),
+                                 bucketCount: try body.u16(), ownedBuckets: try body.u16())
+            try body.skip(4)
+        case .ack:
+            decoded = .ack(dataSequence: try body.u64())
+        case .nack:
+            let count = Int(try body.u16())
+            try body.skip(6)
+            var ranges: [ClosedRange<UInt64>] = []
+            for _ in 0..<count {
+                let first = try body.u64(), last = try body.u64()
+                guard first <= last else { throw .malformedBody }
+                ranges.append(first...last)
+            }
+            decoded = .nack(missing: ranges)
+        case .snapshotRequest:
+            decoded = .snapshotRequest(requestID: try body.u64())
+        case .snapshotChunk:
+            let requestID = try body.u64(), index = try body.u32(), count = try body.u32()
+            let records = Int(try body.u16())
+            try body.skip(6)
+            guard index < count else { throw .malformedBody }
+            decoded = .snapshotChunk(requestID: requestID, index: index, count: count, records: try body.records(records))
+        case .ownership:
+            let version = try body.u64()
+            guard let action = OwnershipAction(rawValue: try body.u8()) else { throw .malformedBody }
+            try body.skip(1)
+            let count = Int(try body.u16())
+            try body.skip(4)
+            var ranges: [ClosedRange<UInt16>] = []
+            for _ in 0..<count {
+                let first = try body.u16(), last = try body.u16()
+                guard first <= last else { throw .malformedBody }
+                ranges.append(first...last)
+            }
+            decoded = .ownership(version: version, action: action, ranges: ranges)
+        }
+        // Every byte of the body must have been accounted for.
+        guard body.remaining == 0 else { throw .malformedBody }
+        return SyncDatagram(header: header, body: decoded)
+    }
+}
+
+/// Appends big-endian fields.
+struct ByteWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ value: UInt8) { bytes.append(value) }
+    mutating func u16(_ value: UInt16) { bytes += [UInt8(value >> 8), UInt8(value & 0xFF)] }
+    mutating func u32(_ value: UInt32) { u16(UInt16(value >> 16)); u16(UInt16(value & 0xFFFF)) }
+    mutating func u64(_ value: UInt64) { u32(UInt32(value >> 32)); u32(UInt32(value & 0xFFFF_FFFF)) }
+    mutating func zeros(_ count: Int) { bytes += [UInt8](repeating: 0, count: count) }
+
+    mutating func record(_ record: SyncRecord) {
+        u8(record.change.rawValue)
+        u8(record.state.rawValue)
+        u8(record.transport.rawValue)
+        u8(record.flags)
+        u32(record.clientAddress.rawValue)
+        u32(record.virtualAddress.rawValue)
+        u16(record.clientPort)
+        u16(record.virtualPort)
+        u32(record.realServerAddress.rawValue)
+        u16(record.realServerPort)
+        u16(0)
+        u32(record.remainingLifetime)
+        u32(0)
+    }
+}
+
+/// Reads big-endian fields, checking that each is there first. (Off the data path: it owns a
+/// copy of the body.)
+struct ByteReader {
+    let data: [UInt8]
+    var offset = 0
+
+    init(_ data: [UInt8]) { self.data = data }
+
+    var remaining: Int { data.count - offset }
+
+    func need(_ count: Int) throws(SyncRejection) {
+        guard remaining >= count else { throw .malformedBody }
+    }
+
+    mutating func skip(_ count: Int) throws(SyncRejection) {
+        try need(count)
+        offset += count
+    }
+
+    mutating func u8() throws(SyncRejection) -> UInt8 {
+        try need(1)
+        defer { offset += 1 }
+        return data[offset]
+    }
+
+    mutating func u16() throws(SyncRejection) -> UInt16 {
+        UInt16(try u8()) << 8 | UInt16(try u8())
+    }
+
+    mutating func u32() throws(SyncRejection) -> UInt32 {
+        UInt32(try u16()) << 16 | UInt32(try u16())
+    }
+
+    mutating func u64() throws(SyncRejection) -> UInt64 {
+        UInt64(try u32()) << 32 | UInt64(try u32())
+    }
+
+    mutating func records(_ count: Int) throws(SyncRejection) -> [SyncRecord] {
+        guard count * SyncWireFormat.recordLength == remaining else { throw .malformedBody }
+        var records: [SyncRecord] = []
+        records.reserveCapacity(count)
+        for _ in 0..<count {
+            guard let change = SyncRecord.Change(rawValue: try u8()),
+                  let state = ConnectionState(rawValue: try u8()),
+                  let transport = TransportProtocol(rawValue: try u8()) else { throw .malformedBody }
+            let flags = try u8()
+            let client = IPv4Address(rawValue: try u32()), virtual = IPv4Address(rawValue: try u32())
+            let clientPort = try u16(), virtualPort = try u16()
+            let server = IPv4Address(rawValue: try u32())
+            let serverPort = try u16()
+            try skip(2)
+            let lifetime = try u32()
+            try skip(4)
+            records.append(SyncRecord(change: change, state: state, transport: transport, flags: flags,
+                                      clientAddress: client, clientPort: clientPort, virtualAddress: virtual, virtualPort: virtualPort,
+                                      realServerAddress: server, realServerPort: serverPort, remainingLifetime: lifetime))
+        }
+        return records
+    }
+}
+
+extension RawSpan {
+    func bigEndianUInt64(at offset: Int) -> UInt64 {
+        UInt64(bigEndianUInt32(at: offset)) << 32 | UInt64(bigEndianUInt32(at: offset + 4))
+    }
+}

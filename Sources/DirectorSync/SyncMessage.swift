@@ -1,0 +1,106 @@
+import DirectorCore
+import DirectorWire
+
+/// One connection as its owner describes it to the peer (see the record drawing in SyncWireFormat).
+public struct SyncRecord: Equatable, Sendable {
+    public enum Change: UInt8, Sendable, CaseIterable {
+        case created = 1
+        case stateChanged = 2
+        /// Still alive: pushes the replica's expiry out (long idle flows).
+        case refreshed = 3
+        case removed = 4
+    }
+
+    public var change: Change
+    public var state: ConnectionState
+    public var transport: TransportProtocol
+    public var flags: UInt8
+    public var clientAddress: IPv4Address
+    public var virtualAddress: IPv4Address
+    public var clientPort: UInt16
+    public var virtualPort: UInt16
+    public var realServerAddress: IPv4Address
+    public var realServerPort: UInt16
+    /// Milliseconds until the entry expires on the sender, at the time of sending.
+    public var remainingLifetime: UInt32
+
+    public init(change: Change, state: ConnectionState, transport: TransportProtocol, flags: UInt8 = 0,
+                clientAddress: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
+                realServerAddress: IPv4Address, realServerPort: UInt16, remainingLifetime: UInt32) {
+        self.change = change
+        self.state = state
+        self.transport = transport
+        self.flags = flags
+        self.clientAddress = clientAddress
+        self.virtualAddress = virtualAddress
+        self.clientPort = clientPort
+        self.virtualPort = virtualPort
+        self.realServerAddress = realServerAddress
+        self.realServerPort = realServerPort
+        self.remainingLifetime = remainingLifetime
+    }
+}
+
+/// The fixed header fields of a datagram (magic, version, kind and length are the codec's).
+public struct SyncHeader: Equatable, Sendable {
+    public var nodeID: UInt8
+    public var flags: UInt8
+    /// Chosen at each start, increasing across restarts (start time): a peer that sees a larger
+    /// one knows the sender restarted; a smaller one is a stale datagram of an earlier life.
+    public var incarnation: UInt64
+    /// Per datagram, increasing within an incarnation: the replay window's number.
+    public var sequence: UInt64
+    public var sentAt: UInt64
+
+    public init(nodeID: UInt8, flags: UInt8 = 0, incarnation: UInt64, sequence: UInt64, sentAt: UInt64) {
+        self.nodeID = nodeID
+        self.flags = flags
+        self.incarnation = incarnation
+        self.sequence = sequence
+        self.sentAt = sentAt
+    }
+}
+
+/// What a bucket handover message asks or announces.
+public enum OwnershipAction: UInt8, Sendable, CaseIterable {
+    /// "I am ready to take these buckets": the returner, caught up, asks for its share back.
+    case request = 1
+    /// "I no longer accept these buckets": the current owner let go; the receiver takes them.
+    case released = 2
+    /// "I accept these buckets now": the new owner confirms, ending the handover.
+    case taken = 3
+}
+
+/// A datagram's body, by kind.
+public enum SyncBody: Equatable, Sendable {
+    case deltas(dataSequence: UInt64, records: [SyncRecord])
+    case heartbeat(ownershipVersion: UInt64, highestDataSequence: UInt64, bucketCount: UInt16, ownedBuckets: UInt16)
+    case ack(dataSequence: UInt64)
+    case nack(missing: [ClosedRange<UInt64>])
+    case snapshotRequest(requestID: UInt64)
+    case snapshotChunk(requestID: UInt64, index: UInt32, count: UInt32, records: [SyncRecord])
+    case ownership(version: UInt64, action: OwnershipAction, ranges: [ClosedRange<UInt16>])
+
+    public var kind: SyncMessageKind {
+        switch self {
+        case .deltas: .deltas
+        case .heartbeat: .heartbeat
+        case .ack: .ack
+        case .nack: .nack
+        case .snapshotRequest: .snapshotRequest
+        case .snapshotChunk: .snapshotChunk
+        case .ownership: .ownership
+        }
+    }
+}
+
+/// A whole datagram, as the codec reads and writes it.
+public struct SyncDatagram: Equatable, Sendable {
+    public var header: SyncHeader
+    public var body: SyncBody
+
+    public init(header: SyncHeader, body: SyncBody) {
+        self.header = header
+        self.body = body
+    }
+}

@@ -1,0 +1,32 @@
+/// Why a datagram from the crossover link was not accepted. Each is a counter; none is a crash.
+public enum SyncRejection: Int, Error, CaseIterable, Sendable {
+    case truncated
+    case oversized
+    case badMagic
+    case unsupportedVersion
+    case unknownKind
+    case lengthMismatch
+    case badAuthenticator
+    case malformedBody
+    case unexpectedSender
+    case replayed
+    case staleIncarnation
+    case outsideReplayWindow
+
+    public var name: String {
+        switch self {
+        case .truncated: "truncated"
+        case .oversized: "oversized"
+        case .badMagic: "bad_magic"
+        case .unsupportedVersion: "unsupported_version"
+        case .unknownKind: "unknown_kind"
+        case .lengthMismatch: "length_mismatch"
+        case .badAuthenticator: "bad_authenticator"
+        case .malformedBody: "malformed_body"
+        case .unexpectedSender: "unexpected_sender"
+        case .replayed: "replayed"
+        case .staleIncarnation: "stale_incarnation"
+        case .outsideReplayWindow: "outside_replay_window"
+        }
+    }
+}

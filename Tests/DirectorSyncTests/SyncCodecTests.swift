@@ -1,0 +1,151 @@
+import Crypto
+import DirectorCore
+import DirectorSync
+import DirectorWire
+import Testing
+
+let key = [UInt8](repeating: 0x5A, count: 32)
+let codec = SyncCodec(key: key)!
+let header = SyncHeader(nodeID: 2, incarnation: 1_764_000_000_000_000_000, sequence: 77, sentAt: 1_764_000_000_123_456_789)
+
+func record(_ n: Int, change: SyncRecord.Change = .created) -> SyncRecord {
+    SyncRecord(change: change, state: .established, transport: n % 2 == 0 ? .tcp : .udp, flags: 0,
+               clientAddress: IPv4Address(198, 18, 1, UInt8(10 + n % 200)), clientPort: UInt16(20_000 + n),
+               virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80,
+               realServerAddress: IPv4Address(198, 18, 2, 11), realServerPort: 80, remainingLifetime: 900_000)
+}
+
+let everyKind: [SyncBody] = [
+    .deltas(dataSequence: 1_000, records: (0..<SyncWireFormat.recordsPerDatagram).map { record($0) }),
+    .deltas(dataSequence: 1, records: []),
+    .heartbeat(ownershipVersion: 9, highestDataSequence: 1_043, bucketCount: 1024, ownedBuckets: 512),
+    .ack(dataSequence: 1_042),
+    .nack(missing: [5...5, 9...12, 100...140]),
+    .snapshotRequest(requestID: 31),
+    .snapshotChunk(requestID: 31, index: 2, count: 7, records: [record(1, change: .refreshed), record(2, change: .removed)]),
+    .ownership(version: 10, action: .released, ranges: [512...1023]),
+    .ownership(version: 11, action: .request, ranges: [0...3, 7...7]),
+]
+
+/// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec
+/// does with authentic datagrams that are still wrong.
+func signed(_ unsigned: [UInt8]) -> [UInt8] {
+    unsigned + Array(HMAC<SHA256>.authenticationCode(for: unsigned, using: SymmetricKey(data: key)))
+}
+
+func rejection(_ bytes: [UInt8]) -> SyncRejection? {
+    do {
+        _ = try codec.decode(bytes)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Sync wire format")
+struct SyncCodecTests {
+    @Test("every message kind survives encode and decode", arguments: everyKind)
+    func roundTrip(_ body: SyncBody) throws {
+        let datagram = SyncDatagram(header: header, body: body)
+        let bytes = codec.encode(datagram)
+        #expect(bytes.count <= SyncWireFormat.maximumDatagram, "fits a 1,500-byte path MTU")
+        #expect(try codec.decode(bytes) == datagram)
+        #expect(Array(bytes.prefix(4)) == [0x44, 0x53, 1, body.kind.rawValue], "magic, version, kind, big-endian")
+    }
+
+    @Test("every kind has a round-trip fixture")
+    func allKindsCovered() {
+        #expect(Set(everyKind.map(\.kind)) == Set(SyncMessageKind.allCases))
+    }
+
+    @Test("a datagram cut anywhere is rejected, never trusted")
+    func truncated() {
+        let bytes = codec.encode(SyncDatagram(header: header, body: everyKind[6]))
+        for length in 0..<bytes.count {
+            let reason = rejection(Array(bytes.prefix(length)))
+            #expect(reason == .truncated || reason == .lengthMismatch, "cut at \(length): \(String(describing: reason))")
+        }
+    }
+
+    @Test("oversized, bad magic, wrong version, wrong key, tampered")
+    func rejected() {
+        let bytes = codec.encode(SyncDatagram(header: header, body: .ack(dataSequence: 5)))
+        #expect(rejection([UInt8](repeating: 0, count: SyncWireFormat.maximumDatagram + 1)) == .oversized)
+        var magic = bytes; magic[0] = 0x45
+        #expect(rejection(magic) == .badMagic)
+        var version = bytes; version[2] = 2
+        #expect(rejection(version) == .unsupportedVersion)
+        let otherKey = SyncCodec(key: [UInt8](repeating: 0x33, count: 32))!
+        #expect(rejection(otherKey.encode(SyncDatagram(header: header, body: .ack(dataSequence: 5)))) == .badAuthenticator)
+        for index in [4, 8, 16, 24, 32, bytes.count - 1] {
+            var tampered = bytes
+            tampered[index] ^= 0x01
+            #expect(rejection(tampered) == .badAuthenticator, "byte \(index) flipped")
+        }
+        #expect(SyncCodec(key: [1, 2, 3]) == nil, "a short key is refused")
+    }
+
+    @Test("authentic but malformed bodies are rejected")
+    func malformedBodies() {
+        let base = codec.encode(SyncDatagram(header: header, body: .deltas(dataSequence: 1, records: [record(1)])))
+        let unsigned = Array(base.dropLast(32))
+        // Record count says 2, one record present.
+        var countTooHigh = unsigned; countTooHigh[32 + 9] = 2
+        #expect(rejection(signed(countTooHigh)) == .malformedBody)
+        // An unknown change kind inside a record.
+        var badChange = unsigned; badChange[32 + 12] = 9
+        #expect(rejection(signed(badChange)) == .malformedBody)
+        // An unknown message kind.
+        var badKind = unsigned; badKind[3] = 42
+        #expect(rejection(signed(badKind)) == .unknownKind)
+        // A NACK range that runs backwards.
+        let nack = Array(codec.encode(SyncDatagram(header: header, body: .nack(missing: [5...9]))).dropLast(32))
+        var backwards = nack; backwards[32 + 15] = 20
+        #expect(rejection(signed(backwards)) == .malformedBody)
+        // Trailing bytes after an ACK's body (length field updated to match).
+        var trailing = Array(codec.encode(SyncDatagram(header: header, body: .ack(dataSequence: 1))).dropLast(32)) + [0, 0]
+        trailing[7] = 10
+        #expect(rejection(signed(trailing)) == .malformedBody)
+    }
+
+    @Test("random bytes, signed or not, never trap")
+    func randomBytes() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            var bytes = (0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if bytes.count >= 32 {
+                bytes[0] = 0x44; bytes[1] = 0x53; bytes[2] = 1
+                bytes[6] = UInt8((bytes.count - 32) >> 8); bytes[7] = UInt8((bytes.count - 32) & 0xFF)
+                _ = rejection(signed(bytes))
+            }
+            _ = rejection(bytes)
+        }
+    }
+}
+
+@Suite("Replay window")
+struct ReplayWindowTests {
+    @Test("each datagram once; late ones inside the window; none older than it")
+    func window() {
+        var window = ReplayWindow()
+        #expect(window.admit(incarnation: 5, sequence: 10) == .success(.accepted))
+        #expect(window.admit(incarnation: 5, sequence: 10) == .failure(.replayed))
+        #expect(window.admit(incarnation: 5, sequence: 12) == .success(.accepted))
+        #expect(window.admit(incarnation: 5, sequence: 11) == .success(.accepted), "late but inside the window")
+        #expect(window.admit(incarnation: 5, sequence: 11) == .failure(.replayed))
+        #expect(window.admit(incarnation: 5, sequence: 200) == .success(.accepted))
+        #expect(window.admit(incarnation: 5, sequence: 200 - 63) == .success(.accepted))
+        #expect(window.admit(incarnation: 5, sequence: 200 - 64) == .failure(.outsideReplayWindow))
+        #expect(window.admit(incarnation: 5, sequence: 12) == .failure(.outsideReplayWindow))
+    }
+
+    @Test("a restarted peer starts a new window; its earlier life's datagrams are stale")
+    func incarnations() {
+        var window = ReplayWindow()
+        #expect(window.admit(incarnation: 5, sequence: 1_000) == .success(.accepted))
+        #expect(window.admit(incarnation: 6, sequence: 1) == .success(.acceptedFromNewIncarnation))
+        #expect(window.admit(incarnation: 6, sequence: 2) == .success(.accepted))
+        #expect(window.admit(incarnation: 5, sequence: 1_001) == .failure(.staleIncarnation))
+        #expect(window.incarnation == 6)
+    }
+}
