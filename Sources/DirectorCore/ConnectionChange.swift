@@ -11,6 +11,14 @@ public enum ConnectionChange: Sendable, Equatable {
     }
 }
 
+/// What the peer dispatcher reported about one of its connections, for a worker to apply to
+/// its shard as a replica (`Forwarder.apply`).
+public enum ReplicaUpdate: Sendable, Equatable {
+    /// Created, changed state or still alive: keep (or refresh) a replica expiring `lifetime` ms from now.
+    case upsert(key: FlowKey, state: ConnectionState, realServerID: UInt16, lifetime: UInt64)
+    case remove(key: FlowKey)
+}
+
 /// Receives a worker's table changes, in order, on the worker's thread. Generic, not an
 /// existential: the forwarder is specialised for its sink.
 public protocol ConnectionChangeSink: ~Copyable {

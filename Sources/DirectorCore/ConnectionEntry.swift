@@ -49,7 +49,12 @@ public struct ConnectionEntry: Sendable, Equatable {
     }
 
     public var isOccupied: Bool { flags & ConnectionEntry.occupiedFlag != 0 }
-    public var isReplica: Bool { flags & ConnectionEntry.replicaFlag != 0 }
+    /// A copy of the peer dispatcher's connection, kept so this one can carry the flow if the
+    /// peer fails or hands the bucket over. It turns live when a packet of the flow arrives here.
+    public var isReplica: Bool {
+        get { flags & ConnectionEntry.replicaFlag != 0 }
+        set { flags = newValue ? flags | ConnectionEntry.replicaFlag : flags & ~ConnectionEntry.replicaFlag }
+    }
 
     public var key: FlowKey {
         FlowKey(clientAddress: clientAddress, clientPort: clientPort, virtualAddress: virtualAddress,

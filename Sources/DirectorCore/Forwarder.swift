@@ -132,6 +132,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// An existing connection: advance its state, push its expiry out, return its real server.
     @inline(__always)
     private mutating func refresh(slot: Int, flow: IPv4Flow, now: UInt64) -> UInt16 {
+        if table[slot].isReplica { takeOver(slot: slot) }
         let entry = table[slot]
         let state = flow.transport == .udp ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
         table[slot].expiresAt = now &+ settings.timeouts.timeout(for: state)
@@ -141,6 +142,15 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             changes.record(.stateChanged(table[slot]))
         }
         return entry.realServerID
+    }
+
+    /// The first packet of a synced flow to arrive here: the replica becomes this worker's own
+    /// connection (the peer failed or gave the bucket up) and is reported like a new one.
+    private mutating func takeOver(slot: Int) {
+        table[slot].isReplica = false
+        counters[.replicasTakenOver] &+= 1
+        load.connectionOpened(table[slot].realServerID, state: table[slot].state)
+        changes.record(.created(table[slot]))
     }
 
     /// A flow without an entry: decide whether it may start one, schedule it, record it.
@@ -210,10 +220,60 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Incremental expiry: examines at most `budget` slots. Call once per loop iteration.
     public mutating func expire(now: UInt64, budget: Int) {
         table.expire(now: now, budget: budget) { entry in
+            // A replica's end is the peer's to report; it never counted in this worker's load.
+            if entry.isReplica {
+                counters[.replicasExpired] &+= 1
+                return
+            }
             load.connectionClosed(entry.realServerID, state: entry.state)
             counters[.connectionsExpired] &+= 1
             changes.record(.removed(entry, .expired))
         }
+    }
+
+    // MARK: - Replicas from the peer
+
+    /// Applies a peer's change to this worker's shard. A replica never overrides this worker's
+    /// own entry for the same flow (here, this worker is the authority), and it never counts in
+    /// the load the least-connection schedulers see until it turns live.
+    public mutating func apply(_ update: ReplicaUpdate, now: UInt64) {
+        switch update {
+        case let .upsert(key, state, realServerID, lifetime):
+            let hash = key.tableHash
+            if let slot = table.find(key, hash: hash) {
+                guard table[slot].isReplica else { return }
+                table[slot].state = state
+                table[slot].realServerID = realServerID
+                table[slot].expiresAt = now &+ lifetime
+                counters[.replicasApplied] &+= 1
+                return
+            }
+            let entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
+                                        expiresAt: now &+ lifetime, isReplica: true)
+            switch table.insert(entry) {
+            case .inserted:
+                counters[.replicasApplied] &+= 1
+            case .insertedByReclaiming(_, let reclaimed):
+                counters[.replicasApplied] &+= 1
+                counters[.connectionsReclaimed] &+= 1
+                if !reclaimed.isReplica {
+                    load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)
+                    changes.record(.removed(reclaimed, .reclaimed))
+                }
+            case .full:
+                counters[drop: .replicaTableFull] &+= 1
+            }
+        case let .remove(key):
+            if let slot = table.find(key, hash: key.tableHash), table[slot].isReplica {
+                table.remove(at: slot)
+                counters[.replicasRemoved] &+= 1
+            }
+        }
+    }
+
+    /// Counts a replica naming a real server this director does not know.
+    public mutating func countUnknownReplicaServer() {
+        counters[drop: .replicaUnknownRealServer] &+= 1
     }
 
     /// Counts a frame of `length` bytes the transmit side could not place (ring full): it was

@@ -14,6 +14,8 @@ public final class ServiceTable: Sendable {
     private let packedKeys: [UInt64]
     private let virtualAddresses: [IPv4Address]
     public let generation: UInt64
+    private let realServerIDs: [UInt64: UInt16]
+    private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
 
     public init(services: [VirtualService], generation: UInt64 = 0) {
         self.services = services
@@ -22,6 +24,14 @@ public final class ServiceTable: Sendable {
         var macs = [MACAddress](repeating: .zero, count: maxID + 1)
         for server in services.flatMap(\.pool) { macs[Int(server.id)] = server.mac }
         destinationMACs = macs
+        var ids: [UInt64: UInt16] = [:]
+        var byID: [UInt16: (address: IPv4Address, port: UInt16)] = [:]
+        for server in services.flatMap(\.pool) {
+            ids[UInt64(server.address.rawValue) << 16 | UInt64(server.port)] = server.id
+            byID[server.id] = (server.address, server.port)
+        }
+        realServerIDs = ids
+        realServersByID = byID
         var size = 16
         while size < services.count * 4 { size *= 2 }
         var index = [Int32](repeating: -1, count: size)
@@ -59,6 +69,17 @@ public final class ServiceTable: Sendable {
 
     public func isVirtualAddress(_ address: IPv4Address) -> Bool {
         virtualAddresses.contains(address)
+    }
+
+    /// The stable id of the real server at `address`:`port`, if any service has it (for replicas,
+    /// which name real servers by address because the two directors number them independently).
+    public func realServerID(address: IPv4Address, port: UInt16) -> UInt16? {
+        realServerIDs[UInt64(address.rawValue) << 16 | UInt64(port)]
+    }
+
+    /// The address and port of a real server id (to describe an entry to the peer).
+    public func realServer(id: UInt16) -> (address: IPv4Address, port: UInt16)? {
+        realServersByID[id]
     }
 
     public func destinationMAC(_ realServerID: UInt16) -> MACAddress {

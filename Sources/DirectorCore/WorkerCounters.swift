@@ -11,6 +11,11 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case connectionsExpired
     case connectionsReclaimed
     case midstreamPickups
+    /// A packet arrived for a replica: this worker now carries a flow the peer synced to it.
+    case replicasTakenOver
+    case replicasApplied
+    case replicasRemoved
+    case replicasExpired
 
     public var name: String {
         switch self {
@@ -23,6 +28,10 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .connectionsExpired: "connections_expired"
         case .connectionsReclaimed: "connections_reclaimed"
         case .midstreamPickups: "midstream_pickups"
+        case .replicasTakenOver: "replicas_taken_over"
+        case .replicasApplied: "replicas_applied"
+        case .replicasRemoved: "replicas_removed"
+        case .replicasExpired: "replicas_expired"
         }
     }
 }
@@ -38,6 +47,10 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case noConnectionForNonSYN
     case arpNotForVirtualAddress
     case transmitRingFull
+    /// A replica from the peer found no room in the shard.
+    case replicaTableFull
+    /// A replica named a real server this director does not have.
+    case replicaUnknownRealServer
 
     public var name: String {
         switch self {
@@ -49,6 +62,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noConnectionForNonSYN: "no_connection_for_non_syn"
         case .arpNotForVirtualAddress: "arp_not_for_virtual_address"
         case .transmitRingFull: "transmit_ring_full"
+        case .replicaTableFull: "replica_table_full"
+        case .replicaUnknownRealServer: "replica_unknown_real_server"
         }
     }
 }

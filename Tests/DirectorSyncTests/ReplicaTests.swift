@@ -1,0 +1,127 @@
+import DirectorCore
+import DirectorSync
+import DirectorWire
+import Testing
+
+private let vipMAC = MACAddress("02:18:00:00:00:64")!
+private let vip = IPv4Address(198, 18, 0, 100)
+private let client = IPv4Address(198, 18, 1, 10)
+
+struct ChangeLog: ConnectionChangeSink {
+    var changes: [ConnectionChange] = []
+    mutating func record(_ change: ConnectionChange) { changes.append(change) }
+}
+
+/// A director's forwarder with rr over three real servers. `order` permutes the pool: the two
+/// directors number and order their real servers differently, as two configs may.
+func director(order: [Int] = [0, 1, 2], timeouts: ConnectionTimeouts = ConnectionTimeouts()) -> Forwarder<ChangeLog> {
+    let servers = order.enumerated().map { position, index in
+        RealServer(id: UInt16(position + 1), address: IPv4Address(198, 18, 2, UInt8(11 + index)), port: 80, weight: 1,
+                   mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64(index)))
+    }
+    let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .roundRobin)])
+    return Forwarder(table: ConnectionTable(capacity: 64)!, services: services,
+                     settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: MACAddress("02:00:00:00:00:b0")!, timeouts: timeouts),
+                     changes: ChangeLog())
+}
+
+func segment(port: UInt16, flags: TCPFlags) -> [UInt8] {
+    PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: vipMAC).ipv4(from: client, to: vip)
+        .tcp(sourcePort: port, destinationPort: 80, flags: flags).build()
+}
+
+extension Forwarder {
+    mutating func run(_ frame: [UInt8], now: UInt64) -> (Verdict, [UInt8]) {
+        var bytes = frame
+        let verdict = bytes.withUnsafeMutableBytes { buffer in
+            var span = buffer.mutableBytes
+            return process(&span, now: now)
+        }
+        return (verdict, bytes)
+    }
+
+    /// Sends every change recorded so far to `peer` through the real wire format and codec.
+    mutating func sync(to peer: inout Forwarder<ChangeLog>, now: UInt64) throws where Sink == ChangeLog {
+        let codec = SyncCodec(key: [UInt8](repeating: 7, count: 32))!
+        let records = changes.changes.compactMap { SyncRecord($0, services: services, now: now) }
+        changes.changes.removeAll()
+        let header = SyncHeader(nodeID: 1, incarnation: 1, sequence: 1, sentAt: 0)
+        let received = try codec.decode(codec.encode(SyncDatagram(header: header, body: .deltas(dataSequence: 1, records: records))))
+        guard case .deltas(_, let decoded) = received.body else { return }
+        for record in decoded {
+            if let update = record.replicaUpdate(services: peer.services) { peer.apply(update, now: now) } else { peer.countUnknownReplicaServer() }
+        }
+    }
+}
+
+@Suite("Replicas")
+struct ReplicaTests {
+    @Test("with rr, a synced connection goes on at the other director, to the same real server")
+    func takeoverWithRoundRobin() throws {
+        var owner = director()
+        var survivor = director(order: [2, 0, 1])
+        // The owner sees the handshake; its rr picks a real server.
+        _ = survivor.run(segment(port: 40001, flags: .syn), now: 1_000)     // moves the survivor's rr cursor
+        let (_, viaOwner) = owner.run(segment(port: 40000, flags: .syn), now: 1_000)
+        _ = owner.run(segment(port: 40000, flags: .ack), now: 1_001)
+        try owner.sync(to: &survivor, now: 1_002)
+        #expect(survivor.counters[.replicasApplied] == 2)
+        // The owner dies; the next segment of the flow reaches the survivor.
+        let (verdict, viaSurvivor) = survivor.run(segment(port: 40000, flags: [.ack, .psh]), now: 1_500)
+        #expect(verdict != .drop, "no SYN, rr: only the replica can place this segment")
+        #expect(viaSurvivor.prefix(6) == viaOwner.prefix(6), "the same real server, though numbered differently here")
+        #expect(survivor.counters[.replicasTakenOver] == 1 && survivor.counters[drop: .noConnectionForNonSYN] == 0)
+        guard case .created(let live) = survivor.changes.changes.last else { Issue.record("takeover not reported"); return }
+        #expect(!live.isReplica && live.state == .established)
+    }
+
+    @Test("without the replica, the same segment is dropped (rr cannot guess)")
+    func noReplicaNoTakeover() {
+        var survivor = director()
+        let (verdict, _) = survivor.run(segment(port: 40000, flags: [.ack, .psh]), now: 1_500)
+        #expect(verdict == .drop && survivor.counters[drop: .noConnectionForNonSYN] == 1)
+    }
+
+    @Test("a replica never overrides the worker's own entry; removal touches replicas only")
+    func ownEntriesWin() throws {
+        var local = director()
+        _ = local.run(segment(port: 40000, flags: .syn), now: 1_000)
+        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        let ownServer = local.table[local.table.find(key, hash: key.tableHash)!].realServerID
+        local.apply(.upsert(key: key, state: .finWait, realServerID: ownServer % 3 + 1, lifetime: 5), now: 1_001)
+        local.apply(.remove(key: key), now: 1_002)
+        let slot = local.table.find(key, hash: key.tableHash)
+        #expect(slot != nil && local.table[slot!].realServerID == ownServer && local.table[slot!].state == .synReceived)
+        #expect(local.counters[.replicasApplied] == 0 && local.counters[.replicasRemoved] == 0)
+    }
+
+    @Test("replicas expire on their own timers, silently, and never count as load")
+    func replicasExpire() {
+        var worker = director()
+        for port in UInt16(0)..<10 {
+            let key = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            worker.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 100), now: 1_000)
+        }
+        #expect(worker.table.count == 10 && worker.load.activeConnections(1) == 0)
+        worker.expire(now: 1_100, budget: 1_000)
+        #expect(worker.table.count == 0 && worker.counters[.replicasExpired] == 10)
+        #expect(worker.changes.changes.isEmpty, "a replica's end is the peer's to report")
+    }
+
+    @Test("a record naming an unknown real server is counted, not applied")
+    func unknownServer() {
+        let record = SyncRecord(change: .created, state: .established, transport: .tcp, clientAddress: client, clientPort: 1,
+                                virtualAddress: vip, virtualPort: 80, realServerAddress: IPv4Address(198, 18, 2, 99),
+                                realServerPort: 80, remainingLifetime: 1000)
+        #expect(record.replicaUpdate(services: director().services) == nil)
+    }
+
+    @Test("counter regions do not overlap")
+    func counterLayout() {
+        #expect(WorkerCounter.allCases.count <= WorkerCounters.dropBase)
+        #expect(WorkerCounters.dropBase + DropReason.allCases.count <= WorkerCounters.malformedBase)
+        #expect(WorkerCounters.malformedBase + MalformedReason.allCases.count <= WorkerCounters.passOverBase)
+        #expect(WorkerCounters.passOverBase + PassOverReason.allCases.count <= WorkerCounters.count)
+        #expect(Set(WorkerCounters.layout.map(\.index)).count == WorkerCounters.layout.count)
+    }
+}
