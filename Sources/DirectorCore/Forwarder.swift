@@ -122,8 +122,6 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let destination = services.destinationMAC(realServerID)
         guard destination != .zero else { return drop(.realServerUnresolved) }
         DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
-        counters[.framesForwarded] &+= 1
-        counters[.bytesForwarded] &+= UInt64(frame.byteCount)
         let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
         return .transmitOnBack(length: frame.byteCount, checksum: TransportChecksum(
             start: flow.transportOffset, fieldOffset: checksumField, end: flow.networkOffset + flow.packetLength))
@@ -276,11 +274,15 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         counters[drop: .replicaUnknownRealServer] &+= 1
     }
 
-    /// Counts a frame of `length` bytes the transmit side could not place (ring full): it was
-    /// counted as forwarded by `process`, and was not.
-    public mutating func countTransmitFailure(length: Int) {
-        counters[drop: .transmitRingFull] &+= 1
-        counters[.framesForwarded] &-= 1
-        counters[.bytesForwarded] &-= UInt64(length)
+    /// The transmit stage's outcome for a `.transmitOnBack` frame: forwarded once the ring has
+    /// taken it, otherwise a counted drop. (`process` cannot know; it only decides.)
+    @inline(__always)
+    public mutating func countTransmission(length: Int, queued: Bool) {
+        if queued {
+            counters[.framesForwarded] &+= 1
+            counters[.bytesForwarded] &+= UInt64(length)
+        } else {
+            counters[drop: .transmitRingFull] &+= 1
+        }
     }
 }

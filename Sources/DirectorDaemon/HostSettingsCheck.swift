@@ -26,20 +26,13 @@ enum HostSettingsCheck {
         }
         var arguments = ["check", "--role", "director", "--worker-cpus", workerCPUs.map(String.init).joined(separator: ",")]
         for name in Array(Set(interfaces)).sorted() { arguments += ["--interface", name] }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
+        let text: String
         do {
-            try process.run()
+            text = try HelperProgram.run(script, arguments).output
         } catch {
             Log.warning("host settings not checked: \(script): \(error)")
             return
         }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
         var differing = 0
         for line in text.split(separator: "\n") where line.contains("[DIFFERS]") {
             let columns = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true)

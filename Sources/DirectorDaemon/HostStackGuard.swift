@@ -45,20 +45,9 @@ public struct HostStackGuard: Sendable {
     }
 
     static func runNft(input: String, action: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.nftPath)
-        process.arguments = ["-f", "-"]
-        let stdin = Pipe(), stderr = Pipe()
-        process.standardInput = stdin
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            throw GuardError(description: "\(action): nft exited with \(process.terminationStatus): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let result = try HelperProgram.run(nftPath, ["-f", "-"], input: input)
+        guard result.status == 0 else {
+            throw GuardError(description: "\(action): nft exited with \(result.status): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
     }
 

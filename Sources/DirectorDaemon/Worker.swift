@@ -117,16 +117,8 @@ final class Worker: @unchecked Sendable {
                 _ = receive.drainBlock { frame, checksumPending in
                     switch forwarder.process(&frame, now: now) {
                     case .transmitOnBack(let length, let checksum):
-                        let sent: Bool
-                        if !checksumPending {
-                            sent = transmit.enqueue(frame.bytes.extracting(0..<length))
-                        } else if transmit.usesVirtioHeader {
-                            sent = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: (checksum.start, checksum.fieldOffset))
-                        } else {
-                            InternetChecksum.complete(&frame, start: checksum.start, fieldOffset: checksum.fieldOffset, end: checksum.end)
-                            sent = transmit.enqueue(frame.bytes.extracting(0..<length))
-                        }
-                        if !sent { forwarder.countTransmitFailure(length: length) }
+                        let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: checksumPending ? checksum : nil)
+                        forwarder.countTransmission(length: length, queued: queued)
                     case .transmitOnFront(let length):
                         _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: frontSocket)
                     case .drop:

@@ -232,9 +232,3 @@ struct ByteReader {
         return records
     }
 }
-
-extension RawSpan {
-    func bigEndianUInt64(at offset: Int) -> UInt64 {
-        UInt64(bigEndianUInt32(at: offset)) << 32 | UInt64(bigEndianUInt32(at: offset + 4))
-    }
-}

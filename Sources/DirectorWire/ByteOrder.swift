@@ -13,6 +13,11 @@ extension RawSpan {
     }
 
     @inlinable @inline(__always)
+    public func bigEndianUInt64(at offset: Int) -> UInt64 {
+        UInt64(bigEndian: unsafeLoadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    @inlinable @inline(__always)
     public func byte(at offset: Int) -> UInt8 {
         unsafeLoad(fromByteOffset: offset, as: UInt8.self)
     }

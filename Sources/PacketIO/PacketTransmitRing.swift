@@ -1,4 +1,6 @@
 import CDirectorShim
+import DirectorCore
+import DirectorWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,11 +86,11 @@ public struct PacketTransmitRing: ~Copyable {
     /// Copies a frame into the next free slot. False when the ring is full even after a flush
     /// (the kernel has not sent the frames queued before), or the frame is too large.
     ///
-    /// `pendingChecksum` (start of the transport header, offset of its checksum field) asks the
-    /// kernel to complete a checksum the original sender left for offload; it needs the virtio
-    /// header (`usesVirtioHeader`), otherwise the caller completes the checksum itself.
+    /// `pendingChecksum` is set for a frame whose transport checksum the original sender left for
+    /// offload: with the virtio header the kernel is asked to complete it (NEEDS_CSUM), without
+    /// one the ring completes it in the slot. The frame it was given is never written.
     @inline(__always)
-    public mutating func enqueue(_ bytes: RawSpan, pendingChecksum: (start: Int, fieldOffset: Int)? = nil) -> Bool {
+    public mutating func enqueue(_ bytes: RawSpan, pendingChecksum: TransportChecksum? = nil) -> Bool {
         guard bytes.byteCount <= maximumFrameLength else { return false }
         var slot = frame(nextFrame)
         var status = director_tx_frame_status(slot)
@@ -115,6 +117,10 @@ public struct PacketTransmitRing: ~Copyable {
             length += PacketTransmitRing.virtioHeaderLength
         }
         bytes.withUnsafeBytes { source in data.copyMemory(from: source.baseAddress!, byteCount: source.count) }
+        if let pendingChecksum, !usesVirtioHeader {
+            var copy = UnsafeMutableRawBufferPointer(start: data, count: bytes.byteCount).mutableBytes
+            InternetChecksum.complete(&copy, start: pendingChecksum.start, fieldOffset: pendingChecksum.fieldOffset, end: pendingChecksum.end)
+        }
         director_tx_frame_publish(slot, UInt32(length))
         nextFrame = nextFrame + 1 == geometry.frameCount ? 0 : nextFrame + 1
         pending += 1

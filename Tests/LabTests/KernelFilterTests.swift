@@ -5,129 +5,124 @@ import Foundation
 import PacketIO
 import Testing
 
-/// The kernel programs, run by the kernel on real packet sockets in a namespace of the test's own:
-/// the ownership filter and the fan-out program must agree with `ClientBucket` in Swift.
-@Suite("Kernel filter and fan-out", .serialized, .enabled(if: getuid() == 0, "needs root (network namespaces)"))
-struct KernelFilterTests {
-    static let namespace = "tkf"
-    static let bucketCount: UInt32 = 1024
+extension LabSuites {
+    /// The kernel programs, run by the kernel on real packet sockets in a namespace of the test's own:
+    /// the ownership filter and the fan-out program must agree with `ClientBucket` in Swift.
+    @Suite("Kernel filter and fan-out")
+    struct KernelFilterTests {
+        static let namespace = "tkf"
+        static let bucketCount: UInt32 = 1024
 
-    /// Flows to send: the bucket function's published test vectors, then spread-out clients.
-    static let flows: [(address: IPv4Address, port: UInt16)] = {
-        var flows: [(address: IPv4Address, port: UInt16)] = [
-            (IPv4Address(198, 18, 1, 10), 40000), (IPv4Address(198, 18, 1, 11), 80), (IPv4Address(198, 19, 255, 254), 33333),
-        ]
-        for n in 0..<600 {
-            let address = IPv4Address(198, 18, UInt8(1 + n % 4), UInt8(10 + n % 200))
-            flows.append((address, UInt16(20_000 + n * 37)))
-        }
-        return flows
-    }()
-
-    static func bucket(_ flow: (address: IPv4Address, port: UInt16)) -> UInt32 {
-        ClientBucket.bucket(address: flow.address, port: flow.port, bucketCount: bucketCount)
-    }
-
-    func insideNamespace<T>(_ body: () throws -> T) throws -> T {
-        try NetworkNamespace.run(in: "/var/run/netns/\(KernelFilterTests.namespace)", body)
-    }
-
-    func withVethPair(_ body: () throws -> Void) throws {
-        let ns = KernelFilterTests.namespace
-        _ = try? Shell.run(["ip", "netns", "del", ns], check: false)
-        try Shell.run(["ip", "netns", "add", ns])
-        defer { _ = try? Shell.run(["ip", "netns", "del", ns], check: false) }
-        try Shell.run(["ip", "-n", ns, "link", "add", "kf0", "type", "veth", "peer", "name", "kf1"])
-        try Shell.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
-        for name in ["kf0", "kf1"] { try Shell.run(["ip", "-n", ns, "link", "set", name, "up"]) }
-        try body()
-    }
-
-    /// One SYN per flow, plus an ARP request, sent on kf0. A frame the ring refuses (full, on
-    /// a busy machine) is offered again rather than lost.
-    func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress) {
-        var frames = KernelFilterTests.flows.map { flow in
-            PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
-                .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
-                .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
-        }
-        frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
-        for frame in frames {
-            for _ in 0..<1000 {
-                if frame.withUnsafeBytes({ transmit.enqueue($0.bytes) }) { break }
-                usleep(1_000)
+        /// Flows to send: the bucket function's published test vectors, then spread-out clients.
+        static let flows: [(address: IPv4Address, port: UInt16)] = {
+            var flows: [(address: IPv4Address, port: UInt16)] = [
+                (IPv4Address(198, 18, 1, 10), 40000), (IPv4Address(198, 18, 1, 11), 80), (IPv4Address(198, 19, 255, 254), 33333),
+            ]
+            for n in 0..<600 {
+                let address = IPv4Address(198, 18, UInt8(1 + n % 4), UInt8(10 + n % 200))
+                flows.append((address, UInt16(20_000 + n * 37)))
             }
-            transmit.flush()
-        }
-    }
+            return flows
+        }()
 
-    /// What reaches the ring: TCP client endpoints and the number of ARP frames. Reads until
-    /// `expectedFlows` flows and `expectedARP` ARP frames have arrived (at most 5 s), then 200 ms
-    /// more, so a frame that should not be there has time to show up too.
-    func drain(_ receive: inout PacketReceiveRing, expectedFlows: Int = 0, expectedARP: Int = 0) -> (flows: Set<String>, arp: Int) {
-        var flows = Set<String>()
-        var arp = 0
-        let start = Date()
-        var completeSince: Date?
-        while true {
-            if completeSince == nil && flows.count >= expectedFlows && arp >= expectedARP { completeSince = Date() }
-            if let completeSince, Date().timeIntervalSince(completeSince) > 0.2 { break }
-            if Date().timeIntervalSince(start) > 5 { break }
-            guard receive.waitForBlock(timeoutMilliseconds: 20) else { continue }
-            _ = receive.drainBlock { frame, _ in
-                switch FrameParser.parse(frame.bytes) {
-                case .ipv4(let flow): flows.insert("\(flow.source):\(flow.sourcePort)")
-                case .arp: arp += 1
-                default: break
+        static func bucket(_ flow: (address: IPv4Address, port: UInt16)) -> UInt32 {
+            ClientBucket.bucket(address: flow.address, port: flow.port, bucketCount: bucketCount)
+        }
+
+        func insideNamespace<T>(_ body: () throws -> T) throws -> T {
+            try LabTests.insideNamespace(KernelFilterTests.namespace, body)
+        }
+
+        func withVethPair(_ body: () throws -> Void) throws {
+            try LabTests.withVethPair(namespace: KernelFilterTests.namespace, body)
+        }
+
+        /// One SYN per flow, plus an ARP request, sent on kf0. A frame the ring refuses (full, on
+        /// a busy machine) is offered again rather than lost.
+        func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress) {
+            var frames = KernelFilterTests.flows.map { flow in
+                PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
+                    .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
+                    .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
+            }
+            frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
+            for frame in frames {
+                for _ in 0..<1000 {
+                    if frame.withUnsafeBytes({ transmit.enqueue($0.bytes) }) { break }
+                    usleep(1_000)
+                }
+                transmit.flush()
+            }
+        }
+
+        /// What reaches the ring: TCP client endpoints and the number of ARP frames. Reads until
+        /// `expectedFlows` flows and `expectedARP` ARP frames have arrived (at most 5 s), then 200 ms
+        /// more, so a frame that should not be there has time to show up too.
+        func drain(_ receive: inout PacketReceiveRing, expectedFlows: Int = 0, expectedARP: Int = 0) -> (flows: Set<String>, arp: Int) {
+            var flows = Set<String>()
+            var arp = 0
+            let start = Date()
+            var completeSince: Date?
+            while true {
+                if completeSince == nil && flows.count >= expectedFlows && arp >= expectedARP { completeSince = Date() }
+                if let completeSince, Date().timeIntervalSince(completeSince) > 0.2 { break }
+                if Date().timeIntervalSince(start) > 5 { break }
+                guard receive.waitForBlock(timeoutMilliseconds: 20) else { continue }
+                _ = receive.drainBlock { frame, _ in
+                    switch FrameParser.parse(frame.bytes) {
+                    case .ipv4(let flow): flows.insert("\(flow.source):\(flow.sourcePort)")
+                    case .arp: arp += 1
+                    default: break
+                    }
+                }
+            }
+            return (flows, arp)
+        }
+
+        @Test("the ownership filter passes exactly the owned buckets, before and after an ownership change")
+        func ownershipFilter() throws {
+            try withVethPair {
+                try insideNamespace {
+                    var receive = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil)
+                    var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
+                    let destination = try NetworkInterface(named: "kf1").mac
+                    // A scattered ownership (hundreds of ranges), then its complement.
+                    var generator = SystemRandomNumberGenerator()
+                    let scattered = BucketOwnership(bucketCount: KernelFilterTests.bucketCount) { _ in Bool.random(using: &generator) }
+                    let complement = BucketOwnership(bucketCount: KernelFilterTests.bucketCount) { !scattered.owns($0) }
+                    #expect(scattered.ownedRanges.count > 100)
+                    for ownership in [scattered, complement, .evenShare(KernelFilterTests.bucketCount, node: 1, of: 2)] {
+                        try OwnershipFilter.attach(ownership, to: receive.socket)
+                        _ = drain(&receive)   // what was queued before the new filter
+                        let expected = Set(KernelFilterTests.flows.filter { ownership.owns(KernelFilterTests.bucket($0)) }.map { "\($0.address):\($0.port)" })
+                        sendFlows(&transmit, to: destination)
+                        let received = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
+                        #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
+                        #expect(received.arp == 1, "ARP passes whatever the ownership")
+                    }
                 }
             }
         }
-        return (flows, arp)
-    }
 
-    @Test("the ownership filter passes exactly the owned buckets, before and after an ownership change")
-    func ownershipFilter() throws {
-        try withVethPair {
-            try insideNamespace {
-                var receive = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil)
-                var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
-                let destination = try NetworkInterface(named: "kf1").mac
-                // A scattered ownership (hundreds of ranges), then its complement.
-                var generator = SystemRandomNumberGenerator()
-                let scattered = BucketOwnership(bucketCount: KernelFilterTests.bucketCount) { _ in Bool.random(using: &generator) }
-                let complement = BucketOwnership(bucketCount: KernelFilterTests.bucketCount) { !scattered.owns($0) }
-                #expect(scattered.ownedRanges.count > 100)
-                for ownership in [scattered, complement, .evenShare(KernelFilterTests.bucketCount, node: 1, of: 2)] {
-                    try OwnershipFilter.attach(ownership, to: receive.socket)
-                    _ = drain(&receive)   // what was queued before the new filter
-                    let expected = Set(KernelFilterTests.flows.filter { ownership.owns(KernelFilterTests.bucket($0)) }.map { "\($0.address):\($0.port)" })
-                    sendFlows(&transmit, to: destination)
-                    let received = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
-                    #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
-                    #expect(received.arp == 1, "ARP passes whatever the ownership")
+        @Test("the fan-out program sends bucket b to worker b mod workers")
+        func fanout() throws {
+            try withVethPair {
+                try insideNamespace {
+                    let program = FanoutProgram.instructions(bucketCount: KernelFilterTests.bucketCount)
+                    let group = UInt16(truncatingIfNeeded: getpid() &+ 7)
+                    var first = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
+                    var second = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
+                    var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
+                    sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac)
+                    let even = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 0 }.map { "\($0.address):\($0.port)" })
+                    let odd = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 1 }.map { "\($0.address):\($0.port)" })
+                    let atFirst = drain(&first, expectedFlows: even.count, expectedARP: 1)
+                    let atSecond = drain(&second, expectedFlows: odd.count)
+                    // The kernel numbers group members in the order they joined.
+                    #expect(atFirst.flows == even)
+                    #expect(atSecond.flows == odd)
+                    #expect(atFirst.arp == 1 && atSecond.arp == 0, "frames that are not flows go to worker 0")
                 }
-            }
-        }
-    }
-
-    @Test("the fan-out program sends bucket b to worker b mod workers")
-    func fanout() throws {
-        try withVethPair {
-            try insideNamespace {
-                let program = FanoutProgram.instructions(bucketCount: KernelFilterTests.bucketCount)
-                let group = UInt16(truncatingIfNeeded: getpid() &+ 7)
-                var first = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
-                var second = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
-                var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
-                sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac)
-                let even = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 0 }.map { "\($0.address):\($0.port)" })
-                let odd = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 1 }.map { "\($0.address):\($0.port)" })
-                let atFirst = drain(&first, expectedFlows: even.count, expectedARP: 1)
-                let atSecond = drain(&second, expectedFlows: odd.count)
-                // The kernel numbers group members in the order they joined.
-                #expect(atFirst.flows == even)
-                #expect(atSecond.flows == odd)
-                #expect(atFirst.arp == 1 && atSecond.arp == 0, "frames that are not flows go to worker 0")
             }
         }
     }

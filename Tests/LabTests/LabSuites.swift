@@ -1,0 +1,34 @@
+import DirectorLab
+import Foundation
+import PacketIO
+import Testing
+
+/// Every test that builds network namespaces, run one at a time: they share the machine's two
+/// CPUs (directors pin workers to them) and the kernel's namespace machinery. Each still uses a
+/// namespace prefix of its own and removes what it built, even when it fails.
+@Suite("Lab", .serialized, .enabled(if: getuid() == 0, "the lab needs root (network namespaces)"))
+enum LabSuites {}
+
+extension Lab {
+    /// TCP segments the real servers' stacks have received (TcpInSegs, summed). TCP rather than IP
+    /// input: a host loops its own IGMP reports back to itself, and those count as IP input.
+    func tcpSegmentsAtRealServers() throws -> Int {
+        try (0..<realServerCount).map { try snmpCounters(realServerNamespace($0))["TcpInSegs"] ?? 0 }.reduce(0, +)
+    }
+}
+
+/// A namespace of the test's own holding a veth pair kf0–kf1, removed afterwards, even on failure.
+func withVethPair(namespace: String, _ body: () throws -> Void) throws {
+    _ = try? Shell.run(["ip", "netns", "del", namespace], check: false)
+    try Shell.run(["ip", "netns", "add", namespace])
+    defer { _ = try? Shell.run(["ip", "netns", "del", namespace], check: false) }
+    try Shell.run(["ip", "-n", namespace, "link", "add", "kf0", "type", "veth", "peer", "name", "kf1"])
+    try Shell.run(["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+    for name in ["kf0", "kf1"] { try Shell.run(["ip", "-n", namespace, "link", "set", name, "up"]) }
+    try body()
+}
+
+/// Runs `body` with this thread inside the namespace; sockets opened there stay there.
+func insideNamespace<T>(_ namespace: String, _ body: () throws -> T) throws -> T {
+    try NetworkNamespace.run(in: "/var/run/netns/\(namespace)", body)
+}

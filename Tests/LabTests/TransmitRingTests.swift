@@ -1,0 +1,70 @@
+import DirectorCore
+import DirectorLab
+import DirectorWire
+import Foundation
+import PacketIO
+import Testing
+
+extension LabSuites {
+    /// The transmit ring's handling of frames whose sender left the TCP checksum to offload
+    /// (TP_STATUS_CSUMNOTREADY on receive), in the kernel, on a veth pair in a namespace.
+    @Suite("Transmit ring")
+    struct TransmitRingTests {
+        static let namespace = "ttx"
+
+        /// A TCP segment with a correct checksum, and the same with only the pseudo-header sum
+        /// in the field, as a sender leaves it for offload.
+        static func frames() -> (full: [UInt8], partial: [UInt8]) {
+            let full = PacketBuilder().tcp(sourcePort: 40000, destinationPort: 80, flags: [.ack, .psh])
+                .payload((0..<100).map { UInt8($0) }).build()
+            let tcpLength = full.count - 34
+            let pseudo: [UInt8] = Array(full[26..<34]) + [0, 6, UInt8(tcpLength >> 8), UInt8(tcpLength & 0xFF)]
+            let pseudoSum = UInt16(pseudo.withUnsafeBytes { InternetChecksum.sum($0.bytes) })
+            var partial = full
+            partial[50] = UInt8(pseudoSum >> 8)
+            partial[51] = UInt8(pseudoSum & 0xFF)
+            return (full, partial)
+        }
+
+        /// The first TCP frame to reach the ring, and whether it came flagged as checksum-pending.
+        func receiveOne(_ ring: inout PacketReceiveRing) -> (bytes: [UInt8], pending: Bool)? {
+            let deadline = Date().addingTimeInterval(3)
+            var received: (bytes: [UInt8], pending: Bool)?
+            while received == nil && Date() < deadline {
+                guard ring.waitForBlock(timeoutMilliseconds: 20) else { continue }
+                _ = ring.drainBlock { frame, pending in
+                    guard received == nil, case .ipv4 = FrameParser.parse(frame.bytes) else { return }
+                    received = (frame.bytes.withUnsafeBytes { Array($0) }, pending)
+                }
+            }
+            return received
+        }
+
+        @Test("a pending checksum arrives complete, or flagged for the receiver to complete", arguments: [true, false])
+        func pendingChecksum(virtioHeader: Bool) throws {
+            try withVethPair(namespace: TransmitRingTests.namespace) {
+                try insideNamespace(TransmitRingTests.namespace) {
+                    var receive = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil)
+                    var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"), useVirtioHeader: virtioHeader)
+                    #expect(transmit.usesVirtioHeader == virtioHeader)
+                    let (full, partial) = TransmitRingTests.frames()
+                    let checksum = TransportChecksum(start: 34, fieldOffset: 16, end: partial.count)
+                    #expect(partial.withUnsafeBytes { transmit.enqueue($0.bytes, pendingChecksum: checksum) })
+                    transmit.flush()
+                    guard var (bytes, pending) = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
+                    if virtioHeader {
+                        // The kernel carried the frame as checksum-partial to the receiver.
+                        #expect(pending && bytes == partial)
+                        bytes.withUnsafeMutableBytes { buffer in
+                            var span = buffer.mutableBytes
+                            InternetChecksum.complete(&span, start: checksum.start, fieldOffset: checksum.fieldOffset, end: checksum.end)
+                        }
+                    } else {
+                        #expect(!pending, "completed in the ring: nothing left for the receiver")
+                    }
+                    #expect(bytes == full, "the checksum is right once completed")
+                }
+            }
+        }
+    }
+}
