@@ -35,6 +35,9 @@ public struct PacketBuilder: Sendable {
     public var truncatedLength: Int?
     /// Zero bytes appended after the IP packet, as Ethernet pads short frames to 60 bytes.
     public var trailerPadding = 0
+    /// Leave the TCP/UDP checksum as a sender with checksum offload does: only the pseudo-header
+    /// sum in the field, for the NIC (or the receiver) to complete.
+    public var transportChecksumLeftToOffload = false
 
     public init() {}
 
@@ -122,6 +125,7 @@ public struct PacketBuilder: Sendable {
                 let pseudoSum = pseudo.withUnsafeBytes { InternetChecksum.sum($0.bytes) }
                 var value = transportBytes.withUnsafeBytes { InternetChecksum.checksum($0.bytes, initial: pseudoSum) }
                 if protocolNumber == TransportProtocol.udp.rawValue && value == 0 { value = 0xFFFF }
+                if transportChecksumLeftToOffload { value = UInt16(pseudoSum) }
                 transportBytes[checksumOffset] = UInt8(value >> 8)
                 transportBytes[checksumOffset + 1] = UInt8(value & 0xFF)
             }
