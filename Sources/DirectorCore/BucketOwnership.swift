@@ -43,4 +43,31 @@ public struct BucketOwnership: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         ownedRanges.map { $0.lowerBound == $0.upperBound ? "\($0.lowerBound)" : "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ",")
     }
+
+    // MARK: - Set operations (for handovers between the pair)
+
+    public init(bucketCount: UInt32, ranges: [ClosedRange<UInt32>]) {
+        self = .none(bucketCount)
+        for range in ranges where range.lowerBound < bucketCount {
+            for bucket in range.lowerBound...min(range.upperBound, bucketCount - 1) { owned[Int(bucket)] = true }
+        }
+    }
+
+    public var isEmpty: Bool { !owned.contains(true) }
+
+    public func union(_ other: BucketOwnership) -> BucketOwnership {
+        BucketOwnership(bucketCount: bucketCount) { owns($0) || other.owns($0) }
+    }
+
+    public func intersection(_ other: BucketOwnership) -> BucketOwnership {
+        BucketOwnership(bucketCount: bucketCount) { owns($0) && other.owns($0) }
+    }
+
+    public func subtracting(_ other: BucketOwnership) -> BucketOwnership {
+        BucketOwnership(bucketCount: bucketCount) { owns($0) && !other.owns($0) }
+    }
+
+    public var complement: BucketOwnership {
+        BucketOwnership(bucketCount: bucketCount) { !owns($0) }
+    }
 }

@@ -3,7 +3,15 @@
 public enum ConnectionChange: Sendable, Equatable {
     case created(ConnectionEntry)
     case stateChanged(ConnectionEntry)
+    /// Unchanged but still in use: the peer pushes its replica's expiry out (long-lived flows).
+    case refreshed(ConnectionEntry)
     case removed(ConnectionEntry, RemovalReason)
+
+    public var entry: ConnectionEntry {
+        switch self {
+        case .created(let entry), .stateChanged(let entry), .refreshed(let entry), .removed(let entry, _): entry
+        }
+    }
 
     public enum RemovalReason: UInt8, Sendable {
         case expired
@@ -14,8 +22,10 @@ public enum ConnectionChange: Sendable, Equatable {
 /// What the peer dispatcher reported about one of its connections, for a worker to apply to
 /// its shard as a replica (`Forwarder.apply`).
 public enum ReplicaUpdate: Sendable, Equatable {
-    /// Created, changed state or still alive: keep (or refresh) a replica expiring `lifetime` ms from now.
-    case upsert(key: FlowKey, state: ConnectionState, realServerID: UInt16, lifetime: UInt64)
+    /// Created, changed state or still alive: keep (or refresh) a replica expiring `lifetime` ms
+    /// from now. `claimsFlow` is set when the peer has just started carrying the flow (it created
+    /// it or took it over): an entry of this worker's own for it is stale and becomes a replica.
+    case upsert(key: FlowKey, state: ConnectionState, realServerID: UInt16, lifetime: UInt64, claimsFlow: Bool)
     case remove(key: FlowKey)
 }
 
@@ -31,6 +41,7 @@ public struct ConnectionChangeCounter: ConnectionChangeSink {
     public private(set) var created = 0
     public private(set) var stateChanges = 0
     public private(set) var removals = 0
+    public private(set) var refreshes = 0
 
     public init() {}
 
@@ -38,6 +49,7 @@ public struct ConnectionChangeCounter: ConnectionChangeSink {
         switch change {
         case .created: created += 1
         case .stateChanged: stateChanges += 1
+        case .refreshed: refreshes += 1
         case .removed: removals += 1
         }
     }

@@ -6,7 +6,7 @@ import DirectorWire
 ///     +---------------+---------------+-------+-------+---+---+---+---+
 ///     | client addr   | virtual addr  | cport | vport |pro|sta|flg| - |
 ///     +-------+-------+---------------+-------+-------+---+---+---+---+
-///     | rs id |   -   | key hash      | expires at (ms, monotonic)    |
+///     | rs id |synced | key hash      | expires at (ms, monotonic)    |
 ///     +-------+-------+---------------+-------------------------------+
 ///     16      18      20              24                              32
 public struct ConnectionEntry: Sendable, Equatable {
@@ -20,7 +20,9 @@ public struct ConnectionEntry: Sendable, Equatable {
     @usableFromInline var reserved: UInt8 = 0
     /// The real server, by the stable id the control plane gave it (see `ServiceTable`).
     public var realServerID: UInt16
-    @usableFromInline var reserved2: UInt16 = 0
+    /// When the peer last heard of this entry, in whole seconds of the monotonic clock (mod
+    /// 2^16): the forwarder sends a refresh once half the entry's timeout has passed since.
+    public var syncedAtSeconds: UInt16 = 0
     /// `FlowKey.tableHash`, kept so that moving an entry never rehashes it.
     public var keyHash: UInt32
     /// Monotonic milliseconds at which the entry expires unless refreshed.

@@ -93,4 +93,11 @@ public struct ConnectionTimeouts: Sendable, Equatable {
         case .udp: udp
         }
     }
+
+    /// What a replica's lifetime adds to the owner's remaining one: half the timeout (the
+    /// longest a busy flow goes unrefreshed, see `Forwarder`) and a second for the refresh
+    /// clock's whole-second steps.
+    public func replicaMargin(for state: ConnectionState) -> UInt64 {
+        timeout(for: state) / 2 + 1_000
+    }
 }

@@ -128,24 +128,33 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     }
 
     /// An existing connection: advance its state, push its expiry out, return its real server.
+    /// The peer hears of a state change at once, and of a flow that merely stays busy once half
+    /// its timeout has passed since it last heard (so its replica never expires first).
     @inline(__always)
     private mutating func refresh(slot: Int, flow: IPv4Flow, now: UInt64) -> UInt16 {
-        if table[slot].isReplica { takeOver(slot: slot) }
+        if table[slot].isReplica { takeOver(slot: slot, now: now) }
         let entry = table[slot]
         let state = flow.transport == .udp ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
-        table[slot].expiresAt = now &+ settings.timeouts.timeout(for: state)
+        let timeout = settings.timeouts.timeout(for: state)
+        table[slot].expiresAt = now &+ timeout
+        let seconds = UInt16(truncatingIfNeeded: now / 1000)
         if state != entry.state {
             table[slot].state = state
+            table[slot].syncedAtSeconds = seconds
             load.stateChanged(entry.realServerID, from: entry.state, to: state)
             changes.record(.stateChanged(table[slot]))
+        } else if UInt64(seconds &- entry.syncedAtSeconds) * 2000 >= timeout {
+            table[slot].syncedAtSeconds = seconds
+            changes.record(.refreshed(table[slot]))
         }
         return entry.realServerID
     }
 
     /// The first packet of a synced flow to arrive here: the replica becomes this worker's own
     /// connection (the peer failed or gave the bucket up) and is reported like a new one.
-    private mutating func takeOver(slot: Int) {
+    private mutating func takeOver(slot: Int, now: UInt64) {
         table[slot].isReplica = false
+        table[slot].syncedAtSeconds = UInt16(truncatingIfNeeded: now / 1000)
         counters[.replicasTakenOver] &+= 1
         load.connectionOpened(table[slot].realServerID, state: table[slot].state)
         changes.record(.created(table[slot]))
@@ -174,8 +183,9 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return nil
         }
         let realServerID = service.pool[member].id
-        let entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
+        var entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
                                     expiresAt: now &+ settings.timeouts.timeout(for: state))
+        entry.syncedAtSeconds = UInt16(truncatingIfNeeded: now / 1000)
         switch table.insert(entry) {
         case .inserted:
             break
@@ -232,14 +242,21 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     // MARK: - Replicas from the peer
 
     /// Applies a peer's change to this worker's shard. A replica never overrides this worker's
-    /// own entry for the same flow (here, this worker is the authority), and it never counts in
-    /// the load the least-connection schedulers see until it turns live.
+    /// own entry for the same flow (here, this worker is the authority) unless the peer claims
+    /// the flow: it created it or took it over, so it sees the flow's packets and this worker no
+    /// longer does. A replica never counts in the load the least-connection schedulers see until
+    /// it turns live.
     public mutating func apply(_ update: ReplicaUpdate, now: UInt64) {
         switch update {
-        case let .upsert(key, state, realServerID, lifetime):
+        case let .upsert(key, state, realServerID, lifetime, claimsFlow):
             let hash = key.tableHash
             if let slot = table.find(key, hash: hash) {
-                guard table[slot].isReplica else { return }
+                if !table[slot].isReplica {
+                    guard claimsFlow else { return }
+                    load.connectionClosed(table[slot].realServerID, state: table[slot].state)
+                    table[slot].isReplica = true
+                    counters[.replicasYielded] &+= 1
+                }
                 table[slot].state = state
                 table[slot].realServerID = realServerID
                 table[slot].expiresAt = now &+ lifetime

@@ -16,6 +16,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case replicasApplied
     case replicasRemoved
     case replicasExpired
+    /// The peer claimed a flow this worker had as its own (it took the flow over): kept as a replica.
+    case replicasYielded
 
     public var name: String {
         switch self {
@@ -32,6 +34,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .replicasApplied: "replicas_applied"
         case .replicasRemoved: "replicas_removed"
         case .replicasExpired: "replicas_expired"
+        case .replicasYielded: "replicas_yielded"
         }
     }
 }

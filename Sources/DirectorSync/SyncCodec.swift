@@ -38,12 +38,13 @@ public struct SyncCodec: Sendable {
             for range in missing { body.u64(range.lowerBound); body.u64(range.upperBound) }
         case let .snapshotRequest(requestID):
             body.u64(requestID)
-        case let .snapshotChunk(requestID, index, count, records):
+        case let .snapshotChunk(requestID, dataSequence, index, isLast, records):
             body.u64(requestID)
+            body.u64(dataSequence)
             body.u32(index)
-            body.u32(count)
+            body.u8(isLast ? SyncWireFormat.lastChunkFlag : 0)
+            body.u8(0)
             body.u16(UInt16(records.count))
-            body.zeros(6)
             for record in records { body.record(record) }
         case let .ownership(version, action, ranges):
             body.u64(version)
@@ -120,11 +121,13 @@ public struct SyncCodec: Sendable {
         case .snapshotRequest:
             decoded = .snapshotRequest(requestID: try body.u64())
         case .snapshotChunk:
-            let requestID = try body.u64(), index = try body.u32(), count = try body.u32()
+            let requestID = try body.u64(), dataSequence = try body.u64(), index = try body.u32()
+            let chunkFlags = try body.u8()
+            try body.skip(1)
             let records = Int(try body.u16())
-            try body.skip(6)
-            guard index < count else { throw .malformedBody }
-            decoded = .snapshotChunk(requestID: requestID, index: index, count: count, records: try body.records(records))
+            guard chunkFlags & ~SyncWireFormat.lastChunkFlag == 0 else { throw .malformedBody }
+            decoded = .snapshotChunk(requestID: requestID, dataSequence: dataSequence, index: index,
+                                     isLast: chunkFlags & SyncWireFormat.lastChunkFlag != 0, records: try body.records(records))
         case .ownership:
             let version = try body.u64()
             guard let action = OwnershipAction(rawValue: try body.u8()) else { throw .malformedBody }

@@ -78,7 +78,9 @@ public enum SyncBody: Equatable, Sendable {
     case ack(dataSequence: UInt64)
     case nack(missing: [ClosedRange<UInt64>])
     case snapshotRequest(requestID: UInt64)
-    case snapshotChunk(requestID: UInt64, index: UInt32, count: UInt32, records: [SyncRecord])
+    /// Part of the sender's whole table, answering `requestID`. Chunks share the data sequence
+    /// numbers of deltas, so the same NACK and retransmission make the snapshot reliable.
+    case snapshotChunk(requestID: UInt64, dataSequence: UInt64, index: UInt32, isLast: Bool, records: [SyncRecord])
     case ownership(version: UInt64, action: OwnershipAction, ranges: [ClosedRange<UInt16>])
 
     public var kind: SyncMessageKind {

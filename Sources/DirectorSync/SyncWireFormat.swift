@@ -16,7 +16,7 @@
 //  16 |       datagram sequence (every datagram; anti-replay)         |
 //     |                                                               |
 //     +---------------------------------------------------------------+
-//  24 |           sent at (sender's CLOCK_REALTIME, ns)               |
+//  24 |     sent at (sender's CLOCK_REALTIME, ns; see below)          |
 //     |                                                               |
 //     +---------------------------------------------------------------+
 //  32 |                 body (body length bytes)                      |
@@ -33,10 +33,17 @@
 //   3 ack             data sequence received in order, inclusive (8)
 //   4 nack            range count (2) | reserved (6) | ranges: first (8), last (8) data sequences
 //   5 snapshot request   request id (8)
-//   6 snapshot chunk  request id (8) | chunk index (4) | chunk count (4) |
-//                     record count (2) | reserved (6) | records (32 each)
+//   6 snapshot chunk  request id (8) | data sequence (8) | chunk index (4) |
+//                     flags (1; 0x01 = last chunk) | reserved (1) | record count (2) |
+//                     records (32 each)
 //   7 ownership       ownership version (8) | action (1) | reserved (1) | range count (2) |
 //                     reserved (4) | ranges: first bucket (2), last bucket (2)
+//
+// Deltas and snapshot chunks share one data sequence (1, 2, 3, … per incarnation), so a gap is
+// NACKed and retransmitted the same way for both; a retransmission is a new datagram (new
+// datagram sequence, same data sequence). "Sent at" of a deltas datagram is the time of the
+// oldest change it carries, so the receiver can measure replica lag end to end (to the extent
+// the two hosts' clocks agree); for every other kind it is the time of sending.
 //
 // A record (32 bytes) describes one connection as its owner sees it:
 //
@@ -51,12 +58,18 @@
 //  24 |  remaining lifetime (ms)      |           reserved            |
 //     +-------------------------------+-------------------------------+
 //
+// Record flags: 0x01 = the sender holds this connection as a replica itself (snapshots only).
+// Records of kind "created" claim the flow: the sender carries it now (it is new, or the sender
+// took it over), so a receiver that still had it as its own demotes its entry to a replica.
+// The lifetime a sender writes includes a margin of half the state's timeout, the longest a
+// busy flow goes without a refresh: the replica outlives the owner's entry, never the reverse.
+//
 // The real server travels as its address and port, not as the sender's internal id, so the two
 // dispatchers need not number their real servers alike. The lifetime is relative: the two hosts'
 // monotonic clocks are unrelated.
 //
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
-// body, 43 records a deltas datagram.
+// body, 43 records a deltas datagram or snapshot chunk.
 
 /// Layout constants of version 1.
 public enum SyncWireFormat {
@@ -68,7 +81,15 @@ public enum SyncWireFormat {
     public static let maximumDatagram = 1472
     public static let maximumBody = maximumDatagram - headerLength - authenticatorLength
     /// Records that fit one deltas datagram.
-    public static let recordsPerDatagram = (maximumBody - 12) / recordLength
+    public static let recordsPerDatagram = (maximumBody - 24) / recordLength
+    /// NACK ranges that fit one datagram.
+    public static let rangesPerNack = (maximumBody - 8) / 16
+    /// Bucket ranges that fit one ownership message.
+    public static let rangesPerOwnershipMessage = (maximumBody - 16) / 4
+    /// Snapshot chunk flags.
+    public static let lastChunkFlag: UInt8 = 0x01
+    /// Record flags.
+    public static let replicaRecordFlag: UInt8 = 0x01
 }
 
 /// What a datagram's kind byte says.

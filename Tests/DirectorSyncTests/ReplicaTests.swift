@@ -43,7 +43,7 @@ extension Forwarder {
     /// Sends every change recorded so far to `peer` through the real wire format and codec.
     mutating func sync(to peer: inout Forwarder<ChangeLog>, now: UInt64) throws where Sink == ChangeLog {
         let codec = SyncCodec(key: [UInt8](repeating: 7, count: 32))!
-        let records = changes.changes.compactMap { SyncRecord($0, services: services, now: now) }
+        let records = changes.changes.compactMap { SyncRecord($0, services: services, now: now, timeouts: settings.timeouts) }
         changes.changes.removeAll()
         let header = SyncHeader(nodeID: 1, incarnation: 1, sequence: 1, sentAt: 0)
         let received = try codec.decode(codec.encode(SyncDatagram(header: header, body: .deltas(dataSequence: 1, records: records))))
@@ -88,7 +88,7 @@ struct ReplicaTests {
         _ = local.run(segment(port: 40000, flags: .syn), now: 1_000)
         let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         let ownServer = local.table[local.table.find(key, hash: key.tableHash)!].realServerID
-        local.apply(.upsert(key: key, state: .finWait, realServerID: ownServer % 3 + 1, lifetime: 5), now: 1_001)
+        local.apply(.upsert(key: key, state: .finWait, realServerID: ownServer % 3 + 1, lifetime: 5, claimsFlow: false), now: 1_001)
         local.apply(.remove(key: key), now: 1_002)
         let slot = local.table.find(key, hash: key.tableHash)
         #expect(slot != nil && local.table[slot!].realServerID == ownServer && local.table[slot!].state == .synReceived)
@@ -100,7 +100,7 @@ struct ReplicaTests {
         var worker = director()
         for port in UInt16(0)..<10 {
             let key = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
-            worker.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 100), now: 1_000)
+            worker.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 100, claimsFlow: false), now: 1_000)
         }
         #expect(worker.table.count == 10 && worker.load.activeConnections(1) == 0)
         worker.expire(now: 1_100, budget: 1_000)

@@ -22,7 +22,7 @@ let everyKind: [SyncBody] = [
     .ack(dataSequence: 1_042),
     .nack(missing: [5...5, 9...12, 100...140]),
     .snapshotRequest(requestID: 31),
-    .snapshotChunk(requestID: 31, index: 2, count: 7, records: [record(1, change: .refreshed), record(2, change: .removed)]),
+    .snapshotChunk(requestID: 31, dataSequence: 1_044, index: 2, isLast: true, records: [record(1, change: .refreshed), record(2, change: .removed)]),
     .ownership(version: 10, action: .released, ranges: [512...1023]),
     .ownership(version: 11, action: .request, ranges: [0...3, 7...7]),
 ]

@@ -1,0 +1,95 @@
+/// The sending half of the record stream: packs records into deltas datagrams and snapshot
+/// chunks, numbers them with the data sequence, and keeps the last `retention` of them so a
+/// NACK can be answered. Records wait at most until the next `flush` (the sync thread calls it
+/// within its flush delay); a full datagram's worth leaves at once.
+public struct DeltaOutbox: Sendable {
+    /// A numbered body ready to send, with the wall-clock time of its oldest change.
+    public struct Numbered: Equatable, Sendable {
+        public var body: SyncBody
+        public var oldestChange: UInt64
+    }
+
+    public let retention: Int
+    /// The last data sequence handed out (0: none yet).
+    public private(set) var highestDataSequence: UInt64 = 0
+    private var retained: [Numbered?]
+
+    private var pendingDeltas: [SyncRecord] = []
+    private var pendingDeltasOldest: UInt64 = 0
+    private var pendingChunk: [SyncRecord] = []
+    private var chunkRequest: UInt64?
+    private var chunkIndex: UInt32 = 0
+
+    public init(retention: Int) {
+        self.retention = max(1, retention)
+        retained = Array(repeating: nil, count: self.retention)
+    }
+
+    /// Whether records are waiting for `flush`.
+    public var hasPending: Bool { !pendingDeltas.isEmpty || !pendingChunk.isEmpty }
+
+    /// Adds a change that happened at wall-clock time `changedAt`. Returns a full datagram.
+    public mutating func append(_ record: SyncRecord, changedAt: UInt64) -> Numbered? {
+        if pendingDeltas.isEmpty || changedAt < pendingDeltasOldest { pendingDeltasOldest = changedAt }
+        pendingDeltas.append(record)
+        return pendingDeltas.count == SyncWireFormat.recordsPerDatagram ? takeDeltas() : nil
+    }
+
+    /// Adds an entry of the snapshot answering `requestID` (a newer request abandons an older
+    /// one's unsent part). Returns a full chunk.
+    public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64) -> Numbered? {
+        if chunkRequest != requestID {
+            chunkRequest = requestID
+            chunkIndex = 0
+            pendingChunk.removeAll(keepingCapacity: true)
+        }
+        pendingChunk.append(record)
+        return pendingChunk.count == SyncWireFormat.recordsPerDatagram ? takeChunk(isLast: false, now: now) : nil
+    }
+
+    /// Ends the snapshot answering `requestID` with its last chunk (possibly empty).
+    public mutating func finishSnapshot(requestID: UInt64, now: UInt64) -> Numbered {
+        if chunkRequest != requestID {
+            chunkRequest = requestID
+            chunkIndex = 0
+            pendingChunk.removeAll(keepingCapacity: true)
+        }
+        defer { chunkRequest = nil }
+        return takeChunk(isLast: true, now: now)
+    }
+
+    /// Everything pending, as datagrams (deltas first: they are older).
+    public mutating func flush(now: UInt64) -> [Numbered] {
+        var out: [Numbered] = []
+        if !pendingDeltas.isEmpty { out.append(takeDeltas()) }
+        if !pendingChunk.isEmpty { out.append(takeChunk(isLast: false, now: now)) }
+        return out
+    }
+
+    /// A datagram sent before, if it is still retained.
+    public func retransmission(of dataSequence: UInt64) -> Numbered? {
+        guard dataSequence >= 1, dataSequence <= highestDataSequence, highestDataSequence - dataSequence < UInt64(retention) else { return nil }
+        return retained[Int(dataSequence % UInt64(retention))]
+    }
+
+    private mutating func takeDeltas() -> Numbered {
+        highestDataSequence += 1
+        let numbered = Numbered(body: .deltas(dataSequence: highestDataSequence, records: pendingDeltas), oldestChange: pendingDeltasOldest)
+        pendingDeltas.removeAll(keepingCapacity: true)
+        return retain(numbered)
+    }
+
+    private mutating func takeChunk(isLast: Bool, now: UInt64) -> Numbered {
+        highestDataSequence += 1
+        let numbered = Numbered(body: .snapshotChunk(requestID: chunkRequest ?? 0, dataSequence: highestDataSequence, index: chunkIndex,
+                                                     isLast: isLast, records: pendingChunk), oldestChange: now)
+        chunkIndex += 1
+        pendingChunk.removeAll(keepingCapacity: true)
+        return retain(numbered)
+    }
+
+    private mutating func retain(_ numbered: Numbered) -> Numbered {
+        retained[Int(highestDataSequence % UInt64(retention))] = numbered
+        return numbered
+    }
+}

@@ -1,0 +1,42 @@
+/// What the sync session counts. Read by the daemon for `director stats`; written only by the
+/// sync thread.
+public struct SyncCounters: Sendable, Equatable {
+    public var datagramsSent: UInt64 = 0
+    public var datagramsReceived: UInt64 = 0
+    public var recordsSent: UInt64 = 0
+    public var recordsReceived: UInt64 = 0
+    public var datagramsRetransmitted: UInt64 = 0
+    /// NACKed data sequences no longer retained (the peer then asks for a snapshot).
+    public var retransmissionsUnavailable: UInt64 = 0
+    public var nacksSent: UInt64 = 0
+    public var duplicatesIgnored: UInt64 = 0
+    public var snapshotsRequested: UInt64 = 0
+    public var snapshotsServed: UInt64 = 0
+    public var snapshotsCompleted: UInt64 = 0
+    public var heartbeatsSent: UInt64 = 0
+    public var peerDeaths: UInt64 = 0
+    public var peerRestarts: UInt64 = 0
+    public var handoversGiven: UInt64 = 0
+    public var handoversTaken: UInt64 = 0
+    public var sendErrors: UInt64 = 0
+    public var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
+
+    public init() {}
+
+    public subscript(rejected reason: SyncRejection) -> UInt64 {
+        get { rejected[reason.rawValue] }
+        set { rejected[reason.rawValue] = newValue }
+    }
+
+    /// Name and value of every counter, for the Prometheus text (`director_sync_<name>`).
+    public var named: [(name: String, value: UInt64)] {
+        [("datagrams_sent", datagramsSent), ("datagrams_received", datagramsReceived),
+         ("records_sent", recordsSent), ("records_received", recordsReceived),
+         ("datagrams_retransmitted", datagramsRetransmitted), ("retransmissions_unavailable", retransmissionsUnavailable),
+         ("nacks_sent", nacksSent), ("duplicates_ignored", duplicatesIgnored),
+         ("snapshots_requested", snapshotsRequested), ("snapshots_served", snapshotsServed),
+         ("snapshots_completed", snapshotsCompleted), ("heartbeats_sent", heartbeatsSent),
+         ("peer_deaths", peerDeaths), ("peer_restarts", peerRestarts),
+         ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken), ("send_errors", sendErrors)]
+    }
+}

@@ -1,0 +1,496 @@
+import DirectorCore
+
+/// Timers and limits of the sync protocol. Times are nanoseconds.
+public struct SyncSettings: Sendable, Equatable {
+    public var nodeID: UInt8
+    public var peerNodeID: UInt8
+    /// Heartbeat period; any datagram from the peer counts as a sign of life.
+    public var heartbeatInterval: UInt64
+    /// The peer is dead after this many heartbeat intervals without a datagram.
+    public var deadAfterMissed: Int
+    /// The longest a record waits in the outbox before it is sent.
+    public var flushDelay: UInt64
+    /// At start, how long to wait for the peer before serving every bucket alone.
+    public var startupGrace: UInt64
+    /// Datagrams kept for retransmission.
+    public var retention: Int
+    public var nackInterval: UInt64
+    public var nacksBeforeResync: Int
+    /// A snapshot that makes no progress for this long is asked for again.
+    public var snapshotTimeout: UInt64
+    /// A bucket request without an answer is sent again after this long.
+    public var requestRetry: UInt64
+
+    public init(nodeID: UInt8, peerNodeID: UInt8, heartbeatInterval: UInt64 = 10_000_000, deadAfterMissed: Int = 3,
+                flushDelay: UInt64 = 1_000_000, startupGrace: UInt64 = 300_000_000, retention: Int = 8192,
+                nackInterval: UInt64 = 3_000_000, nacksBeforeResync: Int = 5, snapshotTimeout: UInt64 = 1_000_000_000,
+                requestRetry: UInt64 = 50_000_000) {
+        self.nodeID = nodeID
+        self.peerNodeID = peerNodeID
+        self.heartbeatInterval = heartbeatInterval
+        self.deadAfterMissed = deadAfterMissed
+        self.flushDelay = flushDelay
+        self.startupGrace = startupGrace
+        self.retention = retention
+        self.nackInterval = nackInterval
+        self.nacksBeforeResync = nacksBeforeResync
+        self.snapshotTimeout = snapshotTimeout
+        self.requestRetry = requestRetry
+    }
+
+    /// Silence after which the peer is declared dead.
+    public var deadAfter: UInt64 { heartbeatInterval * UInt64(deadAfterMissed) }
+}
+
+/// What the session asks of the daemon that runs it.
+public enum SyncEvent: Equatable, Sendable {
+    /// Records from the peer for the workers, changed at wall-clock time `changedAt` (the
+    /// oldest change in their datagram: for measuring replica lag).
+    case apply(records: [SyncRecord], changedAt: UInt64)
+    /// The peer wants this dispatcher's whole table: walk it and hand the entries to
+    /// `appendSnapshot`, then call `finishSnapshot`.
+    case snapshotWanted(requestID: UInt64)
+    case peerAlive(restarted: Bool)
+    case peerDead(silence: UInt64)
+    /// A snapshot of the peer's table was asked for: replicas not written from here on until
+    /// `resyncCompleted` are ones the peer no longer has.
+    case resyncStarted
+    /// The snapshot arrived whole: drop the replicas not written since `resyncStarted`.
+    case resyncCompleted
+    /// This dispatcher's replica of the peer's table is complete for the first time since the
+    /// peer (re)appeared.
+    case caughtUp
+    /// Serve every bucket: the peer died, or never answered at start.
+    case takeAll
+    /// Stop accepting these buckets, let every worker finish what it holds, then call `didRelease`.
+    case release(BucketOwnership)
+    /// Make sure every worker applied the peer's records, accept these buckets, then call `didTake`.
+    case take(BucketOwnership)
+    /// The peer accepted buckets this dispatcher released, `gap` after it stopped accepting them.
+    case handoverCompleted(gap: UInt64)
+}
+
+/// The connection-sync protocol of one dispatcher towards its peer, without sockets or threads:
+/// datagrams in, datagrams and events out, time passed in. The daemon's sync thread runs it;
+/// tests run two of them over a simulated link.
+///
+/// What it keeps: the record stream both ways (outbox, inbox with NACKs and snapshot resync),
+/// the peer's liveness, and the pair's bucket handovers:
+/// - the peer is dead after `deadAfter` of silence → `takeAll`;
+/// - alone at start (no peer within `startupGrace`) → `takeAll`;
+/// - caught up with a live peer but missing some configured buckets → ask for them (`request`);
+///   the holder stops accepting them (`release`), says so (`released`), and the asker takes them
+///   once every record sent before that has arrived (`take`, then `taken`);
+/// - both accepting some bucket (after a cut link healed) → each announces what it accepts
+///   (`taken`) and lets go of what is outside its configured share.
+public struct SyncSession: ~Copyable {
+    public enum PeerState: String, Sendable {
+        case unknown
+        case alive
+        case dead
+    }
+
+    public let settings: SyncSettings
+    /// This dispatcher's configured share: what it takes back whenever the peer is alive.
+    public let configuredShare: BucketOwnership
+    public let incarnation: UInt64
+    /// When false, buckets move only by operator command or on the peer's death.
+    public var automaticHandover = true
+    public private(set) var counters = SyncCounters()
+    public private(set) var peer = PeerState.unknown
+    public private(set) var caughtUp = false
+    public private(set) var lastHeard: UInt64?
+    /// The peer's latest heartbeat: its ownership version and how many buckets it accepts.
+    public private(set) var peerOwnershipVersion: UInt64 = 0
+    public private(set) var peerOwnedBuckets: Int?
+    /// The highest data sequence the peer acknowledged receiving in order.
+    public private(set) var peerAcknowledged: UInt64 = 0
+    public private(set) var ownershipVersion: UInt64 = 0
+    public private(set) var lastHandoverGap: UInt64?
+
+    private let codec: SyncCodec
+    private var replay = ReplayWindow()
+    private var outbox: DeltaOutbox
+    public private(set) var inbox: DeltaInbox
+    private var datagramSequence: UInt64 = 0
+    private let startedAt: UInt64
+    private var lastHeartbeat: UInt64?
+    private var outboxSince: UInt64?
+    private var ownership: BucketOwnership
+    private var tookAllAlone = false
+
+    private var snapshotRequest: (id: UInt64, lastProgress: UInt64)?
+    private var snapshotLastSequence: UInt64?
+    private var nextRequestID: UInt64 = 1
+    private var requestSentAt: UInt64?
+    private var releasedByPeer: BucketOwnership
+    private var releasedByPeerAt: UInt64?
+    private var releaseStartedAt: UInt64?
+    private var lastAnnouncement: UInt64?
+    private var releasing = false
+    private var taking = false
+
+    private var events: [SyncEvent] = []
+    private var outgoing: [[UInt8]] = []
+
+    public init(settings: SyncSettings, configuredShare: BucketOwnership, codec: SyncCodec, incarnation: UInt64, now: UInt64) {
+        self.settings = settings
+        self.configuredShare = configuredShare
+        self.codec = codec
+        self.incarnation = incarnation
+        startedAt = now
+        outbox = DeltaOutbox(retention: settings.retention)
+        inbox = DeltaInbox(policy: .init(nackInterval: settings.nackInterval, nacksBeforeResync: settings.nacksBeforeResync,
+                                         widestRepairableGap: UInt64(settings.retention)))
+        ownership = .none(configuredShare.bucketCount)
+        releasedByPeer = .none(configuredShare.bucketCount)
+    }
+
+    /// Events since the last call, oldest first.
+    public mutating func takeEvents() -> [SyncEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    /// Datagrams to send to the peer since the last call, oldest first.
+    public mutating func takeOutgoing() -> [[UInt8]] {
+        defer { outgoing.removeAll(keepingCapacity: true) }
+        return outgoing
+    }
+
+    public var highestDataSequenceSent: UInt64 { outbox.highestDataSequence }
+
+    // MARK: - This dispatcher's changes
+
+    /// A change of one of this dispatcher's connections, made at wall-clock time `changedAt`.
+    public mutating func record(_ record: SyncRecord, changedAt: UInt64, now: UInt64) {
+        if !outbox.hasPending { outboxSince = now }
+        if let full = outbox.append(record, changedAt: changedAt) { send(full) }
+    }
+
+    public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64) {
+        if !outbox.hasPending { outboxSince = now }
+        if let full = outbox.appendSnapshot(record, requestID: requestID, now: now) { send(full) }
+    }
+
+    public mutating func finishSnapshot(requestID: UInt64, now: UInt64, wallClock: UInt64) {
+        for numbered in outbox.flush(now: wallClock) { send(numbered) }
+        send(outbox.finishSnapshot(requestID: requestID, now: wallClock))
+        counters.snapshotsServed += 1
+    }
+
+    // MARK: - Time
+
+    /// Flushes what is due, sends heartbeats and NACKs, and decides on liveness and buckets.
+    /// `ownership` is what this dispatcher accepts now.
+    public mutating func tick(now: UInt64, wallClock: UInt64, ownership current: BucketOwnership) {
+        if current != ownership {
+            ownership = current
+            ownershipVersion += 1
+        }
+        if let since = outboxSince, now &- since >= settings.flushDelay || peer == .dead {
+            for numbered in outbox.flush(now: wallClock) { send(numbered) }
+            outboxSince = nil
+        }
+        if lastHeartbeat.map({ now &- $0 >= settings.heartbeatInterval }) ?? true { sendHeartbeat(now: now, wallClock: wallClock) }
+        checkLiveness(now: now)
+        guard peer == .alive else { return }
+        repairStream(now: now, wallClock: wallClock)
+        coordinateBuckets(now: now, wallClock: wallClock)
+    }
+
+    private mutating func checkLiveness(now: UInt64) {
+        switch peer {
+        case .unknown:
+            if !tookAllAlone, now &- startedAt >= settings.startupGrace {
+                tookAllAlone = true
+                events.append(.takeAll)
+            }
+        case .alive:
+            if let lastHeard, now &- lastHeard >= settings.deadAfter {
+                peer = .dead
+                counters.peerDeaths += 1
+                caughtUp = false
+                snapshotRequest = nil
+                snapshotLastSequence = nil
+                requestSentAt = nil
+                releasedByPeerAt = nil
+                releasedByPeer = .none(configuredShare.bucketCount)
+                releasing = false
+                taking = false
+                events.append(.peerDead(silence: now &- lastHeard))
+                events.append(.takeAll)
+            }
+        case .dead:
+            break
+        }
+    }
+
+    private mutating func repairStream(now: UInt64, wallClock: UInt64) {
+        let missing = inbox.rangesToNack(now: now)
+        var start = 0
+        while start < missing.count {
+            let part = Array(missing[start..<min(missing.count, start + SyncWireFormat.rangesPerNack)])
+            sendControl(.nack(missing: part), wallClock: wallClock)
+            counters.nacksSent += 1
+            start += SyncWireFormat.rangesPerNack
+        }
+        if inbox.needsResync {
+            requestSnapshot(now: now, wallClock: wallClock)
+        } else if let request = snapshotRequest, now &- request.lastProgress >= settings.snapshotTimeout {
+            requestSnapshot(now: now, wallClock: wallClock)
+        }
+        if let last = snapshotLastSequence, inbox.contiguous >= last {
+            snapshotLastSequence = nil
+            snapshotRequest = nil
+            counters.snapshotsCompleted += 1
+            events.append(.resyncCompleted)
+            if !caughtUp {
+                caughtUp = true
+                events.append(.caughtUp)
+            }
+        }
+    }
+
+    private mutating func coordinateBuckets(now: UInt64, wallClock: UInt64) {
+        guard automaticHandover, !releasing, !taking else { return }
+        // The peer released buckets: take them once every record it sent before has arrived,
+        // or after a bounded wait (the records may have been lost for good; a resync follows).
+        if let releasedAt = releasedByPeerAt {
+            let wanted = releasedByPeer.intersection(configuredShare).subtracting(ownership)
+            let complete = inbox.missingCount == 0 && inbox.highestReceived >= inbox.senderReached
+            if wanted.isEmpty {
+                releasedByPeerAt = nil
+            } else if complete || now &- releasedAt >= settings.requestRetry {
+                taking = true
+                releasedByPeerAt = nil
+                events.append(.take(wanted))
+                return
+            }
+        }
+        let missing = configuredShare.subtracting(ownership)
+        if caughtUp, !missing.isEmpty, requestSentAt.map({ now &- $0 >= settings.requestRetry }) ?? true {
+            requestSentAt = now
+            sendOwnership(.request, missing, wallClock: wallClock)
+        }
+        // Both accept some buckets (the link was cut and has healed): say what this side accepts;
+        // the peer lets go of what is outside its share, and so does this side on its announcement.
+        if let peerOwned = peerOwnedBuckets, peerOwned + ownership.ownedCount > Int(ownership.bucketCount),
+           lastAnnouncement.map({ now &- $0 >= settings.requestRetry }) ?? true {
+            lastAnnouncement = now
+            sendOwnership(.taken, ownership, wallClock: wallClock)
+        }
+    }
+
+    // MARK: - Handover steps the daemon has carried out
+
+    /// The daemon stopped accepting `released` and every worker has handed in its changes.
+    public mutating func didRelease(_ released: BucketOwnership, now: UInt64, wallClock: UInt64) {
+        releasing = false
+        for numbered in outbox.flush(now: wallClock) { send(numbered) }
+        outboxSince = nil
+        // The heartbeat tells the peer the last data sequence sent before the release.
+        sendHeartbeat(now: now, wallClock: wallClock)
+        sendOwnership(.released, released, wallClock: wallClock)
+        releaseStartedAt = now
+        counters.handoversGiven += 1
+    }
+
+    /// The daemon accepts `taken` now.
+    public mutating func didTake(_ taken: BucketOwnership, now: UInt64, wallClock: UInt64) {
+        taking = false
+        ownership = ownership.union(taken)
+        ownershipVersion += 1
+        counters.handoversTaken += 1
+        sendOwnership(.taken, ownership, wallClock: wallClock)
+        requestSentAt = nil
+    }
+
+    // MARK: - Datagrams from the peer
+
+    /// Takes one datagram from the crossover socket. What is wrong with it is counted.
+    public mutating func receive(_ bytes: [UInt8], now: UInt64, wallClock: UInt64) {
+        let datagram: SyncDatagram
+        do {
+            datagram = try codec.decode(bytes)
+        } catch {
+            counters[rejected: error] += 1
+            return
+        }
+        guard datagram.header.nodeID == settings.peerNodeID else {
+            counters[rejected: .unexpectedSender] += 1
+            return
+        }
+        let admission: ReplayWindow.Admission
+        switch replay.admit(incarnation: datagram.header.incarnation, sequence: datagram.header.sequence) {
+        case .failure(let reason):
+            counters[rejected: reason] += 1
+            return
+        case .success(let result):
+            admission = result
+        }
+        counters.datagramsReceived += 1
+        let firstContact = peer == .unknown
+        let restarted = admission == .acceptedFromNewIncarnation
+        lastHeard = now
+        if restarted {
+            counters.peerRestarts += 1
+            inbox.restart()
+            peerAcknowledged = 0
+            releasedByPeerAt = nil
+        }
+        if peer != .alive || restarted {
+            peer = .alive
+            events.append(.peerAlive(restarted: restarted))
+            if firstContact || restarted { requestSnapshot(now: now, wallClock: wallClock) }
+        }
+        handle(datagram, now: now, wallClock: wallClock)
+    }
+
+    private mutating func handle(_ datagram: SyncDatagram, now: UInt64, wallClock: UInt64) {
+        switch datagram.body {
+        case let .deltas(dataSequence, records):
+            accept(records, dataSequence: dataSequence, changedAt: datagram.header.sentAt)
+        case let .snapshotChunk(requestID, dataSequence, _, isLast, records):
+            accept(records, dataSequence: dataSequence, changedAt: datagram.header.sentAt)
+            if let request = snapshotRequest, request.id == requestID {
+                snapshotRequest?.lastProgress = now
+                if isLast { snapshotLastSequence = dataSequence }
+            }
+        case let .heartbeat(version, highest, bucketCount, owned):
+            inbox.senderHasSent(upTo: highest)
+            peerOwnershipVersion = version
+            peerOwnedBuckets = UInt32(bucketCount) == ownership.bucketCount & 0xFFFF ? Int(owned) : nil
+        case let .ack(dataSequence):
+            peerAcknowledged = max(peerAcknowledged, dataSequence)
+        case let .nack(missing):
+            retransmit(missing, wallClock: wallClock)
+        case let .snapshotRequest(requestID):
+            events.append(.snapshotWanted(requestID: requestID))
+        case let .ownership(_, action, ranges):
+            let buckets = BucketOwnership(bucketCount: ownership.bucketCount, ranges: ranges.map { UInt32($0.lowerBound)...UInt32($0.upperBound) })
+            peerSays(action, buckets, now: now, wallClock: wallClock)
+        }
+    }
+
+    private mutating func accept(_ records: [SyncRecord], dataSequence: UInt64, changedAt: UInt64) {
+        counters.recordsReceived += UInt64(records.count)
+        guard let ready = inbox.receive(dataSequence, .init(records: records, changedAt: changedAt)) else {
+            counters.duplicatesIgnored += 1
+            return
+        }
+        deliver(ready)
+    }
+
+    private mutating func deliver(_ batches: [DeltaInbox.Batch]) {
+        for batch in batches where !batch.records.isEmpty {
+            events.append(.apply(records: batch.records, changedAt: batch.changedAt))
+        }
+    }
+
+    private mutating func peerSays(_ action: OwnershipAction, _ buckets: BucketOwnership, now: UInt64, wallClock: UInt64) {
+        switch action {
+        case .request:
+            guard automaticHandover else { return }
+            let held = buckets.intersection(ownership)
+            if held.isEmpty {
+                // Nothing held (or already released): say so again, the answer may have been lost.
+                sendOwnership(.released, buckets, wallClock: wallClock)
+            } else if !releasing {
+                releasing = true
+                events.append(.release(held))
+            }
+        case .released:
+            releasedByPeer = releasedByPeer.union(buckets)
+            if releasedByPeerAt == nil { releasedByPeerAt = now }
+        case .taken:
+            releasedByPeer = releasedByPeer.subtracting(buckets)
+            if let started = releaseStartedAt, !buckets.intersection(configuredShare.complement).isEmpty {
+                lastHandoverGap = now &- started
+                releaseStartedAt = nil
+                events.append(.handoverCompleted(gap: now &- started))
+            }
+            // Both accept these: keep what is this side's by configuration, let go of the rest.
+            let overlap = buckets.intersection(ownership).subtracting(configuredShare)
+            if automaticHandover, !overlap.isEmpty, !releasing {
+                releasing = true
+                events.append(.release(overlap))
+            }
+        }
+    }
+
+    // MARK: - Sending
+
+    private mutating func requestSnapshot(now: UInt64, wallClock: UInt64) {
+        let id = nextRequestID
+        nextRequestID += 1
+        snapshotRequest = (id, now)
+        snapshotLastSequence = nil
+        deliver(inbox.forgiveGaps())
+        events.append(.resyncStarted)
+        counters.snapshotsRequested += 1
+        sendControl(.snapshotRequest(requestID: id), wallClock: wallClock)
+    }
+
+    private mutating func retransmit(_ missing: [ClosedRange<UInt64>], wallClock: UInt64) {
+        var budget = settings.retention
+        for range in missing {
+            var sequence = range.lowerBound
+            while sequence <= range.upperBound && budget > 0 {
+                budget -= 1
+                if let numbered = outbox.retransmission(of: sequence) {
+                    counters.datagramsRetransmitted += 1
+                    send(numbered)
+                } else {
+                    counters.retransmissionsUnavailable += 1
+                }
+                if sequence == .max { break }
+                sequence += 1
+            }
+        }
+    }
+
+    private mutating func sendHeartbeat(now: UInt64, wallClock: UInt64) {
+        lastHeartbeat = now
+        counters.heartbeatsSent += 1
+        sendControl(.heartbeat(ownershipVersion: ownershipVersion, highestDataSequence: outbox.highestDataSequence,
+                               bucketCount: UInt16(truncatingIfNeeded: ownership.bucketCount), ownedBuckets: UInt16(truncatingIfNeeded: ownership.ownedCount)),
+                    wallClock: wallClock)
+        if peer == .alive { sendControl(.ack(dataSequence: inbox.contiguous), wallClock: wallClock) }
+    }
+
+    private mutating func send(_ numbered: DeltaOutbox.Numbered) {
+        switch numbered.body {
+        case .deltas(_, let records), .snapshotChunk(_, _, _, _, let records): counters.recordsSent += UInt64(records.count)
+        default: break
+        }
+        encode(numbered.body, sentAt: numbered.oldestChange)
+    }
+
+    /// Each action is a statement about a set of buckets, so a scattered set may go in parts.
+    private mutating func sendOwnership(_ action: OwnershipAction, _ buckets: BucketOwnership, wallClock: UInt64) {
+        let ranges = SyncSession.ranges(buckets)
+        var start = 0
+        repeat {
+            let part = Array(ranges[start..<min(ranges.count, start + SyncWireFormat.rangesPerOwnershipMessage)])
+            sendControl(.ownership(version: ownershipVersion, action: action, ranges: part), wallClock: wallClock)
+            start += SyncWireFormat.rangesPerOwnershipMessage
+        } while start < ranges.count
+    }
+
+    private mutating func sendControl(_ body: SyncBody, wallClock: UInt64) {
+        encode(body, sentAt: wallClock)
+    }
+
+    private mutating func encode(_ body: SyncBody, sentAt: UInt64) {
+        datagramSequence += 1
+        let header = SyncHeader(nodeID: settings.nodeID, incarnation: incarnation, sequence: datagramSequence, sentAt: sentAt)
+        outgoing.append(codec.encode(SyncDatagram(header: header, body: body)))
+        counters.datagramsSent += 1
+    }
+
+    /// Buckets as the wire's 16-bit ranges.
+    static func ranges(_ buckets: BucketOwnership) -> [ClosedRange<UInt16>] {
+        buckets.ownedRanges.map { UInt16($0.lowerBound)...UInt16($0.upperBound) }
+    }
+}

@@ -1,0 +1,281 @@
+import DirectorCore
+import DirectorSync
+import DirectorWire
+import Testing
+
+/// xorshift64*: a seeded generator, so a lossy run is the same run every time.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+}
+
+/// One dispatcher as the session sees it: its own table (key → record), its replica of the
+/// peer's, and the buckets it accepts. It carries out the session's events the way the daemon does.
+struct SimulatedNode: ~Copyable {
+    var session: SyncSession
+    var ownTable: [FlowKey: SyncRecord] = [:]
+    var replica: [FlowKey: SyncRecord] = [:]
+    /// Replicas written since the current resync began (the daemon's workers mark them with an epoch).
+    var touchedSinceResync: Set<FlowKey> = []
+    var ownership: BucketOwnership
+    var events: [SyncEvent] = []
+    var running = true
+
+    init(id: UInt8, peer: UInt8, share: BucketOwnership, now: UInt64, retention: Int = 8192, incarnation: UInt64 = 1) {
+        session = SyncSession(settings: SyncSettings(nodeID: id, peerNodeID: peer, retention: retention), configuredShare: share,
+                              codec: SyncCodec(key: key)!, incarnation: incarnation, now: now)
+        ownership = .none(share.bucketCount)
+    }
+
+    /// A change to this node's own table, reported to the session as a worker would.
+    mutating func change(_ record: SyncRecord, now: UInt64) {
+        if record.change == .removed { ownTable[record.key] = nil } else { ownTable[record.key] = record }
+        session.record(record, changedAt: now, now: now)
+    }
+
+    mutating func tick(now: UInt64) {
+        session.tick(now: now, wallClock: now, ownership: ownership)
+        handleEvents(now: now)
+    }
+
+    mutating func receive(_ bytes: [UInt8], now: UInt64) {
+        session.receive(bytes, now: now, wallClock: now)
+        handleEvents(now: now)
+    }
+
+    private mutating func handleEvents(now: UInt64) {
+        for event in session.takeEvents() {
+            events.append(event)
+            switch event {
+            case .apply(let records, _):
+                for record in records {
+                    if record.change == .removed { replica[record.key] = nil } else { replica[record.key] = record }
+                    touchedSinceResync.insert(record.key)
+                }
+            case .resyncStarted:
+                touchedSinceResync = []
+            case .resyncCompleted:
+                replica = replica.filter { touchedSinceResync.contains($0.key) }
+            case .snapshotWanted(let id):
+                for record in ownTable.values.sorted(by: { $0.clientPort < $1.clientPort }) {
+                    var entry = record
+                    entry.change = .refreshed
+                    session.appendSnapshot(entry, requestID: id, now: now)
+                }
+                session.finishSnapshot(requestID: id, now: now, wallClock: now)
+            case .takeAll:
+                ownership = .all(ownership.bucketCount)
+            case .release(let buckets):
+                ownership = ownership.subtracting(buckets)
+                session.didRelease(buckets, now: now, wallClock: now)
+            case .take(let buckets):
+                ownership = ownership.union(buckets)
+                session.didTake(buckets, now: now, wallClock: now)
+            case .peerAlive, .peerDead, .caughtUp, .handoverCompleted:
+                break
+            }
+        }
+    }
+}
+
+/// Two simulated nodes joined by a link that can lose datagrams or be cut, on a simulated clock
+/// of 1 ms steps (datagrams cross within the step they are sent in).
+struct SimulatedPair: ~Copyable {
+    var a: SimulatedNode
+    var b: SimulatedNode
+    var now: UInt64 = 1_000_000_000
+    var lossRate = 0.0
+    var linkUp = true
+    var random = SeededGenerator(seed: 42)
+    var delivered = 0
+    var lost = 0
+    /// Buckets neither node accepted, summed over steps (handovers should leave none for long).
+    var unservedBucketSteps = 0
+
+    init(bucketCount: UInt32 = 64, retention: Int = 8192, startB: Bool = true) {
+        a = SimulatedNode(id: 1, peer: 2, share: .evenShare(bucketCount, node: 0, of: 2), now: now, retention: retention)
+        b = SimulatedNode(id: 2, peer: 1, share: .evenShare(bucketCount, node: 1, of: 2), now: now, retention: retention)
+        b.running = startB
+    }
+
+    mutating func step(milliseconds: Int = 1) {
+        for _ in 0..<milliseconds {
+            now += 1_000_000
+            if a.running { a.tick(now: now) }
+            if b.running { b.tick(now: now) }
+            // Both directions, until nothing is left in flight.
+            var rounds = 0
+            while rounds < 8 {
+                rounds += 1
+                let fromA = a.running ? a.session.takeOutgoing() : []
+                let fromB = b.running ? b.session.takeOutgoing() : []
+                if fromA.isEmpty && fromB.isEmpty { break }
+                for bytes in fromA where transmits() { if b.running { b.receive(bytes, now: now) } }
+                for bytes in fromB where transmits() { if a.running { a.receive(bytes, now: now) } }
+            }
+            let served = (a.running ? a.ownership : .none(a.ownership.bucketCount)).union(b.running ? b.ownership : .none(b.ownership.bucketCount))
+            unservedBucketSteps += Int(served.bucketCount) - served.ownedCount
+        }
+    }
+
+    private mutating func transmits() -> Bool {
+        guard linkUp, Double.random(in: 0..<1, using: &random) >= lossRate else { lost += 1; return false }
+        delivered += 1
+        return true
+    }
+}
+
+func flowRecord(_ n: Int, change: SyncRecord.Change, state: ConnectionState = .established) -> SyncRecord {
+    SyncRecord(change: change, state: state, transport: .tcp, clientAddress: IPv4Address(198, 18, 1, UInt8(10 + n % 200)),
+               clientPort: UInt16(10_000 + n / 200), virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80,
+               realServerAddress: IPv4Address(198, 18, 2, UInt8(11 + n % 3)), realServerPort: 80, remainingLifetime: 900_000)
+}
+
+/// Creates, advances and closes flows on `node` for `milliseconds`, `perStep` changes a step.
+func churn(_ pair: inout SimulatedPair, onA: Bool, milliseconds: Int, perStep: Int, random: inout SeededGenerator) {
+    var next = (onA ? pair.a.ownTable.count : pair.b.ownTable.count) + 1
+    for _ in 0..<milliseconds {
+        for _ in 0..<perStep {
+            let table = onA ? pair.a.ownTable : pair.b.ownTable
+            let roll = Int.random(in: 0..<10, using: &random)
+            var record: SyncRecord
+            if roll < 5 || table.isEmpty {
+                record = flowRecord(next, change: .created, state: .synReceived)
+                next += 1
+            } else {
+                record = table.values.randomElement(using: &random)!
+                record.change = roll < 8 ? .stateChanged : .removed
+                record.state = roll < 8 ? .established : record.state
+            }
+            if onA { pair.a.change(record, now: pair.now) } else { pair.b.change(record, now: pair.now) }
+        }
+        pair.step()
+    }
+}
+
+/// Compares what matters to forwarding: which flows exist and where they go, in which state.
+func sameFlows(_ left: [FlowKey: SyncRecord], _ right: [FlowKey: SyncRecord]) -> Bool {
+    guard left.count == right.count else { return false }
+    return left.allSatisfy { key, record in
+        guard let other = right[key] else { return false }
+        return other.realServerAddress == record.realServerAddress && other.state == record.state
+    }
+}
+
+@Suite("Sync session")
+struct SyncSessionTests {
+    @Test("10 % of datagrams lost both ways: NACKs and retransmissions make the replica equal the owner's table")
+    func lossyLinkConverges() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 20)
+        pair.lossRate = 0.10
+        var random = SeededGenerator(seed: 7)
+        churn(&pair, onA: true, milliseconds: 2_000, perStep: 10, random: &random)
+        pair.step(milliseconds: 200)
+        #expect(pair.lost > 100, "the link did lose datagrams")
+        #expect(pair.a.session.counters.datagramsRetransmitted > 0 && pair.b.session.counters.nacksSent > 0)
+        #expect(pair.a.ownTable.count > 1_000)
+        let converged = sameFlows(pair.a.ownTable, pair.b.replica)
+        #expect(converged, "replica \(pair.b.replica.count) vs owner \(pair.a.ownTable.count)")
+        #expect(pair.a.session.counters.peerDeaths == 0 && pair.b.session.counters.peerDeaths == 0, "10 % loss is not a death")
+    }
+
+    @Test("a gap wider than the sender retains is repaired by a snapshot")
+    func snapshotResync() {
+        var pair = SimulatedPair(retention: 32)
+        pair.step(milliseconds: 20)
+        var random = SeededGenerator(seed: 9)
+        churn(&pair, onA: true, milliseconds: 100, perStep: 20, random: &random)
+        let snapshotsBefore = pair.b.session.counters.snapshotsCompleted
+        // The link drops everything for 15 ms (less than the 30 ms that make a death) while A
+        // sends far more datagrams than its 32 retained ones.
+        pair.linkUp = false
+        churn(&pair, onA: true, milliseconds: 15, perStep: 200, random: &random)
+        pair.linkUp = true
+        churn(&pair, onA: true, milliseconds: 100, perStep: 20, random: &random)
+        pair.step(milliseconds: 300)
+        #expect(pair.a.session.counters.retransmissionsUnavailable > 0 || pair.b.session.counters.snapshotsRequested > 1)
+        #expect(pair.b.session.counters.snapshotsCompleted > snapshotsBefore, "a snapshot repaired the gap")
+        let converged = sameFlows(pair.a.ownTable, pair.b.replica)
+        #expect(converged, "replica \(pair.b.replica.count) vs owner \(pair.a.ownTable.count)")
+        #expect(pair.a.session.counters.peerDeaths == 0)
+    }
+
+    @Test("a silent peer is dead within the configured misses; the survivor takes every bucket")
+    func deathDetection() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 400)
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare,
+                "both started together and split the buckets as configured")
+        pair.b.running = false
+        let killedAt = pair.now
+        var detectedAt: UInt64?
+        for _ in 0..<100 where detectedAt == nil {
+            pair.step()
+            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
+        }
+        let detection = (detectedAt ?? .max) - killedAt
+        #expect(detection >= 20_000_000 && detection <= 40_000_000, "3 missed 10 ms heartbeats: \(detection / 1_000_000) ms")
+        #expect(pair.a.ownership == .all(64))
+    }
+
+    @Test("a returning peer catches up, then takes its buckets back through the handshake")
+    func returnAndHandback() {
+        var pair = SimulatedPair(startB: false)
+        var random = SeededGenerator(seed: 11)
+        pair.step(milliseconds: 400)
+        #expect(pair.a.ownership == .all(64), "alone after the start-up grace")
+        churn(&pair, onA: true, milliseconds: 50, perStep: 20, random: &random)
+        pair.unservedBucketSteps = 0
+        pair.b = SimulatedNode(id: 2, peer: 1, share: .evenShare(64, node: 1, of: 2), now: pair.now, incarnation: 2)
+        pair.step(milliseconds: 300)
+        #expect(pair.b.events.contains(.caughtUp))
+        #expect(pair.b.replica.count == pair.a.ownTable.count, "the snapshot came before the buckets")
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare)
+        #expect(pair.a.events.contains { if case .handoverCompleted = $0 { true } else { false } })
+        #expect(pair.unservedBucketSteps <= 32, "the handed-over buckets were unserved for at most one 1 ms step")
+    }
+
+    @Test("a cut link makes both serve everything; healed, the pair returns to its configured split")
+    func splitBrainHeals() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 400)
+        pair.linkUp = false
+        pair.step(milliseconds: 5_000)
+        #expect(pair.a.ownership == .all(64) && pair.b.ownership == .all(64), "both serve every bucket while cut")
+        pair.unservedBucketSteps = 0
+        pair.linkUp = true
+        pair.step(milliseconds: 500)
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare)
+        #expect(pair.unservedBucketSteps == 0, "healing never leaves a bucket unserved")
+    }
+
+    @Test("replayed, forged, stale and foreign datagrams are counted and dropped")
+    func rejections() {
+        let settings = SyncSettings(nodeID: 1, peerNodeID: 2)
+        var session = SyncSession(settings: settings, configuredShare: .all(64), codec: SyncCodec(key: key)!, incarnation: 5, now: 0)
+        func datagram(node: UInt8 = 2, incarnation: UInt64 = 10, sequence: UInt64, codec: SyncCodec = SyncCodec(key: key)!) -> [UInt8] {
+            codec.encode(SyncDatagram(header: SyncHeader(nodeID: node, incarnation: incarnation, sequence: sequence, sentAt: 0),
+                                      body: .ack(dataSequence: 0)))
+        }
+        let first = datagram(sequence: 100)
+        session.receive(first, now: 1, wallClock: 1)
+        session.receive(first, now: 2, wallClock: 2)
+        session.receive(datagram(sequence: 10), now: 3, wallClock: 3)
+        session.receive(datagram(incarnation: 9, sequence: 101), now: 4, wallClock: 4)
+        session.receive(datagram(node: 3, sequence: 102), now: 5, wallClock: 5)
+        session.receive(datagram(sequence: 103, codec: SyncCodec(key: [UInt8](repeating: 1, count: 32))!), now: 6, wallClock: 6)
+        session.receive(Array(first.prefix(20)), now: 7, wallClock: 7)
+        let counters = session.counters
+        #expect(counters.datagramsReceived == 1)
+        #expect(counters[rejected: .replayed] == 1 && counters[rejected: .outsideReplayWindow] == 1)
+        #expect(counters[rejected: .staleIncarnation] == 1 && counters[rejected: .unexpectedSender] == 1)
+        #expect(counters[rejected: .badAuthenticator] == 1 && counters[rejected: .truncated] == 1)
+    }
+}
