@@ -8,8 +8,10 @@ import PackageDescription
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
 //   PacketIO        TPACKET_V3 RX rings, TPACKET TX rings, fan-out, NUMA memory and thread pinning.
 //   DirectorSync    The connection-sync protocol between the two dispatchers: wire format,
-//                   authentication, replay protection.
-//   DirectorDaemon  Config, workers, ARP resolution of real servers, host-stack guard, control socket.
+//                   authentication, replay protection, the reliable record stream, liveness and
+//                   bucket handovers (no sockets: the daemon's sync thread runs it).
+//   DirectorDaemon  Config, workers, the sync thread, ARP resolution of real servers, host-stack guard,
+//                   control socket.
 //   director        The production binary.
 //   DirectorLab     The network-namespace lab used by tests, the demo and the benchmarks.
 let package = Package(
@@ -39,7 +41,7 @@ let package = Package(
         .target(
             name: "DirectorDaemon",
             dependencies: [
-                "CDirectorShim", "DirectorWire", "DirectorCore", "PacketIO",
+                "CDirectorShim", "DirectorWire", "DirectorCore", "PacketIO", "DirectorSync",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -2,6 +2,7 @@
 // not leak into the header Swift imports (it changes glibc's struct definitions there).
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include "CDirectorShim.h"
@@ -15,4 +16,15 @@ int director_pin_current_thread(int cpu) {
 
 int director_enter_network_namespace(int namespace_fd) {
     return setns(namespace_fd, CLONE_NEWNET) == 0 ? 0 : errno;
+}
+
+int director_make_current_thread_realtime(int priority) {
+    struct sched_param parameter = { .sched_priority = priority };
+    return pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameter);
+}
+
+int director_wait_readable(int fd, uint64_t timeout_ns) {
+    struct pollfd descriptor = { .fd = fd, .events = POLLIN };
+    struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000ull), .tv_nsec = (long)(timeout_ns % 1000000000ull) };
+    return ppoll(&descriptor, 1, &timeout, NULL);
 }

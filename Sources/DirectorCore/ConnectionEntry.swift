@@ -4,7 +4,7 @@ import DirectorWire
 ///
 ///      0               4               8       10      12  13  14  15
 ///     +---------------+---------------+-------+-------+---+---+---+---+
-///     | client addr   | virtual addr  | cport | vport |pro|sta|flg| - |
+///     | client addr   | virtual addr  | cport | vport |pro|sta|flg|epo|
 ///     +-------+-------+---------------+-------+-------+---+---+---+---+
 ///     | rs id |synced | key hash      | expires at (ms, monotonic)    |
 ///     +-------+-------+---------------+-------------------------------+
@@ -17,7 +17,8 @@ public struct ConnectionEntry: Sendable, Equatable {
     @usableFromInline var transportNumber: UInt8
     @usableFromInline var stateNumber: UInt8
     @usableFromInline var flags: UInt8
-    @usableFromInline var reserved: UInt8 = 0
+    /// For a replica: the resync epoch in which the peer last wrote it (see `Forwarder.apply`).
+    public var replicaEpoch: UInt8 = 0
     /// The real server, by the stable id the control plane gave it (see `ServiceTable`).
     public var realServerID: UInt16
     /// When the peer last heard of this entry, in whole seconds of the monotonic clock (mod

@@ -158,6 +158,30 @@ public struct ConnectionTable: ~Copyable {
         return removed
     }
 
+    /// Continues `walk` over up to `budget` slots, asking `body` what to do with each entry: a
+    /// whole-table pass in bounded steps (a snapshot for the peer, purging stale replicas), never
+    /// a stop-the-world loop.
+    public mutating func continueWalk(_ walk: inout TableWalk, budget: Int, _ body: (ConnectionEntry) -> TableWalk.Step) {
+        var examined = 0
+        while examined < budget && walk.nextSlot < slotCount {
+            examined += 1
+            let entry = slots[walk.nextSlot]
+            guard entry.isOccupied else {
+                walk.nextSlot += 1
+                continue
+            }
+            switch body(entry) {
+            case .keep:
+                walk.nextSlot += 1
+            case .remove:
+                // The shift may move a later entry into this slot: look at it again.
+                remove(at: walk.nextSlot)
+            case .pause:
+                return
+            }
+        }
+    }
+
     /// Calls `body` with every live entry (for status listings; not for the data path).
     public func forEach(_ body: (ConnectionEntry) -> Void) {
         for slot in 0..<slotCount where slots[slot].isOccupied { body(slots[slot]) }
@@ -175,4 +199,20 @@ extension ConnectionEntry {
         copy.flags = 0
         return copy
     }
+}
+
+/// A pass over every slot of a table, made in steps (`ConnectionTable.continueWalk`).
+public struct TableWalk: Sendable {
+    public enum Step {
+        case keep
+        case remove
+        /// Stop here; the next step starts with this entry again.
+        case pause
+    }
+
+    public fileprivate(set) var nextSlot = 0
+
+    public init() {}
+
+    public func isFinished(in table: borrowing ConnectionTable) -> Bool { nextSlot >= table.slotCount }
 }

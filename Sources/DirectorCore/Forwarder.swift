@@ -67,6 +67,10 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     public private(set) var settings: ForwarderSettings
     public private(set) var services: ServiceTable
     private var cursors: [SchedulerCursor]
+    /// Replicas written by `apply` carry this epoch; a resync moves it on, and when the peer's
+    /// snapshot is complete the replicas of older epochs are ones the peer no longer has.
+    public private(set) var replicaEpoch: UInt8 = 0
+    private var purge: TableWalk?
 
     public init(table: consuming ConnectionTable, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
         self.table = table
@@ -260,11 +264,13 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                 table[slot].state = state
                 table[slot].realServerID = realServerID
                 table[slot].expiresAt = now &+ lifetime
+                table[slot].replicaEpoch = replicaEpoch
                 counters[.replicasApplied] &+= 1
                 return
             }
-            let entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
+            var entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
                                         expiresAt: now &+ lifetime, isReplica: true)
+            entry.replicaEpoch = replicaEpoch
             switch table.insert(entry) {
             case .inserted:
                 counters[.replicasApplied] &+= 1
@@ -284,6 +290,33 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                 counters[.replicasRemoved] &+= 1
             }
         }
+    }
+
+    /// A snapshot of the peer's table has been asked for: replicas written from now on belong
+    /// to the new epoch.
+    public mutating func beginResync() {
+        replicaEpoch &+= 1
+        purge = nil
+    }
+
+    /// The snapshot is complete: replicas of earlier epochs are removed, in steps of
+    /// `purgeStaleReplicas`.
+    public mutating func completeResync() {
+        purge = TableWalk()
+    }
+
+    /// One bounded step of removing stale replicas, while a purge is due.
+    public mutating func purgeStaleReplicas(budget: Int) {
+        guard var walk = purge else { return }
+        let epoch = replicaEpoch
+        var removed: UInt64 = 0
+        table.continueWalk(&walk, budget: budget) { entry in
+            guard entry.isReplica, entry.replicaEpoch != epoch else { return .keep }
+            removed += 1
+            return .remove
+        }
+        counters[.replicasRemoved] &+= removed
+        purge = walk.isFinished(in: table) ? nil : walk
     }
 
     /// Counts a replica naming a real server this director does not know.

@@ -44,20 +44,58 @@ public struct Configuration: Sendable {
     /// The buckets this dispatcher accepts at start.
     public var initialOwnership: BucketOwnership
 
+    /// The other dispatcher of the pair and the crossover link to it (connection sync).
     public struct Peer: Sendable, Equatable {
         public var nodeID: UInt8
-        /// The peer's address on the crossover link (connection sync).
+        /// The peer's address on the crossover link.
         public var address: IPv4Address
+        /// This dispatcher's own address on the crossover link (the sync socket binds to it).
+        public var localAddress: IPv4Address
+        /// UDP port of the sync socket, the same on both.
+        public var syncPort: UInt16
+        /// The pair's shared HMAC-SHA256 key (at least 16 bytes).
+        public var key: [UInt8]
+        public var heartbeatIntervalMilliseconds: Int
+        /// The peer is declared dead after this many heartbeat intervals of silence.
+        public var deadAfterMissed: Int
+        /// SCHED_FIFO priority of the sync thread (0: ordinary scheduling). Heartbeats must
+        /// not wait behind busy workers, or a loaded survivor mistakes a late one for a death.
+        public var syncRealtimePriority: Int
+        /// CPU for the sync thread; nil = any CPU.
+        public var syncCPU: Int?
 
-        public init(nodeID: UInt8, address: IPv4Address) {
+        public static let defaultSyncPort: UInt16 = 7439
+
+        public init(nodeID: UInt8, address: IPv4Address, localAddress: IPv4Address, syncPort: UInt16 = Peer.defaultSyncPort,
+                    key: [UInt8], heartbeatIntervalMilliseconds: Int = 10, deadAfterMissed: Int = 3,
+                    syncRealtimePriority: Int = 10, syncCPU: Int? = nil) {
             self.nodeID = nodeID
             self.address = address
+            self.localAddress = localAddress
+            self.syncPort = syncPort
+            self.key = key
+            self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
+            self.deadAfterMissed = deadAfterMissed
+            self.syncRealtimePriority = syncRealtimePriority
+            self.syncCPU = syncCPU
         }
     }
     public var timeouts: ConnectionTimeouts
     public var services: [ServiceConfig]
 
     public static let defaultControlSocket = "/run/director/director.sock"
+
+    /// A key as operators write it: hexadecimal, at least 32 digits (16 bytes); blanks ignored.
+    public static func parseKey(_ text: String) -> [UInt8]? {
+        let digits = Array(text.filter { !$0.isWhitespace })
+        guard digits.count >= 32, digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(digits[index...index + 1]), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
 
     /// Bucket ranges as operators write them: "all", "none", or "0-511,600,700-703".
     public static func parseBuckets(_ text: String, bucketCount: UInt32) -> BucketOwnership? {

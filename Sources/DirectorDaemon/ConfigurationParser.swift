@@ -39,12 +39,7 @@ public enum ConfigurationParser {
         let nodeID = UInt8(try director.integer("node_id", range: 1...255) ?? 1)
         var peer: Configuration.Peer?
         if let node = director.optional("peer") {
-            let fields = try Fields(node, path: "director.peer", known: ["node_id", "address"])
-            let peerID = UInt8(try fields.integer("node_id", range: 1...255, required: true)!)
-            guard peerID != nodeID else {
-                throw ConfigurationError(field: "director.peer.node_id", problem: "must differ from director.node_id (\(nodeID))")
-            }
-            peer = Configuration.Peer(nodeID: peerID, address: try fields.address("address", required: true)!)
+            peer = try parsePeer(node, nodeID: nodeID)
         }
         // Default: alone, every bucket; in a pair, an even split, the lower id taking the lower half.
         var ownership = BucketOwnership.all(UInt32(buckets))
@@ -87,7 +82,7 @@ public enum ConfigurationParser {
             frontInterface: front, backInterface: back, workerCPUs: cpus, connectionCapacity: capacity,
             controlSocket: try director.string("control_socket") ?? Configuration.defaultControlSocket,
             hidesFramesFromHost: try director.bool("hide_frames_from_host") ?? true,
-            // One ARP answer per pair: the lower node id answers (until liveness is tracked).
+            // One ARP answer per pair while both live: the lower node id (the survivor takes it over).
             virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? (peer.map { nodeID < $0.nodeID } ?? true),
             bucketCount: UInt32(buckets), nodeID: nodeID, peer: peer, initialOwnership: ownership,
             timeouts: timeouts, services: services)
@@ -98,6 +93,47 @@ public enum ConfigurationParser {
         "tcp_fin_wait": \.finWait, "tcp_time_wait": \.timeWait, "tcp_close": \.close, "tcp_close_wait": \.closeWait,
         "tcp_last_ack": \.lastAck, "tcp_listen": \.listen, "tcp_synack": \.synAck, "udp": \.udp,
     ]
+
+    static func parsePeer(_ node: Node, nodeID: UInt8) throws(ConfigurationError) -> Configuration.Peer {
+        let path = "director.peer"
+        let fields = try Fields(node, path: path, known: [
+            "node_id", "address", "local_address", "sync_port", "key", "key_file", "heartbeat_interval_ms",
+            "dead_after_missed", "sync_realtime_priority", "sync_cpu",
+        ])
+        let peerID = UInt8(try fields.integer("node_id", range: 1...255, required: true)!)
+        guard peerID != nodeID else {
+            throw ConfigurationError(field: "\(path).node_id", problem: "must differ from director.node_id (\(nodeID))")
+        }
+        let address = try fields.address("address", required: true)!
+        let local = try fields.address("local_address", required: true)!
+        guard local != address else {
+            throw ConfigurationError(field: "\(path).local_address", problem: "must differ from the peer's address (\(address))")
+        }
+        let keyText: String
+        switch (try fields.string("key"), try fields.string("key_file")) {
+        case (let text?, nil):
+            keyText = text
+        case (nil, let file?):
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigurationError(field: "\(path).key_file", problem: "cannot read \"\(file)\"")
+            }
+            keyText = contents
+        case (_?, _?):
+            throw ConfigurationError(field: "\(path).key", problem: "give key or key_file, not both")
+        case (nil, nil):
+            throw ConfigurationError(field: "\(path).key", problem: "is required: the pair's shared sync key (key, or key_file), 32 or more hex digits")
+        }
+        guard let key = Configuration.parseKey(keyText) else {
+            throw ConfigurationError(field: "\(path).key", problem: "expected 32 or more hexadecimal digits (16 bytes or more), e.g. from `openssl rand -hex 32`")
+        }
+        return Configuration.Peer(
+            nodeID: peerID, address: address, localAddress: local,
+            syncPort: UInt16(try fields.integer("sync_port", range: 1...65535) ?? Int(Configuration.Peer.defaultSyncPort)),
+            key: key, heartbeatIntervalMilliseconds: try fields.integer("heartbeat_interval_ms", range: 1...10_000) ?? 10,
+            deadAfterMissed: try fields.integer("dead_after_missed", range: 2...100) ?? 3,
+            syncRealtimePriority: try fields.integer("sync_realtime_priority", range: 0...99) ?? 10,
+            syncCPU: try fields.integer("sync_cpu", range: 0...4095))
+    }
 
     static func parseService(_ node: Node, path: String) throws(ConfigurationError) -> Configuration.ServiceConfig {
         let fields = try Fields(node, path: path, known: ["address", "port", "protocol", "scheduler", "forwarding", "maglev_table_size", "real_servers"])

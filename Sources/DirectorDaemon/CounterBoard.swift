@@ -16,6 +16,9 @@ public final class CounterBoard: @unchecked Sendable {
         case changesCreated
         case changesStateChanged
         case changesRemoved
+        case changesRefreshed
+        /// Changes lost because the worker's outbound sync ring was full (the peer resyncs).
+        case syncRingFull
 
         var name: String {
             switch self {
@@ -26,28 +29,51 @@ public final class CounterBoard: @unchecked Sendable {
             case .changesCreated: "connection_changes_created"
             case .changesStateChanged: "connection_changes_state"
             case .changesRemoved: "connection_changes_removed"
+            case .changesRefreshed: "connection_changes_refreshed"
+            case .syncRingFull: "sync_ring_full"
             }
         }
 
         var prometheusType: String {
             switch self {
             case .tableEntries, .tableCapacity, .numaNode: "gauge"
-            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved: "counter"
+            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved, .changesRefreshed, .syncRingFull: "counter"
             }
         }
     }
 
-    public static let rowWidth = WorkerCounters.count + 8
+    public static let rowWidth = WorkerCounters.count + 16
     public let workerCount: Int
     private let slots: UnsafeMutablePointer<UInt64>
+    /// Per worker, `LagHistogram.bucketCount` counts of replica lag (peer's change → applied here).
+    private let lag: UnsafeMutablePointer<UInt64>
 
     public init(workerCount: Int) {
+        precondition(Gauge.allCases.count <= CounterBoard.rowWidth - WorkerCounters.count)
         self.workerCount = workerCount
         slots = .allocate(capacity: workerCount * CounterBoard.rowWidth)
         slots.initialize(repeating: 0, count: workerCount * CounterBoard.rowWidth)
+        lag = .allocate(capacity: workerCount * LagHistogram.bucketCount)
+        lag.initialize(repeating: 0, count: workerCount * LagHistogram.bucketCount)
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        lag.deallocate()
+    }
+
+    /// Called by worker `worker` only: one replica applied `microseconds` after the peer's change.
+    func recordLag(worker: Int, microseconds: UInt64) {
+        let slot = lag + worker * LagHistogram.bucketCount + LagHistogram.bucket(microseconds: microseconds)
+        director_store_relaxed_u64(slot, director_load_relaxed_u64(slot) &+ 1)
+    }
+
+    /// Replica lag counts summed over the workers.
+    func lagCounts() -> [UInt64] {
+        (0..<LagHistogram.bucketCount).map { bucket in
+            (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * LagHistogram.bucketCount + bucket) }
+        }
+    }
 
     /// Called by worker `worker` only.
     public func publish(worker: Int, counters: borrowing WorkerCounters) {

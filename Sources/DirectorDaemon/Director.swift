@@ -18,6 +18,7 @@ public final class Director: @unchecked Sendable {
     private var snapshots: SnapshotExchange?
     private var control: ControlServer?
     private var hostGuard: HostStackGuard?
+    private var sync: SyncThread?
     private let realServerIDs: [String: UInt16]
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
@@ -36,7 +37,9 @@ public final class Director: @unchecked Sendable {
             ids["\(server.address):\(server.port)"] = UInt16(ids.count + 1)
         }
         realServerIDs = ids
-        ownership = Mutex(configuration.initialOwnership)
+        // Paired, a dispatcher starts owning nothing: the sync thread gives it its share once it
+        // has the peer's table, or every bucket if no peer answers.
+        ownership = Mutex(configuration.peer == nil ? configuration.initialOwnership : .none(configuration.bucketCount))
         let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         for (index, cpu) in configuration.workerCPUs.enumerated() where cpu >= cpuCount {
             throw ConfigurationError(field: "director.workers[\(index)]", problem: "CPU \(cpu) does not exist here (this host has CPUs 0–\(cpuCount - 1))")
@@ -66,14 +69,14 @@ public final class Director: @unchecked Sendable {
             let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back, tableCapacity: perWorker,
                                   settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
                                   ownership: ownership.withLock { $0 })
-            let worker = Worker(plan: plan, snapshots: exchange, board: board)
             do {
+                let worker = Worker(plan: plan, snapshots: exchange, board: board, link: configuration.peer == nil ? nil : try WorkerSyncLink())
                 try worker.start()
+                workers.append(worker)
             } catch {
                 stop()
                 throw error
             }
-            workers.append(worker)
             Log.info("worker \(index) on CPU \(cpu) (NUMA node \(plan.placement.node.map(String.init) ?? "-")): \(perWorker) connections")
         }
         let server = try ControlServer(path: configuration.controlSocket) { [weak self] command in
@@ -82,6 +85,16 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
+        if let peer = configuration.peer {
+            do {
+                let sync = try SyncThread(director: self, peer: peer, workers: workers)
+                sync.start()
+                self.sync = sync
+            } catch {
+                stop()
+                throw error
+            }
+        }
         Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
             + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
         Log.info("ready: \(configuration.services.count) virtual service(s), control socket \(configuration.controlSocket)")
@@ -91,6 +104,8 @@ public final class Director: @unchecked Sendable {
         maintenanceStop.store(true, ordering: .relaxed)
         if let maintenanceThread { pthread_join(maintenanceThread, nil) }
         maintenanceThread = nil
+        sync?.stop()
+        sync = nil
         control?.stop()
         control = nil
         for worker in workers { worker.requestStop() }
@@ -163,6 +178,27 @@ public final class Director: @unchecked Sendable {
         maintenanceThread = handle
     }
 
+    // MARK: - What the sync thread reads and moves
+
+    var currentOwnership: BucketOwnership { ownership.withLock { $0 } }
+    var currentServices: ServiceTable { snapshots!.snapshot }
+    var currentServicesGeneration: UInt64 { snapshots!.generation }
+
+    /// Whether the workers answer ARP for the virtual addresses (the survivor of a pair does).
+    func setAnswersARP(_ answers: Bool) {
+        for worker in workers { worker.setAnswersARP(answers) }
+    }
+
+    /// Gratuitous ARP for every virtual address from the virtual MAC, on the front interface.
+    func announceVirtualAddresses() {
+        let addresses = Array(Set(configuration.services.map(\.address))).sorted { $0.rawValue < $1.rawValue }
+        do {
+            try GratuitousARP.announce(addresses, at: virtualMAC, on: front)
+        } catch {
+            Log.warning("gratuitous ARP: \(error)")
+        }
+    }
+
     // MARK: - Bucket ownership
 
     /// Makes `new` this dispatcher's share: every worker's kernel filter is replaced (atomically
@@ -178,8 +214,13 @@ public final class Director: @unchecked Sendable {
     /// `buckets [show]`, `buckets own RANGES`, `buckets release RANGES`, `buckets set RANGES`.
     func bucketsCommand(_ words: [Substring]) -> String {
         let current = ownership.withLock { $0 }
-        guard ["show", "own", "release", "set"].contains(words[0]) else {
-            return "error: unknown buckets command \"\(words[0])\" (show, own, release, set)\n"
+        guard ["show", "own", "release", "set", "auto"].contains(words[0]) else {
+            return "error: unknown buckets command \"\(words[0])\" (show, own, release, set, auto)\n"
+        }
+        if words[0] == "auto" {
+            guard let sync else { return "error: no peer: buckets move only by command\n" }
+            sync.setAutomaticHandover(true)
+            return "automatic handovers resumed: the pair returns to its configured split\n"
         }
         guard words[0] != "show" else {
             return "node \(configuration.nodeID) owns \(current.ownedCount) of \(current.bucketCount) buckets: \(current.description.isEmpty ? "none" : current.description)\n"
@@ -195,6 +236,8 @@ public final class Director: @unchecked Sendable {
             default: ranges.owns(bucket)
             }
         }
+        // An operator's move holds until `buckets auto`: the pair must not undo it.
+        sync?.setAutomaticHandover(false)
         do {
             try setOwnership(updated)
         } catch {
@@ -211,13 +254,15 @@ public final class Director: @unchecked Sendable {
         switch command {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
-            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n" + board.prometheusText()
+            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n" + board.prometheusText() + (sync.map { syncMetrics($0) } ?? "")
+        case "sync":
+            return sync.map { syncReport($0) } ?? "no peer configured: connection sync is off\n"
         case "services":
             return servicesListing()
         case "ping":
             return "pong\n"
         default:
-            return "unknown command \"\(command)\" (known: stats, services, buckets, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, ping)\n"
         }
     }
 

@@ -20,6 +20,20 @@ struct WorkerPlan: Sendable {
     let ownership: BucketOwnership
 }
 
+/// The rings between a worker and the sync thread, and the worker's wake-up call. Created by
+/// the director before the workers start, so the sync thread can hold them too.
+final class WorkerSyncLink: Sendable {
+    /// Worker → sync thread: the worker's table changes and snapshot entries.
+    let outbound = SingleProducerRing<WorkerReport>(capacity: 1 << 16)
+    /// Sync thread → worker: the peer's records and resync steps.
+    let inbound = SingleProducerRing<WorkerInstruction>(capacity: 1 << 16)
+    let wakeup: WorkerWakeup
+
+    init() throws(WorkerError) {
+        wakeup = try WorkerWakeup()
+    }
+}
+
 /// One worker: a pinned thread running DPDK-style run-to-completion — wait for a block, process
 /// every frame in it, flush the transmit ring once, then do the housekeeping that is due
 /// (expiry, counters, a new snapshot). Everything it touches per packet is its own.
@@ -27,7 +41,12 @@ final class Worker: @unchecked Sendable {
     let plan: WorkerPlan
     private let snapshots: SnapshotExchange
     private let board: CounterBoard
+    let link: WorkerSyncLink?
     private let stopping: Atomic<Bool>
+    /// Loop iterations completed: the sync thread waits on it to know the worker has finished
+    /// every frame it held and applied every instruction handed to it before.
+    let iterations = Atomic<UInt64>(0)
+    private let answersARP: Atomic<Bool>
     /// nil until the worker has set itself up; then "" for success or the error text.
     private let startup = Mutex<String?>(nil)
     private var thread: pthread_t?
@@ -37,14 +56,38 @@ final class Worker: @unchecked Sendable {
     /// How long a worker waits for a block before doing housekeeping anyway.
     static let pollTimeoutMilliseconds: Int32 = 10
 
-    init(plan: WorkerPlan, snapshots: SnapshotExchange, board: CounterBoard) {
+    init(plan: WorkerPlan, snapshots: SnapshotExchange, board: CounterBoard, link: WorkerSyncLink?) {
         self.plan = plan
         self.snapshots = snapshots
         self.board = board
+        self.link = link
         stopping = Atomic(false)
+        answersARP = Atomic(plan.settings.answersARP)
     }
 
-    func requestStop() { stopping.store(true, ordering: .relaxed) }
+    func requestStop() {
+        stopping.store(true, ordering: .relaxed)
+        link?.wakeup.ring()
+    }
+
+    /// Whether this worker answers ARP for the virtual addresses (the pair moves the duty).
+    func setAnswersARP(_ answers: Bool) {
+        answersARP.store(answers, ordering: .relaxed)
+        link?.wakeup.ring()
+    }
+
+    /// Returns once the worker has gone twice round its loop since the call: whatever it held
+    /// or was handed before is done. False if that took longer than `timeoutNanoseconds`.
+    func quiesce(timeoutNanoseconds: UInt64) -> Bool {
+        let start = iterations.load(ordering: .acquiring)
+        let deadline = director_monotonic_nanoseconds() + timeoutNanoseconds
+        while iterations.load(ordering: .acquiring) < start + 2 {
+            link?.wakeup.ring()
+            if director_monotonic_nanoseconds() > deadline { return false }
+            usleep(50)
+        }
+        return true
+    }
 
     /// Replaces this worker's ownership filter (atomic in the kernel; the ring stays open).
     func attach(_ ownership: BucketOwnership) throws(SystemCallError) {
@@ -94,7 +137,7 @@ final class Worker: @unchecked Sendable {
                 startup.withLock { $0 = "could not allocate a connection table of \(plan.tableCapacity) entries" }
                 return
             }
-            var forwarder = Forwarder(table: table, services: snapshots.snapshot, settings: plan.settings, changes: ConnectionChangeCounter())
+            var forwarder = Forwarder(table: table, services: snapshots.snapshot, settings: plan.settings, changes: SyncFeed(ring: link?.outbound))
             board.publish(worker: plan.index, gauge: .tableCapacity, UInt64(plan.tableCapacity))
             board.publish(worker: plan.index, gauge: .numaNode, UInt64(plan.placement.node ?? 0))
             startup.withLock { $0 = "" }
@@ -104,15 +147,24 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func loop(_ receive: inout PacketReceiveRing, _ transmit: inout PacketTransmitRing, _ forwarder: inout Forwarder<ConnectionChangeCounter>) {
+    private func loop(_ receive: inout PacketReceiveRing, _ transmit: inout PacketTransmitRing, _ forwarder: inout Forwarder<SyncFeed>) {
         let frontSocket = receive.socket
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
+        var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
+        let wakeupDescriptor = link?.wakeup.descriptor ?? -1
         while !stopping.load(ordering: .relaxed) {
-            let haveBlock = receive.waitForBlock(timeoutMilliseconds: Worker.pollTimeoutMilliseconds)
+            // A table walk for the peer's snapshot goes on without waiting for traffic.
+            let timeout = snapshotWalk == nil ? Worker.pollTimeoutMilliseconds : 0
+            let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor)
             let now = director_monotonic_nanoseconds() / 1_000_000
+            if let link {
+                link.wakeup.clear()
+                forwarder.changes.changedAt = director_realtime_nanoseconds()
+                follow(link.inbound, &forwarder, &snapshotWalk, now: now)
+            }
             if haveBlock {
                 _ = receive.drainBlock { frame, checksumPending in
                     switch forwarder.process(&frame, now: now) {
@@ -127,22 +179,67 @@ final class Worker: @unchecked Sendable {
                 }
                 transmit.flush()
             }
+            if let walk = snapshotWalk, let outbound = link?.outbound {
+                snapshotWalk = continueSnapshot(walk, &forwarder, outbound)
+            }
             forwarder.expire(now: now, budget: haveBlock ? 256 : idleSweepBudget)
-            board.publish(worker: plan.index, counters: forwarder.counters)
-            board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count))
-            board.publish(worker: plan.index, gauge: .changesCreated, UInt64(forwarder.changes.created))
-            board.publish(worker: plan.index, gauge: .changesStateChanged, UInt64(forwarder.changes.stateChanges))
-            board.publish(worker: plan.index, gauge: .changesRemoved, UInt64(forwarder.changes.removals))
+            forwarder.purgeStaleReplicas(budget: haveBlock ? 1024 : idleSweepBudget)
+            publish(&forwarder)
             if !haveBlock {
                 ringDrops &+= receive.takeDropCount()
                 board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
             }
-            if snapshots.generation != generation {
+            let answers = answersARP.load(ordering: .relaxed)
+            if snapshots.generation != generation || answers != forwarder.settings.answersARP {
                 let snapshot = snapshots.snapshot
-                forwarder.install(snapshot)
+                var settings = forwarder.settings
+                settings.answersARP = answers
+                forwarder.install(snapshot, settings: settings)
                 generation = snapshot.generation
             }
+            iterations.add(1, ordering: .releasing)
         }
+    }
+
+    /// Carries out what the sync thread handed over, in order.
+    private func follow(_ inbound: SingleProducerRing<WorkerInstruction>, _ forwarder: inout Forwarder<SyncFeed>,
+                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, now: UInt64) {
+        let wallClock = forwarder.changes.changedAt
+        inbound.drain(limit: inbound.capacity) { instruction in
+            switch instruction {
+            case .apply(let update, let changedAt):
+                forwarder.apply(update, now: now)
+                board.recordLag(worker: plan.index, microseconds: wallClock > changedAt ? (wallClock - changedAt) / 1_000 : 0)
+            case .beginResync:
+                forwarder.beginResync()
+            case .completeResync:
+                forwarder.completeResync()
+            case .walkForSnapshot(let requestID):
+                snapshotWalk = (requestID, TableWalk())
+            }
+        }
+    }
+
+    /// One bounded step of the table walk for the peer's snapshot; nil once the end is reported.
+    private func continueSnapshot(_ state: (requestID: UInt64, walk: TableWalk), _ forwarder: inout Forwarder<SyncFeed>,
+                                  _ outbound: SingleProducerRing<WorkerReport>) -> (requestID: UInt64, walk: TableWalk)? {
+        var walk = state.walk
+        forwarder.table.continueWalk(&walk, budget: 8192) { entry in
+            outbound.push(.snapshotEntry(entry, requestID: state.requestID)) ? .keep : .pause
+        }
+        guard walk.isFinished(in: forwarder.table) else { return (state.requestID, walk) }
+        return outbound.push(.snapshotEnd(requestID: state.requestID)) ? nil : (state.requestID, walk)
+    }
+
+    private func publish(_ forwarder: inout Forwarder<SyncFeed>) {
+        board.publish(worker: plan.index, counters: forwarder.counters)
+        board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count))
+        let counts = forwarder.changes.counts
+        board.publish(worker: plan.index, gauge: .changesCreated, UInt64(counts.created))
+        board.publish(worker: plan.index, gauge: .changesStateChanged, UInt64(counts.stateChanges))
+        board.publish(worker: plan.index, gauge: .changesRemoved, UInt64(counts.removals))
+        board.publish(worker: plan.index, gauge: .changesRefreshed, UInt64(counts.refreshes))
+        board.publish(worker: plan.index, gauge: .syncRingFull, forwarder.changes.ringFull)
     }
 }
 

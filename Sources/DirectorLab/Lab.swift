@@ -25,6 +25,14 @@ public final class Lab: @unchecked Sendable {
     public static func realServerAddress(_ index: Int) -> String { "198.18.2.\(11 + index)" }
     public static func directorBackAddress(_ index: Int) -> String { "198.18.2.\(2 + index)" }
     public static func crossoverAddress(_ index: Int) -> String { "198.18.3.\(1 + index)" }
+    /// The pair's shared sync key in the lab (a real pair uses its own: `openssl rand -hex 32`).
+    public static let syncKey = "6c61622d73796e632d6b65792d6f6e6c792d666f722d746865206c61622d2d2d"
+
+    public static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
     /// Every director's front port carries this MAC: to clients the pair is one machine.
     public static let virtualMAC = "02:18:00:00:00:64"
     /// A file a limited-rate download takes about ten seconds to fetch.
@@ -139,6 +147,15 @@ public final class Lab: @unchecked Sendable {
             try inNamespace(directorNamespace(index), ["ip", "addr", "add", "\(Lab.crossoverAddress(index))/24", "dev", "cross"])
             try inNamespace(directorNamespace(index), ["ip", "link", "set", "cross", "up"])
         }
+    }
+
+    /// Cuts the crossover link (both ends see it go down), as a pulled cable would.
+    public func cutCrossover() throws {
+        try inNamespace(directorNamespace(0), ["ip", "link", "set", "cross", "down"])
+    }
+
+    public func restoreCrossover() throws {
+        try inNamespace(directorNamespace(0), ["ip", "link", "set", "cross", "up"])
     }
 
     private func buildRealServer(_ index: Int) throws {

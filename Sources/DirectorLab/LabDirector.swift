@@ -18,6 +18,10 @@ public final class LabDirector: @unchecked Sendable {
         /// Timeouts in seconds by config name (e.g. "tcp_fin_wait": 2); IPVS defaults otherwise.
         public var timeouts: [String: Double] = [:]
         public var hideFramesFromHost = true
+        /// Connection sync between the pair's directors.
+        public var heartbeatIntervalMilliseconds = 10
+        public var deadAfterMissed = 3
+        public var syncRealtimePriority = 10
         public init() {}
     }
 
@@ -47,7 +51,12 @@ public final class LabDirector: @unchecked Sendable {
 
         """
         if lab.directorCount == 2 {
-            text += "  node_id: \(index + 1)\n  peer: { node_id: \(2 - index), address: \(Lab.crossoverAddress(1 - index)) }\n"
+            text += [
+                "  node_id: \(index + 1)", "  peer:", "    node_id: \(2 - index)", "    address: \(Lab.crossoverAddress(1 - index))",
+                "    local_address: \(Lab.crossoverAddress(index))", "    key: \(Lab.syncKey)",
+                "    heartbeat_interval_ms: \(settings.heartbeatIntervalMilliseconds)", "    dead_after_missed: \(settings.deadAfterMissed)",
+                "    sync_realtime_priority: \(settings.syncRealtimePriority)",
+            ].map { $0 + "\n" }.joined()
         }
         if !settings.timeouts.isEmpty {
             text += "timeouts:\n" + settings.timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
@@ -107,12 +116,16 @@ public final class LabDirector: @unchecked Sendable {
         return Shell.wait(pid)
     }
 
-    /// Ends the director at once with SIGKILL, as a crash would.
-    public func kill9() {
-        guard let pid else { return }
+    /// Ends the director at once with SIGKILL, as a crash would. Returns when, on CLOCK_MONOTONIC
+    /// (the clock the directors report their detection times on).
+    @discardableResult
+    public func kill9() -> UInt64 {
+        guard let pid else { return 0 }
         self.pid = nil
+        let at = Lab.monotonicNanoseconds()
         kill(pid, SIGKILL)
         Shell.wait(pid)
+        return at
     }
 
     public var isRunning: Bool {

@@ -284,15 +284,16 @@ public struct SyncSession: ~Copyable {
 
     // MARK: - Handover steps the daemon has carried out
 
-    /// The daemon stopped accepting `released` and every worker has handed in its changes.
-    public mutating func didRelease(_ released: BucketOwnership, now: UInt64, wallClock: UInt64) {
+    /// The daemon stopped accepting `released` at `stoppedAt` (monotonic) and every worker has
+    /// handed in its changes since.
+    public mutating func didRelease(_ released: BucketOwnership, stoppedAt: UInt64, now: UInt64, wallClock: UInt64) {
         releasing = false
         for numbered in outbox.flush(now: wallClock) { send(numbered) }
         outboxSince = nil
         // The heartbeat tells the peer the last data sequence sent before the release.
         sendHeartbeat(now: now, wallClock: wallClock)
         sendOwnership(.released, released, wallClock: wallClock)
-        releaseStartedAt = now
+        releaseStartedAt = stoppedAt
         counters.handoversGiven += 1
     }
 
@@ -330,7 +331,6 @@ public struct SyncSession: ~Copyable {
             admission = result
         }
         counters.datagramsReceived += 1
-        let firstContact = peer == .unknown
         let restarted = admission == .acceptedFromNewIncarnation
         lastHeard = now
         if restarted {
@@ -340,9 +340,11 @@ public struct SyncSession: ~Copyable {
             releasedByPeerAt = nil
         }
         if peer != .alive || restarted {
+            // First contact, a restart, or back after a cut link: what the peer holds now is
+            // best learned whole.
             peer = .alive
             events.append(.peerAlive(restarted: restarted))
-            if firstContact || restarted { requestSnapshot(now: now, wallClock: wallClock) }
+            requestSnapshot(now: now, wallClock: wallClock)
         }
         handle(datagram, now: now, wallClock: wallClock)
     }

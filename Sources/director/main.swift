@@ -8,7 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self])
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self])
 }
 
 /// Reads and validates a config file, printing the problem (with its field) on failure.
@@ -59,6 +59,10 @@ struct CheckConfig: ParsableCommand {
         print("\(file): ok")
         print("  front \(configuration.frontInterface), back \(configuration.backInterface), workers on CPUs \(configuration.workerCPUs.map(String.init).joined(separator: ","))")
         print("  \(configuration.connectionCapacity) connections, \(configuration.bucketCount) buckets")
+        if let peer = configuration.peer {
+            print("  node \(configuration.nodeID), peer node \(peer.nodeID) at \(peer.address) (sync from \(peer.localAddress):\(peer.syncPort), "
+                + "heartbeat \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed); share \(configuration.initialOwnership.description)")
+        }
         for service in configuration.services {
             print("  \(service.transport) \(service.address):\(service.port) \(service.scheduler.rawValue) \(service.forwarding.rawValue): \(service.realServers.count) real server(s)")
         }
@@ -96,9 +100,12 @@ struct Buckets: ParsableCommand {
         director buckets own 512-1023      also accept these buckets
         director buckets release 512-1023  stop accepting these buckets
         director buckets set 0-511         accept exactly these (all, none, or ranges like 0-511,600)
+        director buckets auto              resume the pair's automatic handovers
         To move buckets from B to A with no gap: `own` them on A first, then `release` them on B.
+        In a pair, own/release/set pause the automatic handovers (the pair would otherwise return
+        to its configured split) until `buckets auto`; a peer's death still moves every bucket.
         """)
-    @Argument(help: "show, own, release or set") var action = "show"
+    @Argument(help: "show, own, release, set or auto") var action = "show"
     @Argument(help: "Bucket ranges: all, none, or like 0-511,600.") var ranges: String?
     @OptionGroup var options: ControlOptions
 
@@ -107,6 +114,13 @@ struct Buckets: ParsableCommand {
         print(reply, terminator: "")
         if reply.hasPrefix("error") { throw ExitCode(1) }
     }
+}
+
+struct Sync: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the pair: the peer's state, the buckets, the sync stream, replica lag, takeovers and handovers.")
+    @OptionGroup var options: ControlOptions
+    func run() throws { print(try ControlClient.send("sync", to: try options.path()), terminator: "") }
 }
 
 DirectorCommand.main()

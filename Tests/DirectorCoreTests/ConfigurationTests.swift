@@ -25,6 +25,13 @@ services:
       - { address: 198.18.2.11 }
 """
 
+private let labKey = String(repeating: "5a", count: 32)
+
+/// A peer section with the fields every pair needs.
+private func peerSection(node: Int, address: String) -> String {
+    "  peer: { node_id: \(node), address: \(address), local_address: 198.18.3.9, key: \(labKey) }"
+}
+
 struct BadConfig: Sendable, CustomTestStringConvertible {
     let change: (String, String)
     let message: String
@@ -61,8 +68,14 @@ struct ConfigurationTests {
         BadConfig(change: ("back_interface: back", "back_interface: a/b"), message: "director.back_interface: \"a/b\" is not a valid interface name"),
         BadConfig(change: ("connection_capacity: 200_000", "connection_capacity: 200_000\n  bucket_count: 1000"), message: "director.bucket_count: must be a power of two"),
         BadConfig(change: ("mac: \"02:00:00:00:02:12\"", "mac: \"ff:ff:ff:ff:ff:ff\""), message: "services[0].real_servers[1].mac: expected a unicast MAC"),
-        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 1, address: 198.18.3.2 }"), message: "director.peer.node_id: must differ from director.node_id (1)"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n" + peerSection(node: 1, address: "198.18.3.2")), message: "director.peer.node_id: must differ from director.node_id (1)"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2 }"), message: "director.peer.address: is required"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, key: \(labKey) }"), message: "director.peer.local_address: is required"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1 }"), message: "director.peer.key: is required"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: 0123abcd }"), message: "director.peer.key: expected 32 or more hexadecimal digits"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), key_file: /k }"), message: "director.peer.key: give key or key_file, not both"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key_file: /nonexistent/key }"), message: "director.peer.key_file: cannot read \"/nonexistent/key\""),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), dead_after_missed: 1 }"), message: "director.peer.dead_after_missed: expected a whole number from 2 to 100"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  buckets: 0-1024"), message: "director.buckets: expected all, none or ranges"),
         BadConfig(change: ("services:", "servics:"), message: "servics: unknown field"),
         BadConfig(change: ("    real_servers:\n      - { address: 198.18.2.11, weight: 1 }", "    real_servers: [\n"), message: "not valid YAML"),
@@ -81,11 +94,13 @@ struct ConfigurationTests {
     @Test("a pair: the lower id takes the lower half of the buckets and answers ARP")
     func pair() throws {
         let second = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
-            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 2\n  peer: { node_id: 1, address: 198.18.3.1 }"))
-        #expect(second.nodeID == 2 && second.peer == Configuration.Peer(nodeID: 1, address: IPv4Address(198, 18, 3, 1)))
+            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 2\n" + peerSection(node: 1, address: "198.18.3.1")))
+        #expect(second.nodeID == 2 && second.peer == Configuration.Peer(
+            nodeID: 1, address: IPv4Address(198, 18, 3, 1), localAddress: IPv4Address(198, 18, 3, 9), key: [UInt8](repeating: 0x5A, count: 32)))
+        #expect(second.peer?.heartbeatIntervalMilliseconds == 10 && second.peer?.deadAfterMissed == 3 && second.peer?.syncPort == 7439)
         #expect(second.initialOwnership.ownedRanges == [512...1023] && !second.answersARP)
         let first = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
-            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 1\n  peer: { node_id: 2, address: 198.18.3.2 }\n  buckets: 0-9,1000"))
+            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 1\n" + peerSection(node: 2, address: "198.18.3.2") + "\n  buckets: 0-9,1000"))
         #expect(first.initialOwnership.ownedRanges == [0...9, 1000...1000] && first.answersARP)
         #expect(try ConfigurationParser.parse(yaml: valid).initialOwnership.ownedCount == 1024, "alone: every bucket")
     }

@@ -125,3 +125,56 @@ struct ReplicaTests {
         #expect(Set(WorkerCounters.layout.map(\.index)).count == WorkerCounters.layout.count)
     }
 }
+
+@Suite("Replica lifetimes and claims")
+struct ReplicaLifetimeTests {
+    let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+
+    @Test("a busy flow is refreshed to the peer once half its timeout has passed since the peer last heard of it")
+    func refreshes() {
+        var timeouts = ConnectionTimeouts()
+        timeouts.established = 10_000
+        var owner = director(timeouts: timeouts)
+        _ = owner.run(segment(port: 40000, flags: .syn), now: 1_000)
+        _ = owner.run(segment(port: 40000, flags: .ack), now: 1_100)      // → ESTABLISHED, reported
+        owner.changes.changes.removeAll()
+        for now in stride(from: UInt64(2_000), through: 5_000, by: 1_000) { _ = owner.run(segment(port: 40000, flags: .ack), now: now) }
+        #expect(owner.changes.changes.isEmpty, "under half the timeout: nothing to say")
+        _ = owner.run(segment(port: 40000, flags: .ack), now: 6_200)
+        guard case .refreshed(let entry) = owner.changes.changes.last else { Issue.record("no refresh"); return }
+        #expect(entry.state == .established)
+        let record = SyncRecord(.refreshed(entry), services: owner.services, now: 6_200, timeouts: timeouts)!
+        #expect(record.remainingLifetime == 10_000 + 5_000 + 1_000, "the replica outlives the owner's entry by the refresh margin")
+    }
+
+    @Test("the peer's claim on a flow turns this worker's own entry into a replica; a refresh does not")
+    func claims() {
+        var worker = director()
+        _ = worker.run(segment(port: 40000, flags: .syn), now: 1_000)
+        let slot = { worker.table.find(key, hash: key.tableHash)! }
+        worker.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 50, claimsFlow: false), now: 1_001)
+        #expect(!worker.table[slot()].isReplica)
+        worker.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 50, claimsFlow: true), now: 1_002)
+        #expect(worker.table[slot()].isReplica && worker.counters[.replicasYielded] == 1)
+        #expect(worker.load.activeConnections(1) == 0, "a yielded flow no longer counts as this worker's load")
+    }
+
+    @Test("after a resync, replicas the snapshot did not write again are purged; fresh ones stay")
+    func purge() {
+        var worker = director()
+        for port in UInt16(0)..<20 {
+            let stale = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            worker.apply(.upsert(key: stale, state: .established, realServerID: 1, lifetime: 60_000, claimsFlow: false), now: 1_000)
+        }
+        _ = worker.run(segment(port: 40000, flags: .syn), now: 1_000)     // an own entry: never purged
+        worker.beginResync()
+        for port in UInt16(0)..<5 {
+            let fresh = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            worker.apply(.upsert(key: fresh, state: .established, realServerID: 1, lifetime: 60_000, claimsFlow: false), now: 1_001)
+        }
+        worker.completeResync()
+        for _ in 0..<100 { worker.purgeStaleReplicas(budget: 8) }
+        #expect(worker.table.count == 6 && worker.counters[.replicasRemoved] == 15)
+        #expect(worker.table.find(key, hash: key.tableHash).map { !worker.table[$0].isReplica } == true)
+    }
+}

@@ -73,7 +73,7 @@ struct SimulatedNode: ~Copyable {
                 ownership = .all(ownership.bucketCount)
             case .release(let buckets):
                 ownership = ownership.subtracting(buckets)
-                session.didRelease(buckets, now: now, wallClock: now)
+                session.didRelease(buckets, stoppedAt: now, now: now, wallClock: now)
             case .take(let buckets):
                 ownership = ownership.union(buckets)
                 session.didTake(buckets, now: now, wallClock: now)

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,7 +91,21 @@ int director_pin_current_thread(int cpu);
 /// CLONE_NEWNET; in shim.c). Returns 0 or an errno value.
 int director_enter_network_namespace(int namespace_fd);
 
+/// Waits up to `timeout_ns` for `fd` to become readable (ppoll; in shim.c, which needs _GNU_SOURCE).
+int director_wait_readable(int fd, uint64_t timeout_ns);
+
+/// Gives the calling thread SCHED_FIFO at `priority` (1–99; in shim.c). Returns 0 or an errno value.
+int director_make_current_thread_realtime(int priority);
+
 static inline int director_errno(void) { return errno; }
+
+/// CLOCK_REALTIME in nanoseconds: stamps that cross to the peer dispatcher (replica lag), the
+/// only clock two hosts can compare.
+static inline uint64_t director_realtime_nanoseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
 
 /// CLOCK_MONOTONIC in nanoseconds: the one clock the data path uses for timeouts.
 static inline uint64_t director_monotonic_nanoseconds(void) {

@@ -1,0 +1,321 @@
+import CDirectorShim
+import DirectorCore
+import DirectorSync
+import DirectorWire
+import PacketIO
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the pair looks like now, for `director stats` and `director sync`: written by the sync
+/// thread every turn of its loop, read by the control thread.
+struct SyncStatus: Sendable {
+    var peer = SyncSession.PeerState.unknown
+    var caughtUp = false
+    var peerIncarnation: UInt64?
+    var lastHeardAgo: UInt64?
+    var counters = SyncCounters()
+    var foreignDatagrams: UInt64 = 0
+    var recordsForUnknownServers: UInt64 = 0
+    var inboundRingFull: UInt64 = 0
+    /// CLOCK_MONOTONIC (ns) when the peer was last declared dead, and the silence that made it so.
+    var peerDeclaredDeadAt: UInt64?
+    var deathSilence: UInt64?
+    /// CLOCK_MONOTONIC (ns) when this dispatcher last finished taking every bucket.
+    var tookAllAt: UInt64?
+    var lastHandoverGap: UInt64?
+    var highestDataSequenceSent: UInt64 = 0
+    var peerAcknowledged: UInt64 = 0
+    var missingDatagrams = 0
+    var automaticHandover = true
+}
+
+/// The dedicated sync thread of a paired director: one UDP socket on the crossover link, the
+/// protocol (`SyncSession`), and the workers' rings. Each turn of its loop (at most 500 µs
+/// apart, or at once when a datagram arrives) it
+///   1. reads every waiting datagram from the peer,
+///   2. drains every worker's outbound ring into the outbox (so a change waits ≤ ~0.5 ms),
+///   3. lets the session send what is due (deltas, heartbeats, NACKs) and decide,
+///   4. carries out the decisions: replicas to the workers' inbound rings, bucket handovers,
+///      takeover with gratuitous ARP.
+/// It runs at SCHED_FIFO priority by default, so a heartbeat never waits behind busy workers.
+final class SyncThread: @unchecked Sendable {
+    private unowned let director: Director
+    private let peer: Configuration.Peer
+    private let workers: [Worker]
+    private let socket: SyncSocket
+    private var session: SyncSession
+    private let stopping = Atomic<Bool>(false)
+    private var thread: pthread_t?
+    let status = Mutex(SyncStatus())
+    private var local = SyncStatus()
+    private var pendingSnapshot: (requestID: UInt64, workersLeft: Set<Int>)?
+    private var services: ServiceTable
+    private var servicesGeneration: UInt64
+
+    static let turnNanoseconds: UInt64 = 500_000
+
+    init(director: Director, peer: Configuration.Peer, workers: [Worker]) throws {
+        self.director = director
+        self.peer = peer
+        self.workers = workers
+        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.syncPort)
+        guard let codec = SyncCodec(key: peer.key) else { throw ConfigurationError(field: "director.peer.key", problem: "shorter than 16 bytes") }
+        let settings = SyncSettings(nodeID: director.configuration.nodeID, peerNodeID: peer.nodeID,
+                                    heartbeatInterval: UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000,
+                                    deadAfterMissed: peer.deadAfterMissed, flushDelay: 0)
+        // A fresh incarnation at each start: the wall clock in ns only grows across restarts.
+        session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
+                              incarnation: director_realtime_nanoseconds(), now: director_monotonic_nanoseconds())
+        services = director.currentServices
+        servicesGeneration = services.generation
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        pthread_create(&handle, nil, { argument in
+            let sync = Unmanaged<SyncThread>.fromOpaque(argument!).takeRetainedValue()
+            sync.run()
+            return nil
+        }, box.toOpaque())
+        thread = handle
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    private func run() {
+        if let cpu = peer.syncCPU, director_pin_current_thread(Int32(cpu)) != 0 {
+            Log.warning("sync thread: could not pin to CPU \(cpu)")
+        }
+        if peer.syncRealtimePriority > 0 {
+            let result = director_make_current_thread_realtime(Int32(peer.syncRealtimePriority))
+            if result != 0 { Log.warning("sync thread: SCHED_FIFO \(peer.syncRealtimePriority) refused (\(String(cString: strerror(result)))); heartbeats may be late under load") }
+        }
+        Log.info("sync: \(peer.localAddress):\(peer.syncPort) ↔ node \(peer.nodeID) at \(peer.address):\(peer.syncPort), "
+            + "heartbeat \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed; waiting for the peer")
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while !stopping.load(ordering: .relaxed) {
+            socket.wait(timeoutNanoseconds: SyncThread.turnNanoseconds)
+            switch automaticRequest.exchange(0, ordering: .relaxed) {
+            case 1: session.automaticHandover = false
+            case 2: session.automaticHandover = true
+            default: break
+            }
+            refreshServices()
+            receiveDatagrams(&buffer)
+            drainWorkers()
+            let now = director_monotonic_nanoseconds()
+            session.tick(now: now, wallClock: director_realtime_nanoseconds(), ownership: director.currentOwnership)
+            carryOutEvents()
+            sendDatagrams()
+            publishStatus()
+        }
+    }
+
+    private func refreshServices() {
+        let exchange = director.currentServicesGeneration
+        if exchange != servicesGeneration {
+            services = director.currentServices
+            servicesGeneration = services.generation
+        }
+    }
+
+    // MARK: - 1. From the peer
+
+    private func receiveDatagrams(_ buffer: inout [UInt8]) {
+        for _ in 0..<4096 {
+            switch socket.receive(into: &buffer) {
+            case .datagram(let bytes):
+                session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
+            case .foreign:
+                local.foreignDatagrams += 1
+            case .none:
+                return
+            }
+        }
+    }
+
+    // MARK: - 2. From the workers
+
+    private func drainWorkers() {
+        let nowMilliseconds = director_monotonic_nanoseconds() / 1_000_000
+        let now = director_monotonic_nanoseconds()
+        let timeouts = director.configuration.timeouts
+        for worker in workers {
+            guard let outbound = worker.link?.outbound else { continue }
+            outbound.drain(limit: outbound.capacity) { report in
+                switch report {
+                case .change(let change, let changedAt):
+                    if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
+                        session.record(record, changedAt: changedAt, now: now)
+                    }
+                case .snapshotEntry(let entry, let requestID):
+                    guard pendingSnapshot?.requestID == requestID,
+                          let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
+                    session.appendSnapshot(record, requestID: requestID, now: now)
+                case .snapshotEnd(let requestID):
+                    guard pendingSnapshot?.requestID == requestID else { return }
+                    pendingSnapshot?.workersLeft.remove(worker.plan.index)
+                    if pendingSnapshot?.workersLeft.isEmpty == true {
+                        pendingSnapshot = nil
+                        session.finishSnapshot(requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - 4. Decisions
+
+    private func carryOutEvents() {
+        var kicked = Set<Int>()
+        for event in session.takeEvents() {
+            switch event {
+            case .apply(let records, let changedAt):
+                for record in records {
+                    guard let update = record.replicaUpdate(services: services) else {
+                        local.recordsForUnknownServers += 1
+                        continue
+                    }
+                    let worker = workerIndex(for: record)
+                    hand(.apply(update, changedAt: changedAt), to: worker)
+                    kicked.insert(worker)
+                }
+            case .resyncStarted:
+                for index in workers.indices { hand(.beginResync, to: index); kicked.insert(index) }
+            case .resyncCompleted:
+                for index in workers.indices { hand(.completeResync, to: index); kicked.insert(index) }
+            case .snapshotWanted(let requestID):
+                pendingSnapshot = (requestID, Set(workers.indices))
+                for index in workers.indices { hand(.walkForSnapshot(requestID: requestID), to: index); kicked.insert(index) }
+                Log.info("sync: the peer asked for a snapshot (request \(requestID))")
+            case .peerAlive(let restarted):
+                Log.info("sync: peer node \(peer.nodeID) is alive\(restarted ? " (restarted)" : "")")
+                director.setAnswersARP(director.configuration.answersARP)
+            case .peerDead(let silence):
+                local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
+                local.deathSilence = silence
+                Log.warning("sync: peer node \(peer.nodeID) is dead (silent for \(silence / 1_000_000) ms); taking over its buckets")
+            case .takeAll:
+                takeAll()
+            case .caughtUp:
+                Log.info("sync: caught up with the peer's table (\(session.counters.recordsReceived) records received)")
+            case .release(let buckets):
+                release(buckets)
+            case .take(let buckets):
+                for index in kicked { workers[index].link?.wakeup.ring() }
+                kicked.removeAll()
+                take(buckets)
+            case .handoverCompleted(let gap):
+                local.lastHandoverGap = gap
+                Log.info("sync: the peer accepts the buckets handed over; \(gap / 1_000) µs without an owner at most")
+            }
+        }
+        for index in kicked { workers[index].link?.wakeup.ring() }
+    }
+
+    /// The worker whose shard holds the record's flow: the fan-out sends bucket b to worker b mod n.
+    private func workerIndex(for record: SyncRecord) -> Int {
+        let bucket = ClientBucket.bucket(address: record.clientAddress, port: record.clientPort, bucketCount: director.configuration.bucketCount)
+        return Int(bucket) % workers.count
+    }
+
+    /// Hands an instruction to a worker. A full ring means the worker is far behind; wait for it
+    /// briefly rather than lose a record, then count the loss.
+    private func hand(_ instruction: WorkerInstruction, to index: Int) {
+        guard let inbound = workers[index].link?.inbound else { return }
+        let deadline = director_monotonic_nanoseconds() + 100_000_000
+        while !inbound.push(instruction) {
+            workers[index].link?.wakeup.ring()
+            if director_monotonic_nanoseconds() > deadline {
+                local.inboundRingFull += 1
+                return
+            }
+            usleep(100)
+        }
+    }
+
+    private func takeAll() {
+        let all = BucketOwnership.all(director.configuration.bucketCount)
+        do {
+            try director.setOwnership(all)
+        } catch {
+            Log.error("sync: taking every bucket failed: \(error)")
+        }
+        director.setAnswersARP(true)
+        director.announceVirtualAddresses()
+        local.tookAllAt = director_monotonic_nanoseconds()
+    }
+
+    /// Stops accepting `buckets`, waits until every worker has finished the frames it held and
+    /// handed in their changes, sends those, then tells the peer.
+    private func release(_ buckets: BucketOwnership) {
+        let stoppedAt = director_monotonic_nanoseconds()
+        do {
+            try director.setOwnership(director.currentOwnership.subtracting(buckets))
+        } catch {
+            Log.error("sync: releasing buckets failed: \(error)")
+        }
+        for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
+            Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms of the release")
+        }
+        drainWorkers()
+        session.didRelease(buckets, stoppedAt: stoppedAt, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
+        sendDatagrams()
+        Log.info("sync: released buckets \(buckets.description) to the peer")
+    }
+
+    /// Waits until every worker has applied what it was handed (the peer's records up to its
+    /// release), then accepts `buckets`.
+    private func take(_ buckets: BucketOwnership) {
+        for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
+            Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms before the take")
+        }
+        do {
+            try director.setOwnership(director.currentOwnership.union(buckets))
+        } catch {
+            Log.error("sync: taking buckets failed: \(error)")
+        }
+        session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
+        sendDatagrams()
+        Log.info("sync: took buckets \(buckets.description) from the peer")
+    }
+
+    // MARK: - 3. To the peer
+
+    private func sendDatagrams() {
+        for bytes in session.takeOutgoing() where !socket.send(bytes) {
+            local.counters.sendErrors += 1
+        }
+    }
+
+    // MARK: - Status
+
+    private func publishStatus() {
+        let sendErrors = local.counters.sendErrors
+        local.counters = session.counters
+        local.counters.sendErrors = sendErrors
+        local.peer = session.peer
+        local.caughtUp = session.caughtUp
+        local.lastHeardAgo = session.lastHeard.map { director_monotonic_nanoseconds() &- $0 }
+        local.highestDataSequenceSent = session.highestDataSequenceSent
+        local.peerAcknowledged = session.peerAcknowledged
+        local.missingDatagrams = session.inbox.missingCount
+        local.automaticHandover = session.automaticHandover
+        let snapshot = local
+        status.withLock { $0 = snapshot }
+    }
+
+    /// Operator moves pause (false) or resume (true) the automatic handovers.
+    func setAutomaticHandover(_ automatic: Bool) {
+        automaticRequest.store(automatic ? 2 : 1, ordering: .relaxed)
+    }
+
+    private let automaticRequest = Atomic<Int>(0)
+}

@@ -1,0 +1,103 @@
+import CDirectorShim
+import DirectorWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The UDP socket of connection sync, bound to this dispatcher's crossover address and talking
+/// to one peer. Non-blocking; large buffers so a snapshot burst is not lost to a full queue;
+/// marked as network control (DSCP CS6) so heartbeats go ahead of bulk traffic if the crossover
+/// link is shared.
+public struct SyncSocket: ~Copyable {
+    public let descriptor: Int32
+    private let peer: sockaddr_in
+
+    public init(local: IPv4Address, peer: IPv4Address, port: UInt16) throws(SystemCallError) {
+        let context = "opening the sync socket on \(local):\(port)"
+        let fd = try SystemCall.check("socket", context) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        do {
+            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, Int32(1), context)
+            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUFFORCE, Int32(8 << 20), context)
+            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, Int32(8 << 20), context)
+            try SystemCall.setOption(fd, level: Int32(IPPROTO_IP), name: IP_TOS, Int32(0xC0), context)
+            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_PRIORITY, Int32(6), context)
+            var address = SyncSocket.socketAddress(local, port)
+            try SystemCall.check("bind", context) {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        descriptor = fd
+        self.peer = SyncSocket.socketAddress(peer, port)
+    }
+
+    deinit { close(descriptor) }
+
+    private static func socketAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = port.bigEndian
+        socketAddress.sin_addr.s_addr = address.rawValue.bigEndian
+        return socketAddress
+    }
+
+    /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full).
+    public func send(_ bytes: [UInt8]) -> Bool {
+        var destination = peer
+        return bytes.withUnsafeBytes { buffer in
+            withUnsafePointer(to: &destination) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            } == buffer.count
+        }
+    }
+
+    public enum Arrival {
+        case datagram([UInt8])
+        /// From an address or port other than the peer's sync socket.
+        case foreign
+        case none
+    }
+
+    /// The next waiting datagram, if any.
+    public func receive(into buffer: inout [UInt8]) -> Arrival {
+        var source = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let count = buffer.withUnsafeMutableBytes { bytes in
+            withUnsafeMutablePointer(to: &source) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, &length)
+                }
+            }
+        }
+        guard count >= 0 else { return .none }
+        guard source.sin_addr.s_addr == peer.sin_addr.s_addr, source.sin_port == peer.sin_port else { return .foreign }
+        return .datagram(Array(buffer[0..<count]))
+    }
+
+    /// Waits until a datagram is waiting or `timeoutNanoseconds` passed.
+    public func wait(timeoutNanoseconds: UInt64) {
+        _ = director_wait_readable(descriptor, timeoutNanoseconds)
+    }
+}
+
+/// Gratuitous ARP: announces that the virtual addresses are at the virtual MAC, so switches
+/// and neighbours learn where they went when the surviving dispatcher takes them over.
+public enum GratuitousARP {
+    public static func announce(_ addresses: [IPv4Address], at mac: MACAddress, on interface: NetworkInterface) throws(SystemCallError) {
+        let context = "sending gratuitous ARP on \(interface.name)"
+        let fd = try SystemCall.packetSocket(protocolNumber: 0, context)
+        defer { close(fd) }
+        try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: 0, context)
+        for address in addresses {
+            // RFC 5227 §3: an ARP request whose sender and target are both the announced address.
+            let frame = PacketBuilder.arpRequest(from: mac, senderAddress: address, for: address)
+            _ = try SystemCall.check("send", context) { frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
+        }
+    }
+}
