@@ -70,6 +70,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Replicas written by `apply` carry this epoch; a resync moves it on, and when the peer's
     /// snapshot is complete the replicas of older epochs are ones the peer no longer has.
     public private(set) var replicaEpoch: UInt8 = 0
+    /// The source MAC of the last new flow's frame: the next hop towards the clients (see `AckProbe`).
+    public private(set) var clientSideMAC = MACAddress.zero
     private var purge: TableWalk?
 
     public init(table: consuming ConnectionTable, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
@@ -202,6 +204,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return nil
         }
         counters[.connectionsCreated] &+= 1
+        clientSideMAC = flow.sourceMAC
         load.connectionOpened(realServerID, state: state)
         changes.record(.created(entry))
         return realServerID

@@ -18,6 +18,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case replicasExpired
     /// The peer claimed a flow this worker had as its own (it took the flow over): kept as a replica.
     case replicasYielded
+    /// ACK probes sent to clients of connections taken over from a dead peer (`AckProbe`).
+    case ackProbesSent
 
     public var name: String {
         switch self {
@@ -35,6 +37,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .replicasRemoved: "replicas_removed"
         case .replicasExpired: "replicas_expired"
         case .replicasYielded: "replicas_yielded"
+        case .ackProbesSent: "ack_probes_sent"
         }
     }
 }

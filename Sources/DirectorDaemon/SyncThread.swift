@@ -204,6 +204,10 @@ final class SyncThread: @unchecked Sendable {
                 Log.warning("sync: peer node \(peer.nodeID) is dead (silent for \(silence / 1_000_000) ms); taking over its buckets")
             case .takeAll:
                 takeAll()
+                // After a death (not a lonely start): wake the clients of the peer's connections.
+                if local.peerDeclaredDeadAt != nil, session.peer == .dead {
+                    for index in workers.indices { hand(.probeReplicas, to: index); kicked.insert(index) }
+                }
             case .caughtUp:
                 Log.info("sync: caught up with the peer's table (\(session.counters.recordsReceived) records received)")
             case .release(let buckets):

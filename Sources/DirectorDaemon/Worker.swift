@@ -152,18 +152,19 @@ final class Worker: @unchecked Sendable {
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
+        var probeWalk: TableWalk?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
         let wakeupDescriptor = link?.wakeup.descriptor ?? -1
         while !stopping.load(ordering: .relaxed) {
             // A table walk for the peer's snapshot goes on without waiting for traffic.
-            let timeout = snapshotWalk == nil ? Worker.pollTimeoutMilliseconds : 0
+            let timeout = snapshotWalk == nil && probeWalk == nil ? Worker.pollTimeoutMilliseconds : 0
             let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor)
             let now = director_monotonic_nanoseconds() / 1_000_000
             if let link {
                 link.wakeup.clear()
                 forwarder.changes.changedAt = director_realtime_nanoseconds()
-                follow(link.inbound, &forwarder, &snapshotWalk, now: now)
+                follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
             if haveBlock {
                 _ = receive.drainBlock { frame, checksumPending in
@@ -181,6 +182,9 @@ final class Worker: @unchecked Sendable {
             }
             if let walk = snapshotWalk, let outbound = link?.outbound {
                 snapshotWalk = continueSnapshot(walk, &forwarder, outbound)
+            }
+            if let walk = probeWalk {
+                probeWalk = continueProbes(walk, &forwarder, on: frontSocket)
             }
             forwarder.expire(now: now, budget: haveBlock ? 256 : idleSweepBudget)
             forwarder.purgeStaleReplicas(budget: haveBlock ? 1024 : idleSweepBudget)
@@ -203,7 +207,7 @@ final class Worker: @unchecked Sendable {
 
     /// Carries out what the sync thread handed over, in order.
     private func follow(_ inbound: SingleProducerRing<WorkerInstruction>, _ forwarder: inout Forwarder<SyncFeed>,
-                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, now: UInt64) {
+                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout TableWalk?, now: UInt64) {
         let wallClock = forwarder.changes.changedAt
         inbound.drain(limit: inbound.capacity) { instruction in
             switch instruction {
@@ -216,6 +220,8 @@ final class Worker: @unchecked Sendable {
                 forwarder.completeResync()
             case .walkForSnapshot(let requestID):
                 snapshotWalk = (requestID, TableWalk())
+            case .probeReplicas:
+                probeWalk = TableWalk()
             }
         }
     }
@@ -229,6 +235,23 @@ final class Worker: @unchecked Sendable {
         }
         guard walk.isFinished(in: forwarder.table) else { return (state.requestID, walk) }
         return outbound.push(.snapshotEnd(requestID: state.requestID)) ? nil : (state.requestID, walk)
+    }
+
+    /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death).
+    private func continueProbes(_ state: TableWalk, _ forwarder: inout Forwarder<SyncFeed>, on socket: Int32) -> TableWalk? {
+        var walk = state
+        let virtualMAC = forwarder.settings.virtualMAC, clientSide = forwarder.clientSideMAC
+        guard clientSide != .zero else { return nil }
+        var sent: UInt64 = 0
+        forwarder.table.continueWalk(&walk, budget: 4096) { entry in
+            if AckProbe.applies(to: entry) {
+                let frame = AckProbe.frame(for: entry, from: virtualMAC, to: clientSide)
+                if frame.withUnsafeBytes({ PacketReceiveRing.send($0.bytes, on: socket) }) { sent += 1 }
+            }
+            return .keep
+        }
+        forwarder.counters[.ackProbesSent] &+= sent
+        return walk.isFinished(in: forwarder.table) ? nil : walk
     }
 
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {

@@ -22,6 +22,9 @@ enum WorkerInstruction: Sendable {
     case completeResync
     /// Walk the table and report every entry for the peer's snapshot `requestID`.
     case walkForSnapshot(requestID: UInt64)
+    /// The peer died and this worker now owns its flows: send each established replica's client
+    /// an ACK probe (`AckProbe`).
+    case probeReplicas
 }
 
 /// The worker's change sink when the director has a peer: every change goes into the worker's

@@ -158,7 +158,10 @@ public final class LabDirector: @unchecked Sendable {
         try Shell.run([binary, "buckets", action] + (ranges.isEmpty ? [] : [ranges]) + ["--socket", controlSocket]).output
     }
 
-    public struct LabError: Error, CustomStringConvertible { public let description: String }
+    public struct LabError: Error, CustomStringConvertible {
+        public let description: String
+        public init(description: String) { self.description = description }
+    }
 }
 
 extension Lab {

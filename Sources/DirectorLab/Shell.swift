@@ -54,8 +54,20 @@ public enum Shell {
         let path = resolve(arguments[0])
         let argv = ([path] + arguments.dropFirst()).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        // The child starts with no signal blocked and every signal at its default: the calling
+        // thread (a test runner's, say) may block SIGINT and SIGTERM, and a child inheriting
+        // that mask could never be stopped by them.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard result == 0 else {
             throw CommandError(command: arguments, result: Result(status: -1, output: "", errorOutput: "posix_spawn: \(String(cString: strerror(result)))\n"))
         }

@@ -178,3 +178,24 @@ struct ReplicaLifetimeTests {
         #expect(worker.table.find(key, hash: key.tableHash).map { !worker.table[$0].isReplica } == true)
     }
 }
+
+@Suite("ACK probe")
+struct AckProbeTests {
+    @Test("the probe is a valid bare ACK from the VIP to the client, with checksums right and no data")
+    func frame() {
+        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        let entry = ConnectionEntry(key: key, keyHash: key.tableHash, state: .established, realServerID: 1, expiresAt: 0, isReplica: true)
+        #expect(AckProbe.applies(to: entry))
+        let router = MACAddress("02:00:00:00:01:01")!
+        let frame = AckProbe.frame(for: entry, from: vipMAC, to: router)
+        guard case .ipv4(let flow) = frame.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else { Issue.record("not parsed"); return }
+        #expect(flow.sourceMAC == vipMAC && flow.destinationMAC == router)
+        #expect(flow.source == vip && flow.destination == client && flow.sourcePort == 80 && flow.destinationPort == 40000)
+        #expect(flow.tcpFlags == .ack && flow.packetLength == 40, "no payload")
+        let ipSum = frame[14..<34].withUnsafeBytes { InternetChecksum.checksum($0.bytes) }
+        #expect(ipSum == 0, "IPv4 header checksum verifies")
+        var live = entry
+        live.isReplica = false
+        #expect(!AckProbe.applies(to: live), "a flow already carried here needs no probe")
+    }
+}

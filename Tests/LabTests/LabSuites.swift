@@ -32,3 +32,40 @@ func withVethPair(namespace: String, _ body: () throws -> Void) throws {
 func insideNamespace<T>(_ namespace: String, _ body: () throws -> T) throws -> T {
     try NetworkNamespace.run(in: "/var/run/netns/\(namespace)", body)
 }
+
+/// A lab with two directors, both started with `settings`, that have split the buckets as
+/// configured (node 1 0-511, node 2 512-1023). The caller stops and tears down; if starting
+/// fails, what was built is removed here.
+func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings = LabDirector.Settings()) throws -> (Lab, LabDirector, LabDirector) {
+    let lab = Lab(prefix: prefix, directors: 2)
+    do {
+        try lab.setUp(largeFileMegabytes: 1)
+        var settings = settings
+        settings.scheduler = scheduler
+        let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
+        do {
+            for director in directors { try director.start() }
+            try waitUntil(seconds: 5, "the pair splits the buckets as configured") {
+                try directors[0].buckets("show").contains("owns 512 of 1024 buckets: 0-511")
+                    && directors[1].buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+        } catch {
+            for director in directors { director.stop() }
+            throw error
+        }
+        return (lab, directors[0], directors[1])
+    } catch {
+        lab.tearDown()
+        throw error
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; throws naming `what` after `seconds`.
+func waitUntil(seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(20_000)
+    }
+    throw LabDirector.LabError(description: "waited \(seconds) s for: \(what)")
+}

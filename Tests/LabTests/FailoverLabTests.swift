@@ -1,0 +1,125 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// Connection sync in the lab: 200 rate-limited downloads (~10 s each, four client
+    /// addresses) through the pair while a dispatcher dies, returns, or loses its peer.
+    @Suite("Lab: failover")
+    struct FailoverLabTests {
+        static let downloadsPerClient = 50
+
+        /// One batch of 200 downloads with a capture of what the clients received.
+        struct Batch {
+            let curls: [pid_t]
+            let stalls: DownloadStalls
+
+            init(_ lab: Lab) throws {
+                stalls = try DownloadStalls(lab: lab)
+                curls = try lab.startDownloads(Lab.mediumFileName, perClient: FailoverLabTests.downloadsPerClient,
+                                               clients: Lab.clientAddresses, limitRate: "100k", maxTime: 60)
+            }
+
+            /// Waits for every download; returns how many arrived intact and the stall figures around `event`.
+            func finish(_ lab: Lab, event: Double) throws -> (intact: Int, started: Int, stalls: DownloadStalls.Figures) {
+                for curl in curls { Shell.wait(curl) }
+                let expected = try lab.sha256(of: Lab.mediumFileName)
+                let intact = try lab.collectDownloads().filter { $0 == expected }.count
+                return (intact, Lab.clientAddresses.count * FailoverLabTests.downloadsPerClient, stalls.finish(event: event))
+            }
+        }
+
+        /// How long after `killedAt` (CLOCK_MONOTONIC ns) the survivor declared its peer dead, in ms.
+        static func detection(by survivor: LabDirector, after killedAt: UInt64) throws -> Double {
+            let declared = try survivor.stats()["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+            return declared > killedAt ? Double(declared - killedAt) / 1e6 : .nan
+        }
+
+        static func report(_ name: String, _ result: (intact: Int, started: Int, stalls: DownloadStalls.Figures), detection: Double? = nil) {
+            let detected = detection.map { String(format: "; peer death detected %.1f ms after the kill", $0) } ?? ""
+            print("failover, \(name): \(result.intact)/\(result.started) downloads completed intact\(detected); \(result.stalls.summary)")
+        }
+
+        @Test("mh: SIGKILL A, restart A, SIGKILL and restart B, cut the crossover for 5 s: every download completes")
+        func failures() throws {
+            let (lab, a, b) = try startPair(prefix: "tfo", scheduler: "mh")
+            defer { a.stop(); b.stop(); lab.tearDown() }
+
+            // 1. A dies mid-transfer.
+            var batch = try Batch(lab)
+            usleep(4_000_000)
+            let killedA = a.kill9()
+            let event1 = DownloadStalls.realtimeSeconds()
+            let result1 = try batch.finish(lab, event: event1)
+            let detection1 = try FailoverLabTests.detection(by: b, after: killedA)
+            FailoverLabTests.report("1 SIGKILL A", result1, detection: detection1)
+            #expect(result1.intact == result1.started)
+            #expect(detection1 <= 100, "detection \(detection1) ms (configured: 3 × 10 ms)")
+            #expect(try b.buckets("show").contains("owns 1024 of 1024"), "the survivor serves every bucket")
+
+            // 2. A returns while a second batch runs, catches up, takes its buckets back.
+            batch = try Batch(lab)
+            usleep(3_000_000)
+            try a.start()
+            let event2 = DownloadStalls.realtimeSeconds()
+            try waitUntil(seconds: 5, "A takes its buckets back") { try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") }
+            let result2 = try batch.finish(lab, event: event2)
+            let gap = Double(try b.stats()["sync_last_handover_gap_ns"] ?? 0) / 1e6
+            FailoverLabTests.report("2 A returns", result2)
+            print(String(format: "failover, 2 A returns: handback of buckets 0-511 left them without an owner for at most %.2f ms", gap))
+            #expect(result2.intact == result2.started)
+            #expect(try b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023"))
+
+            // 3. The same for B: killed mid-transfer, back 3 s later.
+            batch = try Batch(lab)
+            usleep(3_000_000)
+            let killedB = b.kill9()
+            let event3 = DownloadStalls.realtimeSeconds()
+            usleep(3_000_000)
+            let detection3 = try FailoverLabTests.detection(by: a, after: killedB)
+            try b.start()
+            try waitUntil(seconds: 5, "B takes its buckets back") { try b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023") }
+            let result3 = try batch.finish(lab, event: event3)
+            FailoverLabTests.report("3 SIGKILL B, B returns", result3, detection: detection3)
+            #expect(result3.intact == result3.started)
+            #expect(detection3 <= 100, "detection \(detection3) ms")
+
+            // 4. The crossover link is cut for 5 s: both serve everything, then heal to the split.
+            batch = try Batch(lab)
+            usleep(2_000_000)
+            try lab.cutCrossover()
+            let event4 = DownloadStalls.realtimeSeconds()
+            try waitUntil(seconds: 2, "both take every bucket") {
+                try a.buckets("show").contains("owns 1024 of 1024") && b.buckets("show").contains("owns 1024 of 1024")
+            }
+            usleep(5_000_000)
+            try lab.restoreCrossover()
+            try waitUntil(seconds: 5, "the pair heals to its configured split") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+            let result4 = try batch.finish(lab, event: event4)
+            FailoverLabTests.report("4 crossover cut for 5 s", result4)
+            #expect(result4.intact == result4.started)
+        }
+
+        @Test("rr: SIGKILL A mid-transfer breaks nothing — the synced state carries the connections, not hashing")
+        func roundRobinKill() throws {
+            let (lab, a, b) = try startPair(prefix: "tfr", scheduler: "rr")
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let batch = try Batch(lab)
+            usleep(4_000_000)
+            let killed = a.kill9()
+            let event = DownloadStalls.realtimeSeconds()
+            let result = try batch.finish(lab, event: event)
+            let detection = try FailoverLabTests.detection(by: b, after: killed)
+            let stats = try b.stats()
+            FailoverLabTests.report("rr, SIGKILL A", result, detection: detection)
+            print("failover, rr: B took over \(stats["replicas_taken_over"] ?? 0) replicas, sent \(stats["ack_probes_sent"] ?? 0) ACK probes; "
+                + "dropped \(stats["drop_no_connection_for_non_syn"] ?? 0) segments without an entry")
+            #expect(result.intact == result.started)
+            #expect((stats["ack_probes_sent"] ?? 0) >= 50, "the clients of A's connections were probed")
+            #expect((stats["replicas_taken_over"] ?? 0) >= 50, "about half the downloads were A's")
+            #expect(stats["drop_no_connection_for_non_syn"] == 0)
+        }
+    }
+}
