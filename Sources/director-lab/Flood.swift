@@ -11,7 +11,8 @@ struct Flood: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Send a bounded burst of SYNs to the lab's VIP (run inside a lab namespace).")
     @Option(help: "Interface to send on.") var interface = "front"
     @Option(help: "Destination MAC (the VIP's).") var destinationMAC: String
-    @Option(help: "Source address (must be in 198.18.0.0/15).") var source = "198.18.1.10"
+    @Option(help: "Source address (must be in 198.18.0.0/15); with --flows above 64,512 the next addresses too.") var source = "198.18.1.10"
+    @Option(help: "Distinct flows (client address and port), sent round and round.") var flows = 4096
     @Option(help: "Destination address (must be in 198.18.0.0/15).") var destination = Lab.virtualAddress
     @Option(help: "Destination TCP port.") var port = 80
     @Option(help: "Frames to send.") var count = 200_000
@@ -25,13 +26,15 @@ struct Flood: ParsableCommand {
               [from, to].allSatisfy({ $0.rawValue >> 17 == IPv4Address(198, 18, 0, 0).rawValue >> 17 }) else {
             throw ValidationError("--source and --destination must be addresses in 198.18.0.0/15")
         }
-        guard (1...10_000_000).contains(count), seconds > 0, seconds <= 600 else { throw ValidationError("--count 1…10,000,000 and --seconds up to 600") }
+        guard (1...1_000_000_000).contains(count), seconds > 0, seconds <= 3600 else { throw ValidationError("--count 1…1,000,000,000 and --seconds up to 3600") }
+        guard (1...258_048).contains(flows) else { throw ValidationError("--flows 1…258,048 (four addresses × 64,512 ports)") }
         let sender = try NetworkInterface(named: interface)
         var ring = try PacketTransmitRing(interface: sender, useVirtioHeader: virtioHeader)
-        // 4,096 distinct flows, sent round and round.
-        let frames = (0..<4096).map { n in
-            PacketBuilder().ethernet(from: sender.mac, to: mac).ipv4(from: from, to: to)
-                .tcp(sourcePort: UInt16(20_000 + n), destinationPort: UInt16(port), flags: .syn, sequence: UInt32(n)).build()
+        // `flows` distinct flows, sent round and round: ports 1024… of the source address, then
+        // of the next addresses.
+        let frames = (0..<flows).map { n in
+            PacketBuilder().ethernet(from: sender.mac, to: mac).ipv4(from: IPv4Address(rawValue: from.rawValue + UInt32(n / 64_512)), to: to)
+                .tcp(sourcePort: UInt16(1024 + n % 64_512), destinationPort: UInt16(port), flags: .syn, sequence: UInt32(truncatingIfNeeded: n)).build()
         }
         let start = Date()
         var sent = 0

@@ -1,0 +1,94 @@
+import ArgumentParser
+import DirectorLab
+import Foundation
+
+/// The pair under sustained load for minutes: SYNs of many distinct flows at a set rate (every
+/// one a new connection, so a record for the peer) plus batches of rate-limited downloads, while
+/// the directors' sync counters are sampled. Reports false takeovers (peer deaths while both
+/// lived), replica lag, the records per second each sync thread carried, and, at the end, the
+/// detection time of a real SIGKILL under the same load.
+struct SyncSoak: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sync-soak",
+        abstract: "Run the dispatcher pair under load for minutes; count false takeovers, measure replica lag and detection.")
+    @OptionGroup var options: LabOptions
+    @Option(help: "Minutes of load (1–30).") var minutes = 10.0
+    @Option(help: "SYNs per second of new flows (0 = as fast as the generator can).") var rate = 50_000
+    @Option(help: "SCHED_FIFO priority of the sync threads (0 = ordinary scheduling).") var realtimePriority = 10
+    @Option(help: "Heartbeat interval (ms).") var heartbeat = 10
+    @Option(help: "Missed heartbeats that make a death.") var misses = 3
+
+    func run() throws {
+        guard minutes > 0, minutes <= 30 else { throw ValidationError("--minutes must be above 0 and at most 30") }
+        let lab = Lab(prefix: options.prefix, directors: 2)
+        defer { lab.tearDown() }
+        try lab.setUp(largeFileMegabytes: 1)
+        var settings = LabDirector.Settings()
+        settings.syncRealtimePriority = realtimePriority
+        settings.heartbeatIntervalMilliseconds = heartbeat
+        settings.deadAfterMissed = misses
+        settings.connectionCapacity = 262_144
+        let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
+        defer { for director in directors { director.stop() } }
+        for director in directors { try director.start() }
+        usleep(1_000_000)
+        let seconds = Int(minutes * 60)
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let flood = try Shell.spawn(["ip", "netns", "exec", lab.routerNamespace, binary, "flood", "--destination-mac", Lab.virtualMAC,
+                                     "--port", "80", "--flows", "258048", "--rate", String(rate), "--seconds", String(seconds),
+                                     "--count", String(rate == 0 ? 1_000_000_000 : min(1_000_000_000, rate * seconds))],
+                                    output: "\(lab.stateDirectory)/flood.log")
+        print("sync-soak: \(seconds) s of load: SYNs of 258,048 distinct flows at \(rate == 0 ? "full speed" : "\(rate)/s") plus batches of 40 downloads; "
+            + "sync threads at \(realtimePriority == 0 ? "ordinary priority" : "SCHED_FIFO \(realtimePriority)"), heartbeat \(heartbeat) ms × \(misses)")
+        let started = Date()
+        var previous = try directors.map { try $0.stats()["sync_records_sent"] ?? 0 }
+        var peakRecords = [Double](repeating: 0, count: 2)
+        var downloads: [pid_t] = []
+        var intact = 0, startedDownloads = 0
+        let expected = try lab.sha256(of: Lab.mediumFileName)
+        while Date().timeIntervalSince(started) < Double(seconds) {
+            if downloads.isEmpty {
+                downloads = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "200k", maxTime: 60)
+                startedDownloads += 40
+            }
+            usleep(10_000_000)
+            if downloads.allSatisfy({ Shell.exitStatus($0) != nil }) {
+                intact += try lab.collectDownloads().filter { $0 == expected }.count
+                downloads = []
+            }
+            let stats = try directors.map { try $0.stats() }
+            let records = stats.map { $0["sync_records_sent"] ?? 0 }
+            for index in 0..<2 { peakRecords[index] = max(peakRecords[index], Double(records[index] - previous[index]) / 10) }
+            previous = records
+            let lag = try directors.map { try SyncSoak.lagQuantiles($0) }
+            print(String(format: "  %4.0f s: peer deaths %d/%d; records/s %.0f/%.0f; replica lag p50 %@/%@ µs, p99 %@/%@ µs; frames received %d/%d",
+                         Date().timeIntervalSince(started), stats[0]["sync_peer_deaths"] ?? 0, stats[1]["sync_peer_deaths"] ?? 0,
+                         peakRecords[0], peakRecords[1], lag[0].p50, lag[1].p50, lag[0].p99, lag[1].p99,
+                         stats[0]["frames_received"] ?? 0, stats[1]["frames_received"] ?? 0))
+            fflush(nil)
+        }
+        for curl in downloads { Shell.wait(curl) }
+        intact += try lab.collectDownloads().filter { $0 == expected }.count
+        let deaths = try directors.map { try $0.stats()["sync_peer_deaths"] ?? 0 }
+        let lag = try directors.map { try SyncSoak.lagQuantiles($0) }
+        // Finally a real death under the same load.
+        let killedAt = directors[1].kill9()
+        usleep(500_000)
+        let declared = try directors[0].stats()["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+        kill(flood, SIGTERM)
+        Shell.wait(flood)
+        print("sync-soak result: false takeovers \(deaths[0] + deaths[1]) in \(seconds) s (node 1 \(deaths[0]), node 2 \(deaths[1])); "
+            + "downloads \(intact)/\(startedDownloads) intact; replica lag p50 \(lag[0].p50)/\(lag[1].p50) µs, p99 \(lag[0].p99)/\(lag[1].p99) µs; "
+            + "records/s at the busiest 10 s \(Int(peakRecords[0]))/\(Int(peakRecords[1])); "
+            + String(format: "SIGKILL of node 2 under load detected by node 1 after %.1f ms", declared > killedAt ? Double(declared - killedAt) / 1e6 : Double.nan))
+    }
+
+    /// The director's replica-lag quantiles (µs) as printed by `director stats`.
+    static func lagQuantiles(_ director: LabDirector) throws -> (p50: String, p99: String) {
+        let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", director.controlSocket]).output
+        func value(_ quantile: String) -> String {
+            text.split(separator: "\n").first { $0.hasPrefix("director_sync_replica_lag_microseconds{quantile=\"\(quantile)\"}") }
+                .map { String($0.split(separator: " ").last ?? "-") } ?? "-"
+        }
+        return (value("0.5"), value("0.99"))
+    }
+}
