@@ -62,6 +62,11 @@ let package = Package(
             dependencies: ["DirectorCore", "DirectorWire"],
             path: "Benchmarks/PipelineBenchmark"
         ),
+        .executableTarget(
+            name: "sync-benchmark",
+            dependencies: ["DirectorSync", "DirectorCore", "DirectorWire"],
+            path: "Benchmarks/SyncBenchmark"
+        ),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
         .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),

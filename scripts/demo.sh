@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, builds the director (release), builds the namespace lab,
-# sends real HTTP requests from curl through the director to three nginx real servers, prints
-# what happened, and tears everything down.
+# The demo: installs what is missing, builds the director (release), builds the namespace lab
+# with the dispatcher pair, sends real HTTP requests and downloads from curl through it to three
+# nginx real servers, kills one dispatcher mid-transfer and restarts it, prints what happened,
+# and tears everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh

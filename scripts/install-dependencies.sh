@@ -10,6 +10,7 @@ packages=(
   ethtool       # GRO off on director ports
   nginx-light   # the lab's real servers
   curl          # the lab's clients
+  tcpdump       # the failover tests capture what the clients receive (download stalls)
   procps        # sysctl
 )
 

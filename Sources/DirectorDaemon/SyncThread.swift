@@ -18,6 +18,7 @@ struct SyncStatus: Sendable {
     var counters = SyncCounters()
     var foreignDatagrams: UInt64 = 0
     var recordsForUnknownServers: UInt64 = 0
+    /// Times a worker's inbound ring was full and records waited in a backlog (none are lost).
     var inboundRingFull: UInt64 = 0
     /// CLOCK_MONOTONIC (ns) when the peer was last declared dead, and the silence that made it so.
     var peerDeclaredDeadAt: UInt64?
@@ -51,15 +52,21 @@ final class SyncThread: @unchecked Sendable {
     let status = Mutex(SyncStatus())
     private var local = SyncStatus()
     private var pendingSnapshot: (requestID: UInt64, workersLeft: Set<Int>)?
+    /// Per worker, instructions its full inbound ring could not take yet.
+    private var backlogs: [[WorkerInstruction]]
     private var services: ServiceTable
     private var servicesGeneration: UInt64
 
     static let turnNanoseconds: UInt64 = 500_000
+    /// Worker reports taken per worker per turn: at 2,000 turns a second, far above any live
+    /// change rate, yet small enough to pace a snapshot.
+    static let reportsPerTurn = 4096
 
     init(director: Director, peer: Configuration.Peer, workers: [Worker]) throws {
         self.director = director
         self.peer = peer
         self.workers = workers
+        backlogs = Array(repeating: [], count: workers.count)
         socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.syncPort)
         guard let codec = SyncCodec(key: peer.key) else { throw ConfigurationError(field: "director.peer.key", problem: "shorter than 16 bytes") }
         let settings = SyncSettings(nodeID: director.configuration.nodeID, peerNodeID: peer.nodeID,
@@ -102,12 +109,13 @@ final class SyncThread: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 2048)
         while !stopping.load(ordering: .relaxed) {
             socket.wait(timeoutNanoseconds: SyncThread.turnNanoseconds)
-            switch automaticRequest.exchange(0, ordering: .relaxed) {
-            case 1: session.automaticHandover = false
-            case 2: session.automaticHandover = true
+            switch handoverModeRequest.exchange(HandoverModeRequest.none, ordering: .relaxed) {
+            case HandoverModeRequest.pause: session.automaticHandover = false
+            case HandoverModeRequest.resume: session.automaticHandover = true
             default: break
             }
             refreshServices()
+            feedBacklogs()
             receiveDatagrams(&buffer)
             drainWorkers()
             let now = director_monotonic_nanoseconds()
@@ -129,7 +137,8 @@ final class SyncThread: @unchecked Sendable {
     // MARK: - 1. From the peer
 
     private func receiveDatagrams(_ buffer: inout [UInt8]) {
-        for _ in 0..<4096 {
+        // A bounded number per turn, so one turn never runs long enough to delay a heartbeat.
+        for _ in 0..<512 {
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
@@ -144,12 +153,14 @@ final class SyncThread: @unchecked Sendable {
     // MARK: - 2. From the workers
 
     private func drainWorkers() {
-        let nowMilliseconds = director_monotonic_nanoseconds() / 1_000_000
-        let now = director_monotonic_nanoseconds()
+        let now = director_monotonic_nanoseconds(), wallClock = director_realtime_nanoseconds()
+        let nowMilliseconds = now / 1_000_000
         let timeouts = director.configuration.timeouts
         for worker in workers {
             guard let outbound = worker.link?.outbound else { continue }
-            outbound.drain(limit: outbound.capacity) { report in
+            // A bounded share per turn (about 100 datagrams): a snapshot leaves in a paced stream
+            // rather than one burst that would overflow queues on the way and take heartbeats with it.
+            outbound.drain(limit: SyncThread.reportsPerTurn) { report in
                 switch report {
                 case .change(let change, let changedAt):
                     if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
@@ -158,7 +169,7 @@ final class SyncThread: @unchecked Sendable {
                 case .snapshotEntry(let entry, let requestID):
                     guard pendingSnapshot?.requestID == requestID,
                           let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
-                    session.appendSnapshot(record, requestID: requestID, now: now)
+                    session.appendSnapshot(record, requestID: requestID, now: now, wallClock: wallClock)
                 case .snapshotEnd(let requestID):
                     guard pendingSnapshot?.requestID == requestID else { return }
                     pendingSnapshot?.workersLeft.remove(worker.plan.index)
@@ -230,18 +241,24 @@ final class SyncThread: @unchecked Sendable {
         return Int(bucket) % workers.count
     }
 
-    /// Hands an instruction to a worker. A full ring means the worker is far behind; wait for it
-    /// briefly rather than lose a record, then count the loss.
+    /// Hands an instruction to a worker, in order. When its ring is full (a large snapshot
+    /// arriving faster than the worker applies it), the rest waits in a backlog that the next
+    /// turns feed in: the sync thread never blocks on a worker, so heartbeats stay on time.
     private func hand(_ instruction: WorkerInstruction, to index: Int) {
         guard let inbound = workers[index].link?.inbound else { return }
-        let deadline = director_monotonic_nanoseconds() + 100_000_000
-        while !inbound.push(instruction) {
+        if backlogs[index].isEmpty, inbound.push(instruction) { return }
+        if backlogs[index].isEmpty { local.inboundRingFull += 1 }
+        backlogs[index].append(instruction)
+    }
+
+    /// Feeds what waits in the backlogs into the rings, as far as they take it.
+    private func feedBacklogs() {
+        for index in workers.indices where !backlogs[index].isEmpty {
+            guard let inbound = workers[index].link?.inbound else { continue }
+            var fed = 0
+            while fed < backlogs[index].count, inbound.push(backlogs[index][fed]) { fed += 1 }
+            backlogs[index].removeFirst(fed)
             workers[index].link?.wakeup.ring()
-            if director_monotonic_nanoseconds() > deadline {
-                local.inboundRingFull += 1
-                return
-            }
-            usleep(100)
         }
     }
 
@@ -269,7 +286,8 @@ final class SyncThread: @unchecked Sendable {
         for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
             Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms of the release")
         }
-        drainWorkers()
+        // Everything the workers reported before and during the release goes out before `released`.
+        while workers.contains(where: { ($0.link?.outbound.count ?? 0) > 0 }) { drainWorkers() }
         session.didRelease(buckets, stoppedAt: stoppedAt, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
         sendDatagrams()
         Log.info("sync: released buckets \(buckets.description) to the peer")
@@ -278,6 +296,11 @@ final class SyncThread: @unchecked Sendable {
     /// Waits until every worker has applied what it was handed (the peer's records up to its
     /// release), then accepts `buckets`.
     private func take(_ buckets: BucketOwnership) {
+        let deadline = director_monotonic_nanoseconds() + 50_000_000
+        while backlogs.contains(where: { !$0.isEmpty }) && director_monotonic_nanoseconds() < deadline {
+            feedBacklogs()
+            usleep(50)
+        }
         for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
             Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms before the take")
         }
@@ -316,10 +339,17 @@ final class SyncThread: @unchecked Sendable {
         status.withLock { $0 = snapshot }
     }
 
-    /// Operator moves pause (false) or resume (true) the automatic handovers.
+    /// Operator moves pause (false) or resume (true) the automatic handovers; the sync thread
+    /// takes the request at its next turn (the session is its alone).
     func setAutomaticHandover(_ automatic: Bool) {
-        automaticRequest.store(automatic ? 2 : 1, ordering: .relaxed)
+        handoverModeRequest.store(automatic ? HandoverModeRequest.resume : HandoverModeRequest.pause, ordering: .relaxed)
     }
 
-    private let automaticRequest = Atomic<Int>(0)
+    private enum HandoverModeRequest {
+        static let none = 0
+        static let pause = 1
+        static let resume = 2
+    }
+
+    private let handoverModeRequest = Atomic<Int>(HandoverModeRequest.none)
 }

@@ -168,9 +168,9 @@ public struct SyncSession: ~Copyable {
         if let full = outbox.append(record, changedAt: changedAt) { send(full) }
     }
 
-    public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64) {
+    public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64, wallClock: UInt64) {
         if !outbox.hasPending { outboxSince = now }
-        if let full = outbox.appendSnapshot(record, requestID: requestID, now: now) { send(full) }
+        if let full = outbox.appendSnapshot(record, requestID: requestID, now: wallClock) { send(full) }
     }
 
     public mutating func finishSnapshot(requestID: UInt64, now: UInt64, wallClock: UInt64) {
@@ -340,11 +340,19 @@ public struct SyncSession: ~Copyable {
             releasedByPeerAt = nil
         }
         if peer != .alive || restarted {
-            // First contact, a restart, or back after a cut link: what the peer holds now is
-            // best learned whole.
+            // First contact or a restart: learn the peer's table whole. Back after a silence in
+            // the same life (a cut link, or heartbeats lost in a burst): the stream goes on where
+            // it stopped; NACKs repair the gap and only a gap beyond repair costs a snapshot, so
+            // a false death does not set off a storm of snapshots on a link that is already
+            // losing datagrams.
+            let firstContact = peer == .unknown
             peer = .alive
             events.append(.peerAlive(restarted: restarted))
-            requestSnapshot(now: now, wallClock: wallClock)
+            if firstContact || restarted {
+                requestSnapshot(now: now, wallClock: wallClock)
+            } else {
+                caughtUp = true
+            }
         }
         handle(datagram, now: now, wallClock: wallClock)
     }

@@ -16,9 +16,17 @@ struct SyncSoak: ParsableCommand {
     @Option(help: "SCHED_FIFO priority of the sync threads (0 = ordinary scheduling).") var realtimePriority = 10
     @Option(help: "Heartbeat interval (ms).") var heartbeat = 10
     @Option(help: "Missed heartbeats that make a death.") var misses = 3
+    @Option(help: "net.core.netdev_max_backlog for the run, as tuning/director-tuning sets it on a director host (0 = leave it; restored afterwards).")
+    var backlog = 16_384
 
     func run() throws {
         guard minutes > 0, minutes <= 30 else { throw ValidationError("--minutes must be above 0 and at most 30") }
+        // The lab's crossover link is a veth: its datagrams share the per-CPU input backlog with
+        // the flood, as on a director host whose backlog is left at the kernel's 1,000.
+        let backlogPath = "/proc/sys/net/core/netdev_max_backlog"
+        let savedBacklog = try String(contentsOfFile: backlogPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        if backlog > 0 { try String(backlog).write(toFile: backlogPath, atomically: false, encoding: .utf8) }
+        defer { try? savedBacklog.write(toFile: backlogPath, atomically: false, encoding: .utf8) }
         let lab = Lab(prefix: options.prefix, directors: 2)
         defer { lab.tearDown() }
         try lab.setUp(largeFileMegabytes: 1)
@@ -27,6 +35,9 @@ struct SyncSoak: ParsableCommand {
         settings.heartbeatIntervalMilliseconds = heartbeat
         settings.deadAfterMissed = misses
         settings.connectionCapacity = 262_144
+        // Half-open entries expire within seconds, so every round of SYNs creates (and every
+        // expiry removes) connections again: a steady stream of records for the sync threads.
+        settings.timeouts = ["tcp_syn_recv": 2]
         let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
         defer { for director in directors { director.stop() } }
         for director in directors { try director.start() }
@@ -38,7 +49,8 @@ struct SyncSoak: ParsableCommand {
                                      "--count", String(rate == 0 ? 1_000_000_000 : min(1_000_000_000, rate * seconds))],
                                     output: "\(lab.stateDirectory)/flood.log")
         print("sync-soak: \(seconds) s of load: SYNs of 258,048 distinct flows at \(rate == 0 ? "full speed" : "\(rate)/s") plus batches of 40 downloads; "
-            + "sync threads at \(realtimePriority == 0 ? "ordinary priority" : "SCHED_FIFO \(realtimePriority)"), heartbeat \(heartbeat) ms × \(misses)")
+            + "sync threads at \(realtimePriority == 0 ? "ordinary priority" : "SCHED_FIFO \(realtimePriority)"), heartbeat \(heartbeat) ms × \(misses); "
+            + "netdev_max_backlog \(backlog > 0 ? String(backlog) : savedBacklog)")
         let started = Date()
         var previous = try directors.map { try $0.stats()["sync_records_sent"] ?? 0 }
         var peakRecords = [Double](repeating: 0, count: 2)

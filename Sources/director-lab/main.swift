@@ -32,10 +32,10 @@ struct Down: ParsableCommand {
 }
 
 struct Demo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Build the lab with the dispatcher pair, run real requests through it, print what happened, tear down.")
+    static let configuration = CommandConfiguration(abstract: "Build the lab with the dispatcher pair, run real requests and downloads through it, kill a dispatcher mid-transfer, restart it, print what happened, tear down.")
     @OptionGroup var options: LabOptions
     @Option(help: "Requests from each of the two client addresses.") var requests = 500
-    @Option(help: "Scheduler of the demo service (mh, the default, is what lets a flow move between directors).") var scheduler = "mh"
+    @Option(help: "Scheduler of the demo service (rr shows that the synced state, not hashing, carries connections).") var scheduler = "mh"
 
     func run() throws {
         let lab = Lab(prefix: options.prefix, directors: 2)
@@ -72,24 +72,34 @@ struct Demo: ParsableCommand {
         let received = try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: Lab.clientAddresses[0])
         say("  sha256 \(received == expected ? "matches" : "DIFFERS: \(received) vs \(expected)")")
 
-        say("20 downloads of ~10 s each; after 3 s director 1 takes every bucket, after 6 s director 2 takes its half back")
-        let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(2)), limitRate: "100k", maxTime: 60)
-        usleep(3_000_000)
-        try directors[0].buckets("own", "all")
-        try directors[1].buckets("release", "all")
-        usleep(3_000_000)
-        try directors[1].buckets("own", "512-1023")
-        try directors[0].buckets("release", "512-1023")
+        say("200 downloads of ~10 s each from four client addresses; after 4 s director 1 is killed (SIGKILL)")
+        let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 50, clients: Lab.clientAddresses, limitRate: "100k", maxTime: 60)
+        usleep(4_000_000)
+        let killedAt = directors[0].kill9()
         for curl in curls { Shell.wait(curl) }
         let mediumSHA = try lab.sha256(of: Lab.mediumFileName)
         let intact = try lab.collectDownloads().filter { $0 == mediumSHA }.count
-        say("  \(intact) of 20 downloads completed intact; director 1 carried \(try directors[0].stats()["midstream_pickups"] ?? 0) of director 2's flows mid-stream"
-            + (scheduler == "mh" ? " (Maglev picks the same real server on both)" : ""))
+        let survivor = try directors[1].stats()
+        let declared = survivor["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+        let detection = declared > killedAt ? String(format: "%.1f ms", Double(declared - killedAt) / 1e6) : "never"
+        say("  \(intact) of 200 downloads completed intact; director 2 declared director 1 dead \(detection) after the kill "
+            + "and carried \(survivor["replicas_taken_over"] ?? 0) of its connections from the synced replicas")
+
+        say("director 1 restarts: it takes a snapshot of director 2's table, then its buckets back")
+        try directors[0].start()
+        var handedBack = false
+        for _ in 0..<250 where !handedBack {
+            handedBack = try directors[0].buckets("show").contains("buckets: 0-511")
+            if !handedBack { usleep(20_000) }
+        }
+        let gap = Double(try directors[1].stats()["sync_last_handover_gap_ns"] ?? 0) / 1e6
+        say("  " + (try directors.map { try $0.buckets("show").trimmingCharacters(in: .newlines) }.joined(separator: "; "))
+            + String(format: "; the handover left those buckets ownerless for at most %.1f ms", gap))
 
         let snmp = try (0..<2).map { try lab.snmpCounters(lab.directorNamespace($0)) }
         say("director hosts' own stacks: TCP resets sent \(snmp.map { $0["TcpOutRsts"] ?? -1 }), IP packets forwarded \(snmp.map { $0["IpForwDatagrams"] ?? -1 })")
         say("tearing down")
-        if succeeded != 2 * requests || received != expected || intact != 20 { throw ExitCode(1) }
+        if succeeded != 2 * requests || received != expected || intact != 200 || !handedBack { throw ExitCode(1) }
     }
 
     func say(_ text: String) {

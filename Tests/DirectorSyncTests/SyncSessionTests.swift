@@ -66,7 +66,7 @@ struct SimulatedNode: ~Copyable {
                 for record in ownTable.values.sorted(by: { $0.clientPort < $1.clientPort }) {
                     var entry = record
                     entry.change = .refreshed
-                    session.appendSnapshot(entry, requestID: id, now: now)
+                    session.appendSnapshot(entry, requestID: id, now: now, wallClock: now)
                 }
                 session.finishSnapshot(requestID: id, now: now, wallClock: now)
             case .takeAll:

@@ -40,25 +40,32 @@ extension LabSuites {
             print("failover, \(name): \(result.intact)/\(result.started) downloads completed intact\(detected); \(result.stalls.summary)")
         }
 
+        /// A batch of downloads; 4 s in, `victim` is killed; returns the batch's outcome and how
+        /// long `survivor` took to declare the death (ms).
+        static func killMidTransfer(_ lab: Lab, victim: LabDirector, survivor: LabDirector, _ name: String) throws
+            -> (result: (intact: Int, started: Int, stalls: DownloadStalls.Figures), detection: Double) {
+            let batch = try Batch(lab)
+            usleep(4_000_000)
+            let killed = victim.kill9()
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            let detection = try FailoverLabTests.detection(by: survivor, after: killed)
+            FailoverLabTests.report(name, result, detection: detection)
+            return (result, detection)
+        }
+
         @Test("mh: SIGKILL A, restart A, SIGKILL and restart B, cut the crossover for 5 s: every download completes")
         func failures() throws {
             let (lab, a, b) = try startPair(prefix: "tfo", scheduler: "mh")
             defer { a.stop(); b.stop(); lab.tearDown() }
 
             // 1. A dies mid-transfer.
-            var batch = try Batch(lab)
-            usleep(4_000_000)
-            let killedA = a.kill9()
-            let event1 = DownloadStalls.realtimeSeconds()
-            let result1 = try batch.finish(lab, event: event1)
-            let detection1 = try FailoverLabTests.detection(by: b, after: killedA)
-            FailoverLabTests.report("1 SIGKILL A", result1, detection: detection1)
+            let (result1, detection1) = try FailoverLabTests.killMidTransfer(lab, victim: a, survivor: b, "1 SIGKILL A")
             #expect(result1.intact == result1.started)
             #expect(detection1 <= 100, "detection \(detection1) ms (configured: 3 × 10 ms)")
             #expect(try b.buckets("show").contains("owns 1024 of 1024"), "the survivor serves every bucket")
 
             // 2. A returns while a second batch runs, catches up, takes its buckets back.
-            batch = try Batch(lab)
+            var batch = try Batch(lab)
             usleep(3_000_000)
             try a.start()
             let event2 = DownloadStalls.realtimeSeconds()
@@ -106,17 +113,12 @@ extension LabSuites {
         func roundRobinKill() throws {
             let (lab, a, b) = try startPair(prefix: "tfr", scheduler: "rr")
             defer { a.stop(); b.stop(); lab.tearDown() }
-            let batch = try Batch(lab)
-            usleep(4_000_000)
-            let killed = a.kill9()
-            let event = DownloadStalls.realtimeSeconds()
-            let result = try batch.finish(lab, event: event)
-            let detection = try FailoverLabTests.detection(by: b, after: killed)
+            let (result, detection) = try FailoverLabTests.killMidTransfer(lab, victim: a, survivor: b, "rr, SIGKILL A")
             let stats = try b.stats()
-            FailoverLabTests.report("rr, SIGKILL A", result, detection: detection)
             print("failover, rr: B took over \(stats["replicas_taken_over"] ?? 0) replicas, sent \(stats["ack_probes_sent"] ?? 0) ACK probes; "
                 + "dropped \(stats["drop_no_connection_for_non_syn"] ?? 0) segments without an entry")
             #expect(result.intact == result.started)
+            #expect(detection <= 100, "detection \(detection) ms (configured: 3 × 10 ms)")
             #expect((stats["ack_probes_sent"] ?? 0) >= 50, "the clients of A's connections were probed")
             #expect((stats["replicas_taken_over"] ?? 0) >= 50, "about half the downloads were A's")
             #expect(stats["drop_no_connection_for_non_syn"] == 0)
