@@ -70,7 +70,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Replicas written by `apply` carry this epoch; a resync moves it on, and when the peer's
     /// snapshot is complete the replicas of older epochs are ones the peer no longer has.
     public private(set) var replicaEpoch: UInt8 = 0
-    /// The source MAC of the last new flow's frame: the next hop towards the clients (see `AckProbe`).
+    /// The source MAC of the last frame for a virtual service: the next hop towards the clients
+    /// (see `AckProbe`).
     public private(set) var clientSideMAC = MACAddress.zero
     private var purge: TableWalk?
 
@@ -116,6 +117,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         guard let serviceIndex = services.find(address: flow.destination, port: flow.destinationPort, transport: flow.transport) else {
             return drop(.noVirtualService)
         }
+        // The next hop towards the clients, for ACK probes after a takeover: one store per frame.
+        clientSideMAC = flow.sourceMAC
         let key = FlowKey(flow)
         let hash = key.tableHash
         let realServerID: UInt16
@@ -204,7 +207,6 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return nil
         }
         counters[.connectionsCreated] &+= 1
-        clientSideMAC = flow.sourceMAC
         load.connectionOpened(realServerID, state: state)
         changes.record(.created(entry))
         return realServerID

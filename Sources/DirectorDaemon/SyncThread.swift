@@ -217,7 +217,8 @@ final class SyncThread: @unchecked Sendable {
                 takeAll()
                 // After a death (not a lonely start): wake the clients of the peer's connections.
                 if local.peerDeclaredDeadAt != nil, session.peer == .dead {
-                    for index in workers.indices { hand(.probeReplicas, to: index); kicked.insert(index) }
+                    let all = BucketOwnership.all(director.configuration.bucketCount)
+                    for index in workers.indices { hand(.probeReplicas(all), to: index); kicked.insert(index) }
                 }
             case .caughtUp:
                 Log.info("sync: caught up with the peer's table (\(session.counters.recordsReceived) records received)")
@@ -311,6 +312,9 @@ final class SyncThread: @unchecked Sendable {
         }
         session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
         sendDatagrams()
+        // Client packets of these buckets that arrived in the gap were dropped by both sides.
+        for index in workers.indices { hand(.probeReplicas(buckets), to: index) }
+        for worker in workers { worker.link?.wakeup.ring() }
         Log.info("sync: took buckets \(buckets.description) from the peer")
     }
 

@@ -152,7 +152,7 @@ final class Worker: @unchecked Sendable {
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
-        var probeWalk: TableWalk?
+        var probeWalk: (buckets: BucketOwnership, walk: TableWalk)?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
         let wakeupDescriptor = link?.wakeup.descriptor ?? -1
@@ -207,7 +207,7 @@ final class Worker: @unchecked Sendable {
 
     /// Carries out what the sync thread handed over, in order.
     private func follow(_ inbound: SingleProducerRing<WorkerInstruction>, _ forwarder: inout Forwarder<SyncFeed>,
-                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout TableWalk?, now: UInt64) {
+                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout (buckets: BucketOwnership, walk: TableWalk)?, now: UInt64) {
         let wallClock = forwarder.changes.changedAt
         inbound.drain(limit: inbound.capacity) { instruction in
             switch instruction {
@@ -220,8 +220,8 @@ final class Worker: @unchecked Sendable {
                 forwarder.completeResync()
             case .walkForSnapshot(let requestID):
                 snapshotWalk = (requestID, TableWalk())
-            case .probeReplicas:
-                probeWalk = TableWalk()
+            case .probeReplicas(let buckets):
+                probeWalk = (buckets, TableWalk())
             }
         }
     }
@@ -237,21 +237,24 @@ final class Worker: @unchecked Sendable {
         return outbound.push(.snapshotEnd(requestID: state.requestID)) ? nil : (state.requestID, walk)
     }
 
-    /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death).
-    private func continueProbes(_ state: TableWalk, _ forwarder: inout Forwarder<SyncFeed>, on socket: Int32) -> TableWalk? {
-        var walk = state
+    /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death
+    /// or a handover).
+    private func continueProbes(_ state: (buckets: BucketOwnership, walk: TableWalk), _ forwarder: inout Forwarder<SyncFeed>,
+                                on socket: Int32) -> (buckets: BucketOwnership, walk: TableWalk)? {
+        var walk = state.walk
         let virtualMAC = forwarder.settings.virtualMAC, clientSide = forwarder.clientSideMAC
         guard clientSide != .zero else { return nil }
         var sent: UInt64 = 0
         forwarder.table.continueWalk(&walk, budget: 4096) { entry in
-            if AckProbe.applies(to: entry) {
+            if AckProbe.applies(to: entry),
+               state.buckets.owns(ClientBucket.bucket(address: entry.clientAddress, port: entry.clientPort, bucketCount: state.buckets.bucketCount)) {
                 let frame = AckProbe.frame(for: entry, from: virtualMAC, to: clientSide)
                 if frame.withUnsafeBytes({ PacketReceiveRing.send($0.bytes, on: socket) }) { sent += 1 }
             }
             return .keep
         }
         forwarder.counters[.ackProbesSent] &+= sent
-        return walk.isFinished(in: forwarder.table) ? nil : walk
+        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk)
     }
 
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {

@@ -22,9 +22,9 @@ enum WorkerInstruction: Sendable {
     case completeResync
     /// Walk the table and report every entry for the peer's snapshot `requestID`.
     case walkForSnapshot(requestID: UInt64)
-    /// The peer died and this worker now owns its flows: send each established replica's client
-    /// an ACK probe (`AckProbe`).
-    case probeReplicas
+    /// This worker now carries the peer's flows in these buckets (the peer died, or handed them
+    /// over): send each established replica's client there an ACK probe (`AckProbe`).
+    case probeReplicas(BucketOwnership)
 }
 
 /// The worker's change sink when the director has a peer: every change goes into the worker's

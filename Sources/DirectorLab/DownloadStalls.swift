@@ -26,6 +26,8 @@ public final class DownloadStalls: @unchecked Sendable {
         public var flows = 0
         /// The longest gap between two data segments of one download, over all downloads (ms).
         public var longestStall = 0.0
+        /// When the longest stall began, in seconds after the event (negative: before it).
+        public var longestStallStart = 0.0
         /// The longest gap that spans the event (the kill or the cut), over all downloads (ms).
         public var longestStallAcrossEvent = 0.0
         /// The longest gap of any download before the event, for comparison: the downloads'
@@ -39,9 +41,9 @@ public final class DownloadStalls: @unchecked Sendable {
         }
 
         public var summary: String {
-            String(format: "%d downloads captured; longest stall %.0f ms; across the event: longest %.0f ms, p50 %.0f ms, p90 %.0f ms "
+            String(format: "%d downloads captured; longest stall %.0f ms (from %+.2f s after the event); across the event: longest %.0f ms, p50 %.0f ms, p90 %.0f ms "
                    + "(before it, the downloads' own longest gap %.0f ms)",
-                   flows, longestStall, longestStallAcrossEvent, percentileAcrossEvent(0.5), percentileAcrossEvent(0.9), longestStallBeforeEvent)
+                   flows, longestStall, longestStallStart, longestStallAcrossEvent, percentileAcrossEvent(0.5), percentileAcrossEvent(0.9), longestStallBeforeEvent)
         }
     }
 
@@ -68,7 +70,10 @@ public final class DownloadStalls: @unchecked Sendable {
         for (_, stamps) in times {
             for (earlier, later) in zip(stamps, stamps.dropFirst()) {
                 let gap = (later - earlier) * 1000
-                figures.longestStall = max(figures.longestStall, gap)
+                if gap > figures.longestStall {
+                    figures.longestStall = gap
+                    figures.longestStallStart = earlier - event
+                }
                 if earlier <= event && later >= event {
                     figures.longestStallAcrossEvent = max(figures.longestStallAcrossEvent, gap)
                     figures.gapsAcrossEvent.append(gap)
