@@ -152,13 +152,15 @@ final class Worker: @unchecked Sendable {
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
-        var probeWalk: (buckets: BucketOwnership, walk: TableWalk)?
+        var probeWalk: ProbeWalk?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
         let wakeupDescriptor = link?.wakeup.descriptor ?? -1
         while !stopping.load(ordering: .relaxed) {
             // A table walk for the peer's snapshot goes on without waiting for traffic.
-            let timeout = snapshotWalk == nil && probeWalk == nil ? Worker.pollTimeoutMilliseconds : 0
+            // A probe walk waits for traffic until the worker has seen the clients' next hop.
+            let walking = snapshotWalk != nil || (probeWalk != nil && forwarder.clientSideMAC != .zero)
+            let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
             let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor)
             let now = director_monotonic_nanoseconds() / 1_000_000
             if let link {
@@ -184,7 +186,7 @@ final class Worker: @unchecked Sendable {
                 snapshotWalk = continueSnapshot(walk, &forwarder, outbound)
             }
             if let walk = probeWalk {
-                probeWalk = continueProbes(walk, &forwarder, on: frontSocket)
+                probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
             forwarder.expire(now: now, budget: haveBlock ? 256 : idleSweepBudget)
             forwarder.purgeStaleReplicas(budget: haveBlock ? 1024 : idleSweepBudget)
@@ -207,7 +209,7 @@ final class Worker: @unchecked Sendable {
 
     /// Carries out what the sync thread handed over, in order.
     private func follow(_ inbound: SingleProducerRing<WorkerInstruction>, _ forwarder: inout Forwarder<SyncFeed>,
-                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout (buckets: BucketOwnership, walk: TableWalk)?, now: UInt64) {
+                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout ProbeWalk?, now: UInt64) {
         let wallClock = forwarder.changes.changedAt
         inbound.drain(limit: inbound.capacity) { instruction in
             switch instruction {
@@ -221,7 +223,7 @@ final class Worker: @unchecked Sendable {
             case .walkForSnapshot(let requestID):
                 snapshotWalk = (requestID, TableWalk())
             case .probeReplicas(let buckets):
-                probeWalk = (buckets, TableWalk())
+                probeWalk = (buckets, TableWalk(), now + Worker.probeMACWaitMilliseconds)
             }
         }
     }
@@ -239,11 +241,16 @@ final class Worker: @unchecked Sendable {
 
     /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death
     /// or a handover).
-    private func continueProbes(_ state: (buckets: BucketOwnership, walk: TableWalk), _ forwarder: inout Forwarder<SyncFeed>,
-                                on socket: Int32) -> (buckets: BucketOwnership, walk: TableWalk)? {
+    /// A worker that just took buckets over may not have seen a client frame yet: it waits this
+    /// long for one (any flow's) to learn where to send the probes.
+    static let probeMACWaitMilliseconds: UInt64 = 2_000
+
+    typealias ProbeWalk = (buckets: BucketOwnership, walk: TableWalk, waitForMACUntil: UInt64)
+
+    private func continueProbes(_ state: ProbeWalk, _ forwarder: inout Forwarder<SyncFeed>, on socket: Int32, now: UInt64) -> ProbeWalk? {
         var walk = state.walk
         let virtualMAC = forwarder.settings.virtualMAC, clientSide = forwarder.clientSideMAC
-        guard clientSide != .zero else { return nil }
+        guard clientSide != .zero else { return now < state.waitForMACUntil ? state : nil }
         var sent: UInt64 = 0
         forwarder.table.continueWalk(&walk, budget: 4096) { entry in
             if AckProbe.applies(to: entry),
@@ -254,7 +261,7 @@ final class Worker: @unchecked Sendable {
             return .keep
         }
         forwarder.counters[.ackProbesSent] &+= sent
-        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk)
+        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk, state.waitForMACUntil)
     }
 
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {

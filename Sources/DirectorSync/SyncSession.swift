@@ -22,7 +22,7 @@ public struct SyncSettings: Sendable, Equatable {
     public var requestRetry: UInt64
 
     public init(nodeID: UInt8, peerNodeID: UInt8, heartbeatInterval: UInt64 = 10_000_000, deadAfterMissed: Int = 3,
-                flushDelay: UInt64 = 1_000_000, startupGrace: UInt64 = 300_000_000, retention: Int = 8192,
+                flushDelay: UInt64 = 1_000_000, startupGrace: UInt64 = 1_000_000_000, retention: Int = 8192,
                 nackInterval: UInt64 = 3_000_000, nacksBeforeResync: Int = 5, snapshotTimeout: UInt64 = 1_000_000_000,
                 requestRetry: UInt64 = 50_000_000) {
         self.nodeID = nodeID

@@ -210,7 +210,7 @@ struct SyncSessionTests {
     @Test("a silent peer is dead within the configured misses; the survivor takes every bucket")
     func deathDetection() {
         var pair = SimulatedPair()
-        pair.step(milliseconds: 400)
+        pair.step(milliseconds: 1_100)
         #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare,
                 "both started together and split the buckets as configured")
         pair.b.running = false
@@ -229,7 +229,7 @@ struct SyncSessionTests {
     func returnAndHandback() {
         var pair = SimulatedPair(startB: false)
         var random = SeededGenerator(seed: 11)
-        pair.step(milliseconds: 400)
+        pair.step(milliseconds: 1_100)
         #expect(pair.a.ownership == .all(64), "alone after the start-up grace")
         churn(&pair, onA: true, milliseconds: 50, perStep: 20, random: &random)
         pair.unservedBucketSteps = 0
@@ -245,7 +245,7 @@ struct SyncSessionTests {
     @Test("a cut link makes both serve everything; healed, the pair returns to its configured split")
     func splitBrainHeals() {
         var pair = SimulatedPair()
-        pair.step(milliseconds: 400)
+        pair.step(milliseconds: 1_100)
         pair.linkUp = false
         pair.step(milliseconds: 5_000)
         #expect(pair.a.ownership == .all(64) && pair.b.ownership == .all(64), "both serve every bucket while cut")
