@@ -28,6 +28,8 @@ extension Director {
             ("peer_death_silence_ns", "gauge", status.deathSilence),
             ("took_all_buckets_at_monotonic_ns", "gauge", status.tookAllAt),
             ("last_handover_gap_ns", "gauge", status.lastHandoverGap),
+            ("longest_turn_ns", "gauge", status.longestTurn),
+            ("longest_wait_between_turns_ns", "gauge", status.longestWait),
         ]
         for (name, type, value) in gauges {
             guard let value else { continue }

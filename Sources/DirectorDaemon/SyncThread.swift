@@ -30,6 +30,9 @@ struct SyncStatus: Sendable {
     var peerAcknowledged: UInt64 = 0
     var missingDatagrams = 0
     var automaticHandover = true
+    /// The longest turn of the loop, and the longest wait between turns (ns): what delays a heartbeat.
+    var longestTurn: UInt64 = 0
+    var longestWait: UInt64 = 0
 }
 
 /// The dedicated sync thread of a paired director: one UDP socket on the crossover link, the
@@ -58,6 +61,10 @@ final class SyncThread: @unchecked Sendable {
     private var servicesGeneration: UInt64
 
     static let turnNanoseconds: UInt64 = 500_000
+    /// The most time a turn spends taking datagrams from the peer.
+    static let receiveBudgetNanoseconds: UInt64 = 2_000_000
+    /// A turn longer than this is logged with where its time went.
+    static let slowTurnNanoseconds: UInt64 = 5_000_000
     /// Worker reports taken per worker per turn: at 2,000 turns a second, far above any live
     /// change rate, yet small enough to pace a snapshot.
     static let reportsPerTurn = 4096
@@ -107,8 +114,12 @@ final class SyncThread: @unchecked Sendable {
         Log.info("sync: \(peer.localAddress):\(peer.syncPort) ↔ node \(peer.nodeID) at \(peer.address):\(peer.syncPort), "
             + "heartbeat \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed; waiting for the peer")
         var buffer = [UInt8](repeating: 0, count: 2048)
+        var turnEnded = director_monotonic_nanoseconds()
         while !stopping.load(ordering: .relaxed) {
             socket.wait(timeoutNanoseconds: SyncThread.turnNanoseconds)
+            let turnStarted = director_monotonic_nanoseconds()
+            // How punctual the thread is: a late turn is a late heartbeat.
+            local.longestWait = max(local.longestWait, turnStarted &- turnEnded)
             switch handoverModeRequest.exchange(HandoverModeRequest.none, ordering: .relaxed) {
             case HandoverModeRequest.pause: session.automaticHandover = false
             case HandoverModeRequest.resume: session.automaticHandover = true
@@ -117,11 +128,21 @@ final class SyncThread: @unchecked Sendable {
             refreshServices()
             feedBacklogs()
             receiveDatagrams(&buffer)
+            let received = director_monotonic_nanoseconds()
             drainWorkers()
-            let now = director_monotonic_nanoseconds()
-            session.tick(now: now, wallClock: director_realtime_nanoseconds(), ownership: director.currentOwnership)
-            carryOutEvents()
+            let drained = director_monotonic_nanoseconds()
+            session.tick(now: drained, wallClock: director_realtime_nanoseconds(), ownership: director.currentOwnership)
+            let ticked = director_monotonic_nanoseconds()
+            let handled = carryOutEvents()
+            let carried = director_monotonic_nanoseconds()
             sendDatagrams()
+            turnEnded = director_monotonic_nanoseconds()
+            local.longestTurn = max(local.longestTurn, turnEnded &- turnStarted)
+            if turnEnded &- turnStarted > SyncThread.slowTurnNanoseconds {
+                func ms(_ nanoseconds: UInt64) -> String { String(Double(nanoseconds / 10_000) / 100) }
+                Log.warning("sync: a turn took \(ms(turnEnded &- turnStarted)) ms (receive \(ms(received &- turnStarted)), drain \(ms(drained &- received)), "
+                    + "tick \(ms(ticked &- drained)), events \(ms(carried &- ticked)) [\(SyncThread.names(of: handled))], send \(ms(turnEnded &- carried))): heartbeats wait meanwhile")
+            }
             publishStatus()
         }
     }
@@ -137,8 +158,11 @@ final class SyncThread: @unchecked Sendable {
     // MARK: - 1. From the peer
 
     private func receiveDatagrams(_ buffer: inout [UInt8]) {
-        // A bounded number per turn, so one turn never runs long enough to delay a heartbeat.
-        for _ in 0..<512 {
+        // A bounded amount per turn (a snapshot arriving is thousands of datagrams), so that no
+        // turn runs long enough to delay a heartbeat; the rest waits in the socket's buffer.
+        let deadline = director_monotonic_nanoseconds() + SyncThread.receiveBudgetNanoseconds
+        for count in 0..<512 {
+            if count % 16 == 15, director_monotonic_nanoseconds() > deadline { return }
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
@@ -184,9 +208,13 @@ final class SyncThread: @unchecked Sendable {
 
     // MARK: - 4. Decisions
 
-    private func carryOutEvents() {
+    /// Returns the events carried out (for the slow-turn log).
+    @discardableResult
+    private func carryOutEvents() -> [SyncEvent] {
         var kicked = Set<Int>()
-        for event in session.takeEvents() {
+        let events = session.takeEvents()
+        defer { for index in kicked { workers[index].link?.wakeup.ring() } }
+        for event in events {
             switch event {
             case .apply(let records, let changedAt):
                 for record in records {
@@ -233,7 +261,25 @@ final class SyncThread: @unchecked Sendable {
                 Log.info("sync: the peer accepts the buckets handed over; \(gap / 1_000) µs without an owner at most")
             }
         }
-        for index in kicked { workers[index].link?.wakeup.ring() }
+        return events
+    }
+
+    static func names(of events: [SyncEvent]) -> String {
+        Set(events.map { event -> String in
+            switch event {
+            case .apply: "apply"
+            case .snapshotWanted: "snapshot wanted"
+            case .peerAlive: "peer alive"
+            case .peerDead: "peer dead"
+            case .resyncStarted: "resync started"
+            case .resyncCompleted: "resync completed"
+            case .caughtUp: "caught up"
+            case .takeAll: "take all"
+            case .release: "release"
+            case .take: "take"
+            case .handoverCompleted: "handover completed"
+            }
+        }).sorted().joined(separator: ", ")
     }
 
     /// The worker whose shard holds the record's flow: the fan-out sends bucket b to worker b mod n.

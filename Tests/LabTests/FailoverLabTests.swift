@@ -75,6 +75,12 @@ extension LabSuites {
             FailoverLabTests.report("2 A returns", result2)
             print(String(format: "failover, 2 A returns: handback of buckets 0-511 left them without an owner for at most %.2f ms", gap))
             #expect(result2.intact == result2.started)
+            for (name, director) in [("A", a), ("B", b)] {
+                let stats = try director.stats()
+                print(String(format: "failover, 2: %@'s sync thread: longest turn %.2f ms, longest wait between turns %.2f ms", name,
+                             Double(stats["sync_longest_turn_ns"] ?? 0) / 1e6, Double(stats["sync_longest_wait_between_turns_ns"] ?? 0) / 1e6))
+            }
+            for line in (a.log() + b.log()).split(separator: "\n") where line.contains("a turn took") { print("failover, 2: \(line)") }
             if gap == 0 {
                 // The pair returned to its split by announcement rather than the handshake: A did not
                 // hear B within its start-up grace and served every bucket for a moment.
