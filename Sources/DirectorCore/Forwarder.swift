@@ -70,8 +70,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Replicas written by `apply` carry this epoch; a resync moves it on, and when the peer's
     /// snapshot is complete the replicas of older epochs are ones the peer no longer has.
     public private(set) var replicaEpoch: UInt8 = 0
-    /// The source MAC of the last frame for a virtual service: the next hop towards the clients
-    /// (see `AckProbe`).
+    /// The source MAC of the frame that last created or took over a connection: the next hop
+    /// towards the clients (see `AckProbe`). Learned per new flow, not per frame.
     public private(set) var clientSideMAC = MACAddress.zero
     private var purge: TableWalk?
 
@@ -117,8 +117,6 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         guard let serviceIndex = services.find(address: flow.destination, port: flow.destinationPort, transport: flow.transport) else {
             return drop(.noVirtualService)
         }
-        // The next hop towards the clients, for ACK probes after a takeover: one store per frame.
-        clientSideMAC = flow.sourceMAC
         let key = FlowKey(flow)
         let hash = key.tableHash
         let realServerID: UInt16
@@ -141,7 +139,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// its timeout has passed since it last heard (so its replica never expires first).
     @inline(__always)
     private mutating func refresh(slot: Int, flow: IPv4Flow, now: UInt64) -> UInt16 {
-        if table[slot].isReplica { takeOver(slot: slot, now: now) }
+        if table[slot].isReplica { takeOver(slot: slot, now: now, from: flow.sourceMAC) }
         let entry = table[slot]
         let state = flow.transport == .udp ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
         let timeout = settings.timeouts.timeout(for: state)
@@ -161,7 +159,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
 
     /// The first packet of a synced flow to arrive here: the replica becomes this worker's own
     /// connection (the peer failed or gave the bucket up) and is reported like a new one.
-    private mutating func takeOver(slot: Int, now: UInt64) {
+    private mutating func takeOver(slot: Int, now: UInt64, from clientSide: MACAddress) {
+        clientSideMAC = clientSide
         table[slot].isReplica = false
         table[slot].syncedAtSeconds = UInt16(truncatingIfNeeded: now / 1000)
         counters[.replicasTakenOver] &+= 1
@@ -207,6 +206,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return nil
         }
         counters[.connectionsCreated] &+= 1
+        clientSideMAC = flow.sourceMAC
         load.connectionOpened(realServerID, state: state)
         changes.record(.created(entry))
         return realServerID

@@ -16,6 +16,7 @@ extension Director {
         for reason in SyncRejection.allCases { lines.append("director_sync_rejected{reason=\"\(reason.name)\"} \(status.counters[rejected: reason])") }
         let gauges: [(String, String, UInt64?)] = [
             ("foreign_datagrams", "counter", status.foreignDatagrams),
+            ("send_errors", "counter", status.sendErrors),
             ("records_unknown_real_server", "counter", status.recordsForUnknownServers),
             ("inbound_ring_full", "counter", status.inboundRingFull),
             ("caught_up", "gauge", status.caughtUp ? 1 : 0),
@@ -74,7 +75,7 @@ extension Director {
         }
         let counters = status.counters
         lines.append("datagrams: \(counters.datagramsSent) sent, \(counters.datagramsReceived) received, "
-            + "\(counters.datagramsRetransmitted) retransmitted, \(counters.nacksSent) NACKs sent, \(counters.sendErrors) send errors")
+            + "\(counters.datagramsRetransmitted) retransmitted, \(counters.nacksSent) NACKs sent, \(status.sendErrors) send errors")
         lines.append("records: \(counters.recordsSent) sent, \(counters.recordsReceived) received; snapshots: \(counters.snapshotsRequested) asked, "
             + "\(counters.snapshotsCompleted) received whole, \(counters.snapshotsServed) served")
         let rejected = SyncRejection.allCases.filter { counters[rejected: $0] > 0 }.map { "\($0.name) \(counters[rejected: $0])" }

@@ -17,6 +17,8 @@ struct SyncStatus: Sendable {
     var lastHeardAgo: UInt64?
     var counters = SyncCounters()
     var foreignDatagrams: UInt64 = 0
+    /// Datagrams the kernel refused to send (link down, queue full).
+    var sendErrors: UInt64 = 0
     var recordsForUnknownServers: UInt64 = 0
     /// Times a worker's inbound ring was full and records waited in a backlog (none are lost).
     var inboundRingFull: UInt64 = 0
@@ -368,16 +370,14 @@ final class SyncThread: @unchecked Sendable {
 
     private func sendDatagrams() {
         for bytes in session.takeOutgoing() where !socket.send(bytes) {
-            local.counters.sendErrors += 1
+            local.sendErrors += 1
         }
     }
 
     // MARK: - Status
 
     private func publishStatus() {
-        let sendErrors = local.counters.sendErrors
         local.counters = session.counters
-        local.counters.sendErrors = sendErrors
         local.peer = session.peer
         local.caughtUp = session.caughtUp
         local.lastHeardAgo = session.lastHeard.map { director_monotonic_nanoseconds() &- $0 }

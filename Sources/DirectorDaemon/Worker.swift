@@ -161,10 +161,13 @@ final class Worker: @unchecked Sendable {
             // A probe walk waits for traffic until the worker has seen the clients' next hop.
             let walking = snapshotWalk != nil || (probeWalk != nil && forwarder.clientSideMAC != .zero)
             let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
-            let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor)
+            var woken = false
+            let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
             let now = director_monotonic_nanoseconds() / 1_000_000
             if let link {
-                link.wakeup.clear()
+                // Read the eventfd only when it fired (no system call per block otherwise); when a
+                // block was ready without a poll, a pending wake-up shows at the next poll.
+                if woken { link.wakeup.clear() }
                 forwarder.changes.changedAt = director_realtime_nanoseconds()
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
@@ -241,8 +244,8 @@ final class Worker: @unchecked Sendable {
 
     /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death
     /// or a handover).
-    /// A worker that just took buckets over may not have seen a client frame yet: it waits this
-    /// long for one (any flow's) to learn where to send the probes.
+    /// A worker that just took buckets over may not have created or taken over a flow yet: it
+    /// waits this long for one to learn where to send the probes.
     static let probeMACWaitMilliseconds: UInt64 = 2_000
 
     typealias ProbeWalk = (buckets: BucketOwnership, walk: TableWalk, waitForMACUntil: UInt64)

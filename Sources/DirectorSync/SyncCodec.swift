@@ -111,13 +111,7 @@ public struct SyncCodec: Sendable {
         case .nack:
             let count = Int(try body.u16())
             try body.skip(6)
-            var ranges: [ClosedRange<UInt64>] = []
-            for _ in 0..<count {
-                let first = try body.u64(), last = try body.u64()
-                guard first <= last else { throw .malformedBody }
-                ranges.append(first...last)
-            }
-            decoded = .nack(missing: ranges)
+            decoded = .nack(missing: try body.ranges(count) { reader throws(SyncRejection) in try reader.u64() })
         case .snapshotRequest:
             decoded = .snapshotRequest(requestID: try body.u64())
         case .snapshotChunk:
@@ -134,13 +128,7 @@ public struct SyncCodec: Sendable {
             try body.skip(1)
             let count = Int(try body.u16())
             try body.skip(4)
-            var ranges: [ClosedRange<UInt16>] = []
-            for _ in 0..<count {
-                let first = try body.u16(), last = try body.u16()
-                guard first <= last else { throw .malformedBody }
-                ranges.append(first...last)
-            }
-            decoded = .ownership(version: version, action: action, ranges: ranges)
+            decoded = .ownership(version: version, action: action, ranges: try body.ranges(count) { reader throws(SyncRejection) in try reader.u16() })
         }
         // Every byte of the body must have been accounted for.
         guard body.remaining == 0 else { throw .malformedBody }
@@ -210,6 +198,18 @@ struct ByteReader {
 
     mutating func u64() throws(SyncRejection) -> UInt64 {
         UInt64(try u32()) << 32 | UInt64(try u32())
+    }
+
+    /// `count` closed ranges, each its first then its last bound as `bound` reads them; a range
+    /// whose last bound is below its first is malformed.
+    mutating func ranges<Bound: Comparable>(_ count: Int, _ bound: (inout ByteReader) throws(SyncRejection) -> Bound) throws(SyncRejection) -> [ClosedRange<Bound>] {
+        var ranges: [ClosedRange<Bound>] = []
+        for _ in 0..<count {
+            let first = try bound(&self), last = try bound(&self)
+            guard first <= last else { throw .malformedBody }
+            ranges.append(first...last)
+        }
+        return ranges
     }
 
     mutating func records(_ count: Int) throws(SyncRejection) -> [SyncRecord] {

@@ -18,7 +18,6 @@ public struct SyncCounters: Sendable, Equatable {
     public var peerRestarts: UInt64 = 0
     public var handoversGiven: UInt64 = 0
     public var handoversTaken: UInt64 = 0
-    public var sendErrors: UInt64 = 0
     public var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
 
     public init() {}
@@ -37,6 +36,6 @@ public struct SyncCounters: Sendable, Equatable {
          ("snapshots_requested", snapshotsRequested), ("snapshots_served", snapshotsServed),
          ("snapshots_completed", snapshotsCompleted), ("heartbeats_sent", heartbeatsSent),
          ("peer_deaths", peerDeaths), ("peer_restarts", peerRestarts),
-         ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken), ("send_errors", sendErrors)]
+         ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken)]
     }
 }

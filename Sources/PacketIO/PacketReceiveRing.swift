@@ -67,15 +67,24 @@ public struct PacketReceiveRing: ~Copyable {
         (ring + Int(index) * Int(geometry.blockSize)).assumingMemoryBound(to: tpacket_block_desc.self)
     }
 
+    /// Waits up to `timeoutMilliseconds` for the next block to belong to user space.
+    public func waitForBlock(timeoutMilliseconds: Int32) -> Bool {
+        var ignored = false
+        return waitForBlock(timeoutMilliseconds: timeoutMilliseconds, orReadable: -1, readable: &ignored)
+    }
+
     /// Waits up to `timeoutMilliseconds` for the next block to belong to user space, or for
-    /// descriptor `other` (if given) to become readable: the worker's wake-up call.
-    public func waitForBlock(timeoutMilliseconds: Int32, orReadable other: Int32 = -1) -> Bool {
+    /// descriptor `other` to become readable (the worker's wake-up call); `readable` tells
+    /// whether it did, so the caller reads it only then.
+    public func waitForBlock(timeoutMilliseconds: Int32, orReadable other: Int32, readable: inout Bool) -> Bool {
+        readable = false
         if director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0 { return true }
         var descriptors = (pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0),
                            pollfd(fd: other, events: Int16(POLLIN), revents: 0))
         _ = withUnsafeMutableBytes(of: &descriptors) { buffer in
             poll(buffer.baseAddress!.assumingMemoryBound(to: pollfd.self), other >= 0 ? 2 : 1, timeoutMilliseconds)
         }
+        readable = other >= 0 && descriptors.1.revents & Int16(POLLIN) != 0
         return director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0
     }
 

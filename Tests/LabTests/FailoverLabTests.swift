@@ -81,6 +81,7 @@ extension LabSuites {
                              Double(stats["sync_longest_turn_ns"] ?? 0) / 1e6, Double(stats["sync_longest_wait_between_turns_ns"] ?? 0) / 1e6))
             }
             for line in (a.log() + b.log()).split(separator: "\n") where line.contains("a turn took") { print("failover, 2: \(line)") }
+            #expect((try a.stats()["sync_handovers_taken"] ?? 0) >= 1, "A caught up and took its buckets through the handshake, not alone")
             if gap == 0 {
                 // The pair returned to its split by announcement rather than the handshake: A did not
                 // hear B within its start-up grace and served every bucket for a moment.
