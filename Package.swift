@@ -20,6 +20,7 @@ let package = Package(
     products: [
         .executable(name: "director", targets: ["director"]),
         .executable(name: "director-lab", targets: ["director-lab"]),
+        .executable(name: "director-bench", targets: ["director-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -62,6 +63,16 @@ let package = Package(
             dependencies: ["DirectorCore", "DirectorWire"],
             path: "Benchmarks/PipelineBenchmark"
         ),
+        .target(
+            name: "LoadGeneration",
+            dependencies: ["DirectorCore", "DirectorWire"],
+            path: "Benchmarks/LoadGeneration"
+        ),
+        .executableTarget(
+            name: "director-bench",
+            dependencies: ["LoadGeneration", "DirectorLab", "PacketIO", "DirectorWire", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/DirectorBench"
+        ),
         .executableTarget(
             name: "sync-benchmark",
             dependencies: ["DirectorSync", "DirectorCore", "DirectorWire"],
@@ -70,6 +81,7 @@ let package = Package(
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
         .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),
+        .testTarget(name: "LoadGenerationTests", dependencies: ["LoadGeneration", "DirectorWire"]),
         .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire"]),
     ]
 )

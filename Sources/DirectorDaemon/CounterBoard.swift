@@ -45,7 +45,7 @@ public final class CounterBoard: @unchecked Sendable {
     public static let rowWidth = WorkerCounters.count + 16
     public let workerCount: Int
     private let slots: UnsafeMutablePointer<UInt64>
-    /// Per worker, `LagHistogram.bucketCount` counts of replica lag (peer's change → applied here).
+    /// Per worker, `LatencyHistogram.bucketCount` counts of replica lag (peer's change → applied here).
     private let lag: UnsafeMutablePointer<UInt64>
 
     public init(workerCount: Int) {
@@ -53,8 +53,8 @@ public final class CounterBoard: @unchecked Sendable {
         self.workerCount = workerCount
         slots = .allocate(capacity: workerCount * CounterBoard.rowWidth)
         slots.initialize(repeating: 0, count: workerCount * CounterBoard.rowWidth)
-        lag = .allocate(capacity: workerCount * LagHistogram.bucketCount)
-        lag.initialize(repeating: 0, count: workerCount * LagHistogram.bucketCount)
+        lag = .allocate(capacity: workerCount * LatencyHistogram.bucketCount)
+        lag.initialize(repeating: 0, count: workerCount * LatencyHistogram.bucketCount)
     }
 
     deinit {
@@ -64,14 +64,14 @@ public final class CounterBoard: @unchecked Sendable {
 
     /// Called by worker `worker` only: one replica applied `microseconds` after the peer's change.
     func recordLag(worker: Int, microseconds: UInt64) {
-        let slot = lag + worker * LagHistogram.bucketCount + LagHistogram.bucket(microseconds: microseconds)
+        let slot = lag + worker * LatencyHistogram.bucketCount + LatencyHistogram.bucket(microseconds: microseconds)
         director_store_relaxed_u64(slot, director_load_relaxed_u64(slot) &+ 1)
     }
 
     /// Replica lag counts summed over the workers.
     func lagCounts() -> [UInt64] {
-        (0..<LagHistogram.bucketCount).map { bucket in
-            (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * LagHistogram.bucketCount + bucket) }
+        (0..<LatencyHistogram.bucketCount).map { bucket in
+            (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * LatencyHistogram.bucketCount + bucket) }
         }
     }
 

@@ -1,3 +1,4 @@
+import DirectorCore
 import DirectorSync
 
 /// How the pair's state reads to an operator (`director sync`) and to a scraper (`director stats`).
@@ -40,7 +41,7 @@ extension Director {
         let lag = board.lagCounts()
         lines.append("# TYPE director_sync_replica_lag_microseconds summary")
         for quantile in [0.5, 0.99, 0.999] {
-            if let value = LagHistogram.percentile(quantile, of: lag) {
+            if let value = LatencyHistogram.percentile(quantile, of: lag) {
                 lines.append("director_sync_replica_lag_microseconds{quantile=\"\(quantile)\"} \(value)")
             }
         }
@@ -64,7 +65,7 @@ extension Director {
                 + "\(status.missingDatagrams) missing here",
         ]
         let lag = board.lagCounts()
-        if let p50 = LagHistogram.percentile(0.5, of: lag), let p99 = LagHistogram.percentile(0.99, of: lag) {
+        if let p50 = LatencyHistogram.percentile(0.5, of: lag), let p99 = LatencyHistogram.percentile(0.99, of: lag) {
             lines.append("replica lag: p50 ≤ \(p50) µs, p99 ≤ \(p99) µs over \(lag.reduce(0, +)) records applied")
         }
         if let silence = status.deathSilence {

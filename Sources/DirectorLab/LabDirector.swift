@@ -1,9 +1,9 @@
 import Foundation
 
-/// A director process running in one of the lab's director namespaces.
+/// A director process running in a lab namespace: one of the lab's director hosts, or the device
+/// under test of a benchmark.
 public final class LabDirector: @unchecked Sendable {
-    public let lab: Lab
-    public let index: Int
+    public let namespace: String
     public let configPath: String
     public let controlSocket: String
     public let logPath: String
@@ -25,17 +25,26 @@ public final class LabDirector: @unchecked Sendable {
         public init() {}
     }
 
-    public init(lab: Lab, index: Int = 0, settings: Settings = Settings()) throws {
-        self.lab = lab
-        self.index = index
+    public convenience init(lab: Lab, index: Int = 0, settings: Settings = Settings()) throws {
         let directory = "\(lab.stateDirectory)/dir\(index + 1)"
+        try self.init(namespace: lab.directorNamespace(index), directory: directory) { controlSocket in
+            LabDirector.config(lab: lab, index: index, settings: settings, controlSocket: controlSocket)
+        }
+    }
+
+    /// A director in `namespace` with its files in `directory`; `config` makes the config text
+    /// for the control socket it is given.
+    public init(namespace: String, directory: String, config: (_ controlSocket: String) -> String) throws {
+        self.namespace = namespace
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         configPath = directory + "/director.yaml"
         controlSocket = directory + "/control.sock"
         logPath = directory + "/director.log"
-        try LabDirector.config(lab: lab, index: index, settings: settings, controlSocket: controlSocket)
-            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        try config(controlSocket).write(toFile: configPath, atomically: true, encoding: .utf8)
     }
+
+    /// The director's process id while it runs.
+    public var processID: pid_t? { pid }
 
     public static func config(lab: Lab, index: Int = 0, settings: Settings, controlSocket: String) -> String {
         // In a pair each director gets one CPU of its own.
@@ -87,7 +96,7 @@ public final class LabDirector: @unchecked Sendable {
 
     /// Starts the director and waits until its control socket answers.
     public func start(binary: String = LabDirector.binaryPath()) throws {
-        let pid = try Shell.spawn(["ip", "netns", "exec", lab.directorNamespace(index), binary, "run", "--config", configPath], output: logPath)
+        let pid = try Shell.spawn(["ip", "netns", "exec", namespace, binary, "run", "--config", configPath], output: logPath)
         self.pid = pid
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {

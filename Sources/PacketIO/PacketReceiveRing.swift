@@ -94,6 +94,20 @@ public struct PacketReceiveRing: ~Copyable {
     /// Returns the number of frames walked.
     @inline(__always)
     public mutating func drainBlock(_ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
+        walkBlock { span, header in body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0) }
+    }
+
+    /// The same walk for a receiver that wants to know when each frame arrived: the kernel's
+    /// receive time stamp (CLOCK_REALTIME nanoseconds).
+    @inline(__always)
+    public mutating func drainBlock(_ body: (RawSpan, _ arrivalNanoseconds: UInt64) -> Void) -> Int {
+        walkBlock { span, header in
+            body(span.bytes, UInt64(header.pointee.tp_sec) * 1_000_000_000 + UInt64(header.pointee.tp_nsec))
+        }
+    }
+
+    @inline(__always)
+    private mutating func walkBlock(_ body: (inout MutableRawSpan, UnsafeMutablePointer<tpacket3_hdr>) -> Void) -> Int {
         let descriptor = block(currentBlock)
         guard director_rx_block_status(descriptor) & UInt32(TP_STATUS_USER) != 0 else { return 0 }
         let count = Int(director_rx_block_packet_count(descriptor))
@@ -106,7 +120,7 @@ public struct PacketReceiveRing: ~Copyable {
             // A frame must lie inside its block; the kernel guarantees it, we check it anyway.
             if start + length <= blockEnd {
                 var span = UnsafeMutableRawBufferPointer(start: start, count: length).mutableBytes
-                body(&span, frame.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+                body(&span, frame)
             }
             let next = Int(frame.pointee.tp_next_offset)
             if next == 0 { break }

@@ -33,16 +33,16 @@ struct ComparisonRun {
                 let mac = try lab.inNamespace(lab.directorNamespace(0), ["cat", "/sys/class/net/front/address"]).output
                     .trimmingCharacters(in: .whitespacesAndNewlines)
                 usleep(300_000)
-                let before = try busyNanoseconds()
+                let before = try CPUTime()
                 try lab.inNamespace(lab.routerNamespace, [binary, "flood", "--destination-mac", mac, "--port", "8080",
                                                           "--count", String(frames), "--rate", String(rate)] + variant.floodArguments)
                 usleep(300_000)
-                let after = try busyNanoseconds()
+                let after = try CPUTime()
                 let received = try director.stats()["frames_received"] ?? 0
                 guard received >= UInt64(frames) * 9 / 10 else {
                     throw ValidationError("\(variant.name): the director saw only \(received) of \(frames) frames")
                 }
-                results[index].append(Double(after - before) / Double(frames))
+                results[index].append(Double(after.busyNanoseconds(since: before)) / Double(frames))
             }
         }
         return results
@@ -60,14 +60,6 @@ struct ComparisonRun {
     }
 
     func microseconds(_ nanoseconds: Double) -> String { String(format: "%.2f", nanoseconds / 1000) }
-
-    /// Busy CPU time of the whole machine (all but idle and iowait), from /proc/stat.
-    func busyNanoseconds() throws -> UInt64 {
-        let line = try String(contentsOfFile: "/proc/stat", encoding: .utf8).split(separator: "\n")[0]
-        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-        let busy = fields.enumerated().filter { $0.offset != 3 && $0.offset != 4 }.map(\.element).reduce(0, +)
-        return busy * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
-    }
 }
 
 struct MeasurementOptions: ParsableArguments {

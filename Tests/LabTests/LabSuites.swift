@@ -42,17 +42,7 @@ func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings
         try lab.setUp(largeFileMegabytes: 1)
         var settings = settings
         settings.scheduler = scheduler
-        let directors = try (0..<2).map { try LabDirector(lab: lab, index: $0, settings: settings) }
-        do {
-            for director in directors { try director.start() }
-            try waitUntil(seconds: 5, "the pair splits the buckets as configured") {
-                try directors[0].buckets("show").contains("owns 512 of 1024 buckets: 0-511")
-                    && directors[1].buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
-            }
-        } catch {
-            for director in directors { director.stop() }
-            throw error
-        }
+        let directors = try lab.startPair(settings: settings)
         return (lab, directors[0], directors[1])
     } catch {
         lab.tearDown()
@@ -62,10 +52,5 @@ func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings
 
 /// Polls `condition` every 20 ms until it holds; throws naming `what` after `seconds`.
 func waitUntil(seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if try condition() { return }
-        usleep(20_000)
-    }
-    throw LabDirector.LabError(description: "waited \(seconds) s for: \(what)")
+    try Lab.waitUntil(seconds: seconds, what, condition)
 }

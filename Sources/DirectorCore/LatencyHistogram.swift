@@ -1,10 +1,11 @@
-/// Buckets for replica lag in microseconds: exact below 4 µs, then four buckets per power of
-/// two (each at most 25 % wide), up to about 2^26 µs (67 s); larger values share the last.
-/// Small and fixed, so a worker can count into it with plain stores.
-enum LagHistogram {
-    static let bucketCount = 4 + 4 * 25
+/// Buckets for latencies in microseconds (the sync link's replica lag, a benchmark sink's one-way
+/// delay): exact below 4 µs, then four buckets per power of two (each at most 25 % wide), up to
+/// about 2^26 µs (67 s); larger values share the last. Small and fixed, so a worker can count
+/// into it with plain stores.
+public enum LatencyHistogram {
+    public static let bucketCount = 4 + 4 * 25
 
-    static func bucket(microseconds value: UInt64) -> Int {
+    public static func bucket(microseconds value: UInt64) -> Int {
         guard value >= 4 else { return Int(value) }
         let exponent = 63 - value.leadingZeroBitCount
         let sub = Int((value >> UInt64(exponent - 2)) & 3)
@@ -12,7 +13,7 @@ enum LagHistogram {
     }
 
     /// The largest value that falls in `bucket` (what a percentile reports: an upper bound).
-    static func upperBound(of bucket: Int) -> UInt64 {
+    public static func upperBound(of bucket: Int) -> UInt64 {
         guard bucket >= 4 else { return UInt64(bucket) }
         let exponent = bucket / 4 + 1
         let sub = UInt64(bucket % 4)
@@ -20,7 +21,7 @@ enum LagHistogram {
     }
 
     /// The value below which `fraction` of the counted values fall (upper bound of its bucket).
-    static func percentile(_ fraction: Double, of counts: [UInt64]) -> UInt64? {
+    public static func percentile(_ fraction: Double, of counts: [UInt64]) -> UInt64? {
         let total = counts.reduce(0, +)
         guard total > 0 else { return nil }
         let rank = UInt64((Double(total) * fraction).rounded(.up))

@@ -1,0 +1,64 @@
+import ArgumentParser
+import DirectorLab
+import Foundation
+import PacketIO
+
+/// The comparison run: the director against nftables' stateless DR forwarding and its conntrack
+/// DNAT, at fixed offered rates and flat out, interleaved, with repeats; a table on standard
+/// output and a report (Markdown, a chart, the raw results) in the results folder.
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure the director against nftables side by side (builds its own lab).")
+    @OptionGroup var traffic: TrafficOptions
+    @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "100000,200000"
+    @Option(help: "Runs of every device at every rate (interleaved).") var repeats = 3
+    @Option(help: "Seconds of offered load per run.") var seconds = 5.0
+    @Option(help: "Devices to compare, comma-separated: director, nft-fwd, nft-dnat.") var devices = "director,nft-fwd,nft-dnat"
+    @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
+    @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
+    @Option(help: "Folder for the report (created).") var results = "results"
+    @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "bench"
+
+    func run() throws {
+        let offered = try rates.split(separator: ",").map { item in
+            guard let rate = Int(item), rate > 0, rate <= 5_000_000 else { throw ValidationError("--rates: 1…5,000,000 frames per second each, got \(item)") }
+            return rate
+        } + (peak ? [0] : [])
+        let kinds = try devices.split(separator: ",").map { name in
+            guard let kind = DeviceKind(rawValue: String(name)) else { throw ValidationError("--devices: unknown device \(name)") }
+            return kind
+        }
+        guard !offered.isEmpty, !kinds.isEmpty, (1...20).contains(repeats), seconds > 0, seconds <= 600 else {
+            throw ValidationError("at least one rate and device, --repeats 1…20, --seconds up to 600")
+        }
+        _ = try traffic.plan()
+        // The orchestration, generator and sink stay on CPU 0 (children inherit it); CPU 1 is the device's.
+        try NUMAPlacement(cpu: PerformanceLab.benchCPU).pinCurrentThread()
+
+        var runs: [Trial.Result] = []
+        for round in 0..<repeats {
+            for rate in offered {
+                // A different device goes first in each round, so no device always meets a cold machine.
+                for index in kinds.indices {
+                    let kind = kinds[(index + round) % kinds.count]
+                    let trial = Trial(device: kind, traffic: traffic, rate: rate, seconds: seconds, checksFrames: rate != 0, prefix: prefix)
+                    let result = try trial.run()
+                    runs.append(result)
+                    print(ComparisonReport.progressLine(result, round: round + 1, of: repeats))
+                    fflush(nil)
+                }
+            }
+        }
+        var profiled: Trial.Result?
+        if profile, kinds.contains(.director), let top = offered.filter({ $0 > 0 }).max() {
+            profiled = try Trial(device: .director, traffic: traffic, rate: top, seconds: seconds, checksFrames: false, profiles: true, prefix: prefix).run()
+        }
+        let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)
+        print("")
+        print(report.table)
+        try report.write(to: results)
+        if let problem = report.failure {
+            print("FAILED: \(problem)")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+
+/// The comparison's figures: medians and ranges per offered rate and device, the ratios the
+/// targets are stated in, what the sink checked, and the profile, as a table and a report.
+struct ComparisonReport {
+    let runs: [Trial.Result]
+    let profiled: Trial.Result?
+    let traffic: TrafficOptions
+    let seconds: Double
+    let repeats: Int
+
+    var rates: [Int] { Array(Set(runs.map(\.offeredRate))).sorted { ($0 == 0 ? Int.max : $0) < ($1 == 0 ? Int.max : $1) } }
+    var devices: [DeviceKind] { DeviceKind.allCases.filter { kind in runs.contains { $0.device == kind.rawValue } } }
+
+    func runs(_ device: DeviceKind, _ rate: Int) -> [Trial.Result] { runs.filter { $0.device == device.rawValue && $0.offeredRate == rate } }
+    enum Measure {
+        case cpuPerFrame, forwardedRate
+        /// What a rate's ratios compare: CPU per frame at a fixed rate, the forwarded rate flat out.
+        static func of(_ rate: Int) -> Measure { rate == 0 ? .forwardedRate : .cpuPerFrame }
+    }
+
+    func spread(_ measure: Measure, _ device: DeviceKind, _ rate: Int) -> Spread? {
+        let values = runs(device, rate).map { measure == .cpuPerFrame ? $0.cpuNanosecondsPerFrame : $0.forwardedRate }
+        return values.isEmpty ? nil : Spread(values)
+    }
+
+    static func rateName(_ rate: Int) -> String { rate == 0 ? "flat out" : "\(rate / 1000)k pps" }
+
+    static func progressLine(_ result: Trial.Result, round: Int, of repeats: Int) -> String {
+        String(format: "[%d/%d] %-9@ %-10@ in %7.0f/s  forwarded %7.0f/s  loss %5.2f%%  CPU %.2f µs/frame (device CPU %.0f%% busy)%@",
+               round, repeats, result.device as NSString, rateName(result.offeredRate) as NSString, result.inputRate, result.forwardedRate,
+               result.loss * 100, result.cpuNanosecondsPerFrame / 1000, result.deviceCPUBusy * 100,
+               (result.sink.map { "  sink: \($0.frames) frames, \($0.violations) violations" } ?? "") as NSString)
+    }
+
+    /// The director's figure over a reference device's, from medians.
+    func ratio(_ measure: Measure, _ rate: Int, to reference: DeviceKind) -> Double? {
+        guard let mine = spread(measure, .director, rate), let theirs = spread(measure, reference, rate), theirs.median > 0 else { return nil }
+        return mine.median / theirs.median
+    }
+
+    var table: String {
+        var lines = ["| offered | device | CPU µs per forwarded frame | forwarded kpps | input kpps | loss % | one-way delay p50 / p99 µs |",
+                     "|---|---|---|---|---|---|---|"]
+        for rate in rates {
+            for device in devices {
+                let set = runs(device, rate)
+                guard !set.isEmpty else { continue }
+                let delays = set.compactMap(\.sink)
+                var delay = "–"
+                if !delays.isEmpty {
+                    let p50 = Spread(delays.map { Double($0.delayP50Microseconds ?? 0) }).median
+                    let p99 = Spread(delays.map { Double($0.delayP99Microseconds ?? 0) }).median
+                    delay = String(format: "%.0f / %.0f", p50, p99)
+                }
+                lines.append("| \(ComparisonReport.rateName(rate)) | \(device.title) | \(Spread(set.map(\.cpuNanosecondsPerFrame)).formatted(scale: 1e-3)) | "
+                             + "\(Spread(set.map(\.forwardedRate)).formatted(scale: 1e-3, digits: 0)) | \(Spread(set.map(\.inputRate)).formatted(scale: 1e-3, digits: 0)) | "
+                             + "\(Spread(set.map(\.loss)).formatted(scale: 100)) | \(delay) |")
+            }
+        }
+        lines += ["", "| offered | measure | director / nft fwd | director / nft DNAT |", "|---|---|---|---|"]
+        for rate in rates {
+            let measure = Measure.of(rate)
+            let name = rate == 0 ? "forwarded pps" : "CPU per forwarded frame"
+            func text(_ value: Double?) -> String { value.map { String(format: "%.2f×", $0) } ?? "–" }
+            lines.append("| \(ComparisonReport.rateName(rate)) | \(name) | \(text(ratio(measure, rate, to: .nftablesForward))) | \(text(ratio(measure, rate, to: .nftablesDNAT))) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Why the run must count as failed (a device broke a rewrite rule or forwarded nothing), if it must.
+    var failure: String? {
+        for run in runs {
+            if run.forwardedRate <= 0 { return "\(run.device) at \(ComparisonReport.rateName(run.offeredRate)) forwarded nothing" }
+            if let sink = run.sink {
+                if sink.violations > 0 {
+                    return "\(run.device) at \(ComparisonReport.rateName(run.offeredRate)): the sink saw \(sink.misrouted) misrouted frames, "
+                        + "\(sink.serverChanges) server changes, \(sink.duplicates) duplicates"
+                }
+                if sink.frames == 0 || sink.flowsSeen == 0 { return "\(run.device): the sink received nothing" }
+            }
+        }
+        return nil
+    }
+
+    /// User-space nanoseconds per forwarded frame, from the profile's share of the device CPU.
+    var userSpaceNanoseconds: Double? {
+        guard let profiled, let profile = profiled.profile else { return nil }
+        return profiled.cpuNanosecondsPerFrame * profile.userSpacePercent / 100
+    }
+
+    func targets() -> [String] {
+        var lines: [String] = []
+        func verdict(_ met: Bool, _ text: String) { lines.append("- \(met ? "met" : "**missed**"): \(text)") }
+        for rate in rates where rate > 0 {
+            if let value = ratio(.cpuPerFrame, rate, to: .nftablesForward) {
+                verdict(value <= 1.8, String(format: "CPU per forwarded frame at %@ ≤ 1.8× nftables DR's: %.2f×%@", ComparisonReport.rateName(rate),
+                                              value, value <= 1.8 ? "" : String(format: " (%.0f %% over)", (value / 1.8 - 1) * 100)))
+            }
+        }
+        if let value = ratio(.forwardedRate, 0, to: .nftablesForward) {
+            verdict(value >= 0.6, String(format: "peak forwarded pps ≥ 0.6× nftables DR's: %.2f×%@", value,
+                                          value >= 0.6 ? "" : String(format: " (%.0f %% short)", (1 - value / 0.6) * 100)))
+        }
+        if let user = userSpaceNanoseconds {
+            verdict(user <= 100, String(format: "user-space time per forwarded frame ≤ 100 ns: %.0f ns (%.1f %% of the device CPU's samples)",
+                                        user, profiled?.profile?.userSpacePercent ?? 0))
+        }
+        return lines
+    }
+
+    func markdown() -> String {
+        let plan = try? traffic.plan()
+        var text = ResultsFolder.header("The director against the kernel's own forwarding") + """
+        Topology: generator namespace → veth → device under test → veth → sink namespace, built anew for every run.
+        The generator (TPACKET TX ring) and the sink run on CPU 0; the device's whole cost (veth NAPI receive, its
+        forwarding, its transmit) is on CPU 1, whose busy time from /proc/stat is divided by the frames that reached
+        the sink. Traffic: \(traffic.pattern.rawValue), \(traffic.flows) flows, \(plan?.effectiveFrameLength ?? 0)-byte frames; every flow is
+        opened by two warm-up passes before the measured window of \(seconds) s. Devices and rates interleaved,
+        \(repeats) repeats each; medians with (min–max). The flat-out runs count frames at the sink's interface only
+        (the checking sink would compete with the generator for CPU 0); every fixed-rate run is checked frame by frame.
+
+        Devices: **director** (DR, Maglev, one worker pinned to CPU 1, TPACKET_V3 receive ring, TPACKET TX ring with
+        a virtio header whose hdr_len is the frame length: of the transmit methods LAB-NOTES measured this is the
+        cheapest, ~1.6 µs against ~2.2 µs for a plain ring and ~2.1 µs for sendmmsg), **nftables netdev fwd**
+        (`ether daddr set jhash ip saddr . tcp sport mod 3 map { … } fwd to`, stateless DR), **nftables conntrack
+        DNAT** (`dnat to jhash … map { … }` in prerouting, routed; be_liberal because one-way traffic never opens a window).
+
+        ## Results
+
+        \(table)
+
+        ![CPU per forwarded frame and peak rate](compare.svg)
+
+        ## Targets
+
+        \(targets().joined(separator: "\n"))
+
+        ## What the sink checked
+
+        """
+        let checked = runs.compactMap(\.sink)
+        let total = checked.reduce(into: (frames: UInt64(0), misrouted: UInt64(0), changes: UInt64(0), duplicates: UInt64(0), late: UInt64(0), oversized: UInt64(0), foreign: UInt64(0))) {
+            $0.frames += $1.frames; $0.misrouted += $1.misrouted; $0.changes += $1.serverChanges
+            $0.duplicates += $1.duplicates; $0.late += $1.late; $0.oversized += $1.oversized; $0.foreign += $1.foreign
+        }
+        text += "\(checked.count) runs, \(total.frames) frames checked: \(total.misrouted) misrouted, \(total.changes) flows moved to another real server, "
+            + "\(total.duplicates) duplicates, \(total.late) late, \(total.oversized) merged by GRO, \(total.foreign) not of the plan.\n\n"
+        text += "| device | flows per real server (first run) | frames per real server (first run) |\n|---|---|---|\n"
+        for device in devices {
+            if let sink = runs.first(where: { $0.device == device.rawValue && $0.sink != nil })?.sink {
+                text += "| \(device.title) | \(sink.flowsPerServer.map(String.init).joined(separator: " / ")) | \(sink.framesPerServer.map(String.init).joined(separator: " / ")) |\n"
+            }
+        }
+        if let profiled, let profile = profiled.profile {
+            text += """
+
+            ## Where the director's CPU goes
+
+            perf (cpu-clock) on CPU 1 during one extra director run at \(ComparisonReport.rateName(profiled.offeredRate)) \
+            (\(String(format: "%.2f", profiled.cpuNanosecondsPerFrame / 1000)) µs per forwarded frame): \
+            \(String(format: "%.1f", profile.userSpacePercent)) % of the samples are in user space, \
+            about \(String(format: "%.0f", userSpaceNanoseconds ?? 0)) ns per frame; the rest is the kernel.
+
+            | share | object | symbol |
+            |---|---|---|
+
+            """
+            for entry in profile.entries.prefix(25) {
+                text += "| \(String(format: "%.1f", entry.percent)) % | \(entry.object) | `\(entry.symbol.replacingOccurrences(of: "|", with: "\\|"))` |\n"
+            }
+        }
+        return text
+    }
+
+    func write(to folder: String) throws {
+        try ResultsFolder(path: folder).write("compare", markdown: markdown(), raw: runs + (profiled.map { [$0] } ?? []))
+        try chart().write(toFile: folder + "/compare.svg", atomically: true, encoding: .utf8)
+    }
+
+    /// Two panels of bars with min–max whiskers: CPU per forwarded frame at each fixed rate, and
+    /// the flat-out forwarded rate.
+    func chart() -> String {
+        var chart = BarChart(title: "director vs nftables, \(traffic.flows) flows, medians of \(repeats) (whiskers: min–max)",
+                             series: devices.map(\.title))
+        let fixed = rates.filter { $0 > 0 }
+        if !fixed.isEmpty {
+            chart.addPanel(title: "CPU µs per forwarded frame (lower is better)",
+                           groups: fixed.map { rate in (ComparisonReport.rateName(rate), devices.map { spread(.cpuPerFrame, $0, rate).map { Spread(scaled: $0, by: 1e-3) } }) })
+        }
+        if rates.contains(0) {
+            chart.addPanel(title: "peak forwarded kpps (higher is better)",
+                           groups: [("flat out", devices.map { spread(.forwardedRate, $0, 0).map { Spread(scaled: $0, by: 1e-3) } })])
+        }
+        return chart.svg()
+    }
+}
+
+extension Spread {
+    init(scaled spread: Spread, by factor: Double) {
+        self = spread
+        median *= factor
+        minimum *= factor
+        maximum *= factor
+    }
+}

@@ -1,0 +1,124 @@
+import DirectorLab
+import Foundation
+import LoadGeneration
+
+/// One measured run: a fresh performance lab, one device, a warm-up that opens every flow, then
+/// a window of offered load in which the device's CPU and the frames in and out are counted.
+struct Trial {
+    var device: DeviceKind
+    var traffic: TrafficOptions
+    /// Offered frames per second; 0 = as fast as the generator goes.
+    var rate: Int
+    var seconds: Double
+    /// Passes over every flow before the window (0 for SYN floods: every SYN must be new).
+    var warmupPasses = 2
+    /// Run the sink (checks every frame) or only count frames at the sink's interface.
+    var checksFrames = true
+    var connectionCapacity = 1 << 20
+    /// Profile CPU 1 with perf during the window (director only).
+    var profiles = false
+    var prefix = "bench"
+
+    struct Result: Codable {
+        var device: String
+        var offeredRate: Int
+        /// Frames per second that reached the device's input, and that left it for the sink.
+        var inputRate: Double
+        var forwardedRate: Double
+        var loss: Double
+        /// Busy time of the device's CPU per forwarded frame, nanoseconds.
+        var cpuNanosecondsPerFrame: Double
+        var deviceCPUBusy: Double
+        var generator: GeneratorSummary
+        var sink: SinkSummary?
+        var directorStats: [String: UInt64]?
+        /// The director's resident memory at the end of the window (VmRSS), bytes.
+        var directorResidentBytes: UInt64?
+        var profile: Profile?
+    }
+
+    static var selfBinary: String { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path }
+
+    func run() throws -> Result {
+        let lab = PerformanceLab(prefix: prefix)
+        defer { lab.tearDown() }
+        try lab.setUp()
+        let plan = try traffic.plan()
+        let device = try DeviceUnderTest(kind: self.device, lab: lab, plan: plan, connectionCapacity: connectionCapacity)
+        defer { device.stop() }
+        // The sink's host stack has no business with these frames: a netdev drop hides them
+        // (AF_PACKET sees frames before the ingress hook).
+        try lab.run(lab.sinkNamespace, "nft -f -", input: """
+            table netdev sink {
+              chain ingress { type filter hook ingress device "\(lab.sinkPort)" priority 0; policy drop; }
+            }
+            """)
+        let warmupFrames = plan.pattern == .syn ? 0 : UInt64(plan.flows * warmupPasses)
+        let windowFrames = rate == 0 ? 1_000_000_000 : UInt64(Double(rate) * seconds)
+        var sink: pid_t?
+        let sinkSummaryPath = lab.stateDirectory + "/sink.json"
+        if checksFrames {
+            let ready = lab.stateDirectory + "/sink.ready"
+            let servers = PerformanceLab.realServers.map { "\($0.mac)@\($0.address)" }.joined(separator: ",")
+            let tracked = plan.distinctFlows(frames: warmupFrames + windowFrames)
+            sink = try Shell.spawn(["ip", "netns", "exec", lab.sinkNamespace, Trial.selfBinary, "sink", "--interface", lab.sinkPort]
+                                   + traffic.arguments + ["--real-servers", servers, "--rewrite", self.device.rewrite.rawValue,
+                                   "--track", String(tracked), "--seconds", String(seconds + 60), "--idle-stop", "1",
+                                   "--cpu", String(PerformanceLab.benchCPU), "--ready-file", ready, "--summary", sinkSummaryPath],
+                                   output: lab.stateDirectory + "/sink.log")
+            var waited = 0
+            while !FileManager.default.fileExists(atPath: ready) {
+                guard waited < 500, Shell.exitStatus(sink!) == nil else {
+                    throw LabDirector.LabError(description: "the sink did not start: \((try? String(contentsOfFile: lab.stateDirectory + "/sink.log", encoding: .utf8)) ?? "")")
+                }
+                usleep(10_000)
+                waited += 1
+            }
+        }
+        defer { if let sink, Shell.exitStatus(sink) == nil { kill(sink, SIGTERM); Shell.wait(sink) } }
+
+        if warmupFrames > 0 {
+            _ = try generate(lab, count: warmupFrames, startAt: 0, rate: min(rate == 0 ? 200_000 : rate, 200_000), seconds: 120)
+            usleep(300_000)
+        }
+        var perf: ProfileRecording?
+        if profiles && self.device == .director { perf = try ProfileRecording(cpu: PerformanceLab.deviceCPU, seconds: seconds, directory: lab.stateDirectory) }
+        let cpuBefore = try CPUTime(cpu: PerformanceLab.deviceCPU)
+        let before = try lab.deviceCounters()
+        let started = Lab.monotonicNanoseconds()
+        let generated = try generate(lab, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds)
+        usleep(200_000)  // what is still queued is the window's work too
+        let elapsed = Double(Lab.monotonicNanoseconds() - started) / 1e9
+        let cpuAfter = try CPUTime(cpu: PerformanceLab.deviceCPU)
+        let busy = Double(cpuAfter.busyNanoseconds(since: cpuBefore))
+        let after = try lab.deviceCounters()
+        let profile = try perf?.finish()
+
+        let input = Double(after.input - before.input), output = Double(after.output - before.output)
+        // Rates over the generator's own sending time: the drain pause adds frames, not time.
+        let sendingTime = max(generated.seconds, 0.001)
+        var result = Result(device: self.device.rawValue, offeredRate: rate, inputRate: input / sendingTime, forwardedRate: output / sendingTime,
+                            loss: input > 0 ? max(0, 1 - output / input) : 0,
+                            cpuNanosecondsPerFrame: output > 0 ? busy / output : 0,
+                            deviceCPUBusy: busy / 1e9 / elapsed,
+                            generator: generated, sink: nil, directorStats: nil, profile: profile)
+        if self.device == .director {
+            result.directorStats = try device.stats()
+            result.directorResidentBytes = device.residentBytes()
+        }
+        if let sink {
+            Shell.wait(sink)
+            result.sink = try JSONDecoder().decode(SinkSummary.self, from: Data(contentsOf: URL(fileURLWithPath: sinkSummaryPath)))
+        }
+        return result
+    }
+
+    private func generate(_ lab: PerformanceLab, count: UInt64, startAt: UInt64, rate: Int, seconds: Double) throws -> GeneratorSummary {
+        let summary = lab.stateDirectory + "/generator.json"
+        try Shell.run(["ip", "netns", "exec", lab.generatorNamespace, Trial.selfBinary, "generate", "--interface", lab.generatorPort,
+                       "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
+                      + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
+                         "--cpu", String(PerformanceLab.benchCPU), "--summary", summary])
+        return try JSONDecoder().decode(GeneratorSummary.self, from: Data(contentsOf: URL(fileURLWithPath: summary)))
+    }
+}
