@@ -15,6 +15,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Devices to compare, comma-separated: director, nft-fwd, nft-dnat.") var devices = "director,nft-fwd,nft-dnat"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
+    @Option(help: "The director's connection capacity (the default is what conntrack may hold here, nf_conntrack_max).") var connectionCapacity = 262_144
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "bench"
 
@@ -40,7 +41,8 @@ struct Compare: ParsableCommand {
                 // A different device goes first in each round, so no device always meets a cold machine.
                 for index in kinds.indices {
                     let kind = kinds[(index + round) % kinds.count]
-                    let trial = Trial(device: kind, traffic: traffic, rate: rate, seconds: seconds, checksFrames: rate != 0, prefix: prefix)
+                    let trial = Trial(device: kind, traffic: traffic, rate: rate, seconds: seconds, checksFrames: rate != 0,
+                                      connectionCapacity: connectionCapacity, prefix: prefix)
                     let result = try trial.run()
                     runs.append(result)
                     print(ComparisonReport.progressLine(result, round: round + 1, of: repeats))
@@ -50,7 +52,8 @@ struct Compare: ParsableCommand {
         }
         var profiled: Trial.Result?
         if profile, kinds.contains(.director), let top = offered.filter({ $0 > 0 }).max() {
-            profiled = try Trial(device: .director, traffic: traffic, rate: top, seconds: seconds, checksFrames: false, profiles: true, prefix: prefix).run()
+            profiled = try Trial(device: .director, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
+                                 connectionCapacity: connectionCapacity, profiles: true, prefix: prefix).run()
         }
         let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)
         print("")

@@ -27,8 +27,8 @@ struct ComparisonReport {
     static func rateName(_ rate: Int) -> String { rate == 0 ? "flat out" : "\(rate / 1000)k pps" }
 
     static func progressLine(_ result: Trial.Result, round: Int, of repeats: Int) -> String {
-        String(format: "[%d/%d] %-9@ %-10@ in %7.0f/s  forwarded %7.0f/s  loss %5.2f%%  CPU %.2f µs/frame (device CPU %.0f%% busy)%@",
-               round, repeats, result.device as NSString, rateName(result.offeredRate) as NSString, result.inputRate, result.forwardedRate,
+        String(format: "[%d/%d] %-9@ %-10@ in %7.0f/s  forwarded %7.0f/s (%llu dropped past the device)  loss %5.2f%%  CPU %.2f µs/frame (device CPU %.0f%% busy)%@",
+               round, repeats, result.device as NSString, rateName(result.offeredRate) as NSString, result.inputRate, result.forwardedRate, result.droppedAtSinkSide,
                result.loss * 100, result.cpuNanosecondsPerFrame / 1000, result.deviceCPUBusy * 100,
                (result.sink.map { "  sink: \($0.frames) frames, \($0.violations) violations" } ?? "") as NSString)
     }

@@ -87,12 +87,12 @@ struct PerformanceLab {
     /// Frames in at the device's input, and out of its output. What the device sent counts
     /// whether or not the sink's side then kept up: veth's tx_dropped counts frames its peer's
     /// NAPI queue had no room for (the sink shares CPU 0 with a flat-out generator).
-    func deviceCounters() throws -> (input: UInt64, output: UInt64) {
+    func deviceCounters() throws -> (input: UInt64, output: UInt64, outputDropped: UInt64) {
         let files = ["\(deviceInput)/statistics/rx_packets", "\(deviceOutput)/statistics/tx_packets", "\(deviceOutput)/statistics/tx_dropped"]
         let text = try run(deviceNamespace, "cd /sys/class/net && cat " + files.joined(separator: " ")).output
         let values = text.split(separator: "\n").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
         guard values.count == 3 else { throw LabDirector.LabError(description: "unreadable interface counters: \(text)") }
-        return (values[0], values[1] + values[2])
+        return (values[0], values[1] + values[2], values[2])
     }
 
     @discardableResult

@@ -51,7 +51,7 @@ struct Sink: ParsableCommand {
             if now - start > UInt64(seconds * 1e9) { break }
             if lastFrame != 0 && now - lastFrame > UInt64(idleStop * 1e9) { break }
             guard ring.waitForBlock(timeoutMilliseconds: 20) else { continue }
-            let walked = ring.drainBlock { (frame: RawSpan, arrival: UInt64) in ledger.account(frame, arrival: arrival) }
+            let walked = ring.drainTimestampedBlock { frame, arrival in ledger.account(frame, arrival: arrival) }
             if walked > 0 { lastFrame = Lab.monotonicNanoseconds() }
         }
         var result = ledger.summary

@@ -26,6 +26,8 @@ struct Trial {
         var inputRate: Double
         var forwardedRate: Double
         var loss: Double
+        /// Of the forwarded frames, those veth dropped because the sink's side was full.
+        var droppedAtSinkSide: UInt64
         /// Busy time of the device's CPU per forwarded frame, nanoseconds.
         var cpuNanosecondsPerFrame: Double
         var deviceCPUBusy: Double
@@ -98,7 +100,7 @@ struct Trial {
         // Rates over the generator's own sending time: the drain pause adds frames, not time.
         let sendingTime = max(generated.seconds, 0.001)
         var result = Result(device: self.device.rawValue, offeredRate: rate, inputRate: input / sendingTime, forwardedRate: output / sendingTime,
-                            loss: input > 0 ? max(0, 1 - output / input) : 0,
+                            loss: input > 0 ? max(0, 1 - output / input) : 0, droppedAtSinkSide: after.outputDropped - before.outputDropped,
                             cpuNanosecondsPerFrame: output > 0 ? busy / output : 0,
                             deviceCPUBusy: busy / 1e9 / elapsed,
                             generator: generated, sink: nil, directorStats: nil, profile: profile)

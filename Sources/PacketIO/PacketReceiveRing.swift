@@ -100,7 +100,7 @@ public struct PacketReceiveRing: ~Copyable {
     /// The same walk for a receiver that wants to know when each frame arrived: the kernel's
     /// receive time stamp (CLOCK_REALTIME nanoseconds).
     @inline(__always)
-    public mutating func drainBlock(_ body: (RawSpan, _ arrivalNanoseconds: UInt64) -> Void) -> Int {
+    public mutating func drainTimestampedBlock(_ body: (RawSpan, _ arrivalNanoseconds: UInt64) -> Void) -> Int {
         walkBlock { span, header in
             body(span.bytes, UInt64(header.pointee.tp_sec) * 1_000_000_000 + UInt64(header.pointee.tp_nsec))
         }

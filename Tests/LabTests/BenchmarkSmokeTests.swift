@@ -1,0 +1,34 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// The load-generator benchmark end to end, seconds long: the generator, the checking sink
+    /// and the comparison of the director with nftables' fwd and conntrack DNAT, each device at a
+    /// fixed rate (every frame checked) and flat out, a report written. The figures of so short
+    /// a run mean nothing; that every part works does.
+    @Suite("Benchmark smoke run")
+    struct BenchmarkSmokeTests {
+        static let binary = Lab.packageRoot + "/.build/debug/director-bench"
+
+        @Test("compare: every device forwards, the sink finds no broken rewrite, the report is written")
+        func compare() throws {
+            let results = "/tmp/director-lab/bsmoke-results"
+            try? FileManager.default.removeItem(atPath: results)
+            defer { try? FileManager.default.removeItem(atPath: results) }
+            let run = try Shell.run([BenchmarkSmokeTests.binary, "compare", "--rates", "20000", "--repeats", "1", "--seconds", "1",
+                                     "--flows", "500", "--no-profile", "--prefix", "bsmoke", "--results", results], check: false)
+            #expect(run.status == 0, "director-bench compare failed:\n\(run.output)\n\(run.errorOutput)")
+            let report = try String(contentsOfFile: results + "/compare.md", encoding: .utf8)
+            for device in ["director (DR, mh)", "nftables netdev fwd (DR)", "nftables conntrack DNAT"] {
+                #expect(report.contains("| 20k pps | \(device) |"), "no 20k pps row for \(device)")
+                #expect(report.contains("| flat out | \(device) |"), "no flat-out row for \(device)")
+            }
+            #expect(report.contains(" 0 misrouted, 0 flows moved to another real server, 0 duplicates"))
+            #expect(FileManager.default.fileExists(atPath: results + "/compare.svg"))
+            // Nothing of the benchmark's lab is left behind.
+            let namespaces = try Shell.run(["ip", "netns", "list"]).output
+            #expect(!namespaces.contains("bsmoke-"))
+        }
+    }
+}

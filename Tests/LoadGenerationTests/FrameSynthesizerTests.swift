@@ -1,0 +1,51 @@
+import DirectorWire
+import LoadGeneration
+import Testing
+
+@Suite("Frame synthesizer")
+struct FrameSynthesizerTests {
+    /// The one's-complement sum over a header (or a pseudo-header and segment) with its checksum
+    /// in place is 0xFFFF when the checksum is right.
+    func verifies(_ bytes: [UInt8], _ range: Range<Int>, initial: UInt32 = 0) -> Bool {
+        Array(bytes[range]).withUnsafeBytes { InternetChecksum.sum($0.bytes, initial: initial) } == 0xFFFF
+    }
+
+    @Test("every kind parses, carries its flow, stamp and valid checksums",
+          arguments: [(TrafficPattern.established, 5), (.udp, 7), (.syn, 70_000), (.tcpFlows, 3)])
+    func frames(pattern: TrafficPattern, frameNumber: Int) throws {
+        let plan = plan(pattern, flows: 1000, segments: 2, frameLength: 128)
+        let synthesizer = FrameSynthesizer(plan: plan)
+        let bytes = Array(synthesizer.frame(UInt64(frameNumber), time: 0x0102_0304_0506_0708))
+        #expect(bytes.count == 128)
+        let parsed = bytes.withUnsafeBytes { FrameParser.parse($0.bytes) }
+        guard case .ipv4(let flow) = parsed else {
+            Issue.record("not an IPv4 flow: \(parsed)")
+            return
+        }
+        let expected = plan.frame(UInt64(frameNumber))
+        #expect(plan.flow(address: flow.source, port: flow.sourcePort) == expected.flow)
+        #expect(flow.destination == plan.destination && flow.destinationMAC == plan.destinationMAC)
+        let stamp = try #require(bytes.withUnsafeBytes { FrameStamp($0.bytes, at: plan.headerLength) })
+        #expect(stamp.packet == expected.packet)
+        #expect(stamp.sentAt == 0x0102_0304_0506_0708)
+        #expect(verifies(bytes, 14..<34))
+        let source = flow.source.rawValue, destination = flow.destination.rawValue
+        let pseudo = (source >> 16) + (source & 0xFFFF) + (destination >> 16) + (destination & 0xFFFF)
+            + UInt32(flow.transport.rawValue) + UInt32(bytes.count - 34)
+        #expect(verifies(bytes, 34..<bytes.count, initial: pseudo))
+        if pattern != .udp {
+            let flags = TCPFlags(rawValue: bytes[34 + 13])
+            switch expected.kind {
+            case .syn: #expect(flags == .syn)
+            case .fin: #expect(flags == [.fin, .ack])
+            default: #expect(flags == [.ack, .psh])   // PSH: GRO on the way never merges them
+            }
+        }
+    }
+
+    @Test("the shortest frame is the headers and the stamp")
+    func shortest() {
+        #expect(FrameSynthesizer(plan: plan(.established, flows: 1)).frame(0, time: 1).count == 66)
+        #expect(FrameSynthesizer(plan: plan(.udp, flows: 1)).frame(0, time: 1).count == 54)
+    }
+}
