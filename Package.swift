@@ -3,6 +3,7 @@ import PackageDescription
 
 // Module map (top to bottom = the order a frame meets them):
 //   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
+//   CPrefetch       The prefetch intrinsic, for the pure modules too.
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
 //   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
@@ -21,6 +22,9 @@ let package = Package(
         .executable(name: "director", targets: ["director"]),
         .executable(name: "director-lab", targets: ["director-lab"]),
         .executable(name: "director-bench", targets: ["director-bench"]),
+        // For the microbenchmarks (Benchmarks/Micro, a package of its own).
+        .library(name: "DirectorCore", targets: ["DirectorCore"]),
+        .library(name: "DirectorWire", targets: ["DirectorWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -32,9 +36,10 @@ let package = Package(
             name: "CDirectorShim",
             linkerSettings: [.linkedLibrary("numa")]
         ),
+        .target(name: "CPrefetch"),
         .target(name: "DirectorWire"),
-        .target(name: "DirectorCore", dependencies: ["DirectorWire"]),
-        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
+        .target(name: "DirectorCore", dependencies: ["DirectorWire", "CPrefetch"]),
+        .target(name: "PacketIO", dependencies: ["CDirectorShim", "CPrefetch", "DirectorWire", "DirectorCore"]),
         .target(
             name: "DirectorSync",
             dependencies: ["DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]

@@ -1,3 +1,4 @@
+import CPrefetch
 import DirectorWire
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,10 @@ public struct ConnectionTable: ~Copyable {
 
     @inlinable @inline(__always)
     func nextSlot(_ slot: Int) -> Int { slot &+ 1 == slotCount ? 0 : slot &+ 1 }
+
+    /// Starts loading the home slot of `hash` into the cache, for a lookup that comes soon.
+    @inlinable @inline(__always)
+    public func prefetch(hash: UInt32) { director_prefetch(slots + homeSlot(hash)) }
 
     /// The slot holding `key`, if any.
     @inlinable

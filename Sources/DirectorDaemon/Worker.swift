@@ -172,7 +172,7 @@ final class Worker: @unchecked Sendable {
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
             if haveBlock {
-                _ = receive.drainBlock { frame, checksumPending in
+                _ = receive.drainBlock(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, checksumPending in
                     switch forwarder.process(&frame, now: now) {
                     case .transmitOnBack(let length, let checksum):
                         let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: checksumPending ? checksum : nil)

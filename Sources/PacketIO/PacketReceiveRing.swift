@@ -90,11 +90,13 @@ public struct PacketReceiveRing: ~Copyable {
 
     /// Walks the frames of the current block in place, if the kernel has handed it over, then
     /// returns the block to the kernel. `body` gets each frame and whether its transport
-    /// checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left it to offload).
+    /// checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left it to offload);
+    /// `lookahead` gets the frame after it first, to prefetch what that one will need.
     /// Returns the number of frames walked.
     @inline(__always)
-    public mutating func drainBlock(_ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
-        walkBlock { span, header in body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0) }
+    public mutating func drainBlock(lookahead: (RawSpan) -> Void = { _ in },
+                                    _ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
+        walkBlock(lookahead: lookahead) { span, header in body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0) }
     }
 
     /// The same walk for a receiver that wants to know when each frame arrived: the kernel's
@@ -107,28 +109,40 @@ public struct PacketReceiveRing: ~Copyable {
     }
 
     @inline(__always)
-    private mutating func walkBlock(_ body: (inout MutableRawSpan, UnsafeMutablePointer<tpacket3_hdr>) -> Void) -> Int {
+    private mutating func walkBlock(lookahead: (RawSpan) -> Void = { _ in },
+                                    _ body: (inout MutableRawSpan, UnsafeMutablePointer<tpacket3_hdr>) -> Void) -> Int {
         let descriptor = block(currentBlock)
         guard director_rx_block_status(descriptor) & UInt32(TP_STATUS_USER) != 0 else { return 0 }
         let count = Int(director_rx_block_packet_count(descriptor))
         let blockEnd = UnsafeMutableRawPointer(descriptor) + Int(geometry.blockSize)
         var header = (UnsafeMutableRawPointer(descriptor) + Int(director_rx_block_first_offset(descriptor)))
-        for _ in 0..<count {
+        for index in 0..<count {
             let frame = header.assumingMemoryBound(to: tpacket3_hdr.self)
-            let start = header + Int(frame.pointee.tp_mac)
-            let length = Int(frame.pointee.tp_snaplen)
-            // A frame must lie inside its block; the kernel guarantees it, we check it anyway.
-            if start + length <= blockEnd {
-                var span = UnsafeMutableRawBufferPointer(start: start, count: length).mutableBytes
+            let nextOffset = Int(frame.pointee.tp_next_offset)
+            if index + 1 < count && nextOffset != 0, let following = bytes(at: header + nextOffset, before: blockEnd) {
+                lookahead(UnsafeRawBufferPointer(following).bytes)
+            }
+            if let bytes = bytes(at: header, before: blockEnd) {
+                var span = bytes.mutableBytes
                 body(&span, frame)
             }
-            let next = Int(frame.pointee.tp_next_offset)
-            if next == 0 { break }
-            header += next
+            if nextOffset == 0 { break }
+            header += nextOffset
         }
         director_rx_block_release(descriptor)
         currentBlock = (currentBlock + 1) % geometry.blockCount
         return count
+    }
+
+    /// The frame whose tpacket3_hdr is at `header`, if it lies inside its block (the kernel
+    /// guarantees it; it is checked anyway).
+    @inline(__always)
+    private func bytes(at header: UnsafeMutableRawPointer, before blockEnd: UnsafeMutableRawPointer) -> UnsafeMutableRawBufferPointer? {
+        let frame = header.assumingMemoryBound(to: tpacket3_hdr.self)
+        let start = header + Int(frame.pointee.tp_mac)
+        let length = Int(frame.pointee.tp_snaplen)
+        guard start + length <= blockEnd else { return nil }
+        return UnsafeMutableRawBufferPointer(start: start, count: length)
     }
 
     /// Sends one frame out of this socket's interface with an ordinary send(2): for the rare

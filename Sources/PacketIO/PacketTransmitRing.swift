@@ -1,4 +1,5 @@
 import CDirectorShim
+import CPrefetch
 import DirectorCore
 import DirectorWire
 #if canImport(Glibc)
@@ -126,6 +127,9 @@ public struct PacketTransmitRing: ~Copyable {
         }
         director_tx_frame_publish(slot, UInt32(length))
         nextFrame = nextFrame + 1 == geometry.frameCount ? 0 : nextFrame + 1
+        // The next slot's status was last written by the kernel when it freed that frame, on
+        // whichever CPU the receiver ran: start fetching the line now.
+        director_prefetch(frame(nextFrame))
         pending += 1
         return true
     }
