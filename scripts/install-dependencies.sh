@@ -12,6 +12,8 @@ packages=(
   curl          # the lab's clients
   tcpdump       # the failover tests capture what the clients receive (download stalls)
   procps        # sysctl
+  util-linux    # taskset: the benchmark pins NAPI threads
+  linux-perf    # the benchmark's profile of the director's CPU
 )
 
 if [ "$(id -u)" -ne 0 ]; then

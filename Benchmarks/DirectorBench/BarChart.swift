@@ -41,7 +41,7 @@ struct BarChart {
             for step in 0...4 {
                 let value = niceCeiling(highest) * Double(step) / 4, y = bottom - value * scale
                 out += "<line x1=\"\(left - 4)\" y1=\"\(y)\" x2=\"\(left + plotWidth)\" y2=\"\(y)\" stroke=\"#e2e8f0\"/>"
-                out += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(format(value))</text>\n"
+                out += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(format(value, within: highest))</text>\n"
             }
             let groupWidth = plotWidth / Double(max(panel.groups.count, 1))
             let barWidth = groupWidth * 0.8 / Double(max(series.count, 1))
@@ -54,7 +54,7 @@ struct BarChart {
                     out += "<rect x=\"\(x + 2)\" y=\"\(y)\" width=\"\(barWidth - 4)\" height=\"\(value.median * scale)\" fill=\"\(color)\"/>"
                     let middle = x + barWidth / 2
                     out += "<line x1=\"\(middle)\" y1=\"\(bottom - value.maximum * scale)\" x2=\"\(middle)\" y2=\"\(bottom - value.minimum * scale)\" stroke=\"black\"/>"
-                    out += "<text x=\"\(middle)\" y=\"\(bottom - value.maximum * scale - 4)\" text-anchor=\"middle\" font-size=\"10\">\(format(value.median))</text>\n"
+                    out += "<text x=\"\(middle)\" y=\"\(bottom - value.maximum * scale - 4)\" text-anchor=\"middle\" font-size=\"10\">\(format(value.median, within: highest))</text>\n"
                 }
                 out += "<text x=\"\(groupLeft + groupWidth * 0.4)\" y=\"\(bottom + 16)\" text-anchor=\"middle\">\(escape(group.label))</text>\n"
             }
@@ -76,7 +76,10 @@ struct BarChart {
         return 10 * magnitude
     }
 
-    private func format(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value) }
+    /// Whole numbers on a panel of large values, two decimals on one of small values.
+    private func format(_ value: Double, within highest: Double) -> String {
+        highest >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value)
+    }
     private func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }

@@ -18,6 +18,7 @@ struct Compare: ParsableCommand {
     @Option(help: "The director's connection capacity (the default is what conntrack may hold here, nf_conntrack_max).") var connectionCapacity = 262_144
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "bench"
+    @Option(help: "Measure nothing: write the report again from an earlier run's compare.json (give that run's options).") var from: String?
 
     func run() throws {
         let offered = try rates.split(separator: ",").map { item in
@@ -32,6 +33,15 @@ struct Compare: ParsableCommand {
             throw ValidationError("at least one rate and device, --repeats 1…20, --seconds up to 600")
         }
         _ = try traffic.plan()
+        if let from {
+            let all = try JSONDecoder().decode([Trial.Result].self, from: Data(contentsOf: URL(fileURLWithPath: from)))
+            let runs = all.filter { $0.profile == nil }
+            let rounds = max(1, runs.count / max(1, Set(runs.map(\.device)).count * Set(runs.map(\.offeredRate)).count))
+            let report = ComparisonReport(runs: runs, profiled: all.first { $0.profile != nil }, traffic: traffic, seconds: seconds, repeats: rounds)
+            print(report.table)
+            try report.write(to: results)
+            return
+        }
         // The orchestration, generator and sink stay on CPU 0 (children inherit it); CPU 1 is the device's.
         try NUMAPlacement(cpu: PerformanceLab.benchCPU).pinCurrentThread()
 

@@ -40,8 +40,8 @@ struct ComparisonReport {
     }
 
     var table: String {
-        var lines = ["| offered | device | CPU µs per forwarded frame | forwarded kpps | input kpps | loss % | one-way delay p50 / p99 µs |",
-                     "|---|---|---|---|---|---|---|"]
+        var lines = ["| offered | device | CPU µs per forwarded frame | forwarded kpps | input kpps | loss % | dropped past the device % | one-way delay p50 / p99 µs |",
+                     "|---|---|---|---|---|---|---|---|"]
         for rate in rates {
             for device in devices {
                 let set = runs(device, rate)
@@ -55,7 +55,7 @@ struct ComparisonReport {
                 }
                 lines.append("| \(ComparisonReport.rateName(rate)) | \(device.title) | \(Spread(set.map(\.cpuNanosecondsPerFrame)).formatted(scale: 1e-3)) | "
                              + "\(Spread(set.map(\.forwardedRate)).formatted(scale: 1e-3, digits: 0)) | \(Spread(set.map(\.inputRate)).formatted(scale: 1e-3, digits: 0)) | "
-                             + "\(Spread(set.map(\.loss)).formatted(scale: 100)) | \(delay) |")
+                             + "\(Spread(set.map(\.loss)).formatted(scale: 100)) | \(Spread(set.map(\.pastDeviceShare)).formatted(scale: 100)) | \(delay) |")
             }
         }
         lines += ["", "| offered | measure | director / nft fwd | director / nft DNAT |", "|---|---|---|---|"]
@@ -114,17 +114,26 @@ struct ComparisonReport {
         var text = ResultsFolder.header("The director against the kernel's own forwarding") + """
         Topology: generator namespace → veth → device under test → veth → sink namespace, built anew for every run.
         The generator (TPACKET TX ring) and the sink run on CPU 0; the device's whole cost (veth NAPI receive, its
-        forwarding, its transmit) is on CPU 1, whose busy time from /proc/stat is divided by the frames that reached
-        the sink. Traffic: \(traffic.pattern.rawValue), \(traffic.flows) flows, \(plan?.effectiveFrameLength ?? 0)-byte frames; every flow is
-        opened by two warm-up passes before the measured window of \(seconds) s. Devices and rates interleaved,
-        \(repeats) repeats each; medians with (min–max). The flat-out runs count frames at the sink's interface only
-        (the checking sink would compete with the generator for CPU 0); every fixed-rate run is checked frame by frame.
+        forwarding, its transmit) is on CPU 1, whose busy time (wall time less idle, from /proc/stat) is divided by
+        the frames the device sent out of its output interface. Traffic: \(traffic.pattern.rawValue), \(traffic.flows) flows,
+        \(plan?.effectiveFrameLength ?? 0)-byte frames; two warm-up passes open every flow before the measured window of
+        \(seconds) s. Devices and rates interleaved, \(repeats) repeats each; medians with (min–max). Every fixed-rate run is
+        checked frame by frame by the sink; the flat-out runs only count (a checking sink would take CPU 0 from the
+        generator).
 
         Devices: **director** (DR, Maglev, one worker pinned to CPU 1, TPACKET_V3 receive ring, TPACKET TX ring with
-        a virtio header whose hdr_len is the frame length: of the transmit methods LAB-NOTES measured this is the
-        cheapest, ~1.6 µs against ~2.2 µs for a plain ring and ~2.1 µs for sendmmsg), **nftables netdev fwd**
-        (`ether daddr set jhash ip saddr . tcp sport mod 3 map { … } fwd to`, stateless DR), **nftables conntrack
-        DNAT** (`dnat to jhash … map { … }` in prerouting, routed; be_liberal because one-way traffic never opens a window).
+        a virtio header whose hdr_len is the frame length, the cheapest of the transmit methods measured: see the
+        README, "Transmit"), **nftables netdev fwd** (`ether daddr set jhash ip saddr . tcp sport mod 3 map { … } fwd
+        to`, stateless DR), **nftables conntrack DNAT** (`dnat to jhash … map { … }` in prerouting, then routed;
+        `nf_conntrack_tcp_be_liberal` because one-way traffic never opens a window).
+
+        Reading the figures. Flat out, the generator offers more than the director can take: its input counter is what
+        reached it, and what it could not take is its loss. When the sink's side (CPU 0, shared with the flat-out
+        generator) falls behind, veth drops the frames the device sends; those count as forwarded by the device
+        (column "dropped past the device"); the director, whose transmit ring waits for the frames to be freed,
+        drops instead (counted as its loss, `drop_transmit_ring_full`). The director's one-way delay is the TPACKET_V3
+        receive ring's: a block reaches user space when full or when its retire timer (1 ms, the smallest the
+        kernel takes) fires, and at these rates the timer comes first.
 
         ## Results
 
@@ -137,6 +146,7 @@ struct ComparisonReport {
         \(targets().joined(separator: "\n"))
 
         ## What the sink checked
+
 
         """
         let checked = runs.compactMap(\.sink)

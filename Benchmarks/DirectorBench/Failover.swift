@@ -14,8 +14,8 @@ import PacketIO
 /// so one sink on rs1's interface sees every frame to every real server.
 struct Failover: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Kill one dispatcher of the pair under load and measure each flow's gap (builds its own lab).")
-    @Option(help: "Established flows.") var flows = 2000
-    @Option(help: "Frames per second over all flows.") var rate = 50_000
+    @Option(help: "Established flows.") var flows = 1000
+    @Option(help: "Frames per second over all flows (flows / rate is each flow's frame interval: the resolution of its gap).") var rate = 100_000
     @Option(help: "Seconds of load per run.") var seconds = 6.0
     @Option(help: "Seconds into the load at which director 1 is killed.") var killAfter = 2.0
     @Option(help: "Runs.") var repeats = 3

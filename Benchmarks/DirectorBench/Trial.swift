@@ -37,6 +37,12 @@ struct Trial {
         /// The director's resident memory at the end of the window (VmRSS), bytes.
         var directorResidentBytes: UInt64?
         var profile: Profile?
+
+        /// The share of the forwarded frames that veth dropped past the device.
+        var pastDeviceShare: Double {
+            let forwarded = forwardedRate * generator.seconds
+            return forwarded > 0 ? Double(droppedAtSinkSide) / forwarded : 0
+        }
     }
 
     static var selfBinary: String { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path }

@@ -88,10 +88,11 @@ let benchmarks: @Sendable () -> Void = {
             var index = 0
             for _ in benchmark.scaledIterations {
                 let probe = state.sample[index]
-                // The next key depends on this lookup's result, so lookups cannot overlap: the
-                // worker, with a frame's other work between two lookups, cannot overlap them either.
+                // The next key depends on what this lookup read from the table (the slot number
+                // alone would not do: it is predicted with the branches), so lookups cannot
+                // overlap: this is a lookup's latency, the cost a frame sees.
                 let slot = state.table.find(probe.key, hash: probe.hash) ?? 0
-                index = (index + 1 + slot & 1) % state.sample.count
+                index = (index + Int(state.table[slot].realServerID)) % state.sample.count
             }
         }, setup: { filledTables[size] = FilledTable(size: size) }, teardown: { filledTables[size] = nil })
 
