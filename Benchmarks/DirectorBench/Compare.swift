@@ -32,6 +32,12 @@ struct Compare: ParsableCommand {
         guard !offered.isEmpty, !kinds.isEmpty, (1...20).contains(repeats), seconds > 0, seconds <= 600 else {
             throw ValidationError("at least one rate and device, --repeats 1…20, --seconds up to 600")
         }
+        // The sink never answers, so conntrack sees a SYN and then data with no SYN-ACK between:
+        // it marks the data invalid and does not translate it. Flows it picks up mid-stream work.
+        if kinds.contains(.nftablesDNAT) && (traffic.pattern == .tcpFlows || traffic.pattern == .syn) {
+            throw ValidationError("--pattern \(traffic.pattern.rawValue) cannot be compared with nft-dnat: one-way TCP that starts with a SYN "
+                                  + "is invalid to conntrack without the server's reply; use established or udp, or leave nft-dnat out of --devices")
+        }
         _ = try traffic.plan()
         if let from {
             let all = try JSONDecoder().decode([Trial.Result].self, from: Data(contentsOf: URL(fileURLWithPath: from)))

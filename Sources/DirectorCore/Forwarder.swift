@@ -113,8 +113,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
 
     /// Starts loading the table slot of the frame that comes next, while this one is processed:
     /// in a large table the lookup is a cache miss, and this hides most of it. Measured in the
-    /// lab (director-bench new-connections, a 5 M-connection table): 0.88 M new connections per
-    /// second per core with it, 0.55 M without; with 10 k established flows it changed nothing.
+    /// lab (director-bench new-connections, a 5 M-connection table): 0.80–0.88 M new connections
+    /// per second per core with it, 0.55 M without; with 10 k established flows it changed nothing.
     @inline(__always)
     public func prefetchEntry(of frame: RawSpan) {
         guard case .ipv4(let flow) = FrameParser.parse(frame) else { return }

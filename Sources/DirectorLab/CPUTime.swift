@@ -25,6 +25,7 @@ public struct CPUTime: Sendable {
         takenAt = Lab.monotonicNanoseconds()
         // user nice system idle iowait irq softirq steal …
         let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard fields.count >= 5 else { throw LabDirector.LabError(description: "/proc/stat: too few fields in \"\(line)\"") }
         let ticks = fields[3] + fields[4] + (fields.count > 7 ? fields[7] : 0)
         unavailable = ticks * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
         cpuCount = cpu == nil ? lines.filter { $0.hasPrefix("cpu") && !$0.hasPrefix("cpu ") }.count : 1

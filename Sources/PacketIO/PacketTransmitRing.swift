@@ -9,9 +9,10 @@ import Glibc
 /// Geometry of a TPACKET_V2 transmit ring.
 public struct TransmitRingGeometry: Sendable {
     public var frameSize: UInt32 = 2048
-    /// A slot is free again only when the kernel frees the frame's buffer, which on veth is when
-    /// the receiving side has taken it: 4,096 slots (8 MiB) ride out a receiver that falls
-    /// behind for a few milliseconds, where 1,024 dropped a fifth of a flat-out load.
+    /// A worker hands on a whole receive block before it flushes, and a 256 KiB block holds up to
+    /// ~1,600 minimum-size frames; a slot is free again only when the kernel frees the frame's
+    /// buffer (on veth, once the receiving side has taken it). 4,096 slots (8 MiB) hold more
+    /// than a block; 1,024 did not, and dropped (`drop_transmit_ring_full`) in full blocks.
     public var frameCount: UInt32 = 4096
     public var blockSize: UInt32 = 1 << 16
     public init() {}
