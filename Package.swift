@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module map (top to bottom = the order a frame meets them):
 //   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
-//   CPrefetch       The prefetch intrinsic, for the pure modules too.
+//   CPrefetch       The prefetch intrinsic, for DirectorCore's table.
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
 //   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "CPrefetch"),
         .target(name: "DirectorWire"),
         .target(name: "DirectorCore", dependencies: ["DirectorWire", "CPrefetch"]),
-        .target(name: "PacketIO", dependencies: ["CDirectorShim", "CPrefetch", "DirectorWire", "DirectorCore"]),
+        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
         .target(
             name: "DirectorSync",
             dependencies: ["DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]
@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "DirectorLab"),
         .executableTarget(
             name: "director-lab",
-            dependencies: ["DirectorLab", "PacketIO", "DirectorWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DirectorLab", "LoadGeneration", "PacketIO", "DirectorWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "pipeline-benchmark",
@@ -70,7 +70,7 @@ let package = Package(
         ),
         .target(
             name: "LoadGeneration",
-            dependencies: ["DirectorCore", "DirectorWire"],
+            dependencies: ["DirectorCore", "DirectorWire", "PacketIO"],
             path: "Benchmarks/LoadGeneration"
         ),
         .executableTarget(

@@ -48,6 +48,9 @@ struct Compare: ParsableCommand {
             try report.write(to: results)
             return
         }
+        if profile && (try? Shell.run(["perf", "--version"]))?.status != 0 {
+            throw ValidationError("--profile needs perf (Debian: linux-perf); install it or pass --no-profile")
+        }
         // The orchestration, generator and sink stay on CPU 0 (children inherit it); CPU 1 is the device's.
         try NUMAPlacement(cpu: PerformanceLab.benchCPU).pinCurrentThread()
 

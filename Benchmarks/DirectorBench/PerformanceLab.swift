@@ -70,18 +70,14 @@ struct PerformanceLab {
     /// The kernel thread that polls `interface` ("napi/<name>-<id>") onto `cpu`.
     private func pinNAPIThread(of interface: String, to cpu: Int) throws {
         let name = "napi/\(interface)-"
-        for _ in 0..<50 {
-            let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-            let matching = threads.compactMap(Int32.init).filter { pid in
+        var threads: [Int32] = []
+        try Lab.waitUntil(seconds: 1, "a NAPI thread for \(interface) (veth NAPI mode)") {
+            threads = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
                 ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").hasPrefix(name)
             }
-            if !matching.isEmpty {
-                for pid in matching { try Shell.run(["taskset", "-pc", String(cpu), String(pid)]) }
-                return
-            }
-            usleep(20_000)
+            return !threads.isEmpty
         }
-        throw LabDirector.LabError(description: "no NAPI thread for \(interface): veth NAPI mode did not come on")
+        for pid in threads { try Shell.run(["taskset", "-pc", String(cpu), String(pid)]) }
     }
 
     /// Frames in at the device's input, and out of its output. What the device sent counts

@@ -87,7 +87,8 @@ struct NewConnections: ParsableCommand {
     func run() throws {
         guard (1...20).contains(repeats), seconds > 0, seconds <= 60 else { throw ValidationError("--repeats 1…20, --seconds up to 60") }
         try NUMAPlacement(cpu: PerformanceLab.benchCPU).pinCurrentThread()
-        var traffic = try TrafficOptions.parse([])
+        // More flows than any run sends SYNs: every SYN opens a new connection.
+        var traffic = try TrafficOptions.parse(["--flows", "1000000000"])
         traffic.pattern = .syn
         var runs: [Trial.Result] = []
         for round in 0..<repeats {

@@ -74,13 +74,12 @@ struct Trial {
                                    "--track", String(tracked), "--seconds", String(seconds + 60), "--idle-stop", "1",
                                    "--cpu", String(PerformanceLab.benchCPU), "--ready-file", ready, "--summary", sinkSummaryPath],
                                    output: lab.stateDirectory + "/sink.log")
-            var waited = 0
-            while !FileManager.default.fileExists(atPath: ready) {
-                guard waited < 500, Shell.exitStatus(sink!) == nil else {
-                    throw LabDirector.LabError(description: "the sink did not start: \((try? String(contentsOfFile: lab.stateDirectory + "/sink.log", encoding: .utf8)) ?? "")")
+            let started = sink!
+            try Lab.waitUntil(seconds: 10, "the sink to receive") {
+                guard Shell.exitStatus(started) == nil else {
+                    throw LabDirector.LabError(description: "the sink exited: \((try? String(contentsOfFile: lab.stateDirectory + "/sink.log", encoding: .utf8)) ?? "")")
                 }
-                usleep(10_000)
-                waited += 1
+                return FileManager.default.fileExists(atPath: ready)
             }
         }
         defer { if let sink, Shell.exitStatus(sink) == nil { kill(sink, SIGTERM); Shell.wait(sink) } }

@@ -26,19 +26,19 @@ public struct SinkExpectation: Sendable {
 /// packet numbers (to find duplicates and late frames), and the longest silence between two of
 /// its frames; per frame, the one-way delay. Frames that break a rule are counted by the rule.
 ///
-/// Memory is per flow of the plan (about 30 bytes each), allocated once: accounting a frame
+/// Memory is per flow of the plan (about 33 bytes each), allocated once: accounting a frame
 /// allocates nothing.
-public struct SinkLedger: ~Copyable {
+public struct SinkLedger {
     public let expectation: SinkExpectation
     /// Per flow: 0 = not seen yet, else 1 + the index of its real server.
-    private let server: UnsafeMutablePointer<UInt8>
-    private let received: UnsafeMutablePointer<UInt32>
+    private var server: [UInt8]
+    private var received: [UInt32]
     /// Per flow: 1 + the highest packet number seen, and a bit per packet number of the 64 below it.
-    private let highest: UnsafeMutablePointer<UInt32>
-    private let recent: UnsafeMutablePointer<UInt64>
-    private let lastArrival: UnsafeMutablePointer<UInt64>
-    private let longestGap: UnsafeMutablePointer<UInt64>
-    public let flowCount: Int
+    private var highest: [UInt32]
+    private var recent: [UInt64]
+    private var lastArrival: [UInt64]
+    private var longestGap: [UInt64]
+    public var flowCount: Int { server.count }
 
     public private(set) var frames: UInt64 = 0
     /// Not a frame of the plan (another protocol, another port, a client the plan has no flow for).
@@ -60,24 +60,13 @@ public struct SinkLedger: ~Copyable {
 
     public init(expectation: SinkExpectation, flows: Int) {
         self.expectation = expectation
-        flowCount = flows
-        func zeroed<T: FixedWidthInteger>(_: T.Type) -> UnsafeMutablePointer<T> {
-            let pointer = UnsafeMutablePointer<T>.allocate(capacity: flows)
-            pointer.initialize(repeating: 0, count: flows)
-            return pointer
-        }
-        server = zeroed(UInt8.self)
-        received = zeroed(UInt32.self)
-        highest = zeroed(UInt32.self)
-        recent = zeroed(UInt64.self)
-        lastArrival = zeroed(UInt64.self)
-        longestGap = zeroed(UInt64.self)
+        server = Array(repeating: 0, count: flows)
+        received = Array(repeating: 0, count: flows)
+        highest = Array(repeating: 0, count: flows)
+        recent = Array(repeating: 0, count: flows)
+        lastArrival = Array(repeating: 0, count: flows)
+        longestGap = Array(repeating: 0, count: flows)
         framesPerServer = [UInt64](repeating: 0, count: expectation.realServers.count)
-    }
-
-    deinit {
-        server.deallocate(); received.deallocate(); highest.deallocate()
-        recent.deallocate(); lastArrival.deallocate(); longestGap.deallocate()
     }
 
     /// Accounts one frame that arrived at `arrival` (CLOCK_REALTIME ns).
@@ -145,7 +134,7 @@ public struct SinkLedger: ~Copyable {
 
     /// Flows with a frame at or after `time`: at the end of a run, the flows still alive.
     public func flowsArrived(since time: UInt64) -> Int {
-        (0..<flowCount).reduce(0) { $0 + (lastArrival[$1] >= time ? 1 : 0) }
+        lastArrival.reduce(0) { $0 + ($1 >= time ? 1 : 0) }
     }
 
     public var summary: SinkSummary {

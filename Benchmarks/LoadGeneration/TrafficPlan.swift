@@ -5,7 +5,8 @@ public enum TrafficPattern: String, CaseIterable, Sendable {
     /// Data segments (ACK|PSH) of already open TCP flows, every flow in turn, round and round: the
     /// steady state of a busy service, and the same traffic for every device compared.
     case established
-    /// One SYN per flow, each flow once: connections being opened as fast as they come.
+    /// SYNs of `flows` flows, round and round; with more flows than frames every SYN is a new
+    /// connection (connections opened as fast as they come).
     case syn
     /// Whole TCP flows: SYN, `segmentsPerFlow` data segments, FIN; a finished flow is followed by
     /// a fresh one (new client port), so `flows` flows are open at any time.
@@ -15,7 +16,7 @@ public enum TrafficPattern: String, CaseIterable, Sendable {
 }
 
 /// The kind of one frame of a plan.
-public enum FrameKind: Sendable, Equatable {
+public enum FrameKind: Int, CaseIterable, Sendable, Equatable {
     case syn, data, fin, datagram
 }
 
@@ -101,7 +102,7 @@ public struct TrafficPlan: Sendable, Equatable {
         switch pattern {
         case .established: return (slot, UInt32(truncatingIfNeeded: round), .data)
         case .udp: return (slot, UInt32(truncatingIfNeeded: round), .datagram)
-        case .syn: return (Int(n), 0, .syn)
+        case .syn: return (slot, UInt32(truncatingIfNeeded: round), .syn)
         case .tcpFlows:
             let life = UInt64(segmentsPerFlow + 2)
             let generation = Int(round / life), position = round % life
@@ -113,8 +114,7 @@ public struct TrafficPlan: Sendable, Equatable {
     /// How many different flows `frames` frames of this plan touch: what the sink must track.
     public func distinctFlows(frames: UInt64) -> Int {
         switch pattern {
-        case .established, .udp: return Int(min(UInt64(flows), max(frames, 1)))
-        case .syn: return Int(max(frames, 1))
+        case .established, .udp, .syn: return Int(min(UInt64(flows), max(frames, 1)))
         case .tcpFlows:
             let life = UInt64(segmentsPerFlow + 2)
             let generations = (max(frames, 1) + UInt64(flows) * life - 1) / (UInt64(flows) * life)

@@ -1,5 +1,4 @@
 import CDirectorShim
-import CPrefetch
 import DirectorCore
 import DirectorWire
 #if canImport(Glibc)
@@ -10,9 +9,9 @@ import Glibc
 public struct TransmitRingGeometry: Sendable {
     public var frameSize: UInt32 = 2048
     /// A worker hands on a whole receive block before it flushes, and a 256 KiB block holds up to
-    /// ~1,600 minimum-size frames; a slot is free again only when the kernel frees the frame's
-    /// buffer (on veth, once the receiving side has taken it). 4,096 slots (8 MiB) hold more
-    /// than a block; 1,024 did not, and dropped (`drop_transmit_ring_full`) in full blocks.
+    /// ~1,600 minimum-size frames, more than 1,024 slots; a slot is free again only when the
+    /// kernel frees the frame's buffer (on veth, once the receiving side has taken it). When the
+    /// receiving side cannot keep up at all, any size fills (`drop_transmit_ring_full`).
     public var frameCount: UInt32 = 4096
     public var blockSize: UInt32 = 1 << 16
     public init() {}
@@ -128,9 +127,6 @@ public struct PacketTransmitRing: ~Copyable {
         }
         director_tx_frame_publish(slot, UInt32(length))
         nextFrame = nextFrame + 1 == geometry.frameCount ? 0 : nextFrame + 1
-        // The next slot's status was last written by the kernel when it freed that frame, on
-        // whichever CPU the receiver ran: start fetching the line now.
-        director_prefetch(frame(nextFrame))
         pending += 1
         return true
     }

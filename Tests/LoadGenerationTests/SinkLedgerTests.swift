@@ -8,8 +8,8 @@ private let realServers: [(mac: MACAddress, address: IPv4Address)] = (0..<3).map
 
 /// A frame of the plan as a device would forward it: to real server `server`, by DR (MAC only)
 /// or by NAT (destination address too; the transport checksum is not checked by the sink).
-func forwarded(_ synthesizer: FrameSynthesizer, _ n: UInt64, to server: Int, nat: Bool = false, sentAt: UInt64 = 1_000_000) -> [UInt8] {
-    var bytes = Array(synthesizer.frame(n, time: sentAt))
+func forwarded(_ synthesizer: inout FrameSynthesizer, _ n: UInt64, to server: Int, nat: Bool = false, sentAt: UInt64 = 1_000_000) -> [UInt8] {
+    var bytes = synthesizer.withFrame(n, time: sentAt) { $0.withUnsafeBytes { Array($0) } }
     patch(&bytes) { span in
         span.storeMACAddress(realServers[server].mac, at: 0)
         if nat { span.storeBigEndian(realServers[server].address.rawValue, at: 14 + IPv4Header.destinationOffset) }
@@ -72,24 +72,24 @@ struct SinkLedgerTests {
 
     @Test("each broken rule is counted under its own name", arguments: ledgerFixtures)
     func rules(_ fixture: LedgerFixture) {
-        let synthesizer = FrameSynthesizer(plan: plan)
+        var synthesizer = FrameSynthesizer(plan: plan)
         var ledger = ledger(fixture.rewrite)
         for delivery in fixture.deliveries {
             var bytes: [UInt8]
             var arrival: UInt64 = 2_000_000
             switch delivery {
             case .frame(let n, let server, let at):
-                bytes = forwarded(synthesizer, n, to: server)
+                bytes = forwarded(&synthesizer, n, to: server)
                 arrival = at * 1000
             case .natFrame(let n, let server, let wrongAddress):
-                bytes = forwarded(synthesizer, n, to: server, nat: true)
+                bytes = forwarded(&synthesizer, n, to: server, nat: true)
                 if wrongAddress {
                     patch(&bytes) { $0.storeBigEndian(realServers[0].address.rawValue, at: 14 + IPv4Header.destinationOffset) }
                 }
             case .toUnknownMAC(let n):
-                bytes = Array(synthesizer.frame(n, time: 0))
+                bytes = synthesizer.withFrame(n, time: 0) { $0.withUnsafeBytes { Array($0) } }
             case .otherPort:
-                bytes = forwarded(synthesizer, 0, to: 0)
+                bytes = forwarded(&synthesizer, 0, to: 0)
                 patch(&bytes) { $0.storeBigEndian(UInt16(443), at: 34 + 2) }
             }
             bytes.withUnsafeBytes { ledger.account($0.bytes, arrival: arrival) }
@@ -105,12 +105,12 @@ struct SinkLedgerTests {
 
     @Test("per flow: its real server, its frames, its longest gap; one-way delay from the stamp")
     func books() {
-        let synthesizer = FrameSynthesizer(plan: plan)
+        var synthesizer = FrameSynthesizer(plan: plan)
         var ledger = ledger(.directRouting)
         // Flow 1: packets 0, 1, 2 arriving at 10 ms, 12 ms, 40 ms; sent 100 µs before each.
         for (packet, arrivalMilliseconds) in [(UInt64(0), UInt64(10)), (1, 12), (2, 40)] {
             let arrival = arrivalMilliseconds * 1_000_000
-            let bytes = forwarded(synthesizer, packet * 4 + 1, to: 2, sentAt: arrival - 100_000)
+            let bytes = forwarded(&synthesizer, packet * 4 + 1, to: 2, sentAt: arrival - 100_000)
             bytes.withUnsafeBytes { ledger.account($0.bytes, arrival: arrival) }
         }
         #expect(ledger.realServer(of: 1) == 2)
@@ -128,10 +128,10 @@ struct SinkLedgerTests {
 
     @Test("a duplicate is told from a late frame across the 64-packet window")
     func window() {
-        let synthesizer = FrameSynthesizer(plan: plan)
+        var synthesizer = FrameSynthesizer(plan: plan)
         var ledger = ledger(.directRouting)
         for packet: UInt64 in [0, 80, 10, 10, 79, 79, 80] {
-            forwarded(synthesizer, packet * 4, to: 0).withUnsafeBytes { ledger.account($0.bytes, arrival: 1) }
+            forwarded(&synthesizer, packet * 4, to: 0).withUnsafeBytes { ledger.account($0.bytes, arrival: 1) }
         }
         // 10 is 70 below the highest, beyond the window: late both times (a repeat there cannot
         // be told). 79 is inside it: late, then a duplicate; 80 again: a duplicate.
