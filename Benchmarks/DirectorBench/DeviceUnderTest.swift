@@ -6,8 +6,11 @@ import LoadGeneration
 /// do the same job (the same VIP, the same three real servers, flows split evenly by a hash of the
 /// client address and port).
 enum DeviceKind: String, CaseIterable, Sendable {
-    /// The director, direct routing, Maglev scheduler, one worker on the device's CPU.
+    /// The director, direct routing, Maglev scheduler, one worker on the device's CPU, its
+    /// default TPACKET_V3 receive ring.
     case director
+    /// The same with the low-latency TPACKET_V2 receive ring.
+    case directorLowLatency = "director-v2"
     /// nftables netdev ingress: `ether daddr set jhash … map { … } fwd`, stateless.
     case nftablesForward = "nft-fwd"
     /// nftables conntrack DNAT in prerouting, then ordinary routing: the kernel's stateful path.
@@ -15,13 +18,21 @@ enum DeviceKind: String, CaseIterable, Sendable {
 
     var title: String {
         switch self {
-        case .director: "director (DR, mh)"
+        case .director: "director (DR, mh, TPACKET_V3 ring)"
+        case .directorLowLatency: "director (DR, mh, TPACKET_V2 ring)"
         case .nftablesForward: "nftables netdev fwd (DR)"
         case .nftablesDNAT: "nftables conntrack DNAT"
         }
     }
 
     var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT ? .destinationNAT : .directRouting }
+
+    var isDirector: Bool { self == .director || self == .directorLowLatency }
+
+    /// The receive ring the director runs with, as its config says it.
+    var receiveRingConfig: String {
+        self == .directorLowLatency ? "  receive_ring: { format: tpacket_v2 }\n" : ""
+    }
 }
 
 /// A device under test, set up in a `PerformanceLab`'s device namespace.
@@ -43,7 +54,7 @@ final class DeviceUnderTest {
         let transport = plan.pattern == .udp ? "udp" : "tcp"
         let servers = PerformanceLab.realServers
         switch kind {
-        case .director:
+        case .director, .directorLowLatency:
             let director = try LabDirector(namespace: lab.deviceNamespace, directory: lab.stateDirectory + "/director") { controlSocket in
                 """
                 director:
@@ -53,6 +64,7 @@ final class DeviceUnderTest {
                   connection_capacity: \(connectionCapacity)
                   control_socket: \(controlSocket)
                   hide_frames_from_host: true
+                """ + "\n" + kind.receiveRingConfig + """
                 services:
                   - address: \(PerformanceLab.virtualAddress)
                     port: \(plan.destinationPort)

@@ -38,7 +38,7 @@ struct Sink: ParsableCommand {
         let plan = try traffic.plan()
         var ledger = SinkLedger(expectation: SinkExpectation(plan: plan, realServers: servers, rewrite: expectedRewrite),
                                 flows: track > 0 ? track : plan.flows)
-        var geometry = ReceiveRingGeometry()
+        var geometry = ReceiveRingGeometry.standard
         geometry.blockSize = 1 << 20
         geometry.blockCount = 64
         var ring = try PacketReceiveRing(interface: try NetworkInterface(named: interface), geometry: geometry, fanoutGroup: 0, fanoutProgram: nil)
@@ -50,8 +50,8 @@ struct Sink: ParsableCommand {
             let now = Lab.monotonicNanoseconds()
             if now - start > UInt64(seconds * 1e9) { break }
             if lastFrame != 0 && now - lastFrame > UInt64(idleStop * 1e9) { break }
-            guard ring.waitForBlock(timeoutMilliseconds: 20) else { continue }
-            let walked = ring.drainTimestampedBlock { frame, arrival in ledger.account(frame, arrival: arrival) }
+            guard ring.waitForFrames(timeoutMilliseconds: 20) == .ready else { continue }
+            let walked = ring.drainTimestampedBurst { frame, arrival in ledger.account(frame, arrival: arrival) }
             if walked > 0 { lastFrame = Lab.monotonicNanoseconds() }
         }
         var result = ledger.summary

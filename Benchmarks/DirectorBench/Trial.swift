@@ -89,7 +89,7 @@ struct Trial {
             usleep(300_000)
         }
         var perf: ProfileRecording?
-        if profiles && self.device == .director { perf = try ProfileRecording(cpu: PerformanceLab.deviceCPU, seconds: seconds, directory: lab.stateDirectory) }
+        if profiles && self.device.isDirector { perf = try ProfileRecording(cpu: PerformanceLab.deviceCPU, seconds: seconds, directory: lab.stateDirectory) }
         let cpuBefore = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let before = try lab.deviceCounters()
         let started = Lab.monotonicNanoseconds()
@@ -109,7 +109,7 @@ struct Trial {
                             cpuNanosecondsPerFrame: output > 0 ? busy / output : 0,
                             deviceCPUBusy: busy / 1e9 / elapsed,
                             generator: generated, sink: nil, directorStats: nil, profile: profile)
-        if self.device == .director {
+        if self.device.isDirector {
             result.directorStats = try device.stats()
             result.directorResidentBytes = device.residentBytes()
         }

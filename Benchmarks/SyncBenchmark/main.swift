@@ -68,6 +68,6 @@ for _ in 0..<3 {
     bestSend = max(bestSend, Double(recordCount) / (Double(sendElapsed) / 1e9))
     bestReceive = max(bestReceive, Double(recordCount) / (Double(receiveElapsed) / 1e9))
 }
-print("sync benchmark: \(recordCount) records in \(datagramCount) datagrams (of which heartbeats and acks are a handful), best of 3")
+print("sync benchmark: \(recordCount) records in \(datagramCount) datagrams (heartbeats travel on their own channel), best of 3")
 print("  sending side (pack, encode, HMAC-SHA256):          \(Int(bestSend)) records/s on one core")
 print("  receiving side (verify, decode, replay, order):    \(Int(bestReceive)) records/s on one core")

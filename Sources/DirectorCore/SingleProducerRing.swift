@@ -79,4 +79,11 @@ public final class SingleProducerRing<Element>: @unchecked Sendable {
 
     /// Elements waiting (a snapshot; exact only when neither side is active).
     public var count: Int { tail.load(ordering: .acquiring) - head.load(ordering: .acquiring) }
+
+    /// Elements pushed since the ring was made: the consumer waits for `consumed` to reach a
+    /// value read here to know everything pushed until then has been taken.
+    public var produced: Int { tail.load(ordering: .acquiring) }
+
+    /// Elements popped since the ring was made.
+    public var consumed: Int { head.load(ordering: .acquiring) }
 }

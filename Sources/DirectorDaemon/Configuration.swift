@@ -1,6 +1,7 @@
 import DirectorCore
 import DirectorWire
 import Foundation
+import PacketIO
 
 /// The director's configuration, validated: every field has been checked, so a value of this
 /// type can be started without further questions (the director never starts half-configured).
@@ -43,6 +44,11 @@ public struct Configuration: Sendable {
     public var peer: Peer?
     /// The buckets this dispatcher accepts at start.
     public var initialOwnership: BucketOwnership
+    /// Each worker's receive ring.
+    public var receiveRing: ReceiveRingGeometry
+    /// Whether the control socket takes `fault` commands (a stalled worker, a failing filter
+    /// change): for testing the pair's reactions, never on a production director.
+    public var allowsFaultInjection: Bool
 
     /// The other dispatcher of the pair and the crossover link to it (connection sync).
     public struct Peer: Sendable, Equatable {
@@ -53,6 +59,8 @@ public struct Configuration: Sendable {
         public var localAddress: IPv4Address
         /// UDP port of the sync socket, the same on both.
         public var syncPort: UInt16
+        /// UDP port of the liveness socket (heartbeats only), the same on both.
+        public var heartbeatPort: UInt16
         /// The pair's shared HMAC-SHA256 key (at least 16 bytes).
         public var key: [UInt8]
         public var heartbeatIntervalMilliseconds: Int
@@ -61,18 +69,23 @@ public struct Configuration: Sendable {
         /// SCHED_FIFO priority of the sync thread (0: ordinary scheduling). Heartbeats must
         /// not wait behind busy workers, or a loaded survivor mistakes a late one for a death.
         public var syncRealtimePriority: Int
-        /// CPU for the sync thread; nil = any CPU.
+        /// CPU for the sync and liveness threads; nil = any CPU.
         public var syncCPU: Int?
+        /// A worker that has not come round its loop for this long stops the heartbeats, so the
+        /// peer takes over (a stuck data path must not keep its buckets).
+        public var workerStallMilliseconds: Int
 
         public static let defaultSyncPort: UInt16 = 7439
 
         public init(nodeID: UInt8, address: IPv4Address, localAddress: IPv4Address, syncPort: UInt16 = Peer.defaultSyncPort,
-                    key: [UInt8], heartbeatIntervalMilliseconds: Int = 10, deadAfterMissed: Int = 3,
-                    syncRealtimePriority: Int = 10, syncCPU: Int? = nil) {
+                    heartbeatPort: UInt16? = nil, key: [UInt8], heartbeatIntervalMilliseconds: Int = 10, deadAfterMissed: Int = 3,
+                    syncRealtimePriority: Int = 10, syncCPU: Int? = nil, workerStallMilliseconds: Int = 1000) {
             self.nodeID = nodeID
             self.address = address
             self.localAddress = localAddress
             self.syncPort = syncPort
+            self.heartbeatPort = heartbeatPort ?? (syncPort == .max ? syncPort - 1 : syncPort + 1)
+            self.workerStallMilliseconds = workerStallMilliseconds
             self.key = key
             self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
             self.deadAfterMissed = deadAfterMissed

@@ -1,5 +1,6 @@
 import DirectorCore
 import DirectorWire
+import PacketIO
 import Yams
 
 /// Reads the YAML config into a validated `Configuration`. Unknown fields are errors (a typo
@@ -20,6 +21,7 @@ public enum ConfigurationParser {
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
+            "receive_ring", "allow_fault_injection",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -50,6 +52,7 @@ public enum ConfigurationParser {
             }
             ownership = parsed
         }
+        let receiveRing = try director.optional("receive_ring").map { (node) throws(ConfigurationError) in try parseReceiveRing(node) } ?? .standard
         var virtualMAC: MACAddress?
         if let text = try director.string("virtual_mac") {
             guard let mac = MACAddress(text), !mac.isGroup, mac != .zero else {
@@ -85,7 +88,27 @@ public enum ConfigurationParser {
             // One ARP answer per pair while both live: the lower node id (the survivor takes it over).
             virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? (peer.map { nodeID < $0.nodeID } ?? true),
             bucketCount: UInt32(buckets), nodeID: nodeID, peer: peer, initialOwnership: ownership,
+            receiveRing: receiveRing, allowsFaultInjection: try director.bool("allow_fault_injection") ?? false,
             timeouts: timeouts, services: services)
+    }
+
+    /// `director.receive_ring`: the format, then sizes that default to the format's own.
+    static func parseReceiveRing(_ node: Node) throws(ConfigurationError) -> ReceiveRingGeometry {
+        let path = "director.receive_ring"
+        let fields = try Fields(node, path: path, known: ["format", "block_size", "block_count", "frame_size", "retire_timeout_ms"])
+        var geometry = ReceiveRingGeometry.standard
+        if let name = try fields.string("format") {
+            guard let format = ReceiveRingGeometry.Format(rawValue: name) else {
+                throw ConfigurationError(field: path + ".format", problem: "expected tpacket_v3 (blocks, the default) or tpacket_v2 (frame by frame, lowest delay), got \"\(name)\"")
+            }
+            if format == .tpacketV2 { geometry = .lowLatency }
+        }
+        if let value = try fields.integer("block_size", range: 4096...(1 << 26)) { geometry.blockSize = UInt32(value) }
+        if let value = try fields.integer("block_count", range: 2...(1 << 20)) { geometry.blockCount = UInt32(value) }
+        if let value = try fields.integer("frame_size", range: 16...(1 << 16)) { geometry.frameSize = UInt32(value) }
+        if let value = try fields.integer("retire_timeout_ms", range: 1...1000) { geometry.retireTimeoutMilliseconds = UInt32(value) }
+        if let problem = geometry.problem { throw ConfigurationError(field: path, problem: problem) }
+        return geometry
     }
 
     nonisolated(unsafe) static let timeoutFields: [String: WritableKeyPath<ConnectionTimeouts, UInt64>] = [
@@ -97,8 +120,8 @@ public enum ConfigurationParser {
     static func parsePeer(_ node: Node, nodeID: UInt8) throws(ConfigurationError) -> Configuration.Peer {
         let path = "director.peer"
         let fields = try Fields(node, path: path, known: [
-            "node_id", "address", "local_address", "sync_port", "key", "key_file", "heartbeat_interval_ms",
-            "dead_after_missed", "sync_realtime_priority", "sync_cpu",
+            "node_id", "address", "local_address", "sync_port", "heartbeat_port", "key", "key_file", "heartbeat_interval_ms",
+            "dead_after_missed", "sync_realtime_priority", "sync_cpu", "worker_stall_ms",
         ])
         let peerID = UInt8(try fields.integer("node_id", range: 1...255, required: true)!)
         guard peerID != nodeID else {
@@ -126,13 +149,19 @@ public enum ConfigurationParser {
         guard let key = Configuration.parseKey(keyText) else {
             throw ConfigurationError(field: "\(path).key", problem: "expected 32 or more hexadecimal digits (16 bytes or more), e.g. from `openssl rand -hex 32`")
         }
+        let syncPort = UInt16(try fields.integer("sync_port", range: 1...65535) ?? Int(Configuration.Peer.defaultSyncPort))
+        let heartbeatPort = try fields.integer("heartbeat_port", range: 1...65535).map(UInt16.init)
+        guard heartbeatPort != syncPort else {
+            throw ConfigurationError(field: "\(path).heartbeat_port", problem: "must differ from sync_port (\(syncPort)): heartbeats have a socket of their own")
+        }
+        let interval = try fields.integer("heartbeat_interval_ms", range: 1...10_000) ?? 10
+        let stall = try fields.integer("worker_stall_ms", range: 10...600_000) ?? 1000
         return Configuration.Peer(
-            nodeID: peerID, address: address, localAddress: local,
-            syncPort: UInt16(try fields.integer("sync_port", range: 1...65535) ?? Int(Configuration.Peer.defaultSyncPort)),
-            key: key, heartbeatIntervalMilliseconds: try fields.integer("heartbeat_interval_ms", range: 1...10_000) ?? 10,
+            nodeID: peerID, address: address, localAddress: local, syncPort: syncPort, heartbeatPort: heartbeatPort,
+            key: key, heartbeatIntervalMilliseconds: interval,
             deadAfterMissed: try fields.integer("dead_after_missed", range: 2...100) ?? 3,
             syncRealtimePriority: try fields.integer("sync_realtime_priority", range: 0...99) ?? 10,
-            syncCPU: try fields.integer("sync_cpu", range: 0...4095))
+            syncCPU: try fields.integer("sync_cpu", range: 0...4095), workerStallMilliseconds: stall)
     }
 
     static func parseService(_ node: Node, path: String) throws(ConfigurationError) -> Configuration.ServiceConfig {

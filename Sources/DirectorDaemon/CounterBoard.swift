@@ -19,6 +19,15 @@ public final class CounterBoard: @unchecked Sendable {
         case changesRefreshed
         /// Changes lost because the worker's outbound sync ring was full (the peer resyncs).
         case syncRingFull
+        /// The receive ring's memory (bytes).
+        case receiveRingBytes
+        /// Times the front interface went down under the worker, and other receive-socket errors.
+        case frontLinkDownEvents
+        case receiveErrors
+        /// Transmit ring sends the kernel refused, by kind (the frames are retried).
+        case transmitErrorsNetworkDown
+        case transmitErrorsNoBuffers
+        case transmitErrorsOther
 
         var name: String {
             switch self {
@@ -31,18 +40,25 @@ public final class CounterBoard: @unchecked Sendable {
             case .changesRemoved: "connection_changes_removed"
             case .changesRefreshed: "connection_changes_refreshed"
             case .syncRingFull: "sync_ring_full"
+            case .receiveRingBytes: "receive_ring_bytes"
+            case .frontLinkDownEvents: "front_link_down_events"
+            case .receiveErrors: "receive_errors"
+            case .transmitErrorsNetworkDown: "transmit_errors_network_down"
+            case .transmitErrorsNoBuffers: "transmit_errors_no_buffers"
+            case .transmitErrorsOther: "transmit_errors_other"
             }
         }
 
         var prometheusType: String {
             switch self {
-            case .tableEntries, .tableCapacity, .numaNode: "gauge"
-            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved, .changesRefreshed, .syncRingFull: "counter"
+            case .tableEntries, .tableCapacity, .numaNode, .receiveRingBytes: "gauge"
+            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved, .changesRefreshed, .syncRingFull,
+                 .frontLinkDownEvents, .receiveErrors, .transmitErrorsNetworkDown, .transmitErrorsNoBuffers, .transmitErrorsOther: "counter"
             }
         }
     }
 
-    public static let rowWidth = WorkerCounters.count + 16
+    public static let rowWidth = WorkerCounters.count + 32
     public let workerCount: Int
     private let slots: UnsafeMutablePointer<UInt64>
     /// Per worker, `LatencyHistogram.bucketCount` counts of replica lag (peer's change → applied here).

@@ -14,9 +14,23 @@ extension Director {
             lines.append("director_sync_\(name) \(value)")
         }
         lines.append("# TYPE director_sync_rejected counter")
-        for reason in SyncRejection.allCases { lines.append("director_sync_rejected{reason=\"\(reason.name)\"} \(status.counters[rejected: reason])") }
+        for reason in SyncRejection.allCases {
+            lines.append("director_sync_rejected{channel=\"sync\",reason=\"\(reason.name)\"} \(status.counters[rejected: reason])")
+            lines.append("director_sync_rejected{channel=\"liveness\",reason=\"\(reason.name)\"} \(status.liveness.rejected[reason.rawValue])")
+        }
+        lines.append("# TYPE director_sync_longest_step_ns gauge")
+        for step in SyncThread.Step.allCases {
+            lines.append("director_sync_longest_step_ns{step=\"\(step.name)\"} \(status.longestStep[step.rawValue])")
+        }
         let gauges: [(String, String, UInt64?)] = [
-            ("foreign_datagrams", "counter", status.foreignDatagrams),
+            ("heartbeats_sent", "counter", status.liveness.heartbeatsSent),
+            ("heartbeats_received", "counter", status.liveness.heartbeatsReceived),
+            ("heartbeats_withheld", "counter", status.liveness.heartbeatsWithheld),
+            ("heartbeat_send_errors", "counter", status.liveness.sendErrors),
+            ("heartbeat_longest_lateness_ns", "gauge", status.liveness.longestLateness),
+            ("fault", "gauge", status.fault == nil ? 0 : 1),
+            ("retransmissions_queued", "gauge", UInt64(status.retransmissionsQueued)),
+            ("foreign_datagrams", "counter", status.foreignDatagrams + status.liveness.foreignDatagrams),
             ("send_errors", "counter", status.sendErrors),
             ("records_unknown_real_server", "counter", status.recordsForUnknownServers),
             ("inbound_ring_full", "counter", status.inboundRingFull),
@@ -68,6 +82,12 @@ extension Director {
         if let p50 = LatencyHistogram.percentile(0.5, of: lag), let p99 = LatencyHistogram.percentile(0.99, of: lag) {
             lines.append("replica lag: p50 ≤ \(p50) µs, p99 ≤ \(p99) µs over \(lag.reduce(0, +)) records applied")
         }
+        let liveness = status.liveness
+        lines.append("heartbeats: \(liveness.heartbeatsSent) sent, \(liveness.heartbeatsReceived) received, \(liveness.heartbeatsWithheld) withheld"
+            + "; at most \(milliseconds(liveness.longestLateness)) late"
+            + (status.fault.map { "; NOT SENT NOW: \($0)" } ?? ""))
+        let steps = SyncThread.Step.allCases.map { "\($0.name) \(milliseconds(status.longestStep[$0.rawValue]))" }.joined(separator: ", ")
+        lines.append("sync thread: longest turn \(milliseconds(status.longestTurn)) (\(steps)); longest wait between turns \(milliseconds(status.longestWait))")
         if let silence = status.deathSilence {
             lines.append("last peer death: declared after \(milliseconds(silence)) of silence")
         }
@@ -79,9 +99,10 @@ extension Director {
             + "\(counters.datagramsRetransmitted) retransmitted, \(counters.nacksSent) NACKs sent, \(status.sendErrors) send errors")
         lines.append("records: \(counters.recordsSent) sent, \(counters.recordsReceived) received; snapshots: \(counters.snapshotsRequested) asked, "
             + "\(counters.snapshotsCompleted) received whole, \(counters.snapshotsServed) served")
-        let rejected = SyncRejection.allCases.filter { counters[rejected: $0] > 0 }.map { "\($0.name) \(counters[rejected: $0])" }
+        let rejected = SyncRejection.allCases.filter { counters[rejected: $0] + liveness.rejected[$0.rawValue] > 0 }
+            .map { "\($0.name) \(counters[rejected: $0] + liveness.rejected[$0.rawValue])" }
         lines.append("rejected: \(rejected.isEmpty ? "none" : rejected.joined(separator: ", "))"
-            + (status.foreignDatagrams > 0 ? "; from foreign sources \(status.foreignDatagrams)" : ""))
+            + (status.foreignDatagrams + liveness.foreignDatagrams > 0 ? "; from foreign sources \(status.foreignDatagrams + liveness.foreignDatagrams)" : ""))
         return lines.joined(separator: "\n") + "\n"
     }
 }

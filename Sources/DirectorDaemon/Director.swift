@@ -26,6 +26,8 @@ public final class Director: @unchecked Sendable {
     private let startedAt = director_monotonic_nanoseconds()
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
     private let ownership: Mutex<BucketOwnership>
+    /// Fault injection: this many coming ownership changes fail as a refused filter would.
+    private let failingOwnershipChanges = Atomic<Int>(0)
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
@@ -64,9 +66,11 @@ public final class Director: @unchecked Sendable {
         let settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
                                          timeouts: configuration.timeouts)
         let perWorker = max(1, configuration.connectionCapacity / configuration.workerCPUs.count)
+        Log.info("receive ring per worker: \(configuration.receiveRing.summary)")
         let fanoutGroup = UInt16(truncatingIfNeeded: getpid())
         for (index, cpu) in configuration.workerCPUs.enumerated() {
-            let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back, tableCapacity: perWorker,
+            let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back,
+                                  receiveRing: configuration.receiveRing, tableCapacity: perWorker,
                                   settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
                                   ownership: ownership.withLock { $0 })
             do {
@@ -204,6 +208,10 @@ public final class Director: @unchecked Sendable {
     /// Makes `new` this dispatcher's share: every worker's kernel filter is replaced (atomically
     /// per socket; frames of buckets owned before and after keep flowing).
     public func setOwnership(_ new: BucketOwnership) throws {
+        if failingOwnershipChanges.load(ordering: .relaxed) > 0 {
+            failingOwnershipChanges.subtract(1, ordering: .relaxed)
+            throw SystemCallError(call: "setsockopt", context: "attaching the ownership filter (fault injection)", errno: ENOMEM)
+        }
         try ownership.withLock { current in
             for worker in workers { try worker.attach(new) }
             current = new
@@ -251,10 +259,12 @@ public final class Director: @unchecked Sendable {
     func handle(_ command: String) -> String {
         let words = command.split(separator: " ")
         if words.first == "buckets" { return bucketsCommand(Array(words.dropFirst().isEmpty ? ["show"] : words.dropFirst())) }
+        if words.first == "fault" { return faultCommand(Array(words.dropFirst())) }
         switch command {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
-            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n" + board.prometheusText() + (sync.map { syncMetrics($0) } ?? "")
+            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n# receive ring per worker: \(configuration.receiveRing.summary)\n"
+                + board.prometheusText() + (sync.map { syncMetrics($0) } ?? "")
         case "sync":
             return sync.map { syncReport($0) } ?? "no peer configured: connection sync is off\n"
         case "services":
@@ -262,7 +272,35 @@ public final class Director: @unchecked Sendable {
         case "ping":
             return "pong\n"
         default:
-            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, fault, ping)\n"
+        }
+    }
+
+    /// `fault stall-worker N MS`: worker N sleeps for MS milliseconds, as a hung worker would.
+    /// `fault fail-ownership N`: the next N ownership changes fail, as a refused filter would.
+    /// Only when the config allows fault injection (for testing the pair's reactions).
+    func faultCommand(_ words: [Substring]) -> String {
+        guard configuration.allowsFaultInjection else {
+            return "error: fault injection is off (director.allow_fault_injection: true turns it on, for tests only)\n"
+        }
+        switch words.first {
+        case "stall-worker":
+            guard words.count == 3, let index = Int(words[1]), workers.indices.contains(index), let milliseconds = UInt64(words[2]),
+                  milliseconds <= 600_000 else {
+                return "error: fault stall-worker WORKER MILLISECONDS (worker 0–\(workers.count - 1), at most 600000 ms)\n"
+            }
+            workers[index].stalledUntil.store(director_monotonic_nanoseconds() / 1_000_000 + milliseconds, ordering: .relaxed)
+            Log.warning("fault injection: worker \(index) stalls for \(milliseconds) ms")
+            return "worker \(index) stalls for \(milliseconds) ms\n"
+        case "fail-ownership":
+            guard words.count == 2, let count = Int(words[1]), (0...1000).contains(count) else {
+                return "error: fault fail-ownership COUNT (0–1000)\n"
+            }
+            failingOwnershipChanges.store(count, ordering: .relaxed)
+            Log.warning("fault injection: the next \(count) ownership change(s) fail")
+            return "the next \(count) ownership change(s) fail\n"
+        default:
+            return "error: fault stall-worker WORKER MILLISECONDS | fault fail-ownership COUNT\n"
         }
     }
 

@@ -16,6 +16,7 @@ struct SyncStatus: Sendable {
     var peerIncarnation: UInt64?
     var lastHeardAgo: UInt64?
     var counters = SyncCounters()
+    var liveness = LivenessReport()
     var foreignDatagrams: UInt64 = 0
     /// Datagrams the kernel refused to send (link down, queue full).
     var sendErrors: UInt64 = 0
@@ -31,64 +32,107 @@ struct SyncStatus: Sendable {
     var highestDataSequenceSent: UInt64 = 0
     var peerAcknowledged: UInt64 = 0
     var missingDatagrams = 0
+    var retransmissionsQueued = 0
     var automaticHandover = true
-    /// The longest turn of the loop, and the longest wait between turns (ns): what delays a heartbeat.
+    /// Why this dispatcher cannot serve, while it cannot (its heartbeats are withheld).
+    var fault: String?
+    /// The longest turn of the loop, and the longest wait between turns (ns).
     var longestTurn: UInt64 = 0
     var longestWait: UInt64 = 0
+    /// The longest time each step of a turn took (ns), by `SyncThread.Step`.
+    var longestStep = [UInt64](repeating: 0, count: SyncThread.Step.allCases.count)
 }
 
-/// The dedicated sync thread of a paired director: one UDP socket on the crossover link, the
-/// protocol (`SyncSession`), and the workers' rings. Each turn of its loop (at most 500 µs
-/// apart, or at once when a datagram arrives) it
-///   1. reads every waiting datagram from the peer,
-///   2. drains every worker's outbound ring into the outbox (so a change waits ≤ ~0.5 ms),
-///   3. lets the session send what is due (deltas, heartbeats, NACKs) and decide,
-///   4. carries out the decisions: replicas to the workers' inbound rings, bucket handovers,
-///      takeover with gratuitous ARP.
-/// It runs at SCHED_FIFO priority by default, so a heartbeat never waits behind busy workers.
+/// The dedicated sync thread of a paired director: the record stream's UDP socket on the
+/// crossover link, the protocol (`SyncSession`), and the workers' rings. Each turn of its loop
+/// (at most 500 µs apart, or at once when a datagram arrives) it
+///   1. takes the liveness thread's news (the peer's latest heartbeat, this side's fitness),
+///   2. reads the peer's datagrams, for at most `receiveBudget`,
+///   3. drains the workers' outbound rings into the outbox, for at most `drainBudget`,
+///   4. lets the session send what is due (deltas, acknowledgements, paced retransmissions and
+///      NACKs) and decide,
+///   5. carries out the decisions: replicas to the workers' inbound rings, takeover with
+///      gratuitous ARP, and a step of any bucket handover in progress (`HandoverInProgress`),
+///   6. sends.
+/// No step waits for a worker or loops until something happens: what takes longer is state
+/// carried to the next turn. Heartbeats are not its business: the liveness thread sends them.
 final class SyncThread: @unchecked Sendable {
-    private unowned let director: Director
-    private let peer: Configuration.Peer
-    private let workers: [Worker]
+    unowned let director: Director
+    let peer: Configuration.Peer
+    let workers: [Worker]
     private let socket: SyncSocket
-    private var session: SyncSession
+    var session: SyncSession
+    let liveness: LivenessThread
     private let stopping = Atomic<Bool>(false)
     private var thread: pthread_t?
     let status = Mutex(SyncStatus())
-    private var local = SyncStatus()
+    var local = SyncStatus()
     private var pendingSnapshot: (requestID: UInt64, workersLeft: Set<Int>)?
     /// Per worker, instructions its full inbound ring could not take yet.
     private var backlogs: [[WorkerInstruction]]
     private var services: ServiceTable
     private var servicesGeneration: UInt64
+    /// The bucket handover being carried out, a step per turn.
+    var handover: HandoverInProgress?
+    /// Every bucket is to be taken (the peer died, or never came) and the filter change has not
+    /// succeeded yet: retried every turn.
+    var takeAllPending = false
+    var lastTakeAllFailureLog: UInt64 = 0
+    /// The latest heartbeat handed to the session (its arrival time), and the fault seen last.
+    private var heartbeatSeen: UInt64 = 0
+    private var faultSeen: String?
+    /// Per worker, the sync-ring-full count last seen: a rise means changes were lost.
+    private var ringFullSeen: [UInt64]
 
     static let turnNanoseconds: UInt64 = 500_000
     /// The most time a turn spends taking datagrams from the peer.
-    static let receiveBudgetNanoseconds: UInt64 = 2_000_000
+    static let receiveBudgetNanoseconds: UInt64 = 1_000_000
+    /// The most time a turn spends taking the workers' reports.
+    static let drainBudgetNanoseconds: UInt64 = 500_000
     /// A turn longer than this is logged with where its time went.
     static let slowTurnNanoseconds: UInt64 = 5_000_000
-    /// Worker reports taken per worker per turn: at 2,000 turns a second, far above any live
-    /// change rate, yet small enough to pace a snapshot.
-    static let reportsPerTurn = 4096
+
+    /// The steps of a turn, for the longest-step figures.
+    enum Step: Int, CaseIterable {
+        case liveness, receive, drain, tick, events, handover, send
+
+        var name: String {
+            switch self {
+            case .liveness: "liveness"
+            case .receive: "receive"
+            case .drain: "drain"
+            case .tick: "tick"
+            case .events: "events"
+            case .handover: "handover"
+            case .send: "send"
+            }
+        }
+    }
 
     init(director: Director, peer: Configuration.Peer, workers: [Worker]) throws {
         self.director = director
         self.peer = peer
         self.workers = workers
         backlogs = Array(repeating: [], count: workers.count)
+        ringFullSeen = Array(repeating: 0, count: workers.count)
         socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.syncPort)
         guard let codec = SyncCodec(key: peer.key) else { throw ConfigurationError(field: "director.peer.key", problem: "shorter than 16 bytes") }
         let settings = SyncSettings(nodeID: director.configuration.nodeID, peerNodeID: peer.nodeID,
                                     heartbeatInterval: UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000,
                                     deadAfterMissed: peer.deadAfterMissed, flushDelay: 0)
         // A fresh incarnation at each start: the wall clock in ns only grows across restarts.
-        session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
-                              incarnation: director_realtime_nanoseconds(), now: director_monotonic_nanoseconds())
+        let incarnation = director_realtime_nanoseconds()
+        let session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
+                                  incarnation: incarnation, now: director_monotonic_nanoseconds())
+        liveness = try LivenessThread(peer: peer, nodeID: director.configuration.nodeID, incarnation: incarnation, codec: codec,
+                                      workers: workers, front: director.front, initial: session.announcement)
+        self.session = session
         services = director.currentServices
         servicesGeneration = services.generation
     }
 
     func start() {
+        liveness.start()
         let box = Unmanaged.passRetained(self)
         var handle = pthread_t()
         pthread_create(&handle, nil, { argument in
@@ -103,6 +147,7 @@ final class SyncThread: @unchecked Sendable {
         stopping.store(true, ordering: .relaxed)
         if let thread { pthread_join(thread, nil) }
         thread = nil
+        liveness.stop()
     }
 
     private func run() {
@@ -111,39 +156,50 @@ final class SyncThread: @unchecked Sendable {
         }
         if peer.syncRealtimePriority > 0 {
             let result = director_make_current_thread_realtime(Int32(peer.syncRealtimePriority))
-            if result != 0 { Log.warning("sync thread: SCHED_FIFO \(peer.syncRealtimePriority) refused (\(String(cString: strerror(result)))); heartbeats may be late under load") }
+            if result != 0 { Log.warning("sync thread: SCHED_FIFO \(peer.syncRealtimePriority) refused (\(String(cString: strerror(result)))); the record stream may lag under load") }
         }
-        Log.info("sync: \(peer.localAddress):\(peer.syncPort) ↔ node \(peer.nodeID) at \(peer.address):\(peer.syncPort), "
-            + "heartbeat \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed; waiting for the peer")
+        Log.info("sync: \(peer.localAddress):\(peer.syncPort) ↔ node \(peer.nodeID) at \(peer.address):\(peer.syncPort), heartbeats on port \(peer.heartbeatPort) "
+            + "every \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed; waiting for the peer")
         var buffer = [UInt8](repeating: 0, count: 2048)
         var turnEnded = director_monotonic_nanoseconds()
+        var marks = [UInt64](repeating: 0, count: Step.allCases.count + 1)
         while !stopping.load(ordering: .relaxed) {
             socket.wait(timeoutNanoseconds: SyncThread.turnNanoseconds)
             let turnStarted = director_monotonic_nanoseconds()
-            // How punctual the thread is: a late turn is a late heartbeat.
+            // How punctual the thread is: a late turn is late news for the peer.
             local.longestWait = max(local.longestWait, turnStarted &- turnEnded)
+            marks[0] = turnStarted
             switch handoverModeRequest.exchange(HandoverModeRequest.none, ordering: .relaxed) {
             case HandoverModeRequest.pause: session.automaticHandover = false
             case HandoverModeRequest.resume: session.automaticHandover = true
             default: break
             }
             refreshServices()
+            takeLivenessNews()
+            marks[1] = director_monotonic_nanoseconds()
             feedBacklogs()
             receiveDatagrams(&buffer)
-            let received = director_monotonic_nanoseconds()
+            marks[2] = director_monotonic_nanoseconds()
             drainWorkers()
-            let drained = director_monotonic_nanoseconds()
-            session.tick(now: drained, wallClock: director_realtime_nanoseconds(), ownership: director.currentOwnership)
-            let ticked = director_monotonic_nanoseconds()
+            marks[3] = director_monotonic_nanoseconds()
+            session.tick(now: marks[3], wallClock: director_realtime_nanoseconds(), ownership: director.currentOwnership)
+            marks[4] = director_monotonic_nanoseconds()
             let handled = carryOutEvents()
-            let carried = director_monotonic_nanoseconds()
+            marks[5] = director_monotonic_nanoseconds()
+            continueHandover()
+            marks[6] = director_monotonic_nanoseconds()
             sendDatagrams()
+            liveness.announce(session.announcement)
             turnEnded = director_monotonic_nanoseconds()
+            marks[7] = turnEnded
+            for step in Step.allCases {
+                local.longestStep[step.rawValue] = max(local.longestStep[step.rawValue], marks[step.rawValue + 1] &- marks[step.rawValue])
+            }
             local.longestTurn = max(local.longestTurn, turnEnded &- turnStarted)
             if turnEnded &- turnStarted > SyncThread.slowTurnNanoseconds {
                 func ms(_ nanoseconds: UInt64) -> String { String(Double(nanoseconds / 10_000) / 100) }
-                Log.warning("sync: a turn took \(ms(turnEnded &- turnStarted)) ms (receive \(ms(received &- turnStarted)), drain \(ms(drained &- received)), "
-                    + "tick \(ms(ticked &- drained)), events \(ms(carried &- ticked)) [\(SyncThread.names(of: handled))], send \(ms(turnEnded &- carried))): heartbeats wait meanwhile")
+                let steps = Step.allCases.map { "\($0.name) \(ms(marks[$0.rawValue + 1] &- marks[$0.rawValue]))" }.joined(separator: ", ")
+                Log.warning("sync: a turn took \(ms(turnEnded &- turnStarted)) ms (\(steps); events [\(SyncThread.names(of: handled))])")
             }
             publishStatus()
         }
@@ -157,14 +213,30 @@ final class SyncThread: @unchecked Sendable {
         }
     }
 
-    // MARK: - 1. From the peer
+    // MARK: - 1. The liveness thread's news
+
+    private func takeLivenessNews() {
+        let report = liveness.report.withLock { $0 }
+        local.liveness = report
+        let now = director_monotonic_nanoseconds(), wallClock = director_realtime_nanoseconds()
+        if let heartbeat = report.latest, heartbeat.heardAt != heartbeatSeen {
+            heartbeatSeen = heartbeat.heardAt
+            session.heard(heartbeat, now: now, wallClock: wallClock)
+        }
+        if report.fault != faultSeen {
+            faultSeen = report.fault
+            enterOrLeaveFault(report.fault)
+        }
+    }
+
+    // MARK: - 2. From the peer
 
     private func receiveDatagrams(_ buffer: inout [UInt8]) {
-        // A bounded amount per turn (a snapshot arriving is thousands of datagrams), so that no
-        // turn runs long enough to delay a heartbeat; the rest waits in the socket's buffer.
+        // A bounded amount per turn (a snapshot arriving is thousands of datagrams); the rest
+        // waits in the socket's buffer for the next turns.
         let deadline = director_monotonic_nanoseconds() + SyncThread.receiveBudgetNanoseconds
-        for count in 0..<512 {
-            if count % 16 == 15, director_monotonic_nanoseconds() > deadline { return }
+        for count in 0..<1024 {
+            if count % 8 == 7, director_monotonic_nanoseconds() > deadline { return }
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
@@ -176,39 +248,57 @@ final class SyncThread: @unchecked Sendable {
         }
     }
 
-    // MARK: - 2. From the workers
+    // MARK: - 3. From the workers
 
     private func drainWorkers() {
         let now = director_monotonic_nanoseconds(), wallClock = director_realtime_nanoseconds()
+        let deadline = now + SyncThread.drainBudgetNanoseconds
         let nowMilliseconds = now / 1_000_000
         let timeouts = director.configuration.timeouts
         for worker in workers {
-            guard let outbound = worker.link?.outbound else { continue }
-            // A bounded share per turn (about 100 datagrams): a snapshot leaves in a paced stream
-            // rather than one burst that would overflow queues on the way and take heartbeats with it.
-            outbound.drain(limit: SyncThread.reportsPerTurn) { report in
-                switch report {
-                case .change(let change, let changedAt):
-                    if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
-                        session.record(record, changedAt: changedAt, now: now)
-                    }
-                case .snapshotEntry(let entry, let requestID):
-                    guard pendingSnapshot?.requestID == requestID,
-                          let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
-                    session.appendSnapshot(record, requestID: requestID, now: now, wallClock: wallClock)
-                case .snapshotEnd(let requestID):
-                    guard pendingSnapshot?.requestID == requestID else { return }
-                    pendingSnapshot?.workersLeft.remove(worker.plan.index)
-                    if pendingSnapshot?.workersLeft.isEmpty == true {
-                        pendingSnapshot = nil
-                        session.finishSnapshot(requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
-                    }
-                }
+            // Changes this worker could not hand in (its ring was full) are gone: the peer must
+            // resync to learn them.
+            let ringFull = director.board.gauge(worker: worker.plan.index, .syncRingFull)
+            if ringFull != ringFullSeen[worker.plan.index] {
+                ringFullSeen[worker.plan.index] = ringFull
+                session.recordsLost(now: now, wallClock: wallClock)
+            }
+        }
+        // Round robin in slices, so one worker's snapshot walk does not starve the others, and
+        // paced: a snapshot leaves as a stream rather than one burst that would overflow queues.
+        var drainedAny = true
+        while drainedAny, director_monotonic_nanoseconds() < deadline {
+            drainedAny = false
+            for worker in workers {
+                guard let outbound = worker.link?.outbound else { continue }
+                let drained = outbound.drain(limit: 256) { report in take(report, from: worker, nowMilliseconds: nowMilliseconds, timeouts: timeouts) }
+                if drained > 0 { drainedAny = true }
             }
         }
     }
 
-    // MARK: - 4. Decisions
+    private func take(_ report: WorkerReport, from worker: Worker, nowMilliseconds: UInt64, timeouts: ConnectionTimeouts) {
+        let now = director_monotonic_nanoseconds()
+        switch report {
+        case .change(let change, let changedAt):
+            if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
+                session.record(record, changedAt: changedAt, now: now)
+            }
+        case .snapshotEntry(let entry, let requestID):
+            guard pendingSnapshot?.requestID == requestID,
+                  let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
+            session.appendSnapshot(record, requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
+        case .snapshotEnd(let requestID):
+            guard pendingSnapshot?.requestID == requestID else { return }
+            pendingSnapshot?.workersLeft.remove(worker.plan.index)
+            if pendingSnapshot?.workersLeft.isEmpty == true {
+                pendingSnapshot = nil
+                session.finishSnapshot(requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
+            }
+        }
+    }
+
+    // MARK: - 5. Decisions
 
     /// Returns the events carried out (for the slow-turn log).
     @discardableResult
@@ -242,8 +332,10 @@ final class SyncThread: @unchecked Sendable {
             case .peerDead(let silence):
                 local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
                 local.deathSilence = silence
-                Log.warning("sync: peer node \(peer.nodeID) is dead (silent for \(silence / 1_000_000) ms); taking over its buckets")
+                Log.warning("sync: peer node \(peer.nodeID) is dead (no heartbeat for \(silence / 1_000_000) ms); taking over its buckets")
             case .takeAll:
+                handover = nil
+                takeAllPending = true
                 takeAll()
                 // After a death (not a lonely start): wake the clients of the peer's connections.
                 if local.peerDeclaredDeadAt != nil, session.peer == .dead {
@@ -253,11 +345,9 @@ final class SyncThread: @unchecked Sendable {
             case .caughtUp:
                 Log.info("sync: caught up with the peer's table (\(session.counters.recordsReceived) records received)")
             case .release(let buckets):
-                release(buckets)
+                beginRelease(buckets)
             case .take(let buckets):
-                for index in kicked { workers[index].link?.wakeup.ring() }
-                kicked.removeAll()
-                take(buckets)
+                beginTake(buckets)
             case .handoverCompleted(let gap):
                 local.lastHandoverGap = gap
                 Log.info("sync: the peer accepts the buckets handed over; \(gap / 1_000) µs without an owner at most")
@@ -292,13 +382,15 @@ final class SyncThread: @unchecked Sendable {
 
     /// Hands an instruction to a worker, in order. When its ring is full (a large snapshot
     /// arriving faster than the worker applies it), the rest waits in a backlog that the next
-    /// turns feed in: the sync thread never blocks on a worker, so heartbeats stay on time.
-    private func hand(_ instruction: WorkerInstruction, to index: Int) {
+    /// turns feed in: the sync thread never blocks on a worker.
+    func hand(_ instruction: WorkerInstruction, to index: Int) {
         guard let inbound = workers[index].link?.inbound else { return }
         if backlogs[index].isEmpty, inbound.push(instruction) { return }
         if backlogs[index].isEmpty { local.inboundRingFull += 1 }
         backlogs[index].append(instruction)
     }
+
+    var backlogsAreEmpty: Bool { backlogs.allSatisfy(\.isEmpty) }
 
     /// Feeds what waits in the backlogs into the rings, as far as they take it.
     private func feedBacklogs() {
@@ -311,64 +403,9 @@ final class SyncThread: @unchecked Sendable {
         }
     }
 
-    private func takeAll() {
-        let all = BucketOwnership.all(director.configuration.bucketCount)
-        do {
-            try director.setOwnership(all)
-        } catch {
-            Log.error("sync: taking every bucket failed: \(error)")
-        }
-        director.setAnswersARP(true)
-        director.announceVirtualAddresses()
-        local.tookAllAt = director_monotonic_nanoseconds()
-    }
+    // MARK: - 6. To the peer
 
-    /// Stops accepting `buckets`, waits until every worker has finished the frames it held and
-    /// handed in their changes, sends those, then tells the peer.
-    private func release(_ buckets: BucketOwnership) {
-        let stoppedAt = director_monotonic_nanoseconds()
-        do {
-            try director.setOwnership(director.currentOwnership.subtracting(buckets))
-        } catch {
-            Log.error("sync: releasing buckets failed: \(error)")
-        }
-        for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
-            Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms of the release")
-        }
-        // Everything the workers reported before and during the release goes out before `released`.
-        while workers.contains(where: { ($0.link?.outbound.count ?? 0) > 0 }) { drainWorkers() }
-        session.didRelease(buckets, stoppedAt: stoppedAt, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
-        sendDatagrams()
-        Log.info("sync: released buckets \(buckets.description) to the peer")
-    }
-
-    /// Waits until every worker has applied what it was handed (the peer's records up to its
-    /// release), then accepts `buckets`.
-    private func take(_ buckets: BucketOwnership) {
-        let deadline = director_monotonic_nanoseconds() + 50_000_000
-        while backlogs.contains(where: { !$0.isEmpty }) && director_monotonic_nanoseconds() < deadline {
-            feedBacklogs()
-            usleep(50)
-        }
-        for worker in workers where !worker.quiesce(timeoutNanoseconds: 50_000_000) {
-            Log.warning("sync: worker \(worker.plan.index) did not come round within 50 ms before the take")
-        }
-        do {
-            try director.setOwnership(director.currentOwnership.union(buckets))
-        } catch {
-            Log.error("sync: taking buckets failed: \(error)")
-        }
-        session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
-        sendDatagrams()
-        // Client packets of these buckets that arrived in the gap were dropped by both sides.
-        for index in workers.indices { hand(.probeReplicas(buckets), to: index) }
-        for worker in workers { worker.link?.wakeup.ring() }
-        Log.info("sync: took buckets \(buckets.description) from the peer")
-    }
-
-    // MARK: - 3. To the peer
-
-    private func sendDatagrams() {
+    func sendDatagrams() {
         for bytes in session.takeOutgoing() where !socket.send(bytes) {
             local.sendErrors += 1
         }
@@ -384,7 +421,9 @@ final class SyncThread: @unchecked Sendable {
         local.highestDataSequenceSent = session.highestDataSequenceSent
         local.peerAcknowledged = session.peerAcknowledged
         local.missingDatagrams = session.inbox.missingCount
+        local.retransmissionsQueued = session.retransmissionsQueued
         local.automaticHandover = session.automaticHandover
+        local.fault = faultSeen
         let snapshot = local
         status.withLock { $0 = snapshot }
     }

@@ -13,6 +13,7 @@ struct WorkerPlan: Sendable {
     let placement: NUMAPlacement
     let front: NetworkInterface
     let back: NetworkInterface
+    let receiveRing: ReceiveRingGeometry
     let tableCapacity: Int
     let settings: ForwarderSettings
     let fanoutGroup: UInt16
@@ -52,9 +53,16 @@ final class Worker: @unchecked Sendable {
     private var thread: pthread_t?
     /// The receive socket, once the worker has opened it; the director swaps its filter.
     private let receiveSocket = Atomic<Int32>(-1)
+    /// Whether the front interface is down as the receive socket last reported it.
+    let frontLinkDown = Atomic<Bool>(false)
+    /// Fault injection (`director fault stall-worker`): until this CLOCK_MONOTONIC time (ms) the
+    /// worker sleeps instead of working, as a hung worker would.
+    let stalledUntil = Atomic<UInt64>(0)
 
-    /// How long a worker waits for a block before doing housekeeping anyway.
+    /// How long a worker waits for frames before doing housekeeping anyway.
     static let pollTimeoutMilliseconds: Int32 = 10
+    /// How often the kernel's ring-drop count is read, busy or idle (ms).
+    static let dropReadIntervalMilliseconds: UInt64 = 100
 
     init(plan: WorkerPlan, snapshots: SnapshotExchange, board: CounterBoard, link: WorkerSyncLink?) {
         self.plan = plan
@@ -129,7 +137,7 @@ final class Worker: @unchecked Sendable {
             try plan.placement.pinCurrentThread()
             // Rings after pinning: the kernel allocates them on the node of the calling thread.
             var receive = try PacketReceiveRing(
-                interface: plan.front, fanoutGroup: plan.fanoutGroup,
+                interface: plan.front, geometry: plan.receiveRing, fanoutGroup: plan.fanoutGroup,
                 fanoutProgram: FanoutProgram.instructions(bucketCount: plan.bucketCount), ownership: plan.ownership)
             receiveSocket.store(receive.socket, ordering: .releasing)
             var transmit = try PacketTransmitRing(interface: plan.back)
@@ -140,6 +148,7 @@ final class Worker: @unchecked Sendable {
             var forwarder = Forwarder(table: table, services: snapshots.snapshot, settings: plan.settings, changes: SyncFeed(ring: link?.outbound))
             board.publish(worker: plan.index, gauge: .tableCapacity, UInt64(plan.tableCapacity))
             board.publish(worker: plan.index, gauge: .numaNode, UInt64(plan.placement.node ?? 0))
+            board.publish(worker: plan.index, gauge: .receiveRingBytes, UInt64(plan.receiveRing.byteCount))
             startup.withLock { $0 = "" }
             loop(&receive, &transmit, &forwarder)
         } catch {
@@ -151,28 +160,38 @@ final class Worker: @unchecked Sendable {
         let frontSocket = receive.socket
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
+        var nextDropRead: UInt64 = 0
+        var linkDownSince: UInt64?
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
         var probeWalk: ProbeWalk?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
         let wakeupDescriptor = link?.wakeup.descriptor ?? -1
         while !stopping.load(ordering: .relaxed) {
+            sleepWhileStalled()
             // A table walk for the peer's snapshot goes on without waiting for traffic.
             // A probe walk waits for traffic until the worker has seen the clients' next hop.
             let walking = snapshotWalk != nil || (probeWalk != nil && forwarder.clientSideMAC != .zero)
             let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
             var woken = false
-            let haveBlock = receive.waitForBlock(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
+            let readiness = receive.waitForFrames(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
             let now = director_monotonic_nanoseconds() / 1_000_000
+            if case .failed(let code) = readiness {
+                noteReceiveError(code, now: now, downSince: &linkDownSince)
+            } else if readiness == .ready, let since = linkDownSince {
+                linkDownSince = nil
+                frontLinkDown.store(false, ordering: .releasing)
+                Log.info("worker \(plan.index): frames arrive again on \(plan.front.name) after \(now - since) ms")
+            }
             if let link {
-                // Read the eventfd only when it fired (no system call per block otherwise); when a
-                // block was ready without a poll, a pending wake-up shows at the next poll.
+                // Read the eventfd only when it fired (no system call per burst otherwise); when
+                // frames were ready without a poll, a pending wake-up shows at the next poll.
                 if woken { link.wakeup.clear() }
                 forwarder.changes.changedAt = director_realtime_nanoseconds()
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
-            if haveBlock {
-                _ = receive.drainBlock(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, checksumPending in
+            if readiness == .ready {
+                _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, checksumPending in
                     switch forwarder.process(&frame, now: now) {
                     case .transmitOnBack(let length, let checksum):
                         let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: checksumPending ? checksum : nil)
@@ -183,18 +202,23 @@ final class Worker: @unchecked Sendable {
                         break
                     }
                 }
-                transmit.flush()
             }
+            // Also after an idle wait: frames a failed send left queued go out with the next try.
+            if transmit.hasPending, let failure = transmit.flush() { transmitErrors.count(failure) }
             if let walk = snapshotWalk, let outbound = link?.outbound {
                 snapshotWalk = continueSnapshot(walk, &forwarder, outbound)
             }
             if let walk = probeWalk {
                 probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
-            forwarder.expire(now: now, budget: haveBlock ? 256 : idleSweepBudget)
-            forwarder.purgeStaleReplicas(budget: haveBlock ? 1024 : idleSweepBudget)
+            let busy = readiness == .ready
+            forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
+            forwarder.purgeStaleReplicas(budget: busy ? 1024 : idleSweepBudget)
             publish(&forwarder)
-            if !haveBlock {
+            // By time, not only when idle: an overloaded worker is never idle, and that is when
+            // the count matters.
+            if now >= nextDropRead {
+                nextDropRead = now + Worker.dropReadIntervalMilliseconds
                 ringDrops &+= receive.takeDropCount()
                 board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
             }
@@ -207,6 +231,36 @@ final class Worker: @unchecked Sendable {
                 generation = snapshot.generation
             }
             iterations.add(1, ordering: .releasing)
+        }
+    }
+
+    /// Transmit errors by kind, published as counters.
+    private var transmitErrors = TransmitErrorCounts()
+
+    /// The receive socket reported an error. ENETDOWN: the front interface went down; the kernel
+    /// takes the socket off the interface and puts it back (in its fan-out group) when the
+    /// interface comes up, so the worker goes on waiting, without spinning: the error is read.
+    private func noteReceiveError(_ code: Int32, now: UInt64, downSince: inout UInt64?) {
+        if code == ENETDOWN || code == ENXIO {
+            guard downSince == nil else { return }
+            downSince = now
+            frontLinkDown.store(true, ordering: .releasing)
+            linkDownEvents &+= 1
+            board.publish(worker: plan.index, gauge: .frontLinkDownEvents, linkDownEvents)
+            Log.warning("worker \(plan.index): \(plan.front.name) is down (\(String(cString: strerror(code)))); waiting for it to come back")
+        } else {
+            receiveErrors &+= 1
+            board.publish(worker: plan.index, gauge: .receiveErrors, receiveErrors)
+        }
+    }
+
+    private var linkDownEvents: UInt64 = 0
+    private var receiveErrors: UInt64 = 0
+
+    /// Fault injection: sleeps, in short naps, while a stall is set.
+    private func sleepWhileStalled() {
+        while director_monotonic_nanoseconds() / 1_000_000 < stalledUntil.load(ordering: .relaxed), !stopping.load(ordering: .relaxed) {
+            usleep(1_000)
         }
     }
 
@@ -276,6 +330,26 @@ final class Worker: @unchecked Sendable {
         board.publish(worker: plan.index, gauge: .changesRemoved, UInt64(counts.removals))
         board.publish(worker: plan.index, gauge: .changesRefreshed, UInt64(counts.refreshes))
         board.publish(worker: plan.index, gauge: .syncRingFull, forwarder.changes.ringFull)
+        board.publish(worker: plan.index, gauge: .transmitErrorsNetworkDown, transmitErrors.networkDown)
+        board.publish(worker: plan.index, gauge: .transmitErrorsNoBuffers, transmitErrors.noBuffers)
+        board.publish(worker: plan.index, gauge: .transmitErrorsOther, transmitErrors.other)
+    }
+}
+
+/// Failed sends of the transmit ring, by errno: the frames stay queued and go with the next try.
+struct TransmitErrorCounts {
+    /// ENETDOWN, ENXIO: the back interface is down.
+    var networkDown: UInt64 = 0
+    /// ENOBUFS, EAGAIN: the device queue or the socket's send buffer is full.
+    var noBuffers: UInt64 = 0
+    var other: UInt64 = 0
+
+    mutating func count(_ code: Int32) {
+        switch code {
+        case ENETDOWN, ENXIO: networkDown &+= 1
+        case ENOBUFS, EAGAIN: noBuffers &+= 1
+        default: other &+= 1
+        }
     }
 }
 

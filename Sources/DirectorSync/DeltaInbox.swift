@@ -7,6 +7,13 @@
 /// A gap is NACKed as soon as it is seen, then again every `nackInterval` while it lasts; a
 /// sequence still missing after `nacksBeforeResync` NACKs (the sender no longer has it, or the
 /// link keeps losing it) or a gap wider than the sender's retention makes `needsResync` true.
+///
+/// A fresh inbox (or one whose sender restarted) is not anchored: it starts at the first data
+/// sequence it learns of, announced or received. What the sender sent before that is history a
+/// snapshot covers; asking for it again would have the sender retransmit its whole retention.
+///
+/// Gaps are kept as sorted ranges, so the work of a tick is proportional to the number of gaps,
+/// not to the number of missing datagrams.
 public struct DeltaInbox: Sendable {
     public struct Policy: Sendable {
         public var nackInterval: UInt64
@@ -21,7 +28,10 @@ public struct DeltaInbox: Sendable {
         }
     }
 
+    /// Missing data sequences `first...last`, NACKed together.
     private struct Gap {
+        var first: UInt64
+        var last: UInt64
         var lastNack: UInt64?
         var nacks = 0
     }
@@ -31,11 +41,15 @@ public struct DeltaInbox: Sendable {
     public private(set) var highestReceived: UInt64 = 0
     /// The highest the sender says it has sent (heartbeats), which may be ahead of what arrived.
     public private(set) var senderReached: UInt64 = 0
-    private var missing: [UInt64: Gap] = [:]
+    /// Sorted, disjoint, none empty.
+    private var gaps: [Gap] = []
+    public private(set) var missingCount = 0
     public private(set) var needsResync = false
     /// Every sequence up to here has been delivered (or given up for a snapshot).
     public private(set) var delivered: UInt64 = 0
     private var held: [UInt64: Batch] = [:]
+    /// Whether the stream's starting point is known (see the type's comment).
+    public private(set) var isAnchored = false
 
     /// The records of one datagram and the wall-clock time of its oldest change.
     public struct Batch: Equatable, Sendable {
@@ -52,19 +66,20 @@ public struct DeltaInbox: Sendable {
         self.policy = policy
     }
 
-    public var missingCount: Int { missing.count }
-
     /// Datagrams that arrived after a gap and wait for it.
     public var heldCount: Int { held.count }
 
     /// Takes the datagram numbered `sequence`; returns what can now be delivered in order (nil
     /// for a datagram received before: a retransmission that crossed the original).
     public mutating func receive(_ sequence: UInt64, _ batch: Batch) -> [Batch]? {
+        // 0 is never sent, and the largest value would leave no room to count past it.
+        guard sequence > 0, sequence < .max else { return nil }
+        if !isAnchored { anchor(at: sequence - 1) }
         if sequence > highestReceived {
             noteMissing(from: highestReceived + 1, to: sequence - 1)
             highestReceived = sequence
             senderReached = max(senderReached, sequence)
-        } else if missing.removeValue(forKey: sequence) == nil {
+        } else if !fill(sequence) {
             return nil
         }
         guard sequence > delivered else { return [] }
@@ -79,57 +94,73 @@ public struct DeltaInbox: Sendable {
             delivered += 1
         }
         // Past a sequence given up on (forgiven), the next one held is next in order.
-        if missing.isEmpty, !held.isEmpty {
+        if gaps.isEmpty, !held.isEmpty {
             for sequence in held.keys.sorted() { out.append(held[sequence]!) }
             delivered = held.keys.max()!
             held.removeAll()
-        } else if missing.isEmpty {
+        } else if gaps.isEmpty {
             delivered = max(delivered, highestReceived)
         }
         return out
     }
 
-    /// The sender's heartbeat says it has sent up to `highest`: anything beyond what arrived was lost.
+    /// The sender says it has sent up to `highest`: anything beyond what arrived was lost.
     public mutating func senderHasSent(upTo highest: UInt64) {
+        guard highest < .max else { return }
+        if !isAnchored { anchor(at: highest) }
         guard highest > highestReceived else { return }
         noteMissing(from: highestReceived + 1, to: highest)
         highestReceived = highest
         senderReached = highest
     }
 
-    /// The ranges to NACK now (monotonic `now`), counting each NACK.
-    public mutating func rangesToNack(now: UInt64) -> [ClosedRange<UInt64>] {
-        var due: [UInt64] = []
-        for (sequence, gap) in missing where gap.lastNack.map({ now &- $0 >= policy.nackInterval }) ?? true {
-            if gap.nacks >= policy.nacksBeforeResync {
+    /// Up to `limit` ranges to NACK now (monotonic `now`), oldest first, counting each NACK.
+    public mutating func rangesToNack(now: UInt64, limit: Int = .max) -> [ClosedRange<UInt64>] {
+        var due: [ClosedRange<UInt64>] = []
+        for index in gaps.indices where due.count < limit {
+            guard gaps[index].lastNack.map({ now &- $0 >= policy.nackInterval }) ?? true else { continue }
+            if gaps[index].nacks >= policy.nacksBeforeResync {
                 needsResync = true
                 continue
             }
-            missing[sequence] = Gap(lastNack: now, nacks: gap.nacks + 1)
-            due.append(sequence)
+            gaps[index].lastNack = now
+            gaps[index].nacks += 1
+            due.append(gaps[index].first...gaps[index].last)
         }
-        return DeltaInbox.ranges(due.sorted())
+        return due
     }
 
     /// Every sequence up to here has arrived or been given up on.
-    public var contiguous: UInt64 { missing.keys.min().map { $0 - 1 } ?? highestReceived }
+    public var contiguous: UInt64 { gaps.first.map { $0.first - 1 } ?? highestReceived }
 
     /// A snapshot is on its way: what is missing so far no longer matters. Returns what was
     /// held behind the gaps, in order.
     public mutating func forgiveGaps() -> [Batch] {
-        missing.removeAll()
+        gaps.removeAll()
+        missingCount = 0
         needsResync = false
         return deliverable()
     }
 
-    /// The sender restarted: its data sequence starts over.
+    /// The sender restarted (or appeared): its data sequence starts over, from wherever the
+    /// sender says it is.
     public mutating func restart() {
-        missing.removeAll()
+        gaps.removeAll()
+        missingCount = 0
         held.removeAll()
         highestReceived = 0
         senderReached = 0
         delivered = 0
         needsResync = false
+        isAnchored = false
+    }
+
+    /// Everything up to `sequence` counts as delivered: the stream starts after it.
+    private mutating func anchor(at sequence: UInt64) {
+        isAnchored = true
+        highestReceived = sequence
+        senderReached = sequence
+        delivered = sequence
     }
 
     private mutating func noteMissing(from first: UInt64, to last: UInt64) {
@@ -139,7 +170,34 @@ public struct DeltaInbox: Sendable {
             needsResync = true
             return
         }
-        for sequence in first...last { missing[sequence] = Gap() }
+        // Always above every gap known: the new gap goes at the end.
+        gaps.append(Gap(first: first, last: last))
+        missingCount += Int(last - first + 1)
+    }
+
+    /// Removes `sequence` from the gap holding it; false if it was not missing.
+    private mutating func fill(_ sequence: UInt64) -> Bool {
+        // The last gap whose first sequence is at most `sequence`.
+        var low = 0, high = gaps.count
+        while low < high {
+            let middle = (low + high) / 2
+            if gaps[middle].first <= sequence { low = middle + 1 } else { high = middle }
+        }
+        let index = low - 1
+        guard index >= 0, gaps[index].last >= sequence else { return false }
+        missingCount -= 1
+        let gap = gaps[index]
+        switch (gap.first == sequence, gap.last == sequence) {
+        case (true, true): gaps.remove(at: index)
+        case (true, false): gaps[index].first = sequence + 1
+        case (false, true): gaps[index].last = sequence - 1
+        case (false, false):
+            gaps[index].last = sequence - 1
+            var upper = gap
+            upper.first = sequence + 1
+            gaps.insert(upper, at: index + 1)
+        }
+        return true
     }
 
     /// Sorted sequences as closed ranges: [1, 2, 3, 7] → [1...3, 7...7].

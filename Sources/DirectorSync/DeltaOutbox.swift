@@ -1,10 +1,12 @@
 /// The sending half of the record stream: packs records into deltas datagrams and snapshot
-/// chunks, numbers them with the data sequence, and keeps the last `retention` of them so a
-/// NACK can be answered. Records wait at most until the next `flush` (the sync thread calls it
-/// within its flush delay); a full datagram's worth leaves at once.
+/// chunks, numbers them with the data sequence, and keeps the last `retention` of them, as the
+/// signed bytes that went out, so a NACK is answered by sending them again: no encoding, no
+/// authenticator computed a second time. Records wait at most until the next `flush` (the sync
+/// thread calls it within its flush delay); a full datagram's worth leaves at once.
 public struct DeltaOutbox: Sendable {
     /// A numbered body ready to send, with the wall-clock time of its oldest change.
     public struct Numbered: Equatable, Sendable {
+        public var dataSequence: UInt64
         public var body: SyncBody
         public var oldestChange: UInt64
     }
@@ -12,7 +14,8 @@ public struct DeltaOutbox: Sendable {
     public let retention: Int
     /// The last data sequence handed out (0: none yet).
     public private(set) var highestDataSequence: UInt64 = 0
-    private var retained: [Numbered?]
+    /// The datagrams as sent, by data sequence modulo `retention`.
+    private var retained: [[UInt8]?]
 
     private var pendingDeltas: [SyncRecord] = []
     private var pendingDeltasOldest: UInt64 = 0
@@ -66,30 +69,49 @@ public struct DeltaOutbox: Sendable {
         return out
     }
 
-    /// A datagram sent before, if it is still retained.
-    public func retransmission(of dataSequence: UInt64) -> Numbered? {
-        guard dataSequence >= 1, dataSequence <= highestDataSequence, highestDataSequence - dataSequence < UInt64(retention) else { return nil }
-        return retained[Int(dataSequence % UInt64(retention))]
+    /// Keeps the bytes sent for `dataSequence`, for retransmission.
+    public mutating func keep(_ datagram: [UInt8], for dataSequence: UInt64) {
+        guard isRetained(dataSequence) else { return }
+        retained[slot(dataSequence)] = datagram
     }
+
+    /// The bytes sent for `dataSequence`, if they are still kept.
+    public func retransmission(of dataSequence: UInt64) -> [UInt8]? {
+        isRetained(dataSequence) ? retained[slot(dataSequence)] : nil
+    }
+
+    /// Skips a data sequence: changes were lost before they reached the outbox (a worker's ring
+    /// was full). Nothing is kept under the number, so the peer's repair of the gap ends in a
+    /// snapshot, which carries what was lost.
+    public mutating func skip() {
+        highestDataSequence += 1
+        retained[slot(highestDataSequence)] = nil
+    }
+
+    private func isRetained(_ dataSequence: UInt64) -> Bool {
+        dataSequence >= 1 && dataSequence <= highestDataSequence && highestDataSequence - dataSequence < UInt64(retention)
+    }
+
+    private func slot(_ dataSequence: UInt64) -> Int { Int(dataSequence % UInt64(retention)) }
 
     private mutating func takeDeltas() -> Numbered {
         highestDataSequence += 1
-        let numbered = Numbered(body: .deltas(dataSequence: highestDataSequence, records: pendingDeltas), oldestChange: pendingDeltasOldest)
+        let numbered = Numbered(dataSequence: highestDataSequence, body: .deltas(dataSequence: highestDataSequence, records: pendingDeltas),
+                                oldestChange: pendingDeltasOldest)
         pendingDeltas.removeAll(keepingCapacity: true)
-        return retain(numbered)
+        retained[slot(highestDataSequence)] = nil
+        return numbered
     }
 
     private mutating func takeChunk(isLast: Bool, now: UInt64) -> Numbered {
         highestDataSequence += 1
-        let numbered = Numbered(body: .snapshotChunk(requestID: chunkRequest ?? 0, dataSequence: highestDataSequence, index: chunkIndex,
+        let numbered = Numbered(dataSequence: highestDataSequence,
+                                body: .snapshotChunk(requestID: chunkRequest ?? 0, dataSequence: highestDataSequence, index: chunkIndex,
                                                      isLast: isLast, records: pendingChunk), oldestChange: now)
         chunkIndex += 1
         pendingChunk.removeAll(keepingCapacity: true)
-        return retain(numbered)
-    }
-
-    private mutating func retain(_ numbered: Numbered) -> Numbered {
-        retained[Int(highestDataSequence % UInt64(retention))] = numbered
+        // Until `keep` stores the bytes, nothing stale answers a NACK for this number.
+        retained[slot(highestDataSequence)] = nil
         return numbered
     }
 }

@@ -44,6 +44,18 @@ public struct ReplayWindow: Sendable {
         return .success(admission)
     }
 
+    /// Admission of a data datagram (deltas, snapshot chunk): the incarnation is checked as for
+    /// any datagram, but age and a second copy are not reasons to refuse it. A retransmission is
+    /// the original datagram, so its sequence may lie far behind the window; what it carries is
+    /// numbered by data sequence, and the inbox takes each data sequence once.
+    public mutating func admitData(incarnation: UInt64, sequence: UInt64) -> Result<Admission, SyncRejection> {
+        switch admit(incarnation: incarnation, sequence: sequence) {
+        case .success(let admission): .success(admission)
+        case .failure(.staleIncarnation): .failure(.staleIncarnation)
+        case .failure: .success(.accepted)
+        }
+    }
+
     private mutating func reset(_ incarnation: UInt64) {
         self.incarnation = incarnation
         highest = 0

@@ -46,8 +46,9 @@ public struct SyncCodec: Sendable {
             body.u8(0)
             body.u16(UInt16(records.count))
             for record in records { body.record(record) }
-        case let .ownership(version, action, ranges):
+        case let .ownership(version, highestDataSequence, action, ranges):
             body.u64(version)
+            body.u64(highestDataSequence)
             body.u8(action.rawValue)
             body.u8(0)
             body.u16(UInt16(ranges.count))
@@ -123,12 +124,13 @@ public struct SyncCodec: Sendable {
             decoded = .snapshotChunk(requestID: requestID, dataSequence: dataSequence, index: index,
                                      isLast: chunkFlags & SyncWireFormat.lastChunkFlag != 0, records: try body.records(records))
         case .ownership:
-            let version = try body.u64()
+            let version = try body.u64(), highest = try body.u64()
             guard let action = OwnershipAction(rawValue: try body.u8()) else { throw .malformedBody }
             try body.skip(1)
             let count = Int(try body.u16())
             try body.skip(4)
-            decoded = .ownership(version: version, action: action, ranges: try body.ranges(count) { reader throws(SyncRejection) in try reader.u16() })
+            decoded = .ownership(version: version, highestDataSequence: highest, action: action,
+                                 ranges: try body.ranges(count) { reader throws(SyncRejection) in try reader.u16() })
         }
         // Every byte of the body must have been accounted for.
         guard body.remaining == 0 else { throw .malformedBody }

@@ -13,11 +13,14 @@ public struct SyncCounters: Sendable, Equatable {
     public var snapshotsRequested: UInt64 = 0
     public var snapshotsServed: UInt64 = 0
     public var snapshotsCompleted: UInt64 = 0
-    public var heartbeatsSent: UInt64 = 0
     public var peerDeaths: UInt64 = 0
     public var peerRestarts: UInt64 = 0
     public var handoversGiven: UInt64 = 0
     public var handoversTaken: UInt64 = 0
+    /// Handovers this side could not carry out (its kernel filter refused the change).
+    public var handoverFailures: UInt64 = 0
+    /// Data sequences skipped for changes lost before the session (a worker's ring was full).
+    public var sequencesSkipped: UInt64 = 0
     public var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
 
     public init() {}
@@ -34,8 +37,9 @@ public struct SyncCounters: Sendable, Equatable {
          ("datagrams_retransmitted", datagramsRetransmitted), ("retransmissions_unavailable", retransmissionsUnavailable),
          ("nacks_sent", nacksSent), ("duplicates_ignored", duplicatesIgnored),
          ("snapshots_requested", snapshotsRequested), ("snapshots_served", snapshotsServed),
-         ("snapshots_completed", snapshotsCompleted), ("heartbeats_sent", heartbeatsSent),
+         ("snapshots_completed", snapshotsCompleted),
          ("peer_deaths", peerDeaths), ("peer_restarts", peerRestarts),
-         ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken)]
+         ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken),
+         ("handover_failures", handoverFailures), ("sequences_skipped", sequencesSkipped)]
     }
 }

@@ -12,6 +12,8 @@ public enum SyncRejection: Int, Error, CaseIterable, Sendable {
     case replayed
     case staleIncarnation
     case outsideReplayWindow
+    /// A heartbeat on the sync channel, or another kind on the liveness channel.
+    case wrongChannel
 
     public var name: String {
         switch self {
@@ -27,6 +29,7 @@ public enum SyncRejection: Int, Error, CaseIterable, Sendable {
         case .replayed: "replayed"
         case .staleIncarnation: "stale_incarnation"
         case .outsideReplayWindow: "outside_replay_window"
+        case .wrongChannel: "wrong_channel"
         }
     }
 }

@@ -4,9 +4,9 @@ import DirectorCore
 public struct SyncSettings: Sendable, Equatable {
     public var nodeID: UInt8
     public var peerNodeID: UInt8
-    /// Heartbeat period; any datagram from the peer counts as a sign of life.
+    /// Heartbeat period (the liveness channel's), and the period of acknowledgements.
     public var heartbeatInterval: UInt64
-    /// The peer is dead after this many heartbeat intervals without a datagram.
+    /// The peer is dead after this many heartbeat intervals without a heartbeat.
     public var deadAfterMissed: Int
     /// The longest a record waits in the outbox before it is sent.
     public var flushDelay: UInt64
@@ -20,11 +20,19 @@ public struct SyncSettings: Sendable, Equatable {
     public var snapshotTimeout: UInt64
     /// A bucket request without an answer is sent again after this long.
     public var requestRetry: UInt64
+    /// Datagrams retransmitted per tick at most, and NACK ranges asked per tick at most: one
+    /// NACK costs the sender a bounded share of each turn, however much it asks for.
+    public var retransmissionsPerTick: Int
+    public var nackRangesPerTick: Int
+    /// After a handover this dispatcher could not carry out (its kernel filter refused the
+    /// change), it waits this long before it asks or answers again, doubling up to 32 times it.
+    public var handoverBackoff: UInt64
 
     public init(nodeID: UInt8, peerNodeID: UInt8, heartbeatInterval: UInt64 = 10_000_000, deadAfterMissed: Int = 3,
                 flushDelay: UInt64 = 1_000_000, startupGrace: UInt64 = 1_000_000_000, retention: Int = 8192,
                 nackInterval: UInt64 = 3_000_000, nacksBeforeResync: Int = 5, snapshotTimeout: UInt64 = 1_000_000_000,
-                requestRetry: UInt64 = 50_000_000) {
+                requestRetry: UInt64 = 50_000_000, retransmissionsPerTick: Int = 32, nackRangesPerTick: Int = 256,
+                handoverBackoff: UInt64 = 1_000_000_000) {
         self.nodeID = nodeID
         self.peerNodeID = peerNodeID
         self.heartbeatInterval = heartbeatInterval
@@ -36,6 +44,9 @@ public struct SyncSettings: Sendable, Equatable {
         self.nacksBeforeResync = nacksBeforeResync
         self.snapshotTimeout = snapshotTimeout
         self.requestRetry = requestRetry
+        self.retransmissionsPerTick = retransmissionsPerTick
+        self.nackRangesPerTick = nackRangesPerTick
+        self.handoverBackoff = handoverBackoff
     }
 
     /// Silence after which the peer is declared dead.
@@ -70,19 +81,25 @@ public enum SyncEvent: Equatable, Sendable {
     case handoverCompleted(gap: UInt64)
 }
 
+
 /// The connection-sync protocol of one dispatcher towards its peer, without sockets or threads:
 /// datagrams in, datagrams and events out, time passed in. The daemon's sync thread runs it;
 /// tests run two of them over a simulated link.
 ///
 /// What it keeps: the record stream both ways (outbox, inbox with NACKs and snapshot resync),
-/// the peer's liveness, and the pair's bucket handovers:
-/// - the peer is dead after `deadAfter` of silence → `takeAll`;
+/// the peer's liveness as the liveness channel reports it (`heard`), and the pair's bucket
+/// handovers:
+/// - the peer is dead after `deadAfter` without a heartbeat → `takeAll`;
 /// - alone at start (no peer within `startupGrace`) → `takeAll`;
 /// - caught up with a live peer but missing some configured buckets → ask for them (`request`);
 ///   the holder stops accepting them (`release`), says so (`released`), and the asker takes them
 ///   once every record sent before that has arrived (`take`, then `taken`);
 /// - both accepting some bucket (after a cut link healed) → each announces what it accepts
-///   (`taken`) and lets go of what is outside its configured share.
+///   (`taken`) and lets go of what is outside its configured share;
+/// - a bucket the peer released that nobody accepts (the peer could not take it) is taken.
+///
+/// No call does more than a bounded amount of work: retransmissions and NACKs are paced per
+/// tick, so a heartbeat-carrying thread is never held up by what the peer asks.
 public struct SyncSession: ~Copyable {
     public enum PeerState: String, Sendable {
         case unknown
@@ -99,7 +116,10 @@ public struct SyncSession: ~Copyable {
     public private(set) var counters = SyncCounters()
     public private(set) var peer = PeerState.unknown
     public private(set) var caughtUp = false
+    /// When the latest heartbeat arrived (monotonic), as the liveness channel reported it.
     public private(set) var lastHeard: UInt64?
+    /// The peer's incarnation, once heard of.
+    public private(set) var peerIncarnation: UInt64?
     /// The peer's latest heartbeat: its ownership version and how many buckets it accepts.
     public private(set) var peerOwnershipVersion: UInt64 = 0
     public private(set) var peerOwnedBuckets: Int?
@@ -107,17 +127,23 @@ public struct SyncSession: ~Copyable {
     public private(set) var peerAcknowledged: UInt64 = 0
     public private(set) var ownershipVersion: UInt64 = 0
     public private(set) var lastHandoverGap: UInt64?
+    /// This dispatcher cannot serve (its front link is down, a worker is stuck): it asks for
+    /// nothing and takes nothing; its heartbeats are silent meanwhile, so the peer takes over.
+    public private(set) var isInFault = false
 
     private let codec: SyncCodec
     private var replay = ReplayWindow()
     private var outbox: DeltaOutbox
     public private(set) var inbox: DeltaInbox
+    private var retransmissions: RetransmissionQueue
     private var datagramSequence: UInt64 = 0
     private let startedAt: UInt64
-    private var lastHeartbeat: UInt64?
+    private var lastAck: UInt64?
     private var outboxSince: UInt64?
     private var ownership: BucketOwnership
     private var tookAllAlone = false
+    /// The peer restarted while it was not alive here: its next heartbeat is a restart's.
+    private var restartedWhileAway = false
 
     private var snapshotRequest: (id: UInt64, lastProgress: UInt64)?
     private var snapshotLastSequence: UInt64?
@@ -129,6 +155,9 @@ public struct SyncSession: ~Copyable {
     private var lastAnnouncement: UInt64?
     private var releasing = false
     private var taking = false
+    /// After a failed handover: no requests sent or answered before this time (monotonic).
+    private var handoverPausedUntil: UInt64?
+    private var handoverFailures = 0
 
     private var events: [SyncEvent] = []
     private var outgoing: [[UInt8]] = []
@@ -142,6 +171,7 @@ public struct SyncSession: ~Copyable {
         outbox = DeltaOutbox(retention: settings.retention)
         inbox = DeltaInbox(policy: .init(nackInterval: settings.nackInterval, nacksBeforeResync: settings.nacksBeforeResync,
                                          widestRepairableGap: UInt64(settings.retention)))
+        retransmissions = RetransmissionQueue(retention: settings.retention)
         ownership = .none(configuredShare.bucketCount)
         releasedByPeer = .none(configuredShare.bucketCount)
     }
@@ -160,12 +190,32 @@ public struct SyncSession: ~Copyable {
 
     public var highestDataSequenceSent: UInt64 { outbox.highestDataSequence }
 
+    /// What this dispatcher's heartbeats say now (the liveness channel sends them).
+    public var announcement: HeartbeatAnnouncement {
+        HeartbeatAnnouncement(ownershipVersion: ownershipVersion, highestDataSequence: outbox.highestDataSequence,
+                              bucketCount: UInt16(truncatingIfNeeded: ownership.bucketCount),
+                              ownedBuckets: UInt16(truncatingIfNeeded: ownership.ownedCount))
+    }
+
+    /// Data sequences NACKed by the peer and not yet sent again.
+    public var retransmissionsQueued: Int { retransmissions.count }
+
     // MARK: - This dispatcher's changes
 
     /// A change of one of this dispatcher's connections, made at wall-clock time `changedAt`.
     public mutating func record(_ record: SyncRecord, changedAt: UInt64, now: UInt64) {
         if !outbox.hasPending { outboxSince = now }
         if let full = outbox.append(record, changedAt: changedAt) { send(full) }
+    }
+
+    /// Changes were lost before they reached the session (a worker's ring to the sync thread was
+    /// full). A data sequence is skipped for them: the peer cannot repair the gap by NACK and
+    /// resyncs from a snapshot, which carries what was lost.
+    public mutating func recordsLost(now: UInt64, wallClock: UInt64) {
+        for numbered in outbox.flush(now: wallClock) { send(numbered) }
+        outboxSince = nil
+        outbox.skip()
+        counters.sequencesSkipped += 1
     }
 
     public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64, wallClock: UInt64) {
@@ -181,8 +231,8 @@ public struct SyncSession: ~Copyable {
 
     // MARK: - Time
 
-    /// Flushes what is due, sends heartbeats and NACKs, and decides on liveness and buckets.
-    /// `ownership` is what this dispatcher accepts now.
+    /// Flushes what is due, acknowledges, retransmits and NACKs a bounded amount, and decides on
+    /// liveness and buckets. `ownership` is what this dispatcher accepts now.
     public mutating func tick(now: UInt64, wallClock: UInt64, ownership current: BucketOwnership) {
         if current != ownership {
             ownership = current
@@ -192,11 +242,23 @@ public struct SyncSession: ~Copyable {
             for numbered in outbox.flush(now: wallClock) { send(numbered) }
             outboxSince = nil
         }
-        if lastHeartbeat.map({ now &- $0 >= settings.heartbeatInterval }) ?? true { sendHeartbeat(now: now, wallClock: wallClock) }
         checkLiveness(now: now)
         guard peer == .alive else { return }
+        if lastAck.map({ now &- $0 >= settings.heartbeatInterval }) ?? true {
+            lastAck = now
+            sendControl(.ack(dataSequence: inbox.contiguous), wallClock: wallClock)
+        }
+        serveRetransmissions()
         repairStream(now: now, wallClock: wallClock)
         coordinateBuckets(now: now, wallClock: wallClock)
+    }
+
+    /// Enters or leaves the fault state (see `isInFault`). Leaving it while no live peer serves
+    /// the buckets, this dispatcher takes them all.
+    public mutating func setFault(_ fault: Bool) {
+        guard fault != isInFault else { return }
+        isInFault = fault
+        if !fault, peer == .dead || tookAllAlone { events.append(.takeAll) }
     }
 
     private mutating func checkLiveness(now: UInt64) {
@@ -204,10 +266,10 @@ public struct SyncSession: ~Copyable {
         case .unknown:
             if !tookAllAlone, now &- startedAt >= settings.startupGrace {
                 tookAllAlone = true
-                events.append(.takeAll)
+                if !isInFault { events.append(.takeAll) }
             }
         case .alive:
-            if let lastHeard, now &- lastHeard >= settings.deadAfter {
+            if let lastHeard, now > lastHeard, now - lastHeard >= settings.deadAfter {
                 peer = .dead
                 counters.peerDeaths += 1
                 caughtUp = false
@@ -218,16 +280,29 @@ public struct SyncSession: ~Copyable {
                 releasedByPeer = .none(configuredShare.bucketCount)
                 releasing = false
                 taking = false
-                events.append(.peerDead(silence: now &- lastHeard))
-                events.append(.takeAll)
+                retransmissions.removeAll()
+                events.append(.peerDead(silence: now - lastHeard))
+                if !isInFault { events.append(.takeAll) }
             }
         case .dead:
             break
         }
     }
 
+    private mutating func serveRetransmissions() {
+        guard !retransmissions.isEmpty else { return }
+        for sequence in retransmissions.take(limit: settings.retransmissionsPerTick, highest: outbox.highestDataSequence) {
+            if let datagram = outbox.retransmission(of: sequence) {
+                counters.datagramsRetransmitted += 1
+                outgoing.append(datagram)
+            } else {
+                counters.retransmissionsUnavailable += 1
+            }
+        }
+    }
+
     private mutating func repairStream(now: UInt64, wallClock: UInt64) {
-        let missing = inbox.rangesToNack(now: now)
+        let missing = inbox.rangesToNack(now: now, limit: settings.nackRangesPerTick)
         var start = 0
         while start < missing.count {
             let part = Array(missing[start..<min(missing.count, start + SyncWireFormat.rangesPerNack)])
@@ -252,18 +327,25 @@ public struct SyncSession: ~Copyable {
         }
     }
 
+    private func handoversPaused(now: UInt64) -> Bool {
+        handoverPausedUntil.map { now < $0 } ?? false
+    }
+
     private mutating func coordinateBuckets(now: UInt64, wallClock: UInt64) {
-        guard automaticHandover, !releasing, !taking else { return }
+        guard automaticHandover, !releasing, !taking, !isInFault, !handoversPaused(now: now) else { return }
         // The peer released buckets: take them once every record it sent before has arrived,
         // or after a bounded wait (the records may have been lost for good; a resync follows).
+        // Those of this side's share, and any that nobody accepts any more.
         if let releasedAt = releasedByPeerAt {
-            let wanted = releasedByPeer.intersection(configuredShare).subtracting(ownership)
+            let wanted = releasedByPeer.subtracting(ownership)
             let complete = inbox.missingCount == 0 && inbox.highestReceived >= inbox.senderReached
             if wanted.isEmpty {
                 releasedByPeerAt = nil
+                releasedByPeer = .none(configuredShare.bucketCount)
             } else if complete || now &- releasedAt >= settings.requestRetry {
                 taking = true
                 releasedByPeerAt = nil
+                releasedByPeer = releasedByPeer.subtracting(wanted)
                 events.append(.take(wanted))
                 return
             }
@@ -290,11 +372,12 @@ public struct SyncSession: ~Copyable {
         releasing = false
         for numbered in outbox.flush(now: wallClock) { send(numbered) }
         outboxSince = nil
-        // The heartbeat tells the peer the last data sequence sent before the release.
-        sendHeartbeat(now: now, wallClock: wallClock)
+        // The message carries the last data sequence sent: the peer takes the buckets once
+        // everything up to it has arrived.
         sendOwnership(.released, released, wallClock: wallClock)
         releaseStartedAt = stoppedAt
         counters.handoversGiven += 1
+        handoverFailures = 0
     }
 
     /// The daemon accepts `taken` now.
@@ -305,11 +388,90 @@ public struct SyncSession: ~Copyable {
         counters.handoversTaken += 1
         sendOwnership(.taken, ownership, wallClock: wallClock)
         requestSentAt = nil
+        handoverFailures = 0
     }
 
-    // MARK: - Datagrams from the peer
+    /// The daemon could not stop accepting `buckets` (its kernel filter refused the change): it
+    /// still serves them, and answers no request for a while.
+    public mutating func releaseFailed(_ buckets: BucketOwnership, now: UInt64) {
+        releasing = false
+        counters.handoverFailures += 1
+        pauseHandovers(now: now)
+    }
 
-    /// Takes one datagram from the crossover socket. What is wrong with it is counted.
+    /// The daemon could not accept `buckets`: they go back to the peer at once (it takes what
+    /// nobody accepts), so no bucket is left without an owner; no request for a while.
+    public mutating func takeFailed(_ buckets: BucketOwnership, now: UInt64, wallClock: UInt64) {
+        taking = false
+        counters.handoverFailures += 1
+        sendOwnership(.released, buckets, wallClock: wallClock)
+        pauseHandovers(now: now)
+    }
+
+    private mutating func pauseHandovers(now: UInt64) {
+        let factor = UInt64(1) << UInt64(min(handoverFailures, 5))
+        handoverFailures += 1
+        handoverPausedUntil = now + settings.handoverBackoff * factor
+    }
+
+    // MARK: - The peer's heartbeats (liveness channel)
+
+    /// A heartbeat the liveness channel accepted: the peer is alive (or back, or restarted).
+    public mutating func heard(_ heartbeat: PeerHeartbeat, now: UInt64, wallClock: UInt64) {
+        guard noteIncarnation(heartbeat.incarnation, now: now, wallClock: wallClock) else { return }
+        lastHeard = max(lastHeard ?? 0, heartbeat.heardAt)
+        let announced = heartbeat.announcement
+        inbox.senderHasSent(upTo: announced.highestDataSequence)
+        peerOwnershipVersion = announced.ownershipVersion
+        peerOwnedBuckets = UInt32(announced.bucketCount) == ownership.bucketCount & 0xFFFF ? Int(announced.ownedBuckets) : nil
+        guard peer != .alive else { return }
+        // First contact or a restart: learn the peer's table whole. Back after a silence in the
+        // same life (a cut link, a fault): the stream goes on where it stopped; NACKs repair the
+        // gap and only a gap beyond repair costs a snapshot.
+        let firstContact = peer == .unknown, restarted = restartedWhileAway
+        restartedWhileAway = false
+        peer = .alive
+        lastAck = nil
+        events.append(.peerAlive(restarted: restarted))
+        if firstContact || restarted {
+            requestSnapshot(now: now, wallClock: wallClock)
+        } else {
+            caughtUp = true
+        }
+    }
+
+    /// Learns the peer's incarnation from either channel. A larger one than known: the peer
+    /// restarted, its stream starts over. A smaller one: a datagram of an earlier life (false).
+    private mutating func noteIncarnation(_ incarnation: UInt64, now: UInt64, wallClock: UInt64) -> Bool {
+        guard let known = peerIncarnation else {
+            peerIncarnation = incarnation
+            return true
+        }
+        guard incarnation != known else { return true }
+        guard incarnation > known else {
+            counters[rejected: .staleIncarnation] += 1
+            return false
+        }
+        peerIncarnation = incarnation
+        counters.peerRestarts += 1
+        inbox.restart()
+        retransmissions.removeAll()
+        peerAcknowledged = 0
+        releasedByPeerAt = nil
+        releasedByPeer = .none(configuredShare.bucketCount)
+        caughtUp = false
+        if peer == .alive {
+            events.append(.peerAlive(restarted: true))
+            requestSnapshot(now: now, wallClock: wallClock)
+        } else {
+            restartedWhileAway = true
+        }
+        return true
+    }
+
+    // MARK: - Datagrams from the peer (sync channel)
+
+    /// Takes one datagram from the sync socket. What is wrong with it is counted.
     public mutating func receive(_ bytes: [UInt8], now: UInt64, wallClock: UInt64) {
         let datagram: SyncDatagram
         do {
@@ -322,38 +484,20 @@ public struct SyncSession: ~Copyable {
             counters[rejected: .unexpectedSender] += 1
             return
         }
-        let admission: ReplayWindow.Admission
-        switch replay.admit(incarnation: datagram.header.incarnation, sequence: datagram.header.sequence) {
-        case .failure(let reason):
+        let kind = datagram.body.kind
+        guard !kind.isLiveness else {
+            counters[rejected: .wrongChannel] += 1
+            return
+        }
+        let header = datagram.header
+        let admission = kind.isData ? replay.admitData(incarnation: header.incarnation, sequence: header.sequence)
+                                    : replay.admit(incarnation: header.incarnation, sequence: header.sequence)
+        if case .failure(let reason) = admission {
             counters[rejected: reason] += 1
             return
-        case .success(let result):
-            admission = result
         }
+        guard noteIncarnation(header.incarnation, now: now, wallClock: wallClock) else { return }
         counters.datagramsReceived += 1
-        let restarted = admission == .acceptedFromNewIncarnation
-        lastHeard = now
-        if restarted {
-            counters.peerRestarts += 1
-            inbox.restart()
-            peerAcknowledged = 0
-            releasedByPeerAt = nil
-        }
-        if peer != .alive || restarted {
-            // First contact or a restart: learn the peer's table whole. Back after a silence in
-            // the same life (a cut link, or heartbeats lost in a burst): the stream goes on where
-            // it stopped; NACKs repair the gap and only a gap beyond repair costs a snapshot, so
-            // a false death does not set off a storm of snapshots on a link that is already
-            // losing datagrams.
-            let firstContact = peer == .unknown
-            peer = .alive
-            events.append(.peerAlive(restarted: restarted))
-            if firstContact || restarted {
-                requestSnapshot(now: now, wallClock: wallClock)
-            } else {
-                caughtUp = true
-            }
-        }
         handle(datagram, now: now, wallClock: wallClock)
     }
 
@@ -367,17 +511,18 @@ public struct SyncSession: ~Copyable {
                 snapshotRequest?.lastProgress = now
                 if isLast { snapshotLastSequence = dataSequence }
             }
-        case let .heartbeat(version, highest, bucketCount, owned):
-            inbox.senderHasSent(upTo: highest)
-            peerOwnershipVersion = version
-            peerOwnedBuckets = UInt32(bucketCount) == ownership.bucketCount & 0xFFFF ? Int(owned) : nil
+        case .heartbeat:
+            break   // refused in `receive`: heartbeats come through `heard`
         case let .ack(dataSequence):
-            peerAcknowledged = max(peerAcknowledged, dataSequence)
+            peerAcknowledged = max(peerAcknowledged, min(dataSequence, outbox.highestDataSequence))
         case let .nack(missing):
-            retransmit(missing, wallClock: wallClock)
+            for range in missing {
+                counters.retransmissionsUnavailable += UInt64(retransmissions.add(range, highest: outbox.highestDataSequence))
+            }
         case let .snapshotRequest(requestID):
             events.append(.snapshotWanted(requestID: requestID))
-        case let .ownership(_, action, ranges):
+        case let .ownership(_, highestDataSequence, action, ranges):
+            inbox.senderHasSent(upTo: highestDataSequence)
             let buckets = BucketOwnership(bucketCount: ownership.bucketCount, ranges: ranges.map { UInt32($0.lowerBound)...UInt32($0.upperBound) })
             peerSays(action, buckets, now: now, wallClock: wallClock)
         }
@@ -401,17 +546,24 @@ public struct SyncSession: ~Copyable {
     private mutating func peerSays(_ action: OwnershipAction, _ buckets: BucketOwnership, now: UInt64, wallClock: UInt64) {
         switch action {
         case .request:
-            guard automaticHandover else { return }
+            guard automaticHandover, !handoversPaused(now: now) else { return }
             let held = buckets.intersection(ownership)
             if held.isEmpty {
                 // Nothing held (or already released): say so again, the answer may have been lost.
                 sendOwnership(.released, buckets, wallClock: wallClock)
-            } else if !releasing {
+            } else if !releasing, !taking {
                 releasing = true
                 events.append(.release(held))
             }
         case .released:
-            releasedByPeer = releasedByPeer.union(buckets)
+            // Buckets this side released and the peer gives back (it could not take them): that
+            // handover is over, without an owner's confirmation.
+            if releaseStartedAt != nil, !buckets.intersection(configuredShare.complement).isEmpty { releaseStartedAt = nil }
+            // Only what this side does not accept already: a stale entry must never make it take
+            // a bucket the peer has since taken back.
+            let unowned = buckets.subtracting(ownership)
+            guard !unowned.isEmpty else { return }
+            releasedByPeer = releasedByPeer.union(unowned)
             if releasedByPeerAt == nil { releasedByPeerAt = now }
         case .taken:
             releasedByPeer = releasedByPeer.subtracting(buckets)
@@ -422,7 +574,7 @@ public struct SyncSession: ~Copyable {
             }
             // Both accept these: keep what is this side's by configuration, let go of the rest.
             let overlap = buckets.intersection(ownership).subtracting(configuredShare)
-            if automaticHandover, !overlap.isEmpty, !releasing {
+            if automaticHandover, !overlap.isEmpty, !releasing, !taking {
                 releasing = true
                 events.append(.release(overlap))
             }
@@ -442,39 +594,13 @@ public struct SyncSession: ~Copyable {
         sendControl(.snapshotRequest(requestID: id), wallClock: wallClock)
     }
 
-    private mutating func retransmit(_ missing: [ClosedRange<UInt64>], wallClock: UInt64) {
-        var budget = settings.retention
-        for range in missing {
-            var sequence = range.lowerBound
-            while sequence <= range.upperBound && budget > 0 {
-                budget -= 1
-                if let numbered = outbox.retransmission(of: sequence) {
-                    counters.datagramsRetransmitted += 1
-                    send(numbered)
-                } else {
-                    counters.retransmissionsUnavailable += 1
-                }
-                if sequence == .max { break }
-                sequence += 1
-            }
-        }
-    }
-
-    private mutating func sendHeartbeat(now: UInt64, wallClock: UInt64) {
-        lastHeartbeat = now
-        counters.heartbeatsSent += 1
-        sendControl(.heartbeat(ownershipVersion: ownershipVersion, highestDataSequence: outbox.highestDataSequence,
-                               bucketCount: UInt16(truncatingIfNeeded: ownership.bucketCount), ownedBuckets: UInt16(truncatingIfNeeded: ownership.ownedCount)),
-                    wallClock: wallClock)
-        if peer == .alive { sendControl(.ack(dataSequence: inbox.contiguous), wallClock: wallClock) }
-    }
-
     private mutating func send(_ numbered: DeltaOutbox.Numbered) {
         switch numbered.body {
         case .deltas(_, let records), .snapshotChunk(_, _, _, _, let records): counters.recordsSent += UInt64(records.count)
         default: break
         }
-        encode(numbered.body, sentAt: numbered.oldestChange)
+        let datagram = encode(numbered.body, sentAt: numbered.oldestChange)
+        outbox.keep(datagram, for: numbered.dataSequence)
     }
 
     /// Each action is a statement about a set of buckets, so a scattered set may go in parts.
@@ -483,20 +609,23 @@ public struct SyncSession: ~Copyable {
         var start = 0
         repeat {
             let part = Array(ranges[start..<min(ranges.count, start + SyncWireFormat.rangesPerOwnershipMessage)])
-            sendControl(.ownership(version: ownershipVersion, action: action, ranges: part), wallClock: wallClock)
+            sendControl(.ownership(version: ownershipVersion, highestDataSequence: outbox.highestDataSequence, action: action, ranges: part),
+                        wallClock: wallClock)
             start += SyncWireFormat.rangesPerOwnershipMessage
         } while start < ranges.count
     }
 
     private mutating func sendControl(_ body: SyncBody, wallClock: UInt64) {
-        encode(body, sentAt: wallClock)
+        _ = encode(body, sentAt: wallClock)
     }
 
-    private mutating func encode(_ body: SyncBody, sentAt: UInt64) {
+    private mutating func encode(_ body: SyncBody, sentAt: UInt64) -> [UInt8] {
         datagramSequence += 1
         let header = SyncHeader(nodeID: settings.nodeID, incarnation: incarnation, sequence: datagramSequence, sentAt: sentAt)
-        outgoing.append(codec.encode(SyncDatagram(header: header, body: body)))
+        let datagram = codec.encode(SyncDatagram(header: header, body: body))
+        outgoing.append(datagram)
         counters.datagramsSent += 1
+        return datagram
     }
 
     /// Buckets as the wire's 16-bit ranges.

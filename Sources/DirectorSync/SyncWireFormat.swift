@@ -1,4 +1,4 @@
-// The connection-sync wire format, version 1: one UDP datagram on the crossover link.
+// The connection-sync wire format, version 2: one UDP datagram on the crossover link.
 //
 // Every field is big-endian. A datagram is a header, a body whose layout depends on the kind,
 // and an HMAC-SHA256 over header and body under the pair's shared key.
@@ -6,7 +6,7 @@
 //      0               1               2               3
 //      0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
 //     +-------------------------------+---------------+---------------+
-//   0 |          magic "DS"           |  version (1)  |     kind      |
+//   0 |          magic "DS"           |  version (2)  |     kind      |
 //     +---------------+---------------+---------------+---------------+
 //   4 |    node id    |     flags     |          body length          |
 //     +---------------+---------------+-------------------------------+
@@ -36,12 +36,24 @@
 //   6 snapshot chunk  request id (8) | data sequence (8) | chunk index (4) |
 //                     flags (1; 0x01 = last chunk) | reserved (1) | record count (2) |
 //                     records (32 each)
-//   7 ownership       ownership version (8) | action (1) | reserved (1) | range count (2) |
-//                     reserved (4) | ranges: first bucket (2), last bucket (2)
+//   7 ownership       ownership version (8) | highest data sequence sent (8) | action (1) |
+//                     reserved (1) | range count (2) | reserved (4) |
+//                     ranges: first bucket (2), last bucket (2)
+//
+// Two channels, two sockets: heartbeats travel alone on the liveness port (sync port + 1 by
+// default), every other kind on the sync port. A heartbeat never waits behind a snapshot in a
+// socket queue or a busy sync thread, so a loaded dispatcher is never mistaken for a dead one.
+// Each channel numbers its datagrams and keeps its own replay window; a datagram of one kind on
+// the other channel is refused (`wrong_channel`), so a capture replayed across cannot move either
+// window. An ownership message carries the sender's highest data sequence: a receiver takes
+// released buckets only once every record sent before the release has arrived.
 //
 // Deltas and snapshot chunks share one data sequence (1, 2, 3, … per incarnation), so a gap is
-// NACKed and retransmitted the same way for both; a retransmission is a new datagram (new
-// datagram sequence, same data sequence). "Sent at" of a deltas datagram is the time of the
+// NACKed and retransmitted the same way for both. A retransmission is the original datagram,
+// byte for byte (it is kept, not signed again); the receiver's replay window does not refuse a
+// data datagram for its age, since the data sequence already makes a second copy harmless. A
+// data sequence the sender skips (a change lost to a full worker ring) is never retransmitted:
+// the receiver's repair then ends in a snapshot. "Sent at" of a deltas datagram is the time of the
 // oldest change it carries, so the receiver can measure replica lag end to end (to the extent
 // the two hosts' clocks agree); for every other kind it is the time of sending.
 //
@@ -71,10 +83,10 @@
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
 // body, 43 records a deltas datagram or snapshot chunk.
 
-/// Layout constants of version 1.
+/// Layout constants of version 2.
 public enum SyncWireFormat {
     public static let magic: UInt16 = 0x4453          // "DS"
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let headerLength = 32
     public static let authenticatorLength = 32
     public static let recordLength = 32
@@ -85,7 +97,7 @@ public enum SyncWireFormat {
     /// NACK ranges that fit one datagram.
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
-    public static let rangesPerOwnershipMessage = (maximumBody - 16) / 4
+    public static let rangesPerOwnershipMessage = (maximumBody - 24) / 4
     /// Snapshot chunk flags.
     public static let lastChunkFlag: UInt8 = 0x01
     /// Record flags.
@@ -101,4 +113,9 @@ public enum SyncMessageKind: UInt8, Sendable, CaseIterable {
     case snapshotRequest = 5
     case snapshotChunk = 6
     case ownership = 7
+
+    /// Whether datagrams of this kind travel on the liveness channel (else the sync channel).
+    public var isLiveness: Bool { self == .heartbeat }
+    /// Whether the kind carries numbered records (the inbox dedupes them by data sequence).
+    public var isData: Bool { self == .deltas || self == .snapshotChunk }
 }

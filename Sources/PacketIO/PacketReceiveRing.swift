@@ -4,45 +4,51 @@ import DirectorCore
 import Glibc
 #endif
 
-/// Geometry of a TPACKET_V3 receive ring.
-public struct ReceiveRingGeometry: Sendable {
-    public var blockSize: UInt32 = 1 << 18          // 256 KiB: ~180 full-size frames a block
-    public var blockCount: UInt32 = 32              // 8 MiB per worker
-    public var frameSize: UInt32 = 2048
-    /// A block is handed to user space when full or after this many milliseconds, whichever is
-    /// first: it bounds the latency a quiet link adds.
-    public var retireTimeoutMilliseconds: UInt32 = 1
-    public init() {}
-}
-
-/// One worker's TPACKET_V3 receive ring on the front interface, a member of the director's
-/// PACKET_FANOUT group. The ring memory is shared with the kernel and owned by this value: raw
-/// pointers never leave it; frames are lent out as `MutableRawSpan`s for the length of a call.
+/// One worker's receive ring on the front interface (TPACKET_V3 blocks or TPACKET_V2 frames,
+/// see `ReceiveRingGeometry`), a member of the director's PACKET_FANOUT group. The ring memory
+/// is shared with the kernel and owned by this value: raw pointers never leave it; frames are
+/// lent out as `MutableRawSpan`s for the length of a call.
 ///
 /// Setup follows the kernel's required order: version → ring → mmap → bind → join fan-out.
 public struct PacketReceiveRing: ~Copyable {
     private let mapping: PacketSocketMapping
     private let ring: UnsafeMutableRawPointer
-    private let geometry: ReceiveRingGeometry
-    private var currentBlock: UInt32 = 0
+    public let geometry: ReceiveRingGeometry
+    /// TPACKET_V3: the block to read next. TPACKET_V2: the frame slot to read next.
+    private var cursor: UInt32 = 0
+
+    /// The most TPACKET_V2 frames one drain walks: the worker flushes its transmit ring and does
+    /// its housekeeping between bursts, as it does between TPACKET_V3 blocks.
+    static let framesPerBurst = 256
 
     public var socket: Int32 { mapping.socket }
 
-    public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = ReceiveRingGeometry(),
+    public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = .standard,
                 fanoutGroup: UInt16, fanoutProgram: [sock_filter]?, ownership: BucketOwnership? = nil) throws(SystemCallError) {
-        let context = "setting up a receive ring on \(interface.name)"
+        let context = "setting up a \(geometry.format.rawValue) receive ring on \(interface.name)"
         var mapping = try PacketSocketMapping(protocolNumber: PacketProtocol.all, context)
         // The filter goes on before bind: no frame of another dispatcher's bucket ever gets in.
         if let ownership { try OwnershipFilter.attach(ownership, to: mapping.socket) }
-        try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
-        var request = tpacket_req3()
-        request.tp_block_size = geometry.blockSize
-        request.tp_block_nr = geometry.blockCount
-        request.tp_frame_size = geometry.frameSize
-        request.tp_frame_nr = geometry.blockSize / geometry.frameSize * geometry.blockCount
-        request.tp_retire_blk_tov = geometry.retireTimeoutMilliseconds
-        try mapping.setOption(level: SOL_PACKET, name: PACKET_RX_RING, request, context)
-        let memory = try mapping.map(byteCount: Int(geometry.blockSize) * Int(geometry.blockCount), context)
+        switch geometry.format {
+        case .tpacketV3:
+            try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
+            var request = tpacket_req3()
+            request.tp_block_size = geometry.blockSize
+            request.tp_block_nr = geometry.blockCount
+            request.tp_frame_size = geometry.frameSize
+            request.tp_frame_nr = geometry.frameCount
+            request.tp_retire_blk_tov = geometry.retireTimeoutMilliseconds
+            try mapping.setOption(level: SOL_PACKET, name: PACKET_RX_RING, request, context)
+        case .tpacketV2:
+            try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V2.rawValue), context)
+            var request = tpacket_req()
+            request.tp_block_size = geometry.blockSize
+            request.tp_block_nr = geometry.blockCount
+            request.tp_frame_size = geometry.frameSize
+            request.tp_frame_nr = geometry.frameCount
+            try mapping.setOption(level: SOL_PACKET, name: PACKET_RX_RING, request, context)
+        }
+        let memory = try mapping.map(byteCount: geometry.byteCount, context)
         // Frames this host sends (our own transmissions) are not input.
         try mapping.setOption(level: SOL_PACKET, name: PACKET_IGNORE_OUTGOING, Int32(1), context)
         try mapping.bind(interfaceIndex: interface.index, protocolNumber: PacketProtocol.all, context)
@@ -62,56 +68,115 @@ public struct PacketReceiveRing: ~Copyable {
         self.geometry = geometry
     }
 
+    // MARK: - Ring memory
+
     @inline(__always)
     private func block(_ index: UInt32) -> UnsafeMutablePointer<tpacket_block_desc> {
         (ring + Int(index) * Int(geometry.blockSize)).assumingMemoryBound(to: tpacket_block_desc.self)
     }
 
-    /// Waits up to `timeoutMilliseconds` for the next block to belong to user space.
-    public func waitForBlock(timeoutMilliseconds: Int32) -> Bool {
-        var ignored = false
-        return waitForBlock(timeoutMilliseconds: timeoutMilliseconds, orReadable: -1, readable: &ignored)
+    /// TPACKET_V2: frame slot `index`; slots never straddle blocks.
+    @inline(__always)
+    private func frameSlot(_ index: UInt32) -> UnsafeMutablePointer<tpacket2_hdr> {
+        let perBlock = geometry.framesPerBlock
+        let offset = Int(index / perBlock) * Int(geometry.blockSize) + Int(index % perBlock) * Int(geometry.frameSize)
+        return (ring + offset).assumingMemoryBound(to: tpacket2_hdr.self)
     }
 
-    /// Waits up to `timeoutMilliseconds` for the next block to belong to user space, or for
-    /// descriptor `other` to become readable (the worker's wake-up call); `readable` tells
-    /// whether it did, so the caller reads it only then.
-    public func waitForBlock(timeoutMilliseconds: Int32, orReadable other: Int32, readable: inout Bool) -> Bool {
+    /// Whether the next block (TPACKET_V3) or frame (TPACKET_V2) belongs to user space.
+    @inline(__always)
+    private var nextIsReady: Bool {
+        switch geometry.format {
+        case .tpacketV3: director_rx_block_status(block(cursor)) & UInt32(TP_STATUS_USER) != 0
+        case .tpacketV2: director_rx_frame_status(frameSlot(cursor)) & UInt32(TP_STATUS_USER) != 0
+        }
+    }
+
+    // MARK: - Waiting
+
+    /// The outcome of a wait.
+    public enum Readiness: Equatable, Sendable {
+        /// Frames are ready to drain.
+        case ready
+        /// The timeout passed (or only the other descriptor fired).
+        case idle
+        /// The socket reported an error, read and cleared here (ENETDOWN: the interface went
+        /// down; the kernel re-attaches the socket when it comes back up).
+        case failed(errno: Int32)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for frames.
+    public func waitForFrames(timeoutMilliseconds: Int32) -> Readiness {
+        var ignored = false
+        return waitForFrames(timeoutMilliseconds: timeoutMilliseconds, orReadable: -1, readable: &ignored)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for frames, or for descriptor `other` to become
+    /// readable (the worker's wake-up call); `readable` tells whether it did, so the caller reads
+    /// it only then. A pending socket error is read (which clears it), so a socket whose
+    /// interface went down does not make every later poll return at once.
+    public func waitForFrames(timeoutMilliseconds: Int32, orReadable other: Int32, readable: inout Bool) -> Readiness {
         readable = false
-        if director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0 { return true }
-        var descriptors = (pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0),
+        if nextIsReady { return .ready }
+        var descriptors = (pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: other, events: Int16(POLLIN), revents: 0))
         _ = withUnsafeMutableBytes(of: &descriptors) { buffer in
             poll(buffer.baseAddress!.assumingMemoryBound(to: pollfd.self), other >= 0 ? 2 : 1, timeoutMilliseconds)
         }
         readable = other >= 0 && descriptors.1.revents & Int16(POLLIN) != 0
-        return director_rx_block_status(block(currentBlock)) & UInt32(TP_STATUS_USER) != 0
+        if nextIsReady { return .ready }
+        if descriptors.0.revents & Int16(POLLERR) != 0 {
+            var code: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(socket, SOL_SOCKET, SO_ERROR, &code, &length)
+            if code != 0 { return .failed(errno: code) }
+        }
+        return .idle
     }
 
-    /// Walks the frames of the current block in place, if the kernel has handed it over, then
-    /// returns the block to the kernel. `body` gets each frame and whether its transport
-    /// checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left it to offload);
-    /// `lookahead` gets the frame after it first, to prefetch what that one will need.
-    /// Returns the number of frames walked.
+    // MARK: - Draining
+
+    /// Walks the frames the kernel has handed over, in place, and hands them back: one block
+    /// (TPACKET_V3) or up to `framesPerBurst` frames (TPACKET_V2). `body` gets each frame and
+    /// whether its transport checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left
+    /// it to offload); `lookahead` gets the frame after it first, to prefetch what that one will
+    /// need. Returns the number of frames walked.
     @inline(__always)
-    public mutating func drainBlock(lookahead: (RawSpan) -> Void = { _ in },
+    public mutating func drainBurst(lookahead: (RawSpan) -> Void = { _ in },
                                     _ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
-        walkBlock(lookahead: lookahead) { span, header in body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0) }
+        switch geometry.format {
+        case .tpacketV3:
+            return walkBlock(lookahead: lookahead) { span, header in
+                body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+            }
+        case .tpacketV2:
+            return walkFrames(lookahead: lookahead) { span, header in
+                body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+            }
+        }
     }
 
     /// The same walk for a receiver that wants to know when each frame arrived: the kernel's
     /// receive time stamp (CLOCK_REALTIME nanoseconds).
     @inline(__always)
-    public mutating func drainTimestampedBlock(_ body: (RawSpan, _ arrivalNanoseconds: UInt64) -> Void) -> Int {
-        walkBlock { span, header in
-            body(span.bytes, UInt64(header.pointee.tp_sec) * 1_000_000_000 + UInt64(header.pointee.tp_nsec))
+    public mutating func drainTimestampedBurst(_ body: (RawSpan, _ arrivalNanoseconds: UInt64) -> Void) -> Int {
+        switch geometry.format {
+        case .tpacketV3:
+            return walkBlock { span, header in
+                body(span.bytes, UInt64(header.pointee.tp_sec) * 1_000_000_000 + UInt64(header.pointee.tp_nsec))
+            }
+        case .tpacketV2:
+            return walkFrames { span, header in
+                body(span.bytes, UInt64(header.pointee.tp_sec) * 1_000_000_000 + UInt64(header.pointee.tp_nsec))
+            }
         }
     }
 
+    /// TPACKET_V3: the current block, if the kernel has retired it.
     @inline(__always)
     private mutating func walkBlock(lookahead: (RawSpan) -> Void = { _ in },
                                     _ body: (inout MutableRawSpan, UnsafeMutablePointer<tpacket3_hdr>) -> Void) -> Int {
-        let descriptor = block(currentBlock)
+        let descriptor = block(cursor)
         guard director_rx_block_status(descriptor) & UInt32(TP_STATUS_USER) != 0 else { return 0 }
         let count = Int(director_rx_block_packet_count(descriptor))
         let blockEnd = UnsafeMutableRawPointer(descriptor) + Int(geometry.blockSize)
@@ -119,10 +184,11 @@ public struct PacketReceiveRing: ~Copyable {
         for index in 0..<count {
             let frame = header.assumingMemoryBound(to: tpacket3_hdr.self)
             let nextOffset = Int(frame.pointee.tp_next_offset)
-            if index + 1 < count && nextOffset != 0, let following = bytes(at: header + nextOffset, before: blockEnd) {
+            if index + 1 < count && nextOffset != 0,
+               let following = bytes(of: (header + nextOffset).assumingMemoryBound(to: tpacket3_hdr.self), before: blockEnd) {
                 lookahead(UnsafeRawBufferPointer(following).bytes)
             }
-            if let bytes = bytes(at: header, before: blockEnd) {
+            if let bytes = bytes(of: frame, before: blockEnd) {
                 var span = bytes.mutableBytes
                 body(&span, frame)
             }
@@ -130,30 +196,66 @@ public struct PacketReceiveRing: ~Copyable {
             header += nextOffset
         }
         director_rx_block_release(descriptor)
-        currentBlock = (currentBlock + 1) % geometry.blockCount
+        cursor = (cursor + 1) % geometry.blockCount
         return count
     }
 
-    /// The frame whose tpacket3_hdr is at `header`, if it lies inside its block (the kernel
-    /// guarantees it; it is checked anyway).
+    /// TPACKET_V2: the frames ready from the cursor on, up to `framesPerBurst`, each handed back
+    /// as soon as it is done.
     @inline(__always)
-    private func bytes(at header: UnsafeMutableRawPointer, before blockEnd: UnsafeMutableRawPointer) -> UnsafeMutableRawBufferPointer? {
-        let frame = header.assumingMemoryBound(to: tpacket3_hdr.self)
-        let start = header + Int(frame.pointee.tp_mac)
+    private mutating func walkFrames(lookahead: (RawSpan) -> Void = { _ in },
+                                     _ body: (inout MutableRawSpan, UnsafeMutablePointer<tpacket2_hdr>) -> Void) -> Int {
+        let slots = geometry.frameCount
+        var walked = 0
+        var slot = frameSlot(cursor)
+        while walked < PacketReceiveRing.framesPerBurst, director_rx_frame_status(slot) & UInt32(TP_STATUS_USER) != 0 {
+            let nextIndex = cursor + 1 == slots ? 0 : cursor + 1
+            let next = frameSlot(nextIndex)
+            if director_rx_frame_status(next) & UInt32(TP_STATUS_USER) != 0, let following = bytes(of: next) {
+                lookahead(UnsafeRawBufferPointer(following).bytes)
+            }
+            if let bytes = bytes(of: slot) {
+                var span = bytes.mutableBytes
+                body(&span, slot)
+            }
+            director_rx_frame_release(slot)
+            cursor = nextIndex
+            slot = next
+            walked += 1
+        }
+        return walked
+    }
+
+    /// A TPACKET_V3 frame's bytes, if they lie inside its block (the kernel guarantees it; it is
+    /// checked anyway).
+    @inline(__always)
+    private func bytes(of frame: UnsafeMutablePointer<tpacket3_hdr>, before blockEnd: UnsafeMutableRawPointer) -> UnsafeMutableRawBufferPointer? {
+        let start = UnsafeMutableRawPointer(frame) + Int(frame.pointee.tp_mac)
         let length = Int(frame.pointee.tp_snaplen)
         guard start + length <= blockEnd else { return nil }
         return UnsafeMutableRawBufferPointer(start: start, count: length)
     }
 
+    /// A TPACKET_V2 frame's bytes, if they lie inside its slot.
+    @inline(__always)
+    private func bytes(of slot: UnsafeMutablePointer<tpacket2_hdr>) -> UnsafeMutableRawBufferPointer? {
+        let start = UnsafeMutableRawPointer(slot) + Int(slot.pointee.tp_mac)
+        let length = Int(slot.pointee.tp_snaplen)
+        guard start + length <= UnsafeMutableRawPointer(slot) + Int(geometry.frameSize) else { return nil }
+        return UnsafeMutableRawBufferPointer(start: start, count: length)
+    }
+
+    // MARK: - Beside the frames
+
     /// Sends one frame out of this socket's interface with an ordinary send(2): for the rare
     /// frames that go back out of the front (ARP replies), which do not justify a second TX ring.
-    /// Static, taking the socket, so a worker can send while it is walking this ring's block.
+    /// Static, taking the socket, so a worker can send while it is walking this ring.
     public static func send(_ bytes: RawSpan, on socket: Int32) -> Bool {
         bytes.withUnsafeBytes { buffer in Glibc.send(socket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count }
     }
 
     /// The kernel's count of frames it dropped because this ring was full (PACKET_STATISTICS;
-    /// reading resets the kernel's counters).
+    /// reading resets the kernel's counters, so the caller sums).
     public func takeDropCount() -> UInt64 {
         var stats = tpacket_stats_v3()
         var length = socklen_t(MemoryLayout<tpacket_stats_v3>.size)

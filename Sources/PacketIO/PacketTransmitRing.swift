@@ -131,10 +131,18 @@ public struct PacketTransmitRing: ~Copyable {
         return true
     }
 
+    /// Whether frames wait for a `flush`.
+    public var hasPending: Bool { pending > 0 }
+
     /// Asks the kernel to send every published frame: one send(2) per burst, not per frame.
-    public mutating func flush() {
-        guard pending > 0 else { return }
-        _ = send(mapping.socket, nil, 0, Int32(MSG_DONTWAIT))
+    /// Returns errno when the kernel refused (ENETDOWN while the interface is down, ENOBUFS or
+    /// EAGAIN when the device queue or send buffer is full): the frames stay published and the
+    /// next flush tries again.
+    @discardableResult
+    public mutating func flush() -> Int32? {
+        guard pending > 0 else { return nil }
+        if send(mapping.socket, nil, 0, Int32(MSG_DONTWAIT)) < 0 { return director_errno() }
         pending = 0
+        return nil
     }
 }

@@ -4,10 +4,12 @@ import DirectorWire
 import Glibc
 #endif
 
-/// The UDP socket of connection sync, bound to this dispatcher's crossover address and talking
-/// to one peer. Non-blocking; large buffers so a snapshot burst is not lost to a full queue;
-/// marked as network control (DSCP CS6) so heartbeats go ahead of bulk traffic if the crossover
-/// link is shared.
+/// A UDP socket of the pair (the sync channel's, or the liveness channel's), bound to this
+/// dispatcher's crossover address and connected to the peer's: the kernel itself then drops
+/// datagrams from any other source. Bound without SO_REUSEADDR, so no other process can bind the
+/// same port and take the peer's datagrams. Non-blocking; large buffers so a snapshot burst is
+/// not lost to a full queue; marked as network control (DSCP CS6) so heartbeats go ahead of bulk
+/// traffic if the crossover link is shared.
 public struct SyncSocket: ~Copyable {
     public let descriptor: Int32
     private let peer: sockaddr_in
@@ -16,7 +18,6 @@ public struct SyncSocket: ~Copyable {
         let context = "opening the sync socket on \(local):\(port)"
         let fd = try SystemCall.check("socket", context) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
-            try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, Int32(1), context)
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUFFORCE, Int32(8 << 20), context)
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, Int32(8 << 20), context)
             try SystemCall.setOption(fd, level: Int32(IPPROTO_IP), name: IP_TOS, Int32(0xC0), context)
@@ -25,6 +26,12 @@ public struct SyncSocket: ~Copyable {
             try SystemCall.check("bind", context) {
                 withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+            var destination = SyncSocket.socketAddress(peer, port)
+            try SystemCall.check("connect", context + " (to the peer at \(peer):\(port))") {
+                withUnsafePointer(to: &destination) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
             }
         } catch {
@@ -45,15 +52,11 @@ public struct SyncSocket: ~Copyable {
         return socketAddress
     }
 
-    /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full).
+    /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full,
+    /// or the peer's port unreachable: a connected UDP socket reports the ICMP error once).
     public func send(_ bytes: [UInt8]) -> Bool {
-        var destination = peer
-        return bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &destination) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            } == buffer.count
+        bytes.withUnsafeBytes { buffer in
+            Glibc.send(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count
         }
     }
 
@@ -64,16 +67,21 @@ public struct SyncSocket: ~Copyable {
         case none
     }
 
-    /// The next waiting datagram, if any.
+    /// The next waiting datagram, if any. A pending error (ECONNREFUSED after the peer's port was
+    /// unreachable) is read and dropped: the next call goes on with the queue.
     public func receive(into buffer: inout [UInt8]) -> Arrival {
         var source = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let count = buffer.withUnsafeMutableBytes { bytes in
-            withUnsafeMutablePointer(to: &source) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, &length)
+        var count = -1
+        for _ in 0..<2 {
+            count = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &source) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, &length)
+                    }
                 }
             }
+            if count >= 0 || director_errno() != ECONNREFUSED { break }
         }
         guard count >= 0 else { return .none }
         guard source.sin_addr.s_addr == peer.sin_addr.s_addr, source.sin_port == peer.sin_port else { return .foreign }

@@ -9,6 +9,12 @@ public struct SystemCallError: Error, CustomStringConvertible, Sendable {
     public let context: String
     public let errno: Int32
 
+    public init(call: String, context: String, errno: Int32) {
+        self.call = call
+        self.context = context
+        self.errno = errno
+    }
+
     public var description: String {
         "\(call) failed while \(context): \(String(cString: strerror(errno))) (errno \(errno))"
     }

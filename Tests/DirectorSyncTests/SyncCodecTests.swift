@@ -23,8 +23,8 @@ let everyKind: [SyncBody] = [
     .nack(missing: [5...5, 9...12, 100...140]),
     .snapshotRequest(requestID: 31),
     .snapshotChunk(requestID: 31, dataSequence: 1_044, index: 2, isLast: true, records: [record(1, change: .refreshed), record(2, change: .removed)]),
-    .ownership(version: 10, action: .released, ranges: [512...1023]),
-    .ownership(version: 11, action: .request, ranges: [0...3, 7...7]),
+    .ownership(version: 10, highestDataSequence: 77, action: .released, ranges: [512...1023]),
+    .ownership(version: 11, highestDataSequence: 0, action: .request, ranges: [0...3, 7...7]),
 ]
 
 /// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec
@@ -50,7 +50,7 @@ struct SyncCodecTests {
         let bytes = codec.encode(datagram)
         #expect(bytes.count <= SyncWireFormat.maximumDatagram, "fits a 1,500-byte path MTU")
         #expect(try codec.decode(bytes) == datagram)
-        #expect(Array(bytes.prefix(4)) == [0x44, 0x53, 1, body.kind.rawValue], "magic, version, kind, big-endian")
+        #expect(Array(bytes.prefix(4)) == [0x44, 0x53, SyncWireFormat.version, body.kind.rawValue], "magic, version, kind, big-endian")
     }
 
     @Test("every kind has a round-trip fixture")
@@ -73,7 +73,7 @@ struct SyncCodecTests {
         #expect(rejection([UInt8](repeating: 0, count: SyncWireFormat.maximumDatagram + 1)) == .oversized)
         var magic = bytes; magic[0] = 0x45
         #expect(rejection(magic) == .badMagic)
-        var version = bytes; version[2] = 2
+        var version = bytes; version[2] = 1
         #expect(rejection(version) == .unsupportedVersion)
         let otherKey = SyncCodec(key: [UInt8](repeating: 0x33, count: 32))!
         #expect(rejection(otherKey.encode(SyncDatagram(header: header, body: .ack(dataSequence: 5)))) == .badAuthenticator)
@@ -114,7 +114,7 @@ struct SyncCodecTests {
         for _ in 0..<5_000 {
             var bytes = (0..<Int.random(in: 0...200, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
             if bytes.count >= 32 {
-                bytes[0] = 0x44; bytes[1] = 0x53; bytes[2] = 1
+                bytes[0] = 0x44; bytes[1] = 0x53; bytes[2] = SyncWireFormat.version
                 bytes[6] = UInt8((bytes.count - 32) >> 8); bytes[7] = UInt8((bytes.count - 32) & 0xFF)
                 _ = rejection(signed(bytes))
             }

@@ -67,8 +67,8 @@ extension LabSuites {
                 if completeSince == nil && flows.count >= expectedFlows && arp >= expectedARP { completeSince = Date() }
                 if let completeSince, Date().timeIntervalSince(completeSince) > 0.2 { break }
                 if Date().timeIntervalSince(start) > 5 { break }
-                guard receive.waitForBlock(timeoutMilliseconds: 20) else { continue }
-                _ = receive.drainBlock { frame, _ in
+                guard receive.waitForFrames(timeoutMilliseconds: 20) == .ready else { continue }
+                _ = receive.drainBurst { frame, _ in
                     switch FrameParser.parse(frame.bytes) {
                     case .ipv4(let flow): flows.insert("\(flow.source):\(flow.sourcePort)")
                     case .arp: arp += 1

@@ -24,8 +24,8 @@ extension LabSuites {
             let deadline = Date().addingTimeInterval(3)
             var received: (bytes: [UInt8], pending: Bool)?
             while received == nil && Date() < deadline {
-                guard ring.waitForBlock(timeoutMilliseconds: 20) else { continue }
-                _ = ring.drainBlock { frame, pending in
+                guard ring.waitForFrames(timeoutMilliseconds: 20) == .ready else { continue }
+                _ = ring.drainBurst { frame, pending in
                     guard received == nil, case .ipv4 = FrameParser.parse(frame.bytes) else { return }
                     received = (frame.bytes.withUnsafeBytes { Array($0) }, pending)
                 }

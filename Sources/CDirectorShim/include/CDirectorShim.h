@@ -49,6 +49,19 @@ static inline uint32_t director_rx_block_first_offset(const struct tpacket_block
     return block->hdr.bh1.offset_to_first_pkt;
 }
 
+// MARK: - TPACKET_V2 receive frames
+
+/// Status word of an RX-ring frame (TPACKET_V2), acquire ordering: the kernel copies the frame,
+/// then sets TP_STATUS_USER; once we see the flag we must see the bytes.
+static inline uint32_t director_rx_frame_status(const struct tpacket2_hdr *frame) {
+    return __atomic_load_n(&frame->tp_status, __ATOMIC_ACQUIRE);
+}
+
+/// Hands an RX-ring frame back to the kernel; release ordering: our reads come first.
+static inline void director_rx_frame_release(struct tpacket2_hdr *frame) {
+    __atomic_store_n(&frame->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+}
+
 // MARK: - TPACKET_V2 transmit frames
 
 /// Status word of a TX-ring frame, read with acquire ordering (the kernel sets it back to

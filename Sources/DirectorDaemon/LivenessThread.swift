@@ -1,0 +1,167 @@
+import CDirectorShim
+import DirectorSync
+import PacketIO
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the liveness thread tells the sync thread: the peer's latest heartbeat and whether this
+/// dispatcher is fit to serve.
+struct LivenessReport: Sendable {
+    var latest: PeerHeartbeat?
+    /// Why this dispatcher cannot serve now (its heartbeats are silent meanwhile), if it cannot.
+    var fault: String?
+    var heartbeatsSent: UInt64 = 0
+    var heartbeatsReceived: UInt64 = 0
+    var heartbeatsWithheld: UInt64 = 0
+    var sendErrors: UInt64 = 0
+    /// Datagrams on the liveness socket from anywhere but the peer's.
+    var foreignDatagrams: UInt64 = 0
+    var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
+    /// The longest the thread was late for a heartbeat (ns): what delays the peer's view of us.
+    var longestLateness: UInt64 = 0
+}
+
+/// The pair's liveness path, apart from the record stream: a thread of its own (SCHED_FIFO like
+/// the sync thread), a socket of its own on the crossover link, heartbeats at their interval
+/// whatever a snapshot or a flood is doing to the sync thread, and the peer's heartbeats read as
+/// they arrive. It sends a heartbeat only while this dispatcher can serve: every worker has come
+/// round its loop within `workerStallLimit`, and the front interface is up. Otherwise it says why
+/// and stays silent, so the peer declares this side dead and takes its buckets (a living but
+/// silent data path is the worst failure: nobody would serve those buckets).
+final class LivenessThread: @unchecked Sendable {
+    private let socket: SyncSocket
+    private var channel: LivenessChannel
+    private let workers: [Worker]
+    private let front: NetworkInterface
+    private let interval: UInt64
+    private let workerStallLimit: UInt64
+    private let realtimePriority: Int
+    private let cpu: Int?
+    private let stopping = Atomic<Bool>(false)
+    private var thread: pthread_t?
+    /// Written by the sync thread after each turn: what the heartbeats say.
+    private let announcement: Mutex<HeartbeatAnnouncement>
+    let report = Mutex(LivenessReport())
+    private var local = LivenessReport()
+    /// Per worker: its loop count when last seen to move, and when (monotonic ns).
+    private var progress: [(iterations: UInt64, at: UInt64)]
+
+    init(peer: Configuration.Peer, nodeID: UInt8, incarnation: UInt64, codec: SyncCodec, workers: [Worker], front: NetworkInterface,
+         initial: HeartbeatAnnouncement) throws {
+        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.heartbeatPort)
+        channel = LivenessChannel(nodeID: nodeID, peerNodeID: peer.nodeID, incarnation: incarnation, codec: codec)
+        self.workers = workers
+        self.front = front
+        interval = UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000
+        workerStallLimit = UInt64(peer.workerStallMilliseconds) * 1_000_000
+        realtimePriority = peer.syncRealtimePriority
+        cpu = peer.syncCPU
+        announcement = Mutex(initial)
+        let now = director_monotonic_nanoseconds()
+        progress = workers.map { ($0.iterations.load(ordering: .acquiring), now) }
+    }
+
+    /// The sync thread's latest word on what the heartbeats should say.
+    func announce(_ value: HeartbeatAnnouncement) {
+        announcement.withLock { $0 = value }
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        pthread_create(&handle, nil, { argument in
+            Unmanaged<LivenessThread>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, box.toOpaque())
+        thread = handle
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    private func run() {
+        if let cpu, director_pin_current_thread(Int32(cpu)) != 0 {
+            Log.warning("liveness thread: could not pin to CPU \(cpu)")
+        }
+        if realtimePriority > 0 {
+            let result = director_make_current_thread_realtime(Int32(realtimePriority))
+            if result != 0 { Log.warning("liveness thread: SCHED_FIFO \(realtimePriority) refused (\(String(cString: strerror(result)))); heartbeats may be late under load") }
+        }
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var due = director_monotonic_nanoseconds()
+        while !stopping.load(ordering: .relaxed) {
+            let now = director_monotonic_nanoseconds()
+            if now < due { socket.wait(timeoutNanoseconds: due - now) }
+            receiveHeartbeats(&buffer)
+            let woke = director_monotonic_nanoseconds()
+            guard woke >= due else { continue }
+            local.longestLateness = max(local.longestLateness, woke - due)
+            // Keep the beat: the next one is due an interval after this one was, unless the
+            // thread fell a whole interval behind.
+            due = woke - due >= interval ? woke + interval : due + interval
+            beat(now: woke)
+        }
+    }
+
+    private func receiveHeartbeats(_ buffer: inout [UInt8]) {
+        // Heartbeats are few (one per interval); anything else on this socket is bounded here.
+        for _ in 0..<64 {
+            switch socket.receive(into: &buffer) {
+            case .datagram(let bytes):
+                if let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) { local.latest = heartbeat }
+            case .foreign:
+                local.foreignDatagrams += 1
+            case .none:
+                publish()
+                return
+            }
+        }
+        publish()
+    }
+
+    private func beat(now: UInt64) {
+        let fault = checkFitness(now: now)
+        if fault != local.fault {
+            if let fault {
+                Log.warning("liveness: heartbeats withheld: \(fault); the peer takes over this dispatcher's buckets")
+            } else if let old = local.fault {
+                Log.info("liveness: heartbeats resume (\(old): no longer)")
+            }
+            local.fault = fault
+        }
+        if fault == nil {
+            let bytes = channel.heartbeat(announcement.withLock { $0 }, wallClock: director_realtime_nanoseconds())
+            if !socket.send(bytes) { local.sendErrors += 1 }
+        } else {
+            local.heartbeatsWithheld += 1
+        }
+        publish()
+    }
+
+    /// Why this dispatcher cannot serve, or nil.
+    private func checkFitness(now: UInt64) -> String? {
+        if !front.isRunning() { return "front interface \(front.name) is down" }
+        for (index, worker) in workers.enumerated() {
+            let iterations = worker.iterations.load(ordering: .acquiring)
+            if iterations != progress[index].iterations {
+                progress[index] = (iterations, now)
+            } else if now - progress[index].at >= workerStallLimit {
+                return "worker \(index) has made no progress for \((now - progress[index].at) / 1_000_000) ms"
+            }
+        }
+        return nil
+    }
+
+    private func publish() {
+        local.heartbeatsSent = channel.heartbeatsSent
+        local.heartbeatsReceived = channel.heartbeatsReceived
+        local.rejected = channel.rejected
+        let snapshot = local
+        report.withLock { $0 = snapshot }
+    }
+}

@@ -1,0 +1,211 @@
+import CDirectorShim
+import DirectorCore
+import DirectorSync
+
+/// A bucket handover being carried out by the sync thread, one step per turn: nothing in it
+/// waits, so the turn stays short whatever the workers are doing.
+///
+/// Releasing buckets:
+///   1. `changingFilter`: every worker's kernel filter stops accepting them (retried on failure,
+///      given up after `filterAttempts`: the buckets stay this side's);
+///   2. `waitingForWorkers`: each worker comes round its loop twice, so every frame it held of
+///      those buckets has been processed and its changes are in its ring;
+///   3. `waitingForReports`: the sync thread has taken every report pushed until then, so the
+///      peer hears of each change before it hears `released`.
+/// Taking buckets:
+///   1. `waitingForBacklogs`: every record of the peer's handed to the workers' rings;
+///   2. `waitingForWorkers`: each worker has applied what its ring held;
+///   3. `changingFilter`: the filters accept the buckets (retried; given up: they go back to the
+///      peer, which takes what nobody accepts).
+/// A worker that does not come round within `workerWait` is not waited for any longer (its
+/// frames of those buckets are the peer's to carry from then on): the handover completes late
+/// rather than never.
+struct HandoverInProgress {
+    enum Direction { case release, take }
+    enum Stage { case waitingForBacklogs, changingFilter, waitingForWorkers, waitingForReports }
+
+    let direction: Direction
+    let buckets: BucketOwnership
+    var stage: Stage
+    /// When the workers stopped accepting released buckets (monotonic ns).
+    var stoppedAt: UInt64 = 0
+    var filterAttempts = 0
+    /// Per worker, the loop count to pass (stage `waitingForWorkers`), or the reports pushed to
+    /// take (stage `waitingForReports`).
+    var marks: [Int] = []
+    var stageStartedAt: UInt64
+
+    static let maximumFilterAttempts = 5
+    static let workerWait: UInt64 = 50_000_000
+}
+
+extension SyncThread {
+    // MARK: - Starting
+
+    func beginRelease(_ buckets: BucketOwnership) {
+        handover = HandoverInProgress(direction: .release, buckets: buckets, stage: .changingFilter, stageStartedAt: director_monotonic_nanoseconds())
+        continueHandover()
+    }
+
+    func beginTake(_ buckets: BucketOwnership) {
+        handover = HandoverInProgress(direction: .take, buckets: buckets, stage: .waitingForBacklogs, stageStartedAt: director_monotonic_nanoseconds())
+        continueHandover()
+    }
+
+    // MARK: - A step per turn
+
+    func continueHandover() {
+        if takeAllPending { takeAll() }
+        guard var step = handover else { return }
+        let now = director_monotonic_nanoseconds()
+        switch (step.direction, step.stage) {
+        case (.take, .waitingForBacklogs):
+            guard backlogsAreEmpty else { break }
+            enter(.waitingForWorkers, &step, now: now)
+        case (_, .changingFilter):
+            let target = step.direction == .release ? director.currentOwnership.subtracting(step.buckets)
+                                                     : director.currentOwnership.union(step.buckets)
+            if applyOwnership(target, attempt: &step.filterAttempts) {
+                if step.direction == .release {
+                    step.stoppedAt = now
+                    enter(.waitingForWorkers, &step, now: now)
+                } else {
+                    finishTake(step.buckets)
+                    return
+                }
+            } else if step.filterAttempts >= HandoverInProgress.maximumFilterAttempts {
+                giveUp(step)
+                return
+            }
+        case (_, .waitingForWorkers):
+            let behind = workers.indices.filter { Int(truncatingIfNeeded: workers[$0].iterations.load(ordering: .acquiring)) < step.marks[$0] }
+            if !behind.isEmpty {
+                guard now - step.stageStartedAt >= HandoverInProgress.workerWait else {
+                    for index in behind { workers[index].link?.wakeup.ring() }
+                    break
+                }
+                Log.warning("sync: worker(s) \(behind.map(String.init).joined(separator: ", ")) did not come round within "
+                    + "\(HandoverInProgress.workerWait / 1_000_000) ms of the \(step.direction == .release ? "release" : "take"); going on without them")
+            }
+            if step.direction == .release {
+                enter(.waitingForReports, &step, now: now)
+            } else {
+                enter(.changingFilter, &step, now: now)
+            }
+        case (.release, .waitingForReports):
+            let done = workers.indices.allSatisfy { (workers[$0].link?.outbound.consumed ?? 0) >= step.marks[$0] }
+            guard done || now - step.stageStartedAt >= HandoverInProgress.workerWait else { break }
+            handover = nil
+            session.didRelease(step.buckets, stoppedAt: step.stoppedAt, now: now, wallClock: director_realtime_nanoseconds())
+            sendDatagrams()
+            Log.info("sync: released buckets \(step.buckets.description) to the peer")
+            return
+        case (.release, .waitingForBacklogs), (.take, .waitingForReports):
+            // Not stages of these directions.
+            enter(.changingFilter, &step, now: now)
+        }
+        handover = step
+    }
+
+    /// Moves a handover to `stage`, taking the marks that stage waits for.
+    private func enter(_ stage: HandoverInProgress.Stage, _ step: inout HandoverInProgress, now: UInt64) {
+        step.stage = stage
+        step.stageStartedAt = now
+        switch stage {
+        case .waitingForWorkers:
+            // Twice round: the iteration under way when the mark is taken may have begun before
+            // the filter changed or the records were handed over.
+            step.marks = workers.map { Int(truncatingIfNeeded: $0.iterations.load(ordering: .acquiring)) + 2 }
+            for worker in workers { worker.link?.wakeup.ring() }
+        case .waitingForReports:
+            step.marks = workers.map { $0.link?.outbound.produced ?? 0 }
+        case .waitingForBacklogs, .changingFilter:
+            step.marks = []
+        }
+    }
+
+    private func finishTake(_ buckets: BucketOwnership) {
+        handover = nil
+        session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
+        sendDatagrams()
+        // Client packets of these buckets that arrived in the gap were dropped by both sides.
+        for index in workers.indices { hand(.probeReplicas(buckets), to: index) }
+        for worker in workers { worker.link?.wakeup.ring() }
+        Log.info("sync: took buckets \(buckets.description) from the peer")
+    }
+
+    private func giveUp(_ step: HandoverInProgress) {
+        handover = nil
+        let now = director_monotonic_nanoseconds()
+        switch step.direction {
+        case .release:
+            session.releaseFailed(step.buckets, now: now)
+            Log.error("sync: could not stop accepting buckets \(step.buckets.description) after \(step.filterAttempts) attempts; keeping them for now")
+        case .take:
+            session.takeFailed(step.buckets, now: now, wallClock: director_realtime_nanoseconds())
+            sendDatagrams()
+            Log.error("sync: could not accept buckets \(step.buckets.description) after \(step.filterAttempts) attempts; handed them back to the peer")
+        }
+    }
+
+    /// One attempt at making `target` the workers' ownership; counts and logs a failure.
+    private func applyOwnership(_ target: BucketOwnership, attempt: inout Int) -> Bool {
+        attempt += 1
+        do {
+            try director.setOwnership(target)
+            return true
+        } catch {
+            Log.error("sync: changing the ownership filter failed (attempt \(attempt)): \(error)")
+            return false
+        }
+    }
+
+    // MARK: - Every bucket, and faults
+
+    /// Serves every bucket (the peer died or never came). Retried every turn until the filters
+    /// take it: with no peer, no one else would serve them.
+    func takeAll() {
+        let all = BucketOwnership.all(director.configuration.bucketCount)
+        if director.currentOwnership != all {
+            do {
+                try director.setOwnership(all)
+            } catch {
+                let now = director_monotonic_nanoseconds()
+                if now - lastTakeAllFailureLog >= 1_000_000_000 {
+                    lastTakeAllFailureLog = now
+                    Log.error("sync: taking every bucket failed: \(error); retrying every turn")
+                }
+                return
+            }
+        }
+        takeAllPending = false
+        director.setAnswersARP(true)
+        director.announceVirtualAddresses()
+        local.tookAllAt = director_monotonic_nanoseconds()
+    }
+
+    /// This dispatcher became unfit to serve (`fault`), or fit again (nil). Unfit with a live
+    /// peer, it stops accepting every bucket at once: its heartbeats are withheld, the peer
+    /// declares it dead and takes everything. Fit again, it asks for its share back through the
+    /// ordinary handover, or takes everything if the peer is gone.
+    func enterOrLeaveFault(_ fault: String?) {
+        guard let fault else {
+            Log.info("sync: fit to serve again")
+            session.setFault(false)
+            return
+        }
+        session.setFault(true)
+        handover = nil
+        takeAllPending = false
+        guard session.peer == .alive else {
+            Log.warning("sync: \(fault); no live peer to take over, so this dispatcher keeps its buckets")
+            return
+        }
+        do {
+            try director.setOwnership(.none(director.configuration.bucketCount))
+            Log.warning("sync: \(fault); stopped accepting every bucket for the peer to take")
+        } catch {
+            Log.error("sync: \(fault); releasing every bucket failed: \(error)")
+        }
+    }
+}
