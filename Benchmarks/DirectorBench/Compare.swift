@@ -9,10 +9,11 @@ import PacketIO
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure the director against nftables side by side (builds its own lab).")
     @OptionGroup var traffic: TrafficOptions
-    @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "100000,200000"
+    @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "10000,100000,200000"
     @Option(help: "Runs of every device at every rate (interleaved).") var repeats = 3
     @Option(help: "Seconds of offered load per run.") var seconds = 5.0
-    @Option(help: "Devices to compare, comma-separated: director, nft-fwd, nft-dnat.") var devices = "director,nft-fwd,nft-dnat"
+    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-v2 (TPACKET_V2 ring), nft-fwd, nft-dnat.")
+    var devices = "director,director-v2,nft-fwd,nft-dnat"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
     @Option(help: "The director's connection capacity (the default is what conntrack may hold here, nf_conntrack_max).") var connectionCapacity = 262_144
@@ -70,8 +71,8 @@ struct Compare: ParsableCommand {
             }
         }
         var profiled: Trial.Result?
-        if profile, kinds.contains(.director), let top = offered.filter({ $0 > 0 }).max() {
-            profiled = try Trial(device: .director, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
+        if profile, let kind = kinds.first(where: \.isDirector), let top = offered.filter({ $0 > 0 }).max() {
+            profiled = try Trial(device: kind, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
                                  connectionCapacity: connectionCapacity, profiles: true, prefix: prefix).run()
         }
         let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)

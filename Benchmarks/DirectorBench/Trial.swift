@@ -17,6 +17,9 @@ struct Trial {
     var connectionCapacity = 1 << 20
     /// Profile CPU 1 with perf during the window (director only).
     var profiles = false
+    /// Stop the director (SIGSTOP, then SIGCONT) this many seconds into the window, for this
+    /// many milliseconds: its receive ring must hold what arrives meanwhile.
+    var pause: (after: Double, milliseconds: Int)?
     var prefix = "bench"
 
     struct Result: Codable {
@@ -93,7 +96,13 @@ struct Trial {
         let cpuBefore = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let before = try lab.deviceCounters()
         let started = Lab.monotonicNanoseconds()
-        let generated = try generate(lab, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds)
+        let generated = try generate(lab, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds) {
+            guard let pause, let pid = device.director?.processID else { return }
+            usleep(UInt32(pause.after * 1e6))
+            kill(pid, SIGSTOP)
+            usleep(UInt32(pause.milliseconds) * 1000)
+            kill(pid, SIGCONT)
+        }
         usleep(200_000)  // what is still queued is the window's work too
         let elapsed = Double(Lab.monotonicNanoseconds() - started) / 1e9
         let cpuAfter = try CPUTime(cpu: PerformanceLab.deviceCPU)
@@ -120,12 +129,22 @@ struct Trial {
         return result
     }
 
-    private func generate(_ lab: PerformanceLab, count: UInt64, startAt: UInt64, rate: Int, seconds: Double) throws -> GeneratorSummary {
+    /// Runs the generator to its end; `meanwhile` runs while it sends.
+    private func generate(_ lab: PerformanceLab, count: UInt64, startAt: UInt64, rate: Int, seconds: Double,
+                          meanwhile: () -> Void = {}) throws -> GeneratorSummary {
         let summary = lab.stateDirectory + "/generator.json"
-        try Shell.run(["ip", "netns", "exec", lab.generatorNamespace, Trial.selfBinary, "generate", "--interface", lab.generatorPort,
-                       "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
-                      + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
-                         "--cpu", String(PerformanceLab.benchCPU), "--summary", summary])
-        return try JSONDecoder().decode(GeneratorSummary.self, from: Data(contentsOf: URL(fileURLWithPath: summary)))
+        try? FileManager.default.removeItem(atPath: summary)
+        let generator = try Shell.spawn(["ip", "netns", "exec", lab.generatorNamespace, Trial.selfBinary, "generate", "--interface", lab.generatorPort,
+                                         "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
+                                        + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
+                                           "--cpu", String(PerformanceLab.benchCPU), "--summary", summary],
+                                        output: lab.stateDirectory + "/generator.log")
+        meanwhile()
+        let status = Shell.wait(generator)
+        guard status == 0, let data = FileManager.default.contents(atPath: summary) else {
+            throw LabDirector.LabError(description: "the generator failed (exit \(status)): "
+                                       + ((try? String(contentsOfFile: lab.stateDirectory + "/generator.log", encoding: .utf8)) ?? ""))
+        }
+        return try JSONDecoder().decode(GeneratorSummary.self, from: data)
     }
 }

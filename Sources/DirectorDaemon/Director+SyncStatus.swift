@@ -43,6 +43,7 @@ extension Director {
             ("peer_declared_dead_at_monotonic_ns", "gauge", status.peerDeclaredDeadAt),
             ("peer_death_silence_ns", "gauge", status.deathSilence),
             ("took_all_buckets_at_monotonic_ns", "gauge", status.tookAllAt),
+            ("took_buckets_at_monotonic_ns", "gauge", status.tookBucketsAt),
             ("last_handover_gap_ns", "gauge", status.lastHandoverGap),
             ("longest_turn_ns", "gauge", status.longestTurn),
             ("longest_wait_between_turns_ns", "gauge", status.longestWait),

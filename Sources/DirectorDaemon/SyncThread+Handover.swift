@@ -126,6 +126,7 @@ extension SyncThread {
 
     private func finishTake(_ buckets: BucketOwnership) {
         handover = nil
+        local.tookBucketsAt = director_monotonic_nanoseconds()
         session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
         sendDatagrams()
         // Client packets of these buckets that arrived in the gap were dropped by both sides.

@@ -28,6 +28,8 @@ struct SyncStatus: Sendable {
     var deathSilence: UInt64?
     /// CLOCK_MONOTONIC (ns) when this dispatcher last finished taking every bucket.
     var tookAllAt: UInt64?
+    /// CLOCK_MONOTONIC (ns) when this dispatcher last accepted buckets handed over by the peer.
+    var tookBucketsAt: UInt64?
     var lastHandoverGap: UInt64?
     var highestDataSequenceSent: UInt64 = 0
     var peerAcknowledged: UInt64 = 0

@@ -161,6 +161,7 @@ final class Worker: @unchecked Sendable {
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var nextDropRead: UInt64 = 0
+        var housekeptAt: UInt64 = 0
         var linkDownSince: UInt64?
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
         var probeWalk: ProbeWalk?
@@ -212,23 +213,29 @@ final class Worker: @unchecked Sendable {
                 probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
             let busy = readiness == .ready
-            forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
-            forwarder.purgeStaleReplicas(budget: busy ? 1024 : idleSweepBudget)
-            publish(&forwarder)
-            // By time, not only when idle: an overloaded worker is never idle, and that is when
-            // the count matters.
-            if now >= nextDropRead {
-                nextDropRead = now + Worker.dropReadIntervalMilliseconds
-                ringDrops &+= receive.takeDropCount()
-                board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
-            }
-            let answers = answersARP.load(ordering: .relaxed)
-            if snapshots.generation != generation || answers != forwarder.settings.answersARP {
-                let snapshot = snapshots.snapshot
-                var settings = forwarder.settings
-                settings.answersARP = answers
-                forwarder.install(snapshot, settings: settings)
-                generation = snapshot.generation
+            // Housekeeping once a millisecond while busy, not once a burst: a TPACKET_V2 ring hands
+            // over a few frames at a time, and the sweep and the counters would cost more than
+            // the frames.
+            if !busy || now != housekeptAt {
+                housekeptAt = now
+                forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
+                forwarder.purgeStaleReplicas(budget: busy ? 1024 : idleSweepBudget)
+                publish(&forwarder)
+                // By time, not only when idle: an overloaded worker is never idle, and that is
+                // when the count matters.
+                if now >= nextDropRead {
+                    nextDropRead = now + Worker.dropReadIntervalMilliseconds
+                    ringDrops &+= receive.takeDropCount()
+                    board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
+                }
+                let answers = answersARP.load(ordering: .relaxed)
+                if snapshots.generation != generation || answers != forwarder.settings.answersARP {
+                    let snapshot = snapshots.snapshot
+                    var settings = forwarder.settings
+                    settings.answersARP = answers
+                    forwarder.install(snapshot, settings: settings)
+                    generation = snapshot.generation
+                }
             }
             iterations.add(1, ordering: .releasing)
         }

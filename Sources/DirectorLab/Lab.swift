@@ -40,6 +40,9 @@ public final class Lab: @unchecked Sendable {
     public static func realServerName(_ index: Int) -> String { "rs\(index + 1)" }
     /// The large file the lab's web servers share, and its size.
     public static let largeFileName = "big.bin"
+    /// The path that serves `file` from the real servers at most `rate` bytes a second per
+    /// connection (nginx's limit_rate; `rate` like "4400k").
+    public static func pacedPath(_ file: String, rate: String) -> String { "paced/\(rate)/\(file)" }
 
     public init(prefix: String, realServers: Int = 3, directors: Int = 1) {
         precondition(prefix.count <= 6 && prefix.allSatisfy { $0.isLetter || $0.isNumber })
@@ -215,6 +218,8 @@ public final class Lab: @unchecked Sendable {
                 listen \(Lab.virtualAddress):80 backlog=4096;
                 root \(stateDirectory)/www;
                 location = /whoami { default_type text/plain; return 200 "\(Lab.realServerName(index))\\n"; }
+                # /paced/RATE/FILE: FILE sent at most RATE bytes a second per connection (e.g. 4400k).
+                location ~ ^/paced/(?<rate>[0-9]+[km]?)/(?<file>[a-z.]+)$ { alias \(stateDirectory)/www/$file; limit_rate $rate; }
             }
         }
         """

@@ -20,7 +20,7 @@ extension LabSuites {
                                      "--flows", "500", "--no-profile", "--prefix", "bsmoke", "--results", results], check: false)
             #expect(run.status == 0, "director-bench compare failed:\n\(run.output)\n\(run.errorOutput)")
             let report = try String(contentsOfFile: results + "/compare.md", encoding: .utf8)
-            for device in ["director (DR, mh)", "nftables netdev fwd (DR)", "nftables conntrack DNAT"] {
+            for device in ["director (DR, mh, TPACKET_V3 ring)", "director (DR, mh, TPACKET_V2 ring)", "nftables netdev fwd (DR)", "nftables conntrack DNAT"] {
                 #expect(report.contains("| 20k pps | \(device) |"), "no 20k pps row for \(device)")
                 #expect(report.contains("| flat out | \(device) |"), "no flat-out row for \(device)")
             }

@@ -1,0 +1,129 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// The pair's promise under load, CPU contention and faults: a lone survivor carries the
+    /// pair's load, a worker kept off its CPU loses nothing, a front interface that goes down and
+    /// comes back hands its buckets to the peer and takes them back.
+    @Suite("Lab: the promise under stress")
+    struct PromiseUnderStressLabTests {
+        static let downloadsPerClient = 50
+        /// Each download is paced by nginx; 200 of them are more than the lab's two CPUs move, so
+        /// the director sees the lab's whole client-side load (tens of thousands of frames a second)
+        /// while the lab's own softirq work competes for its CPU.
+        static let pace = "4400k"
+        static let fileMegabytes = 8
+
+        /// 200 paced downloads of the large file through `survivor` alone: every one intact, no
+        /// stall over 500 ms, no frame dropped by its receive ring.
+        static func carryAlone(_ lab: Lab, _ survivor: LabDirector, _ name: String) throws {
+            let dropsBefore = try survivor.stats()["receive_ring_drops"] ?? 0
+            let framesBefore = try survivor.stats()["frames_received"] ?? 0
+            let stalls = try DownloadStalls(lab: lab)
+            let started = Date()
+            let curls = try lab.startDownloads(Lab.pacedPath(Lab.largeFileName, rate: pace), perClient: downloadsPerClient,
+                                               clients: Lab.clientAddresses, limitRate: nil, maxTime: 120)
+            for curl in curls { Shell.wait(curl) }
+            let elapsed = Date().timeIntervalSince(started)
+            let figures = stalls.finish(event: DownloadStalls.realtimeSeconds())
+            let expected = try lab.largeFileSHA256()
+            let sums = try lab.collectDownloads()
+            let intact = sums.filter { $0 == expected }.count
+            let stats = try survivor.stats()
+            let drops = (stats["receive_ring_drops"] ?? 0) - dropsBefore
+            let frames = (stats["frames_received"] ?? 0) - framesBefore
+            print(String(format: "lone survivor, %@: %d/%d downloads of %d MiB intact in %.1f s; the director received %.0f frames/s; "
+                         + "receive ring drops %llu; longest stall %.0f ms", name, intact, 4 * downloadsPerClient, fileMegabytes, elapsed,
+                         Double(frames) / elapsed, drops, figures.longestStall))
+            #expect(intact == 4 * downloadsPerClient, "\(intact) of \(4 * downloadsPerClient) downloads intact")
+            #expect(drops == 0, "the receive ring dropped \(drops) frames")
+            #expect(figures.longestStall <= 500, "a download stalled for \(Int(figures.longestStall)) ms")
+        }
+
+        @Test("one director alone carries 200 concurrent paced downloads: its peer never started, then after its peer's SIGKILL")
+        func loneSurvivor() throws {
+            let lab = Lab(prefix: "tls", directors: 2)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: PromiseUnderStressLabTests.fileMegabytes)
+            let a = try LabDirector(lab: lab, index: 0), b = try LabDirector(lab: lab, index: 1)
+            defer { a.stop(); b.stop() }
+            try b.start()
+            try waitUntil(seconds: 5, "B alone serves every bucket") { try b.buckets("show").contains("owns 1024 of 1024") }
+            try PromiseUnderStressLabTests.carryAlone(lab, b, "peer never started")
+
+            try a.start()
+            try waitUntil(seconds: 10, "the pair splits the buckets") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+            a.kill9()
+            try waitUntil(seconds: 2, "B takes every bucket after A's death") { try b.buckets("show").contains("owns 1024 of 1024") }
+            try PromiseUnderStressLabTests.carryAlone(lab, b, "after the peer's SIGKILL")
+        }
+
+        /// CPU time (user + system) a process has used so far, seconds.
+        static func cpuSeconds(_ pid: pid_t) throws -> Double {
+            let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            // The fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let fields = stat[stat.range(of: ")", options: .backwards)!.upperBound...].split(separator: " ")
+            return (Double(fields[11])! + Double(fields[12])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        }
+
+        @Test("a front interface down for 2 s: the peer carries its buckets meanwhile, it forwards again within 1 s of link-up, no worker spins")
+        func frontInterfaceDown() throws {
+            let (lab, a, b) = try startPair(prefix: "tld", scheduler: "mh")
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let batch = try FailoverLabTests.Batch(lab)
+            let pid = try #require(a.processID)
+            // What A's threads use in 2 s of ordinary work, for comparison with the time it is down.
+            let cpuAtStart = try PromiseUnderStressLabTests.cpuSeconds(pid)
+            usleep(2_000_000)
+            let cpuBefore = try PromiseUnderStressLabTests.cpuSeconds(pid)
+            let cpuWhileUp = cpuBefore - cpuAtStart
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "front", "down"])
+            let downAt = Date()
+            try waitUntil(seconds: 1, "B serves every bucket while A's front is down") { try b.buckets("show").contains("owns 1024 of 1024") }
+            let takenOver = Date().timeIntervalSince(downAt)
+            #expect(try a.buckets("show").contains("owns 0 of 1024"), "A let go of its buckets for B to take")
+            usleep(UInt32(max(0, 2 - Date().timeIntervalSince(downAt)) * 1e6))
+            let cpuWhileDown = try PromiseUnderStressLabTests.cpuSeconds(pid) - cpuBefore
+            let forwardedBefore = try a.stats()["frames_forwarded"] ?? 0
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "front", "up"])
+            let upAt = Lab.monotonicNanoseconds()
+            try waitUntil(seconds: 3, "A forwards again") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && (a.stats()["frames_forwarded"] ?? 0) > forwardedBefore
+            }
+            let tookBack = try a.stats()["sync_took_buckets_at_monotonic_ns"] ?? 0
+            let back = tookBack > upAt ? Double(tookBack - upAt) / 1e6 : .nan
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            let stats = try a.stats()
+            print(String(format: "front down 2 s: B served A's buckets within %.0f ms of link-down; A used %.2f s of CPU while down "
+                         + "(%.2f s in 2 s before); A accepted its buckets again %.0f ms after link-up; %d/%d downloads intact; ",
+                         takenOver * 1000, cpuWhileDown, cpuWhileUp, back, result.intact, result.started) + result.stalls.summary)
+            #expect(back <= 1000, "A took its buckets back \(back) ms after link-up")
+            #expect(result.intact == result.started)
+            #expect(cpuWhileDown < cpuWhileUp + 0.3, "something spun while the interface was down: \(cpuWhileDown) s of CPU in 2 s, \(cpuWhileUp) s before")
+            #expect((stats["front_link_down_events"] ?? 0) >= 1)
+            #expect(stats["sync_fault"] == 0, "A is fit to serve again")
+            #expect(try b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023"))
+        }
+
+        @Test("the director stopped for 300 ms at 100 k frames/s: its receive ring holds everything, nothing is dropped")
+        func workerKeptOffItsCPU() throws {
+            let summary = "/tmp/director-lab/tstall-summary.json"
+            try? FileManager.default.removeItem(atPath: summary)
+            defer { try? FileManager.default.removeItem(atPath: summary) }
+            let run = try Shell.run([BenchmarkSmokeTests.binary, "stall", "--rate", "100000", "--stall-ms", "300", "--seconds", "3",
+                                     "--prefix", "tstall", "--summary", summary], check: false)
+            print(run.output.split(separator: "\n").filter { $0.hasPrefix("[") }.joined(separator: "\n"))
+            #expect(run.status == 0, "director-bench stall failed:\n\(run.output)\n\(run.errorOutput)")
+            let runs = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as? [[String: Any]] ?? []
+            let first = try #require(runs.first)
+            let drops = first["ringDrops"] as? Int ?? -1
+            let input = first["deviceInput"] as? Double ?? 0, output = first["deviceOutput"] as? Double ?? 0
+            #expect(drops == 0, "the receive ring dropped \(drops) frames")
+            #expect(input >= 290_000 && output >= input, "the director sent on every frame that reached it: \(input) in, \(output) out")
+            #expect(!(try Shell.run(["ip", "netns", "list"]).output.contains("tstall-")), "the benchmark removed its lab")
+        }
+    }
+}
