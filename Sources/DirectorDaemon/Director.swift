@@ -193,14 +193,13 @@ public final class Director: @unchecked Sendable {
         for worker in workers { worker.setAnswersARP(answers) }
     }
 
-    /// Gratuitous ARP for every virtual address from the virtual MAC, on the front interface.
+    /// Gratuitous ARP for every virtual address from the virtual MAC, on the front interface,
+    /// through the first worker's receive socket.
     func announceVirtualAddresses() {
         let addresses = Array(Set(configuration.services.map(\.address))).sorted { $0.rawValue < $1.rawValue }
-        do {
-            try GratuitousARP.announce(addresses, at: virtualMAC, on: front)
-        } catch {
-            Log.warning("gratuitous ARP: \(error)")
-        }
+        guard let socket = workers.first?.frontSocket, socket >= 0 else { return }
+        let sent = GratuitousARP.announce(addresses, at: virtualMAC, through: socket)
+        if sent < addresses.count { Log.warning("gratuitous ARP: \(addresses.count - sent) of \(addresses.count) announcements not sent") }
     }
 
     // MARK: - Bucket ownership

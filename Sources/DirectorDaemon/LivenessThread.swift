@@ -23,8 +23,8 @@ struct LivenessReport: Sendable {
     var longestLateness: UInt64 = 0
 }
 
-/// The pair's liveness path, apart from the record stream: a thread of its own (SCHED_FIFO like
-/// the sync thread), a socket of its own on the crossover link, heartbeats at their interval
+/// The pair's liveness path, apart from the record stream: a thread of its own (SCHED_FIFO, one
+/// priority above the sync thread), a socket of its own on the crossover link, heartbeats at their interval
 /// whatever a snapshot or a flood is doing to the sync thread, and the peer's heartbeats read as
 /// they arrive. It sends a heartbeat only while this dispatcher can serve: every worker has come
 /// round its loop within `workerStallLimit`, and the front interface is up. Otherwise it says why
@@ -33,6 +33,8 @@ struct LivenessReport: Sendable {
 final class LivenessThread: @unchecked Sendable {
     private let socket: SyncSocket
     private var channel: LivenessChannel
+    /// A datagram socket kept for asking the front interface's state every heartbeat.
+    private let linkProbe: Int32
     private let workers: [Worker]
     private let front: NetworkInterface
     private let interval: UInt64
@@ -56,9 +58,12 @@ final class LivenessThread: @unchecked Sendable {
         self.front = front
         interval = UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000
         workerStallLimit = UInt64(peer.workerStallMilliseconds) * 1_000_000
-        realtimePriority = peer.syncRealtimePriority
+        // Above the sync thread's: equal SCHED_FIFO threads do not preempt each other, and a
+        // heartbeat must not wait for a turn of the record stream.
+        realtimePriority = peer.syncRealtimePriority > 0 ? min(99, peer.syncRealtimePriority + 1) : 0
         cpu = peer.syncCPU
         announcement = Mutex(initial)
+        linkProbe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         let now = director_monotonic_nanoseconds()
         progress = workers.map { ($0.iterations.load(ordering: .acquiring), now) }
     }
@@ -83,6 +88,8 @@ final class LivenessThread: @unchecked Sendable {
         if let thread { pthread_join(thread, nil) }
         thread = nil
     }
+
+    deinit { if linkProbe >= 0 { close(linkProbe) } }
 
     private func run() {
         if let cpu, director_pin_current_thread(Int32(cpu)) != 0 {
@@ -145,7 +152,7 @@ final class LivenessThread: @unchecked Sendable {
 
     /// Why this dispatcher cannot serve, or nil.
     private func checkFitness(now: UInt64) -> String? {
-        if !front.isRunning() { return "front interface \(front.name) is down" }
+        if !front.isRunning(probe: linkProbe) { return "front interface \(front.name) is down" }
         for (index, worker) in workers.enumerated() {
             let iterations = worker.iterations.load(ordering: .acquiring)
             if iterations != progress[index].iterations {

@@ -85,12 +85,18 @@ final class SyncThread: @unchecked Sendable {
     private var faultSeen: String?
     /// Per worker, the sync-ring-full count last seen: a rise means changes were lost.
     private var ringFullSeen: [UInt64]
+    /// Events the session produced that a turn had no time left to carry out, oldest first.
+    private var eventsLeft: [SyncEvent] = []
 
     static let turnNanoseconds: UInt64 = 500_000
     /// The most time a turn spends taking datagrams from the peer.
     static let receiveBudgetNanoseconds: UInt64 = 1_000_000
     /// The most time a turn spends taking the workers' reports.
     static let drainBudgetNanoseconds: UInt64 = 500_000
+    /// The most time a turn spends carrying out events (a snapshot arriving is tens of thousands
+    /// of records for the workers); the rest waits for the next turn, and no datagram is read
+    /// meanwhile, so the socket's buffer holds what the workers have not caught up with.
+    static let eventsBudgetNanoseconds: UInt64 = 1_000_000
     /// A turn longer than this is logged with where its time went.
     static let slowTurnNanoseconds: UInt64 = 5_000_000
 
@@ -234,6 +240,8 @@ final class SyncThread: @unchecked Sendable {
     // MARK: - 2. From the peer
 
     private func receiveDatagrams(_ buffer: inout [UInt8]) {
+        // Not while earlier records still wait to be handed to the workers.
+        guard eventsLeft.isEmpty else { return }
         // A bounded amount per turn (a snapshot arriving is thousands of datagrams); the rest
         // waits in the socket's buffer for the next turns.
         let deadline = director_monotonic_nanoseconds() + SyncThread.receiveBudgetNanoseconds
@@ -306,9 +314,15 @@ final class SyncThread: @unchecked Sendable {
     @discardableResult
     private func carryOutEvents() -> [SyncEvent] {
         var kicked = Set<Int>()
-        let events = session.takeEvents()
+        let events = eventsLeft + session.takeEvents()
+        eventsLeft = []
         defer { for index in kicked { workers[index].link?.wakeup.ring() } }
-        for event in events {
+        let deadline = director_monotonic_nanoseconds() + SyncThread.eventsBudgetNanoseconds
+        for (position, event) in events.enumerated() {
+            if position % 8 == 7, director_monotonic_nanoseconds() > deadline {
+                eventsLeft = Array(events[position...])
+                return Array(events[..<position])
+            }
             switch event {
             case .apply(let records, let changedAt):
                 for record in records {

@@ -97,6 +97,10 @@ final class Worker: @unchecked Sendable {
         return true
     }
 
+    /// The receive socket on the front interface (-1 before the worker has opened it): frames
+    /// sent through it leave by the front (ARP replies, gratuitous ARP, ACK probes).
+    var frontSocket: Int32 { receiveSocket.load(ordering: .acquiring) }
+
     /// Replaces this worker's ownership filter (atomic in the kernel; the ring stays open).
     func attach(_ ownership: BucketOwnership) throws(SystemCallError) {
         let socket = receiveSocket.load(ordering: .acquiring)

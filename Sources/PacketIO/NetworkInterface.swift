@@ -42,13 +42,11 @@ public struct NetworkInterface: Sendable, CustomStringConvertible {
     }
 
     /// Whether the interface is up and has its carrier now (SIOCGIFFLAGS: IFF_UP and
-    /// IFF_RUNNING). False too when it cannot be read (the interface is gone).
-    public func isRunning() -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+    /// IFF_RUNNING), asked through `probe`, any datagram socket of the interface's namespace.
+    /// False too when it cannot be read (the interface is gone).
+    public func isRunning(probe: Int32) -> Bool {
         var request = NetworkInterface.request(for: name)
-        guard ioctl(fd, UInt(SIOCGIFFLAGS), &request) == 0 else { return false }
+        guard ioctl(probe, UInt(SIOCGIFFLAGS), &request) == 0 else { return false }
         let flags = Int32(request.ifr_ifru.ifru_flags)
         return flags & Int32(IFF_UP) != 0 && flags & Int32(IFF_RUNNING) != 0
     }

@@ -93,19 +93,3 @@ public struct SyncSocket: ~Copyable {
         _ = director_wait_readable(descriptor, timeoutNanoseconds)
     }
 }
-
-/// Gratuitous ARP: announces that the virtual addresses are at the virtual MAC, so switches
-/// and neighbours learn where they went when the surviving dispatcher takes them over.
-public enum GratuitousARP {
-    public static func announce(_ addresses: [IPv4Address], at mac: MACAddress, on interface: NetworkInterface) throws(SystemCallError) {
-        let context = "sending gratuitous ARP on \(interface.name)"
-        let fd = try SystemCall.packetSocket(protocolNumber: 0, context)
-        defer { close(fd) }
-        try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: 0, context)
-        for address in addresses {
-            // RFC 5227 §3: an ARP request whose sender and target are both the announced address.
-            let frame = PacketBuilder.arpRequest(from: mac, senderAddress: address, for: address)
-            _ = try SystemCall.check("send", context) { frame.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
-        }
-    }
-}

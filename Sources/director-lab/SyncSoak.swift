@@ -4,9 +4,12 @@ import Foundation
 
 /// The pair under sustained load for minutes: SYNs of many distinct flows at a set rate (every
 /// one a new connection, so a record for the peer) plus batches of rate-limited downloads, while
-/// the directors' sync counters are sampled. Reports false takeovers (peer deaths while both
-/// lived), replica lag, the records per second each sync thread carried, and, at the end, the
-/// detection time of a real SIGKILL under the same load.
+/// the directors' sync counters are sampled, and, with `--restart-every`, one director or the
+/// other killed (SIGKILL) and started again at that period. Reports false takeovers (peer deaths
+/// declared while the peer lived: every death beyond one per restart of the other side), the
+/// longest sync-thread turn and the latest heartbeat of any director's life, replica lag, the
+/// records per second each sync thread carried, and, at the end, the detection time of a real
+/// SIGKILL under the same load.
 struct SyncSoak: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync-soak",
         abstract: "Run the dispatcher pair under load for minutes; count false takeovers, measure replica lag and detection.")
@@ -18,6 +21,19 @@ struct SyncSoak: ParsableCommand {
     @Option(help: "Missed heartbeats that make a death.") var misses = 3
     @Option(help: "net.core.netdev_max_backlog for the run, as tuning/director-tuning sets it on a director host (0 = leave it; restored afterwards).")
     var backlog = 16_384
+    @Option(help: "Kill (SIGKILL) and restart a director every this many seconds, node 1 and node 2 in turn (0 = never).")
+    var restartEvery = 0.0
+
+    /// Per director: its life's figures, kept across its restarts.
+    struct Lives {
+        var deathsSeen: [UInt64] = [0, 0]
+        var falseDeaths = 0
+        var trueDeaths = 0
+        var restarts = 0
+        var longestTurn: UInt64 = 0
+        var latestHeartbeat: UInt64 = 0
+        var longestStep: [String: UInt64] = [:]
+    }
 
     func run() throws {
         guard minutes > 0, minutes <= 30 else { throw ValidationError("--minutes must be above 0 and at most 30") }
@@ -57,30 +73,62 @@ struct SyncSoak: ParsableCommand {
         var downloads: [pid_t] = []
         var intact = 0, startedDownloads = 0
         let expected = try lab.sha256(of: Lab.mediumFileName)
+        var lives = Lives()
+        var nextRestart = restartEvery > 0 ? restartEvery : .infinity
+        var restartedSinceSample = [0, 0]
         while Date().timeIntervalSince(started) < Double(seconds) {
             if downloads.isEmpty {
                 downloads = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "200k", maxTime: 60)
                 startedDownloads += 40
             }
-            usleep(10_000_000)
-            if downloads.allSatisfy({ Shell.exitStatus($0) != nil }) {
-                intact += try lab.collectDownloads().filter { $0 == expected }.count
+            let pause = min(10, max(0.5, nextRestart - Date().timeIntervalSince(started)))
+            usleep(UInt32(pause * 1e6))
+            if Date().timeIntervalSince(started) >= nextRestart {
+                // Node 1, node 2, node 1…: its life's figures first, then the restart.
+                let victim = lives.restarts % 2
+                try account(directors, &lives, restartedSinceSample: &restartedSinceSample)
+                for line in directors[victim].log().split(separator: "\n") where line.contains("a turn took") || line.contains("dead") || line.contains("withheld") {
+                    print("  node \(victim + 1): \(line)")
+                }
+                directors[victim].kill9()
+                lives.restarts += 1
+                restartedSinceSample[victim] += 1
+                lives.deathsSeen[victim] = 0
+                usleep(200_000)
+                try directors[victim].start()
+                previous[victim] = 0
+                nextRestart += restartEvery
+                print(String(format: "  %4.0f s: node %d killed and started again", Date().timeIntervalSince(started), victim + 1))
+                continue
+            }
+            // Each curl is reaped once, when it is seen to have exited.
+            downloads.removeAll { curl in
+                guard let status = Shell.exitStatus(curl) else { return false }
+                if status != 0 { print("  curl \(curl) exited with \(status) at \(Int(Date().timeIntervalSince(started))) s") }
+                return true
+            }
+            if downloads.isEmpty {
+                let batch = try lab.collectDownloads().filter { $0 == expected }.count
+                if batch < 40 { print("  a batch of downloads: \(batch) of 40 intact") }
+                intact += batch
                 downloads = []
             }
+            try account(directors, &lives, restartedSinceSample: &restartedSinceSample)
             let stats = try directors.map { try $0.stats() }
             let records = stats.map { $0["sync_records_sent"] ?? 0 }
-            for index in 0..<2 { peakRecords[index] = max(peakRecords[index], Double(records[index] - previous[index]) / 10) }
+            for index in 0..<2 { peakRecords[index] = max(peakRecords[index], Double(records[index] &- previous[index]) / pause) }
             previous = records
             let lag = try directors.map { try SyncSoak.lagQuantiles($0) }
-            print(String(format: "  %4.0f s: peer deaths %d/%d; records/s %.0f/%.0f; replica lag p50 %@/%@ µs, p99 %@/%@ µs; frames received %d/%d",
-                         Date().timeIntervalSince(started), stats[0]["sync_peer_deaths"] ?? 0, stats[1]["sync_peer_deaths"] ?? 0,
+            print(String(format: "  %4.0f s: false takeovers %d; longest sync turn %.2f ms, latest heartbeat %.2f ms late; records/s %.0f/%.0f; "
+                         + "replica lag p50 %@/%@ µs, p99 %@/%@ µs; frames received %d/%d",
+                         Date().timeIntervalSince(started), lives.falseDeaths, Double(lives.longestTurn) / 1e6, Double(lives.latestHeartbeat) / 1e6,
                          peakRecords[0], peakRecords[1], lag[0].p50, lag[1].p50, lag[0].p99, lag[1].p99,
                          stats[0]["frames_received"] ?? 0, stats[1]["frames_received"] ?? 0))
             fflush(nil)
         }
         for curl in downloads { Shell.wait(curl) }
         intact += try lab.collectDownloads().filter { $0 == expected }.count
-        let deaths = try directors.map { try $0.stats()["sync_peer_deaths"] ?? 0 }
+        try account(directors, &lives, restartedSinceSample: &restartedSinceSample)
         let lag = try directors.map { try SyncSoak.lagQuantiles($0) }
         // Finally a real death under the same load.
         let killedAt = directors[1].kill9()
@@ -88,10 +136,40 @@ struct SyncSoak: ParsableCommand {
         let declared = try directors[0].stats()["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
         kill(flood, SIGTERM)
         Shell.wait(flood)
-        print("sync-soak result: false takeovers \(deaths[0] + deaths[1]) in \(seconds) s (node 1 \(deaths[0]), node 2 \(deaths[1])); "
+        let steps = lives.longestStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f", $0.key, Double($0.value) / 1e6) }.joined(separator: ", ")
+        print("sync-soak result: false takeovers \(lives.falseDeaths) in \(seconds) s with \(lives.restarts) restarts (\(lives.trueDeaths) deaths declared for them); "
+            + String(format: "longest sync-thread turn of any life %.2f ms (longest step, ms: %@); latest heartbeat %.2f ms late; ",
+                     Double(lives.longestTurn) / 1e6, steps, Double(lives.latestHeartbeat) / 1e6)
             + "downloads \(intact)/\(startedDownloads) intact; replica lag p50 \(lag[0].p50)/\(lag[1].p50) µs, p99 \(lag[0].p99)/\(lag[1].p99) µs; "
-            + "records/s at the busiest 10 s \(Int(peakRecords[0]))/\(Int(peakRecords[1])); "
+            + "records/s at the busiest sample \(Int(peakRecords[0]))/\(Int(peakRecords[1])); "
             + String(format: "SIGKILL of node 2 under load detected by node 1 after %.1f ms", declared > killedAt ? Double(declared - killedAt) / 1e6 : Double.nan))
+    }
+
+    /// Takes each director's death count and its life's longest turn and heartbeat lateness. A
+    /// death is true when the other side was restarted since the last look (one per restart),
+    /// false otherwise.
+    private func account(_ directors: [LabDirector], _ lives: inout Lives, restartedSinceSample: inout [Int]) throws {
+        for index in 0..<2 {
+            let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[index].controlSocket]).output
+            var deaths: UInt64 = 0
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
+                if parts[0] == "director_sync_peer_deaths" { deaths = value }
+                if parts[0] == "director_sync_longest_turn_ns" { lives.longestTurn = max(lives.longestTurn, value) }
+                if parts[0] == "director_sync_heartbeat_longest_lateness_ns" { lives.latestHeartbeat = max(lives.latestHeartbeat, value) }
+                if parts[0].hasPrefix("director_sync_longest_step_ns{step=\"") {
+                    let step = String(parts[0].dropFirst("director_sync_longest_step_ns{step=\"".count).dropLast(2))
+                    lives.longestStep[step] = max(lives.longestStep[step] ?? 0, value)
+                }
+            }
+            let new = Int(deaths &- lives.deathsSeen[index])
+            let expected = restartedSinceSample[1 - index]
+            lives.trueDeaths += min(new, expected)
+            lives.falseDeaths += max(0, new - expected)
+            lives.deathsSeen[index] = deaths
+        }
+        restartedSinceSample = [0, 0]
     }
 
     /// The director's replica-lag quantiles (µs) as printed by `director stats`.
