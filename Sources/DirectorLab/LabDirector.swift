@@ -22,6 +22,10 @@ public final class LabDirector: @unchecked Sendable {
         public var heartbeatIntervalMilliseconds = 10
         public var deadAfterMissed = 3
         public var syncRealtimePriority = 10
+        /// A worker without progress for this long withholds the heartbeats (nil: the default).
+        public var workerStallMilliseconds: Int?
+        /// The control socket takes `fault` commands (tests of the pair's reactions).
+        public var allowsFaultInjection = false
         public init() {}
     }
 
@@ -57,6 +61,7 @@ public final class LabDirector: @unchecked Sendable {
           connection_capacity: \(settings.connectionCapacity)
           control_socket: \(controlSocket)
           hide_frames_from_host: \(settings.hideFramesFromHost)
+          allow_fault_injection: \(settings.allowsFaultInjection)
 
         """
         if lab.directorCount == 2 {
@@ -66,6 +71,7 @@ public final class LabDirector: @unchecked Sendable {
                 "    heartbeat_interval_ms: \(settings.heartbeatIntervalMilliseconds)", "    dead_after_missed: \(settings.deadAfterMissed)",
                 "    sync_realtime_priority: \(settings.syncRealtimePriority)",
             ].map { $0 + "\n" }.joined()
+            if let stall = settings.workerStallMilliseconds { text += "    worker_stall_ms: \(stall)\n" }
         }
         if !settings.timeouts.isEmpty {
             text += "timeouts:\n" + settings.timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()
@@ -159,6 +165,12 @@ public final class LabDirector: @unchecked Sendable {
             totals[name, default: 0] += value
         }
         return totals
+    }
+
+    /// `director fault …` against this director (its config must allow fault injection).
+    @discardableResult
+    public func fault(_ arguments: [String], binary: String = LabDirector.binaryPath()) throws -> String {
+        try Shell.run([binary, "fault"] + arguments + ["--socket", controlSocket]).output
     }
 
     /// `director buckets ACTION RANGES` against this director.

@@ -117,7 +117,8 @@ public struct DeltaInbox: Sendable {
     /// Up to `limit` ranges to NACK now (monotonic `now`), oldest first, counting each NACK.
     public mutating func rangesToNack(now: UInt64, limit: Int = .max) -> [ClosedRange<UInt64>] {
         var due: [ClosedRange<UInt64>] = []
-        for index in gaps.indices where due.count < limit {
+        for index in gaps.indices {
+            if due.count >= limit { break }
             guard gaps[index].lastNack.map({ now &- $0 >= policy.nackInterval }) ?? true else { continue }
             if gaps[index].nacks >= policy.nacksBeforeResync {
                 needsResync = true

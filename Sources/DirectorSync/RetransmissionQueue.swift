@@ -26,7 +26,19 @@ public struct RetransmissionQueue: Sendable {
         let first = max(range.lowerBound, oldestKept), last = min(range.upperBound, highest)
         let asked = range.upperBound - range.lowerBound
         guard first <= last else { return asked >= UInt64(retention) ? retention : Int(asked) + 1 }
-        for sequence in first...last { mark(sequence) }
+        var sequence = first
+        while sequence <= last {
+            let slot = Int(sequence % UInt64(retention))
+            // A whole word at once where the range covers it.
+            if slot % 64 == 0, slot + 63 < retention, last - sequence >= 63 {
+                count += 64 - words[slot / 64].nonzeroBitCount
+                words[slot / 64] = .max
+                sequence += 64
+            } else {
+                mark(sequence)
+                sequence += 1
+            }
+        }
         let served = last - first
         return asked - served >= UInt64(retention) ? retention : Int(asked - served)
     }

@@ -8,7 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self])
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Fault.self])
 }
 
 /// Reads and validates a config file, printing the problem (with its field) on failure.
@@ -121,6 +121,24 @@ struct Sync: ParsableCommand {
         abstract: "Show the pair: the peer's state, the buckets, the sync stream, replica lag, takeovers and handovers.")
     @OptionGroup var options: ControlOptions
     func run() throws { print(try ControlClient.send("sync", to: try options.path()), terminator: "") }
+}
+
+struct Fault: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inject a fault into a running director, to test the pair's reactions (needs allow_fault_injection: true).",
+        discussion: """
+        director fault stall-worker WORKER MILLISECONDS   the worker sleeps instead of working, as a hung one would
+        director fault fail-ownership COUNT               the next COUNT changes of the kernel filter fail
+        Never on a production director: the config refuses these unless director.allow_fault_injection is true.
+        """)
+    @Argument(help: "stall-worker or fail-ownership, and its numbers.") var words: [String]
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let reply = try ControlClient.send((["fault"] + words).joined(separator: " "), to: try options.path())
+        print(reply, terminator: "")
+        if reply.hasPrefix("error") { throw ExitCode(1) }
+    }
 }
 
 DirectorCommand.main()

@@ -125,5 +125,55 @@ extension LabSuites {
             #expect(input >= 290_000 && output >= input, "the director sent on every frame that reached it: \(input) in, \(output) out")
             #expect(!(try Shell.run(["ip", "netns", "list"]).output.contains("tstall-")), "the benchmark removed its lab")
         }
+
+        @Test("a worker without progress withholds the heartbeats: the peer takes over; the worker back, the pair splits again; nothing breaks")
+        func stuckWorker() throws {
+            var settings = LabDirector.Settings()
+            settings.allowsFaultInjection = true
+            settings.workerStallMilliseconds = 300
+            let (lab, a, b) = try startPair(prefix: "tsw", scheduler: "mh", settings: settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let batch = try FailoverLabTests.Batch(lab)
+            usleep(2_000_000)
+            try a.fault(["stall-worker", "0", "2000"])
+            let stalledAt = Date()
+            try waitUntil(seconds: 1.5, "B serves every bucket while A's worker is stuck") { try b.buckets("show").contains("owns 1024 of 1024") }
+            let takenOver = Date().timeIntervalSince(stalledAt)
+            try waitUntil(seconds: 4, "the pair splits again once A's worker is back") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            let withheld = try a.stats()["sync_heartbeats_withheld"] ?? 0
+            print(String(format: "stuck worker: B served every bucket %.0f ms after A's worker stopped (stall limit 300 ms); A withheld %llu heartbeats; "
+                         + "%d/%d downloads intact; ", takenOver * 1000, withheld, result.intact, result.started) + result.stalls.summary)
+            #expect(result.intact == result.started)
+            #expect(withheld > 0)
+            #expect(try b.stats()["sync_peer_deaths"] == 1, "B declared A dead once, for the stuck worker")
+        }
+
+        @Test("buckets a director cannot accept (its filter refuses) go back to the peer; it tries again after a pause and gets them")
+        func refusedFilter() throws {
+            var settings = LabDirector.Settings()
+            settings.allowsFaultInjection = true
+            let (lab, a, b) = try startPair(prefix: "trf", scheduler: "mh", settings: settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let batch = try FailoverLabTests.Batch(lab)
+            usleep(1_000_000)
+            // A leaves (its front goes down), B serves everything; A's next five filter changes fail.
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "front", "down"])
+            try waitUntil(seconds: 1, "B serves every bucket") { try b.buckets("show").contains("owns 1024 of 1024") }
+            try a.fault(["fail-ownership", "5"])
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "front", "up"])
+            try waitUntil(seconds: 1, "A gives back the buckets it could not accept") { (try a.stats()["sync_handover_failures"] ?? 0) >= 1 }
+            #expect(try b.buckets("show").contains("owns 1024 of 1024"), "B took back what A could not accept")
+            try waitUntil(seconds: 5, "after its pause A asks again and takes its share") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            print("refused filter: A gave its share back after 5 refused changes, took it after its pause; \(result.intact)/\(result.started) downloads intact; "
+                  + result.stalls.summary)
+            #expect(result.intact == result.started)
+            #expect(a.log().contains("handed them back to the peer"))
+        }
     }
 }
