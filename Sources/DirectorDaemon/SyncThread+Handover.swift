@@ -54,13 +54,20 @@ extension SyncThread {
 
     // MARK: - A step per turn
 
+    /// Carries the handover in progress as far as it can go now: a stage whose condition already
+    /// holds is passed in the same turn.
     func continueHandover() {
         if takeAllPending { takeAll() }
-        guard var step = handover else { return }
+        for _ in 0..<4 where advanceHandover() {}
+    }
+
+    /// One stage of the handover in progress; true if it moved on (or ended).
+    private func advanceHandover() -> Bool {
+        guard var step = handover else { return false }
         let now = director_monotonic_nanoseconds()
         switch (step.direction, step.stage) {
         case (.take, .waitingForBacklogs):
-            guard backlogsAreEmpty else { break }
+            guard backlogsAreEmpty else { return false }
             enter(.waitingForWorkers, &step, now: now)
         case (_, .changingFilter):
             let target = step.direction == .release ? director.currentOwnership.subtracting(step.buckets)
@@ -71,40 +78,41 @@ extension SyncThread {
                     enter(.waitingForWorkers, &step, now: now)
                 } else {
                     finishTake(step.buckets)
-                    return
+                    return true
                 }
             } else if step.filterAttempts >= HandoverInProgress.maximumFilterAttempts {
                 giveUp(step)
-                return
+                return true
+            } else {
+                handover = step
+                return false
             }
         case (_, .waitingForWorkers):
             let behind = workers.indices.filter { Int(truncatingIfNeeded: workers[$0].iterations.load(ordering: .acquiring)) < step.marks[$0] }
             if !behind.isEmpty {
                 guard now - step.stageStartedAt >= HandoverInProgress.workerWait else {
                     for index in behind { workers[index].link?.wakeup.ring() }
-                    break
+                    return false
                 }
                 Log.warning("sync: worker(s) \(behind.map(String.init).joined(separator: ", ")) did not come round within "
                     + "\(HandoverInProgress.workerWait / 1_000_000) ms of the \(step.direction == .release ? "release" : "take"); going on without them")
             }
-            if step.direction == .release {
-                enter(.waitingForReports, &step, now: now)
-            } else {
-                enter(.changingFilter, &step, now: now)
-            }
+            enter(step.direction == .release ? .waitingForReports : .changingFilter, &step, now: now)
         case (.release, .waitingForReports):
+            // The reports are taken by the turn's drain, before this step.
             let done = workers.indices.allSatisfy { (workers[$0].link?.outbound.consumed ?? 0) >= step.marks[$0] }
-            guard done || now - step.stageStartedAt >= HandoverInProgress.workerWait else { break }
+            guard done || now - step.stageStartedAt >= HandoverInProgress.workerWait else { return false }
             handover = nil
             session.didRelease(step.buckets, stoppedAt: step.stoppedAt, now: now, wallClock: director_realtime_nanoseconds())
             sendDatagrams()
             Log.info("sync: released buckets \(step.buckets.description) to the peer")
-            return
+            return true
         case (.release, .waitingForBacklogs), (.take, .waitingForReports):
             // Not stages of these directions.
             enter(.changingFilter, &step, now: now)
         }
         handover = step
+        return true
     }
 
     /// Moves a handover to `stage`, taking the marks that stage waits for.

@@ -89,6 +89,7 @@ final class SyncThread: @unchecked Sendable {
     private var eventsLeft: [SyncEvent] = []
 
     static let turnNanoseconds: UInt64 = 500_000
+    static let handoverTurnNanoseconds: UInt64 = 50_000
     /// The most time a turn spends taking datagrams from the peer.
     static let receiveBudgetNanoseconds: UInt64 = 1_000_000
     /// The most time a turn spends taking the workers' reports.
@@ -172,7 +173,8 @@ final class SyncThread: @unchecked Sendable {
         var turnEnded = director_monotonic_nanoseconds()
         var marks = [UInt64](repeating: 0, count: Step.allCases.count + 1)
         while !stopping.load(ordering: .relaxed) {
-            socket.wait(timeoutNanoseconds: SyncThread.turnNanoseconds)
+            // A handover waits for the workers to come round: turn more often meanwhile.
+            socket.wait(timeoutNanoseconds: handover == nil ? SyncThread.turnNanoseconds : SyncThread.handoverTurnNanoseconds)
             let turnStarted = director_monotonic_nanoseconds()
             // How punctual the thread is: a late turn is late news for the peer.
             local.longestWait = max(local.longestWait, turnStarted &- turnEnded)

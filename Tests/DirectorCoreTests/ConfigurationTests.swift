@@ -78,6 +78,12 @@ struct ConfigurationTests {
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), dead_after_missed: 1 }"), message: "director.peer.dead_after_missed: expected a whole number from 2 to 100"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  buckets: 0-1024"), message: "director.buckets: expected all, none or ranges"),
         BadConfig(change: ("services:", "servics:"), message: "servics: unknown field"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  receive_ring: { format: tpacket_v4 }"), message: "director.receive_ring.format: expected tpacket_v3 (blocks, the default) or tpacket_v2"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  receive_ring: { block_size: 12288 }"), message: "director.receive_ring: block_size must be a power of two of at least 4096 bytes, got 12288"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  receive_ring: { format: tpacket_v2, frame_size: 1024 }"), message: "director.receive_ring: frame_size must be a multiple of 16 of at least 1584"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  receive_ring: { blocks: 10 }"), message: "director.receive_ring.blocks: unknown field"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), heartbeat_port: 7439 }"), message: "director.peer.heartbeat_port: must differ from sync_port (7439)"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), worker_stall_ms: 5 }"), message: "director.peer.worker_stall_ms: expected a whole number from 10 to 600000"),
         BadConfig(change: ("    real_servers:\n      - { address: 198.18.2.11, weight: 1 }", "    real_servers: [\n"), message: "not valid YAML"),
     ])
     func badFile(_ bad: BadConfig) {
@@ -98,11 +104,26 @@ struct ConfigurationTests {
         #expect(second.nodeID == 2 && second.peer == Configuration.Peer(
             nodeID: 1, address: IPv4Address(198, 18, 3, 1), localAddress: IPv4Address(198, 18, 3, 9), key: [UInt8](repeating: 0x5A, count: 32)))
         #expect(second.peer?.heartbeatIntervalMilliseconds == 10 && second.peer?.deadAfterMissed == 3 && second.peer?.syncPort == 7439)
+        #expect(second.peer?.heartbeatPort == 7440 && second.peer?.workerStallMilliseconds == 1000, "heartbeats on the next port; a stuck worker after 1 s")
         #expect(second.initialOwnership.ownedRanges == [512...1023] && !second.answersARP)
         let first = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
             of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 1\n" + peerSection(node: 2, address: "198.18.3.2") + "\n  buckets: 0-9,1000"))
         #expect(first.initialOwnership.ownedRanges == [0...9, 1000...1000] && first.answersARP)
         #expect(try ConfigurationParser.parse(yaml: valid).initialOwnership.ownedCount == 1024, "alone: every bucket")
+    }
+
+    @Test("the receive ring: a 32 MiB TPACKET_V3 ring by default that absorbs a second at 100 k frames/s; the TPACKET_V2 ring on request")
+    func receiveRing() throws {
+        let standard = try ConfigurationParser.parse(yaml: valid).receiveRing
+        #expect(standard == .standard && standard.format == .tpacketV3 && standard.byteCount == 32 << 20)
+        #expect(standard.absorbs(framesPerSecond: 100_000, frameLength: 60) >= 0.5, "half a second at 100 k small frames/s at least")
+        #expect(standard.absorbs(framesPerSecond: 1_000_000, frameLength: 60) >= 0.05, "50 ms flat out at least")
+        #expect(standard.framesHeld(frameLength: 1518) > 10_000)
+        let lowLatency = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(
+            of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  receive_ring: { format: tpacket_v2, block_count: 1024 }")).receiveRing
+        #expect(lowLatency.format == .tpacketV2 && lowLatency.frameCount == 32_768 && lowLatency.byteCount == 64 << 20)
+        #expect(abs(lowLatency.absorbs(framesPerSecond: 100_000, frameLength: 60) - 0.32768) < 0.001)
+        #expect(lowLatency.summary.contains("tpacket_v2, 32768 frame slots × 2048 B = 64 MiB"))
     }
 
     @Test("an empty file, or a list at the top, is an error, not a crash")

@@ -82,6 +82,9 @@ extension LabSuites {
             }
             for line in (a.log() + b.log()).split(separator: "\n") where line.contains("a turn took") { print("failover, 2: \(line)") }
             #expect((try a.stats()["sync_handovers_taken"] ?? 0) >= 1, "A caught up and took its buckets through the handshake, not alone")
+            if ProcessInfo.processInfo.environment["SHOW_LOG"] != nil {
+                print((a.log() + b.log()).split(separator: "\n").filter { $0.contains("sync:") || $0.contains("owns") }.joined(separator: "\n"))
+            }
             if gap == 0 {
                 // The pair returned to its split by announcement rather than the handshake: A did not
                 // hear B within its start-up grace and served every bucket for a moment.
