@@ -1,4 +1,5 @@
 import DirectorCore
+import DirectorSync
 import DirectorWire
 import Foundation
 import PacketIO
@@ -78,7 +79,7 @@ public struct Configuration: Sendable {
         public static let defaultSyncPort: UInt16 = 7439
 
         public init(nodeID: UInt8, address: IPv4Address, localAddress: IPv4Address, syncPort: UInt16 = Peer.defaultSyncPort,
-                    heartbeatPort: UInt16? = nil, key: [UInt8], heartbeatIntervalMilliseconds: Int = 10, deadAfterMissed: Int = 3,
+                    heartbeatPort: UInt16? = nil, key: [UInt8], heartbeatIntervalMilliseconds: Int = 10, deadAfterMissed: Int = SyncSettings.defaultDeadAfterMissed,
                     syncRealtimePriority: Int = 10, syncCPU: Int? = nil, workerStallMilliseconds: Int = 1000) {
             self.nodeID = nodeID
             self.address = address

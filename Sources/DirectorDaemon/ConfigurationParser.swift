@@ -1,4 +1,5 @@
 import DirectorCore
+import DirectorSync
 import DirectorWire
 import PacketIO
 import Yams
@@ -159,7 +160,7 @@ public enum ConfigurationParser {
         return Configuration.Peer(
             nodeID: peerID, address: address, localAddress: local, syncPort: syncPort, heartbeatPort: heartbeatPort,
             key: key, heartbeatIntervalMilliseconds: interval,
-            deadAfterMissed: try fields.integer("dead_after_missed", range: 2...100) ?? 3,
+            deadAfterMissed: try fields.integer("dead_after_missed", range: 2...100) ?? SyncSettings.defaultDeadAfterMissed,
             syncRealtimePriority: try fields.integer("sync_realtime_priority", range: 0...99) ?? 10,
             syncCPU: try fields.integer("sync_cpu", range: 0...4095), workerStallMilliseconds: stall)
     }

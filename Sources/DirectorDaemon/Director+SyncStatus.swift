@@ -46,6 +46,7 @@ extension Director {
             ("took_buckets_at_monotonic_ns", "gauge", status.tookBucketsAt),
             ("last_handover_gap_ns", "gauge", status.lastHandoverGap),
             ("longest_turn_ns", "gauge", status.longestTurn),
+            ("longest_turn_cpu_ns", "gauge", status.longestTurnCPU),
             ("longest_wait_between_turns_ns", "gauge", status.longestWait),
         ]
         for (name, type, value) in gauges {
@@ -88,7 +89,8 @@ extension Director {
             + "; at most \(milliseconds(liveness.longestLateness)) late"
             + (status.fault.map { "; NOT SENT NOW: \($0)" } ?? ""))
         let steps = SyncThread.Step.allCases.map { "\($0.name) \(milliseconds(status.longestStep[$0.rawValue]))" }.joined(separator: ", ")
-        lines.append("sync thread: longest turn \(milliseconds(status.longestTurn)) (\(steps)); longest wait between turns \(milliseconds(status.longestWait))")
+        lines.append("sync thread: longest turn \(milliseconds(status.longestTurn)) (\(steps)), \(milliseconds(status.longestTurnCPU)) of CPU at most; "
+            + "longest wait between turns \(milliseconds(status.longestWait))")
         if let silence = status.deathSilence {
             lines.append("last peer death: declared after \(milliseconds(silence)) of silence")
         }

@@ -38,6 +38,7 @@ final class LivenessThread: @unchecked Sendable {
     private let workers: [Worker]
     private let front: NetworkInterface
     private let interval: UInt64
+    private let deadAfterMissed: Int
     private let workerStallLimit: UInt64
     private let realtimePriority: Int
     private let cpu: Int?
@@ -57,6 +58,7 @@ final class LivenessThread: @unchecked Sendable {
         self.workers = workers
         self.front = front
         interval = UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000
+        deadAfterMissed = peer.deadAfterMissed
         workerStallLimit = UInt64(peer.workerStallMilliseconds) * 1_000_000
         // Above the sync thread's: equal SCHED_FIFO threads do not preempt each other, and a
         // heartbeat must not wait for a turn of the record stream.
@@ -108,12 +110,24 @@ final class LivenessThread: @unchecked Sendable {
             let woke = director_monotonic_nanoseconds()
             guard woke >= due else { continue }
             local.longestLateness = max(local.longestLateness, woke - due)
+            noteLateness(woke - due, now: woke)
             // Keep the beat: the next one is due an interval after this one was, unless the
             // thread fell a whole interval behind.
             due = woke - due >= interval ? woke + interval : due + interval
             beat(now: woke)
         }
     }
+
+    /// A heartbeat later than a third of the silence that makes a death is logged (at most once
+    /// a second): the thread was kept from its CPU (host steal time, interrupt work), and a few
+    /// more such would make the peer take over a living dispatcher.
+    private func noteLateness(_ lateness: UInt64, now: UInt64) {
+        guard lateness * 3 >= interval * UInt64(deadAfterMissed), now - lastLatenessLog >= 1_000_000_000 else { return }
+        lastLatenessLog = now
+        Log.warning("liveness: a heartbeat left \(lateness / 1_000_000) ms late (the peer declares a death after \(interval * UInt64(deadAfterMissed) / 1_000_000) ms of silence)")
+    }
+
+    private var lastLatenessLog: UInt64 = 0
 
     private func receiveHeartbeats(_ buffer: inout [UInt8]) {
         // Heartbeats are few (one per interval); anything else on this socket is bounded here.

@@ -138,7 +138,7 @@ extension SyncThread {
         session.didTake(buckets, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
         sendDatagrams()
         // Client packets of these buckets that arrived in the gap were dropped by both sides.
-        for index in workers.indices { hand(.probeReplicas(buckets), to: index) }
+        for index in workers.indices { hand(.probeReplicas(buckets, nextHop: session.peerClientNextHop), to: index) }
         for worker in workers { worker.link?.wakeup.ring() }
         Log.info("sync: took buckets \(buckets.description) from the peer")
     }

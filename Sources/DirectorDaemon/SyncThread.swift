@@ -40,6 +40,8 @@ struct SyncStatus: Sendable {
     var fault: String?
     /// The longest turn of the loop, and the longest wait between turns (ns).
     var longestTurn: UInt64 = 0
+    /// The most CPU time one turn used (ns): its own work, without waiting for a CPU.
+    var longestTurnCPU: UInt64 = 0
     var longestWait: UInt64 = 0
     /// The longest time each step of a turn took (ns), by `SyncThread.Step`.
     var longestStep = [UInt64](repeating: 0, count: SyncThread.Step.allCases.count)
@@ -176,6 +178,7 @@ final class SyncThread: @unchecked Sendable {
             // A handover waits for the workers to come round: turn more often meanwhile.
             socket.wait(timeoutNanoseconds: handover == nil ? SyncThread.turnNanoseconds : SyncThread.handoverTurnNanoseconds)
             let turnStarted = director_monotonic_nanoseconds()
+            let cpuAtStart = director_thread_cpu_nanoseconds()
             // How punctual the thread is: a late turn is late news for the peer.
             local.longestWait = max(local.longestWait, turnStarted &- turnEnded)
             marks[0] = turnStarted
@@ -185,6 +188,10 @@ final class SyncThread: @unchecked Sendable {
             default: break
             }
             refreshServices()
+            // Where this side's client frames come from, for the peer's probes after a handover.
+            if let hop = workers.lazy.map({ $0.clientNextHop.load(ordering: .relaxed) }).first(where: { $0 != 0 }) {
+                session.clientNextHop = MACAddress(rawValue: hop)
+            }
             takeLivenessNews()
             marks[1] = director_monotonic_nanoseconds()
             feedBacklogs()
@@ -206,6 +213,7 @@ final class SyncThread: @unchecked Sendable {
                 local.longestStep[step.rawValue] = max(local.longestStep[step.rawValue], marks[step.rawValue + 1] &- marks[step.rawValue])
             }
             local.longestTurn = max(local.longestTurn, turnEnded &- turnStarted)
+            local.longestTurnCPU = max(local.longestTurnCPU, director_thread_cpu_nanoseconds() &- cpuAtStart)
             if turnEnded &- turnStarted > SyncThread.slowTurnNanoseconds {
                 func ms(_ nanoseconds: UInt64) -> String { String(Double(nanoseconds / 10_000) / 100) }
                 let steps = Step.allCases.map { "\($0.name) \(ms(marks[$0.rawValue + 1] &- marks[$0.rawValue]))" }.joined(separator: ", ")
@@ -358,7 +366,7 @@ final class SyncThread: @unchecked Sendable {
                 // After a death (not a lonely start): wake the clients of the peer's connections.
                 if local.peerDeclaredDeadAt != nil, session.peer == .dead {
                     let all = BucketOwnership.all(director.configuration.bucketCount)
-                    for index in workers.indices { hand(.probeReplicas(all), to: index); kicked.insert(index) }
+                    for index in workers.indices { hand(.probeReplicas(all, nextHop: session.peerClientNextHop), to: index); kicked.insert(index) }
                 }
             case .caughtUp:
                 Log.info("sync: caught up with the peer's table (\(session.counters.recordsReceived) records received)")

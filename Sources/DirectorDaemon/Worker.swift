@@ -55,6 +55,8 @@ final class Worker: @unchecked Sendable {
     private let receiveSocket = Atomic<Int32>(-1)
     /// Whether the front interface is down as the receive socket last reported it.
     let frontLinkDown = Atomic<Bool>(false)
+    /// The MAC the worker's client frames come from (`Forwarder.clientSideMAC`), for the peer.
+    let clientNextHop = Atomic<UInt64>(0)
     /// Fault injection (`director fault stall-worker`): until this CLOCK_MONOTONIC time (ms) the
     /// worker sleeps instead of working, as a hung worker would.
     let stalledUntil = Atomic<UInt64>(0)
@@ -176,7 +178,7 @@ final class Worker: @unchecked Sendable {
             sleepWhileStalled()
             // A table walk for the peer's snapshot goes on without waiting for traffic.
             // A probe walk waits for traffic until the worker has seen the clients' next hop.
-            let walking = snapshotWalk != nil || (probeWalk != nil && forwarder.clientSideMAC != .zero)
+            let walking = snapshotWalk != nil || (probeWalk.map { forwarder.clientSideMAC != .zero || $0.peerNextHop != .zero } ?? false)
             let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
             var woken = false
             let readiness = receive.waitForFrames(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
@@ -290,8 +292,8 @@ final class Worker: @unchecked Sendable {
                 forwarder.completeResync()
             case .walkForSnapshot(let requestID):
                 snapshotWalk = (requestID, TableWalk())
-            case .probeReplicas(let buckets):
-                probeWalk = (buckets, TableWalk(), now + Worker.probeMACWaitMilliseconds)
+            case .probeReplicas(let buckets, let nextHop):
+                probeWalk = (buckets, TableWalk(), nextHop, now + Worker.probeMACWaitMilliseconds)
             }
         }
     }
@@ -309,15 +311,17 @@ final class Worker: @unchecked Sendable {
 
     /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death
     /// or a handover).
-    /// A worker that just took buckets over may not have created or taken over a flow yet: it
-    /// waits this long for one to learn where to send the probes.
+    /// A worker that just took buckets over may not have created or taken over a flow yet, and
+    /// the peer may not have said where its client frames come from: it waits this long for one
+    /// or the other to learn where to send the probes.
     static let probeMACWaitMilliseconds: UInt64 = 2_000
 
-    typealias ProbeWalk = (buckets: BucketOwnership, walk: TableWalk, waitForMACUntil: UInt64)
+    typealias ProbeWalk = (buckets: BucketOwnership, walk: TableWalk, peerNextHop: MACAddress, waitForMACUntil: UInt64)
 
     private func continueProbes(_ state: ProbeWalk, _ forwarder: inout Forwarder<SyncFeed>, on socket: Int32, now: UInt64) -> ProbeWalk? {
         var walk = state.walk
-        let virtualMAC = forwarder.settings.virtualMAC, clientSide = forwarder.clientSideMAC
+        let virtualMAC = forwarder.settings.virtualMAC
+        let clientSide = forwarder.clientSideMAC != .zero ? forwarder.clientSideMAC : state.peerNextHop
         guard clientSide != .zero else { return now < state.waitForMACUntil ? state : nil }
         var sent: UInt64 = 0
         forwarder.table.continueWalk(&walk, budget: 4096) { entry in
@@ -329,10 +333,11 @@ final class Worker: @unchecked Sendable {
             return .keep
         }
         forwarder.counters[.ackProbesSent] &+= sent
-        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk, state.waitForMACUntil)
+        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk, state.peerNextHop, state.waitForMACUntil)
     }
 
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {
+        clientNextHop.store(forwarder.clientSideMAC.rawValue, ordering: .relaxed)
         board.publish(worker: plan.index, counters: forwarder.counters)
         board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count))
         let counts = forwarder.changes.counts

@@ -1,5 +1,6 @@
 import CDirectorShim
 import DirectorCore
+import DirectorWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,8 +24,9 @@ enum WorkerInstruction: Sendable {
     /// Walk the table and report every entry for the peer's snapshot `requestID`.
     case walkForSnapshot(requestID: UInt64)
     /// This worker now carries the peer's flows in these buckets (the peer died, or handed them
-    /// over): send each established replica's client there an ACK probe (`AckProbe`).
-    case probeReplicas(BucketOwnership)
+    /// over): send each established replica's client there an ACK probe (`AckProbe`), through
+    /// `nextHop` (the peer's next hop towards the clients) until the worker has learned its own.
+    case probeReplicas(BucketOwnership, nextHop: MACAddress)
 }
 
 /// The worker's change sink when the director has a peer: every change goes into the worker's

@@ -20,7 +20,8 @@ public final class LabDirector: @unchecked Sendable {
         public var hideFramesFromHost = true
         /// Connection sync between the pair's directors.
         public var heartbeatIntervalMilliseconds = 10
-        public var deadAfterMissed = 3
+        /// nil: the director's default.
+        public var deadAfterMissed: Int?
         public var syncRealtimePriority = 10
         /// A worker without progress for this long withholds the heartbeats (nil: the default).
         public var workerStallMilliseconds: Int?
@@ -68,10 +69,11 @@ public final class LabDirector: @unchecked Sendable {
             text += [
                 "  node_id: \(index + 1)", "  peer:", "    node_id: \(2 - index)", "    address: \(Lab.crossoverAddress(1 - index))",
                 "    local_address: \(Lab.crossoverAddress(index))", "    key: \(Lab.syncKey)",
-                "    heartbeat_interval_ms: \(settings.heartbeatIntervalMilliseconds)", "    dead_after_missed: \(settings.deadAfterMissed)",
+                "    heartbeat_interval_ms: \(settings.heartbeatIntervalMilliseconds)",
                 "    sync_realtime_priority: \(settings.syncRealtimePriority)",
             ].map { $0 + "\n" }.joined()
             if let stall = settings.workerStallMilliseconds { text += "    worker_stall_ms: \(stall)\n" }
+            if let misses = settings.deadAfterMissed { text += "    dead_after_missed: \(misses)\n" }
         }
         if !settings.timeouts.isEmpty {
             text += "timeouts:\n" + settings.timeouts.sorted { $0.key < $1.key }.map { "  \($0.key): \($0.value)\n" }.joined()

@@ -46,13 +46,16 @@ public struct SyncCodec: Sendable {
             body.u8(0)
             body.u16(UInt16(records.count))
             for record in records { body.record(record) }
-        case let .ownership(version, highestDataSequence, action, ranges):
+        case let .ownership(version, highestDataSequence, action, clientNextHop, ranges):
             body.u64(version)
             body.u64(highestDataSequence)
             body.u8(action.rawValue)
             body.u8(0)
             body.u16(UInt16(ranges.count))
             body.u32(0)
+            body.u16(UInt16(truncatingIfNeeded: clientNextHop.rawValue >> 32))
+            body.u32(UInt32(truncatingIfNeeded: clientNextHop.rawValue))
+            body.u16(0)
             for range in ranges { body.u16(range.lowerBound); body.u16(range.upperBound) }
         }
         var out = ByteWriter()
@@ -129,7 +132,9 @@ public struct SyncCodec: Sendable {
             try body.skip(1)
             let count = Int(try body.u16())
             try body.skip(4)
-            decoded = .ownership(version: version, highestDataSequence: highest, action: action,
+            let nextHop = MACAddress(rawValue: UInt64(try body.u16()) << 32 | UInt64(try body.u32()))
+            try body.skip(2)
+            decoded = .ownership(version: version, highestDataSequence: highest, action: action, clientNextHop: nextHop,
                                  ranges: try body.ranges(count) { reader throws(SyncRejection) in try reader.u16() })
         }
         // Every byte of the body must have been accounted for.

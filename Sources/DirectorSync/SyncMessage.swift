@@ -81,8 +81,10 @@ public enum SyncBody: Equatable, Sendable {
     /// Part of the sender's whole table, answering `requestID`. Chunks share the data sequence
     /// numbers of deltas, so the same NACK and retransmission make the snapshot reliable.
     case snapshotChunk(requestID: UInt64, dataSequence: UInt64, index: UInt32, isLast: Bool, records: [SyncRecord])
-    /// `highestDataSequence`: the last data sequence the sender had sent when it said this.
-    case ownership(version: UInt64, highestDataSequence: UInt64, action: OwnershipAction, ranges: [ClosedRange<UInt16>])
+    /// `highestDataSequence`: the last data sequence the sender had sent when it said this;
+    /// `clientNextHop`: the MAC its client frames come from (zero when it has seen none).
+    case ownership(version: UInt64, highestDataSequence: UInt64, action: OwnershipAction, clientNextHop: MACAddress,
+                   ranges: [ClosedRange<UInt16>])
 
     public var kind: SyncMessageKind {
         switch self {

@@ -1,4 +1,5 @@
 import DirectorCore
+import DirectorWire
 
 /// Timers and limits of the sync protocol. Times are nanoseconds.
 public struct SyncSettings: Sendable, Equatable {
@@ -28,7 +29,7 @@ public struct SyncSettings: Sendable, Equatable {
     /// change), it waits this long before it asks or answers again, doubling up to 32 times it.
     public var handoverBackoff: UInt64
 
-    public init(nodeID: UInt8, peerNodeID: UInt8, heartbeatInterval: UInt64 = 10_000_000, deadAfterMissed: Int = 3,
+    public init(nodeID: UInt8, peerNodeID: UInt8, heartbeatInterval: UInt64 = 10_000_000, deadAfterMissed: Int = Self.defaultDeadAfterMissed,
                 flushDelay: UInt64 = 1_000_000, startupGrace: UInt64 = 1_000_000_000, retention: Int = 8192,
                 nackInterval: UInt64 = 3_000_000, nacksBeforeResync: Int = 5, snapshotTimeout: UInt64 = 1_000_000_000,
                 requestRetry: UInt64 = 50_000_000, retransmissionsPerTick: Int = 32, nackRangesPerTick: Int = 256,
@@ -51,6 +52,12 @@ public struct SyncSettings: Sendable, Equatable {
 
     /// Silence after which the peer is declared dead.
     public var deadAfter: UInt64 { heartbeatInterval * UInt64(deadAfterMissed) }
+
+    /// Five heartbeats: 50 ms at the default interval. A virtual machine's vCPUs are sometimes
+    /// held by the hypervisor for 20–35 ms (measured in the lab's soak, on both CPUs at once):
+    /// with three, such a pause of the sender was enough for its peer to take over a living
+    /// dispatcher now and then.
+    public static let defaultDeadAfterMissed = 5
 }
 
 /// What the session asks of the daemon that runs it.
@@ -130,6 +137,10 @@ public struct SyncSession: ~Copyable {
     /// This dispatcher cannot serve (its front link is down, a worker is stuck): it asks for
     /// nothing and takes nothing; its heartbeats are silent meanwhile, so the peer takes over.
     public private(set) var isInFault = false
+    /// The MAC this dispatcher's client frames come from (the daemon keeps it current), said in
+    /// every ownership message; and the peer's, as its latest ownership message said it.
+    public var clientNextHop = MACAddress.zero
+    public private(set) var peerClientNextHop = MACAddress.zero
 
     private let codec: SyncCodec
     private var replay = ReplayWindow()
@@ -521,8 +532,9 @@ public struct SyncSession: ~Copyable {
             }
         case let .snapshotRequest(requestID):
             events.append(.snapshotWanted(requestID: requestID))
-        case let .ownership(_, highestDataSequence, action, ranges):
+        case let .ownership(_, highestDataSequence, action, nextHop, ranges):
             inbox.senderHasSent(upTo: highestDataSequence)
+            if nextHop != .zero, !nextHop.isGroup { peerClientNextHop = nextHop }
             let buckets = BucketOwnership(bucketCount: ownership.bucketCount, ranges: ranges.map { UInt32($0.lowerBound)...UInt32($0.upperBound) })
             peerSays(action, buckets, now: now, wallClock: wallClock)
         }
@@ -609,8 +621,8 @@ public struct SyncSession: ~Copyable {
         var start = 0
         repeat {
             let part = Array(ranges[start..<min(ranges.count, start + SyncWireFormat.rangesPerOwnershipMessage)])
-            sendControl(.ownership(version: ownershipVersion, highestDataSequence: outbox.highestDataSequence, action: action, ranges: part),
-                        wallClock: wallClock)
+            sendControl(.ownership(version: ownershipVersion, highestDataSequence: outbox.highestDataSequence, action: action,
+                                   clientNextHop: clientNextHop, ranges: part), wallClock: wallClock)
             start += SyncWireFormat.rangesPerOwnershipMessage
         } while start < ranges.count
     }

@@ -38,6 +38,7 @@
 //                     records (32 each)
 //   7 ownership       ownership version (8) | highest data sequence sent (8) | action (1) |
 //                     reserved (1) | range count (2) | reserved (4) |
+//                     clients' next hop: MAC (6) | reserved (2) |
 //                     ranges: first bucket (2), last bucket (2)
 //
 // Two channels, two sockets: heartbeats travel alone on the liveness port (sync port + 1 by
@@ -46,7 +47,9 @@
 // Each channel numbers its datagrams and keeps its own replay window; a datagram of one kind on
 // the other channel is refused (`wrong_channel`), so a capture replayed across cannot move either
 // window. An ownership message carries the sender's highest data sequence: a receiver takes
-// released buckets only once every record sent before the release has arrived.
+// released buckets only once every record sent before the release has arrived. It also carries
+// the MAC the sender's client frames come from (the next hop towards the clients; zero if none
+// yet): the taker of buckets sends its ACK probes there before it has seen a client frame itself.
 //
 // Deltas and snapshot chunks share one data sequence (1, 2, 3, … per incarnation), so a gap is
 // NACKed and retransmitted the same way for both. A retransmission is the original datagram,
@@ -97,7 +100,7 @@ public enum SyncWireFormat {
     /// NACK ranges that fit one datagram.
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
-    public static let rangesPerOwnershipMessage = (maximumBody - 24) / 4
+    public static let rangesPerOwnershipMessage = (maximumBody - 32) / 4
     /// Snapshot chunk flags.
     public static let lastChunkFlag: UInt8 = 0x01
     /// Record flags.

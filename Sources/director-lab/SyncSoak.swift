@@ -18,7 +18,7 @@ struct SyncSoak: ParsableCommand {
     @Option(help: "SYNs per second of new flows (0 = as fast as the generator can).") var rate = 50_000
     @Option(help: "SCHED_FIFO priority of the sync threads (0 = ordinary scheduling).") var realtimePriority = 10
     @Option(help: "Heartbeat interval (ms).") var heartbeat = 10
-    @Option(help: "Missed heartbeats that make a death.") var misses = 3
+    @Option(help: "Missed heartbeats that make a death (0 = the director's default).") var misses = 0
     @Option(help: "net.core.netdev_max_backlog for the run, as tuning/director-tuning sets it on a director host (0 = leave it; restored afterwards).")
     var backlog = 16_384
     @Option(help: "Kill (SIGKILL) and restart a director every this many seconds, node 1 and node 2 in turn (0 = never).")
@@ -31,6 +31,7 @@ struct SyncSoak: ParsableCommand {
         var trueDeaths = 0
         var restarts = 0
         var longestTurn: UInt64 = 0
+        var longestTurnCPU: UInt64 = 0
         var latestHeartbeat: UInt64 = 0
         var longestStep: [String: UInt64] = [:]
     }
@@ -49,7 +50,7 @@ struct SyncSoak: ParsableCommand {
         var settings = LabDirector.Settings()
         settings.syncRealtimePriority = realtimePriority
         settings.heartbeatIntervalMilliseconds = heartbeat
-        settings.deadAfterMissed = misses
+        settings.deadAfterMissed = misses > 0 ? misses : nil
         settings.connectionCapacity = 262_144
         // Half-open entries expire within seconds, so every round of SYNs creates (and every
         // expiry removes) connections again: a steady stream of records for the sync threads.
@@ -65,7 +66,7 @@ struct SyncSoak: ParsableCommand {
                                      "--count", String(rate == 0 ? 1_000_000_000 : min(1_000_000_000, rate * seconds))],
                                     output: "\(lab.stateDirectory)/flood.log")
         print("sync-soak: \(seconds) s of load: SYNs of 258,048 distinct flows at \(rate == 0 ? "full speed" : "\(rate)/s") plus batches of 40 downloads; "
-            + "sync threads at \(realtimePriority == 0 ? "ordinary priority" : "SCHED_FIFO \(realtimePriority)"), heartbeat \(heartbeat) ms × \(misses); "
+            + "sync threads at \(realtimePriority == 0 ? "ordinary priority" : "SCHED_FIFO \(realtimePriority)"), heartbeat \(heartbeat) ms × \(misses > 0 ? String(misses) : "the default"); "
             + "netdev_max_backlog \(backlog > 0 ? String(backlog) : savedBacklog)")
         let started = Date()
         var previous = try directors.map { try $0.stats()["sync_records_sent"] ?? 0 }
@@ -76,6 +77,7 @@ struct SyncSoak: ParsableCommand {
         var lives = Lives()
         var nextRestart = restartEvery > 0 ? restartEvery : .infinity
         var restartedSinceSample = [0, 0]
+        var logLinesSeen = [0, 0]
         while Date().timeIntervalSince(started) < Double(seconds) {
             if downloads.isEmpty {
                 downloads = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "200k", maxTime: 60)
@@ -87,9 +89,13 @@ struct SyncSoak: ParsableCommand {
                 // Node 1, node 2, node 1…: its life's figures first, then the restart.
                 let victim = lives.restarts % 2
                 try account(directors, &lives, restartedSinceSample: &restartedSinceSample)
-                for line in directors[victim].log().split(separator: "\n") where line.contains("a turn took") || line.contains("dead") || line.contains("withheld") {
+                // What this life logged about its punctuality and its peer (the log file spans lives).
+                let log = directors[victim].log().split(separator: "\n")
+                for line in log[min(logLinesSeen[victim], log.count)...]
+                where line.contains("a turn took") || line.contains("dead") || line.contains("withheld") || line.contains("late") {
                     print("  node \(victim + 1): \(line)")
                 }
+                logLinesSeen[victim] = log.count
                 directors[victim].kill9()
                 lives.restarts += 1
                 restartedSinceSample[victim] += 1
@@ -138,8 +144,8 @@ struct SyncSoak: ParsableCommand {
         Shell.wait(flood)
         let steps = lives.longestStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f", $0.key, Double($0.value) / 1e6) }.joined(separator: ", ")
         print("sync-soak result: false takeovers \(lives.falseDeaths) in \(seconds) s with \(lives.restarts) restarts (\(lives.trueDeaths) deaths declared for them); "
-            + String(format: "longest sync-thread turn of any life %.2f ms (longest step, ms: %@); latest heartbeat %.2f ms late; ",
-                     Double(lives.longestTurn) / 1e6, steps, Double(lives.latestHeartbeat) / 1e6)
+            + String(format: "longest sync-thread turn of any life %.2f ms (longest step, ms: %@), its CPU time %.2f ms at most; latest heartbeat %.2f ms late; ",
+                     Double(lives.longestTurn) / 1e6, steps, Double(lives.longestTurnCPU) / 1e6, Double(lives.latestHeartbeat) / 1e6)
             + "downloads \(intact)/\(startedDownloads) intact; replica lag p50 \(lag[0].p50)/\(lag[1].p50) µs, p99 \(lag[0].p99)/\(lag[1].p99) µs; "
             + "records/s at the busiest sample \(Int(peakRecords[0]))/\(Int(peakRecords[1])); "
             + String(format: "SIGKILL of node 2 under load detected by node 1 after %.1f ms", declared > killedAt ? Double(declared - killedAt) / 1e6 : Double.nan))
@@ -157,6 +163,7 @@ struct SyncSoak: ParsableCommand {
                 guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
                 if parts[0] == "director_sync_peer_deaths" { deaths = value }
                 if parts[0] == "director_sync_longest_turn_ns" { lives.longestTurn = max(lives.longestTurn, value) }
+                if parts[0] == "director_sync_longest_turn_cpu_ns" { lives.longestTurnCPU = max(lives.longestTurnCPU, value) }
                 if parts[0] == "director_sync_heartbeat_longest_lateness_ns" { lives.latestHeartbeat = max(lives.latestHeartbeat, value) }
                 if parts[0].hasPrefix("director_sync_longest_step_ns{step=\"") {
                     let step = String(parts[0].dropFirst("director_sync_longest_step_ns{step=\"".count).dropLast(2))

@@ -103,7 +103,7 @@ struct ConfigurationTests {
             of: "  workers: [0, 1]", with: "  workers: [0, 1]\n  node_id: 2\n" + peerSection(node: 1, address: "198.18.3.1")))
         #expect(second.nodeID == 2 && second.peer == Configuration.Peer(
             nodeID: 1, address: IPv4Address(198, 18, 3, 1), localAddress: IPv4Address(198, 18, 3, 9), key: [UInt8](repeating: 0x5A, count: 32)))
-        #expect(second.peer?.heartbeatIntervalMilliseconds == 10 && second.peer?.deadAfterMissed == 3 && second.peer?.syncPort == 7439)
+        #expect(second.peer?.heartbeatIntervalMilliseconds == 10 && second.peer?.deadAfterMissed == 5 && second.peer?.syncPort == 7439)
         #expect(second.peer?.heartbeatPort == 7440 && second.peer?.workerStallMilliseconds == 1000, "heartbeats on the next port; a stuck worker after 1 s")
         #expect(second.initialOwnership.ownedRanges == [512...1023] && !second.answersARP)
         let first = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(

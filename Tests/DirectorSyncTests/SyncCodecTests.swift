@@ -23,8 +23,8 @@ let everyKind: [SyncBody] = [
     .nack(missing: [5...5, 9...12, 100...140]),
     .snapshotRequest(requestID: 31),
     .snapshotChunk(requestID: 31, dataSequence: 1_044, index: 2, isLast: true, records: [record(1, change: .refreshed), record(2, change: .removed)]),
-    .ownership(version: 10, highestDataSequence: 77, action: .released, ranges: [512...1023]),
-    .ownership(version: 11, highestDataSequence: 0, action: .request, ranges: [0...3, 7...7]),
+    .ownership(version: 10, highestDataSequence: 77, action: .released, clientNextHop: MACAddress("02:18:00:00:01:01")!, ranges: [512...1023]),
+    .ownership(version: 11, highestDataSequence: 0, action: .request, clientNextHop: .zero, ranges: [0...3, 7...7]),
 ]
 
 /// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec

@@ -127,4 +127,13 @@ static inline uint64_t director_monotonic_nanoseconds(void) {
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
+/// The calling thread's CPU time in nanoseconds: what a stretch of its work cost, without the
+/// time it waited for a CPU (preemption, the hypervisor's steal). Softirq work the kernel runs in
+/// the thread's context counts, unless the kernel accounts interrupt time apart.
+static inline uint64_t director_thread_cpu_nanoseconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
 #endif
