@@ -12,13 +12,16 @@ struct Compare: ParsableCommand {
     @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "10000,100000,200000"
     @Option(help: "Runs of every device at every rate (interleaved).") var repeats = 3
     @Option(help: "Seconds of offered load per run.") var seconds = 5.0
-    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-v2 (TPACKET_V2 ring), nft-fwd, nft-dnat.")
+    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-v2 (TPACKET_V2 ring), nft-fwd, nft-dnat, baseline (with --baseline).")
     var devices = "director,director-v2,nft-fwd,nft-dnat"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
     @Option(help: "The director's connection capacity (the default is what conntrack may hold here, nf_conntrack_max).") var connectionCapacity = 262_144
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "bench"
+    @Option(help: "The directors' receive_ring fields beyond the format, e.g. \"block_size: 262144, block_count: 32\" (default: the format's own).")
+    var receiveRing: String?
+    @Option(help: "Another director binary (an earlier build) for the device `baseline`.") var baseline: String?
     @Option(help: "Measure nothing: write the report again from an earlier run's compare.json (give that run's options).") var from: String?
 
     func run() throws {
@@ -40,6 +43,7 @@ struct Compare: ParsableCommand {
                                   + "is invalid to conntrack without the server's reply; use established or udp, or leave nft-dnat out of --devices")
         }
         _ = try traffic.plan()
+        if kinds.contains(.baseline), baseline == nil { throw ValidationError("the device baseline needs --baseline PATH (a director binary)") }
         if let from {
             let all = try JSONDecoder().decode([Trial.Result].self, from: Data(contentsOf: URL(fileURLWithPath: from)))
             let runs = all.filter { $0.profile == nil }
@@ -61,8 +65,10 @@ struct Compare: ParsableCommand {
                 // A different device goes first in each round, so no device always meets a cold machine.
                 for index in kinds.indices {
                     let kind = kinds[(index + round) % kinds.count]
-                    let trial = Trial(device: kind, traffic: traffic, rate: rate, seconds: seconds, checksFrames: rate != 0,
+                    var trial = Trial(device: kind, traffic: traffic, rate: rate, seconds: seconds, checksFrames: rate != 0,
                                       connectionCapacity: connectionCapacity, prefix: prefix)
+                    trial.receiveRing = receiveRing
+                    trial.baseline = baseline
                     let result = try trial.run()
                     runs.append(result)
                     print(ComparisonReport.progressLine(result, round: round + 1, of: repeats))
@@ -72,8 +78,10 @@ struct Compare: ParsableCommand {
         }
         var profiled: Trial.Result?
         if profile, let kind = kinds.first(where: \.isDirector), let top = offered.filter({ $0 > 0 }).max() {
-            profiled = try Trial(device: kind, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
-                                 connectionCapacity: connectionCapacity, profiles: true, prefix: prefix).run()
+            var trial = Trial(device: kind, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
+                              connectionCapacity: connectionCapacity, profiles: true, prefix: prefix)
+            trial.receiveRing = receiveRing
+            profiled = try trial.run()
         }
         let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)
         print("")

@@ -113,9 +113,10 @@ struct ComparisonReport {
                                                   ComparisonReport.rateName(rate), value))
                 }
             }
-            if let p99 = delay(.directorLowLatency, rate, p99: true) {
-                verdict(p99 <= 100, String(format: "%@: one-way delay p99 at %@ ≤ 100 µs: %.0f µs", DeviceKind.directorLowLatency.title,
-                                            ComparisonReport.rateName(rate), p99))
+            if let p99 = delay(.directorLowLatency, rate, p99: true), let p50 = delay(.directorLowLatency, rate, p99: false) {
+                let reference = delay(.nftablesForward, rate, p99: true).map { String(format: " (nftables fwd's in the same run: %.0f µs)", $0) } ?? ""
+                verdict(p99 <= 100, String(format: "%@: one-way delay p99 at %@ ≤ 100 µs: %.0f µs%@; its p50 %.0f µs", DeviceKind.directorLowLatency.title,
+                                            ComparisonReport.rateName(rate), p99, reference, p50))
             }
             if rate >= 100_000, let extra = ratio(.cpuPerFrame, rate, of: .directorLowLatency, to: .director) {
                 verdict(extra <= 1.1, String(format: "%@: CPU per frame at %@ at most 10 %% above the TPACKET_V3 ring's: %+.0f %%",
@@ -151,19 +152,23 @@ struct ComparisonReport {
         checked frame by frame by the sink; the flat-out runs only count (a checking sink would take CPU 0 from the
         generator).
 
-        Devices: **director** (DR, Maglev, one worker pinned to CPU 1, TPACKET_V3 receive ring, TPACKET TX ring with
-        a virtio header whose hdr_len is the frame length, the cheapest of the transmit methods measured: see the
-        README, "Transmit"), **nftables netdev fwd** (`ether daddr set jhash ip saddr . tcp sport mod 3 map { … } fwd
-        to`, stateless DR), **nftables conntrack DNAT** (`dnat to jhash … map { … }` in prerouting, then routed;
-        `nf_conntrack_tcp_be_liberal` because one-way traffic never opens a window).
+        Devices: **director** (DR, Maglev, one worker pinned to CPU 1, its default receive ring: TPACKET_V3, 1,024
+        blocks of 32 KiB; TPACKET TX ring with a virtio header whose hdr_len is the frame length, the cheapest of the
+        transmit methods measured: see the README, "Transmit"), the same **with a TPACKET_V2 receive ring** (each frame
+        handed over as the kernel writes it), **nftables netdev fwd** (`ether daddr set jhash ip saddr . tcp sport
+        mod 3 map { … } fwd to`, stateless DR), **nftables conntrack DNAT** (`dnat to jhash … map { … }` in prerouting,
+        then routed; `nf_conntrack_tcp_be_liberal` because one-way traffic never opens a window), and, with
+        `--baseline`, another build of the director with its own defaults.
 
         Reading the figures. Flat out, the generator offers more than the director can take: its input counter is what
-        reached it, and what it could not take is its loss. When the sink's side (CPU 0, shared with the flat-out
-        generator) falls behind, veth drops the frames the device sends; those count as forwarded by the device
-        (column "dropped past the device"); the director, whose transmit ring waits for the frames to be freed,
-        drops instead (counted as its loss, `drop_transmit_ring_full`). The director's one-way delay is the TPACKET_V3
-        receive ring's: a block reaches user space when full or when its retire timer (1 ms, the smallest the
-        kernel takes) fires, and at these rates the timer comes first.
+        reached it, and what it could not take is its loss. When the sink's side (CPU 0, shared with the generator)
+        falls behind, veth drops the frames the device sends; those count as forwarded by the device (column "dropped
+        past the device"); the director, whose transmit ring waits for the frames to be freed, drops instead (counted
+        as its loss, `drop_transmit_ring_full`). The director's one-way delay with TPACKET_V3 is its receive ring's: a
+        block reaches user space when full or when its retire timer (1 ms, the smallest the kernel takes) fires, and at
+        these rates the timer comes first; TPACKET_V2 hands each frame over at once. Every device's p99 includes what
+        the machine adds: the sink's side on CPU 0 and, on a virtual machine, the hypervisor's steal time (its
+        vCPUs held for up to tens of milliseconds); compare the directors' delays with nftables' in the same run.
 
         ## Results
 

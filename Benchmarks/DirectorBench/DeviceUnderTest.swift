@@ -11,6 +11,9 @@ enum DeviceKind: String, CaseIterable, Sendable {
     case director
     /// The same with the low-latency TPACKET_V2 receive ring.
     case directorLowLatency = "director-v2"
+    /// Another build of the director (`compare --baseline PATH`, an earlier release say) with its
+    /// own defaults: the same run tells whether this one costs more.
+    case baseline
     /// nftables netdev ingress: `ether daddr set jhash … map { … } fwd`, stateless.
     case nftablesForward = "nft-fwd"
     /// nftables conntrack DNAT in prerouting, then ordinary routing: the kernel's stateful path.
@@ -20,6 +23,7 @@ enum DeviceKind: String, CaseIterable, Sendable {
         switch self {
         case .director: "director (DR, mh, TPACKET_V3 ring)"
         case .directorLowLatency: "director (DR, mh, TPACKET_V2 ring)"
+        case .baseline: "director, baseline build"
         case .nftablesForward: "nftables netdev fwd (DR)"
         case .nftablesDNAT: "nftables conntrack DNAT"
         }
@@ -27,11 +31,21 @@ enum DeviceKind: String, CaseIterable, Sendable {
 
     var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT ? .destinationNAT : .directRouting }
 
-    var isDirector: Bool { self == .director || self == .directorLowLatency }
+    var isDirector: Bool { self == .director || self == .directorLowLatency || self == .baseline }
 
-    /// The receive ring the director runs with, as its config says it.
-    var receiveRingConfig: String {
-        self == .directorLowLatency ? "  receive_ring: { format: tpacket_v2 }\n" : ""
+    /// The receive ring the director runs with, as its config says it: the format's defaults,
+    /// or the fields of `custom` (e.g. "block_size: 262144, block_count: 32").
+    func receiveRingConfig(_ custom: String?) -> String {
+        switch (self, custom) {
+        case (.baseline, _), (.director, nil): ""   // the build's own defaults
+        case (.directorLowLatency, _): "  receive_ring: { format: tpacket_v2\(custom.map { ", " + $0 } ?? "") }\n"
+        default: "  receive_ring: { format: tpacket_v3, \(custom!) }\n"
+        }
+    }
+
+    /// The binary this device runs.
+    func binary(baseline: String?) -> String {
+        self == .baseline ? baseline ?? DeviceUnderTest.directorBinary : DeviceUnderTest.directorBinary
     }
 }
 
@@ -48,13 +62,16 @@ final class DeviceUnderTest {
         return URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("director").path
     }
 
-    init(kind: DeviceKind, lab: PerformanceLab, plan: TrafficPlan, connectionCapacity: Int) throws {
+    let binary: String
+
+    init(kind: DeviceKind, lab: PerformanceLab, plan: TrafficPlan, connectionCapacity: Int, receiveRing: String? = nil, baseline: String? = nil) throws {
         self.kind = kind
         self.lab = lab
+        binary = kind.binary(baseline: baseline)
         let transport = plan.pattern == .udp ? "udp" : "tcp"
         let servers = PerformanceLab.realServers
         switch kind {
-        case .director, .directorLowLatency:
+        case .director, .directorLowLatency, .baseline:
             let director = try LabDirector(namespace: lab.deviceNamespace, directory: lab.stateDirectory + "/director") { controlSocket in
                 """
                 director:
@@ -64,7 +81,7 @@ final class DeviceUnderTest {
                   connection_capacity: \(connectionCapacity)
                   control_socket: \(controlSocket)
                   hide_frames_from_host: true
-                """ + "\n" + kind.receiveRingConfig + """
+                """ + "\n" + kind.receiveRingConfig(receiveRing) + """
                 services:
                   - address: \(PerformanceLab.virtualAddress)
                     port: \(plan.destinationPort)
@@ -73,7 +90,7 @@ final class DeviceUnderTest {
                     real_servers:
                 """ + "\n" + servers.map { "      - { address: \($0.address), weight: 1, mac: \($0.mac) }\n" }.joined()
             }
-            try director.start(binary: DeviceUnderTest.directorBinary)
+            try director.start(binary: binary)
             self.director = director
         case .nftablesForward:
             let map = servers.enumerated().map { "\($0.offset) : \($0.element.mac)" }.joined(separator: ", ")
@@ -111,7 +128,7 @@ final class DeviceUnderTest {
 
     /// The director's counters (empty for the kernel's devices).
     func stats() throws -> [String: UInt64] {
-        try director?.stats(binary: DeviceUnderTest.directorBinary) ?? [:]
+        try director?.stats(binary: binary) ?? [:]
     }
 
     /// The director's resident set (VmRSS), bytes.

@@ -15,6 +15,10 @@ struct Trial {
     /// Run the sink (checks every frame) or only count frames at the sink's interface.
     var checksFrames = true
     var connectionCapacity = 1 << 20
+    /// Fields of the director's `receive_ring` beyond its format (nil: the defaults).
+    var receiveRing: String?
+    /// The binary of the `baseline` device.
+    var baseline: String?
     /// Profile CPU 1 with perf during the window (director only).
     var profiles = false
     /// Stop the director (SIGSTOP, then SIGCONT) this many seconds into the window, for this
@@ -55,7 +59,7 @@ struct Trial {
         defer { lab.tearDown() }
         try lab.setUp()
         let plan = try traffic.plan()
-        let device = try DeviceUnderTest(kind: self.device, lab: lab, plan: plan, connectionCapacity: connectionCapacity)
+        let device = try DeviceUnderTest(kind: self.device, lab: lab, plan: plan, connectionCapacity: connectionCapacity, receiveRing: receiveRing, baseline: baseline)
         defer { device.stop() }
         // The sink's host stack has no business with these frames: a netdev drop hides them
         // (AF_PACKET sees frames before the ingress hook).
