@@ -9,7 +9,7 @@ final class ControlServer: @unchecked Sendable {
     private let path: String
     private let socket: Int32
     private let handler: @Sendable (String) -> String
-    private var thread: pthread_t?
+    private var thread = DaemonThread()
 
     init(path: String, handler: @escaping @Sendable (String) -> String) throws {
         self.path = path
@@ -42,13 +42,7 @@ final class ControlServer: @unchecked Sendable {
     }
 
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { argument in
-            Unmanaged<ControlServer>.fromOpaque(argument!).takeRetainedValue().serve()
-            return nil
-        }, box.toOpaque())
-        thread = handle
+        thread.start { self.serve() }
     }
 
     private func serve() {
@@ -77,7 +71,7 @@ final class ControlServer: @unchecked Sendable {
     func stop() {
         shutdown(socket, Int32(SHUT_RDWR))
         close(socket)
-        if let thread { pthread_join(thread, nil) }
+        thread.join()
         unlink(path)
     }
 

@@ -22,7 +22,7 @@ public final class Director: @unchecked Sendable {
     private let realServerIDs: [String: UInt16]
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
-    private var maintenanceThread: pthread_t?
+    private var maintenanceThread = DaemonThread()
     private let startedAt = director_monotonic_nanoseconds()
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
     private let ownership: Mutex<BucketOwnership>
@@ -106,8 +106,7 @@ public final class Director: @unchecked Sendable {
 
     public func stop() {
         maintenanceStop.store(true, ordering: .relaxed)
-        if let maintenanceThread { pthread_join(maintenanceThread, nil) }
-        maintenanceThread = nil
+        maintenanceThread.join()
         sync?.stop()
         sync = nil
         control?.stop()
@@ -162,24 +161,19 @@ public final class Director: @unchecked Sendable {
     /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
     /// snapshot when a MAC changed.
     private func startMaintenance() {
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { argument in
-            let director = Unmanaged<Director>.fromOpaque(argument!).takeRetainedValue()
+        maintenanceThread.start {
             var tick = 0
-            while !director.maintenanceStop.load(ordering: .relaxed) {
+            while !self.maintenanceStop.load(ordering: .relaxed) {
                 usleep(100_000)
                 tick += 1
                 guard tick % 10 == 0 else { continue }
-                let before = director.resolvedMACs.withLock { $0 }
-                director.resolveRealServers(onlyMissing: tick % 300 != 0)
-                if director.resolvedMACs.withLock({ $0 }) != before, let exchange = director.snapshots {
-                    exchange.publish(director.buildServiceTable(generation: exchange.generation + 1))
+                let before = self.resolvedMACs.withLock { $0 }
+                self.resolveRealServers(onlyMissing: tick % 300 != 0)
+                if self.resolvedMACs.withLock({ $0 }) != before, let exchange = self.snapshots {
+                    exchange.publish(self.buildServiceTable(generation: exchange.generation + 1))
                 }
             }
-            return nil
-        }, box.toOpaque())
-        maintenanceThread = handle
+        }
     }
 
     // MARK: - What the sync thread reads and moves

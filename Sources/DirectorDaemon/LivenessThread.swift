@@ -43,7 +43,7 @@ final class LivenessThread: @unchecked Sendable {
     private let realtimePriority: Int
     private let cpu: Int?
     private let stopping = Atomic<Bool>(false)
-    private var thread: pthread_t?
+    private var thread = DaemonThread()
     /// Written by the sync thread after each turn: what the heartbeats say.
     private let announcement: Mutex<HeartbeatAnnouncement>
     let report = Mutex(LivenessReport())
@@ -76,31 +76,19 @@ final class LivenessThread: @unchecked Sendable {
     }
 
     func start() {
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { argument in
-            Unmanaged<LivenessThread>.fromOpaque(argument!).takeRetainedValue().run()
-            return nil
-        }, box.toOpaque())
-        thread = handle
+        thread.start { self.run() }
     }
 
     func stop() {
         stopping.store(true, ordering: .relaxed)
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
+        thread.join()
     }
 
     deinit { if linkProbe >= 0 { close(linkProbe) } }
 
     private func run() {
-        if let cpu, director_pin_current_thread(Int32(cpu)) != 0 {
-            Log.warning("liveness thread: could not pin to CPU \(cpu)")
-        }
-        if realtimePriority > 0 {
-            let result = director_make_current_thread_realtime(Int32(realtimePriority))
-            if result != 0 { Log.warning("liveness thread: SCHED_FIFO \(realtimePriority) refused (\(String(cString: strerror(result)))); heartbeats may be late under load") }
-        }
+        DaemonThread.placeCurrent("liveness thread", cpu: cpu, realtimePriority: realtimePriority,
+                                  riskIfRefused: "heartbeats may be late under load")
         var buffer = [UInt8](repeating: 0, count: 2048)
         var due = director_monotonic_nanoseconds()
         while !stopping.load(ordering: .relaxed) {

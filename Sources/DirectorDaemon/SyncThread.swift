@@ -68,7 +68,7 @@ final class SyncThread: @unchecked Sendable {
     var session: SyncSession
     let liveness: LivenessThread
     private let stopping = Atomic<Bool>(false)
-    private var thread: pthread_t?
+    private var thread = DaemonThread()
     let status = Mutex(SyncStatus())
     var local = SyncStatus()
     private var pendingSnapshot: (requestID: UInt64, workersLeft: Set<Int>)?
@@ -144,31 +144,18 @@ final class SyncThread: @unchecked Sendable {
 
     func start() {
         liveness.start()
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        pthread_create(&handle, nil, { argument in
-            let sync = Unmanaged<SyncThread>.fromOpaque(argument!).takeRetainedValue()
-            sync.run()
-            return nil
-        }, box.toOpaque())
-        thread = handle
+        thread.start { self.run() }
     }
 
     func stop() {
         stopping.store(true, ordering: .relaxed)
-        if let thread { pthread_join(thread, nil) }
-        thread = nil
+        thread.join()
         liveness.stop()
     }
 
     private func run() {
-        if let cpu = peer.syncCPU, director_pin_current_thread(Int32(cpu)) != 0 {
-            Log.warning("sync thread: could not pin to CPU \(cpu)")
-        }
-        if peer.syncRealtimePriority > 0 {
-            let result = director_make_current_thread_realtime(Int32(peer.syncRealtimePriority))
-            if result != 0 { Log.warning("sync thread: SCHED_FIFO \(peer.syncRealtimePriority) refused (\(String(cString: strerror(result)))); the record stream may lag under load") }
-        }
+        DaemonThread.placeCurrent("sync thread", cpu: peer.syncCPU, realtimePriority: peer.syncRealtimePriority,
+                                  riskIfRefused: "the record stream may lag under load")
         Log.info("sync: \(peer.localAddress):\(peer.syncPort) ↔ node \(peer.nodeID) at \(peer.address):\(peer.syncPort), heartbeats on port \(peer.heartbeatPort) "
             + "every \(peer.heartbeatIntervalMilliseconds) ms, dead after \(peer.deadAfterMissed) missed; waiting for the peer")
         var buffer = [UInt8](repeating: 0, count: 2048)

@@ -115,7 +115,10 @@ struct SyncSoak: ParsableCommand {
             }
             if downloads.isEmpty {
                 let batch = try lab.collectDownloads().filter { $0 == expected }.count
-                if batch < 40 { print("  a batch of downloads: \(batch) of 40 intact") }
+                if batch < 40 {
+                    print("  a batch of downloads: \(batch) of 40 intact")
+                    diagnose(lab, directors)
+                }
                 intact += batch
                 downloads = []
             }
@@ -149,6 +152,21 @@ struct SyncSoak: ParsableCommand {
             + "downloads \(intact)/\(startedDownloads) intact; replica lag p50 \(lag[0].p50)/\(lag[1].p50) µs, p99 \(lag[0].p99)/\(lag[1].p99) µs; "
             + "records/s at the busiest sample \(Int(peakRecords[0]))/\(Int(peakRecords[1])); "
             + String(format: "SIGKILL of node 2 under load detected by node 1 after %.1f ms", declared > killedAt ? Double(declared - killedAt) / 1e6 : Double.nan))
+    }
+
+    /// What the lab looks like when downloads broke: the router's neighbour entry for the VIP,
+    /// the clients' connections still opening, and each director's buckets and drops.
+    private func diagnose(_ lab: Lab, _ directors: [LabDirector]) {
+        let neighbours = (try? lab.inNamespace(lab.routerNamespace, ["ip", "neigh", "show", Lab.virtualAddress], check: false).output) ?? ""
+        let opening = (try? lab.inNamespace(lab.clientNamespace, ["ss", "-tn", "state", "syn-sent"], check: false).output) ?? ""
+        print("    router's entry for the VIP: \(neighbours.trimmingCharacters(in: .whitespacesAndNewlines)); "
+              + "client connections in SYN-SENT: \(max(0, opening.split(separator: "\n").count - 1))")
+        for (index, director) in directors.enumerated() {
+            let buckets = ((try? director.buckets("show")) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+            let drops = ((try? director.stats()) ?? [:]).filter { ($0.key.hasPrefix("drop_") || $0.key.hasPrefix("receive_ring_drops")) && $0.value > 0 }
+                .sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("    node \(index + 1): \(buckets); \(drops.isEmpty ? "no drops" : drops)")
+        }
     }
 
     /// Takes each director's death count and its life's longest turn and heartbeat lateness. A
