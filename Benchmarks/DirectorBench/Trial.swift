@@ -107,7 +107,7 @@ struct Trial {
             usleep(UInt32(pause.milliseconds) * 1000)
             kill(pid, SIGCONT)
         }
-        usleep(200_000)  // what is still queued is the window's work too
+        try Trial.waitForOutputToSettle(lab)  // what is still queued is the window's work too
         let elapsed = Double(Lab.monotonicNanoseconds() - started) / 1e9
         let cpuAfter = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let busy = Double(cpuAfter.busyNanoseconds(since: cpuBefore))
@@ -131,6 +131,22 @@ struct Trial {
             result.sink = try JSONDecoder().decode(SinkSummary.self, from: Data(contentsOf: URL(fileURLWithPath: sinkSummaryPath)))
         }
         return result
+    }
+
+    /// Waits until the device has sent what it still holds: at least 200 ms, then until its output
+    /// counter stands still for 100 ms (at most 3 s). A device that fell behind (a director kept off
+    /// its CPU, a busy machine) is still sending its backlog when the generator stops; reading the
+    /// counters at a fixed delay would count that backlog as lost.
+    static func waitForOutputToSettle(_ lab: PerformanceLab) throws {
+        usleep(200_000)
+        var last = try lab.deviceCounters().output
+        let deadline = Lab.monotonicNanoseconds() + 3_000_000_000
+        while Lab.monotonicNanoseconds() < deadline {
+            usleep(100_000)
+            let now = try lab.deviceCounters().output
+            if now == last { return }
+            last = now
+        }
     }
 
     /// Runs the generator to its end; `meanwhile` runs while it sends.
