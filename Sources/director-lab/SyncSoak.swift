@@ -15,7 +15,7 @@ struct SyncSoak: ParsableCommand {
         abstract: "Run the dispatcher pair under load for minutes; count false takeovers, measure replica lag and detection.")
     @OptionGroup var options: LabOptions
     @Option(help: "Minutes of load (1–30).") var minutes = 10.0
-    @Option(help: "SYNs per second of new flows (0 = as fast as the generator can).") var rate = 50_000
+    @Option(help: "SYNs per second of new flows (0 = as fast as the generator can).") var rate = 30_000
     @Option(help: "SCHED_FIFO priority of the sync threads (0 = ordinary scheduling).") var realtimePriority = 10
     @Option(help: "Heartbeat interval (ms).") var heartbeat = 10
     @Option(help: "Missed heartbeats that make a death (0 = the director's default).") var misses = 0

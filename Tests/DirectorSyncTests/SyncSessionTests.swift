@@ -171,7 +171,8 @@ func flowRecord(_ n: Int, change: SyncRecord.Change, state: ConnectionState = .e
                realServerAddress: IPv4Address(198, 18, 2, UInt8(11 + n % 3)), realServerPort: 80, remainingLifetime: 900_000)
 }
 
-/// Creates, advances and closes flows on `node` for `milliseconds`, `perStep` changes a step.
+/// Creates, advances and closes flows on `node` for `milliseconds`, `perStep` changes a step; the
+/// flows it touches are the ones it numbered (`flowRecord`), the same in every run of a seed.
 func churn(_ pair: inout SimulatedPair, onA: Bool, milliseconds: Int, perStep: Int, random: inout SeededGenerator) {
     var next = (onA ? pair.a.ownTable.count : pair.b.ownTable.count) + 1
     for _ in 0..<milliseconds {
@@ -179,13 +180,15 @@ func churn(_ pair: inout SimulatedPair, onA: Bool, milliseconds: Int, perStep: I
             let table = onA ? pair.a.ownTable : pair.b.ownTable
             let roll = Int.random(in: 0..<10, using: &random)
             var record: SyncRecord
-            if roll < 5 || table.isEmpty {
+            // The flow to change is chosen by its number, not from the dictionary: a dictionary's
+            // order differs from process to process, and the run must be the same every time.
+            if roll >= 5, next > 1, var existing = table[flowRecord(Int.random(in: 1..<next, using: &random), change: .created).key] {
+                existing.change = roll < 8 ? .stateChanged : .removed
+                existing.state = roll < 8 ? .established : existing.state
+                record = existing
+            } else {
                 record = flowRecord(next, change: .created, state: .synReceived)
                 next += 1
-            } else {
-                record = table.values.randomElement(using: &random)!
-                record.change = roll < 8 ? .stateChanged : .removed
-                record.state = roll < 8 ? .established : record.state
             }
             if onA { pair.a.change(record, now: pair.now) } else { pair.b.change(record, now: pair.now) }
         }
