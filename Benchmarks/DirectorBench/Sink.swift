@@ -42,7 +42,7 @@ struct Sink: ParsableCommand {
         geometry.blockSize = 1 << 20
         geometry.blockCount = 64
         var ring = try PacketReceiveRing(interface: try NetworkInterface(named: interface), geometry: geometry, fanoutGroup: 0, fanoutProgram: nil)
-        if let readyFile { FileManager.default.createFile(atPath: readyFile, contents: Data()) }
+        if let readyFile { _ = FileManager.default.createFile(atPath: readyFile, contents: Data()) }
 
         let start = Lab.monotonicNanoseconds()
         var lastFrame: UInt64 = 0

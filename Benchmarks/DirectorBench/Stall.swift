@@ -27,6 +27,8 @@ struct Stall: ParsableCommand {
         var deviceOutput: Double
         var ringDrops: UInt64
         var sinkFrames: UInt64
+        /// Frames the sink's own ring could not hold (the burst after the stall): the sink's loss, not the director's.
+        var sinkRingDrops: UInt64
         /// Frames the device sent that veth dropped on the sink's side (a burst after the stall).
         var droppedPastTheDevice: UInt64
         /// The longest one-way delay the sink saw (µs): about the stall, for frames that waited.
@@ -47,13 +49,14 @@ struct Stall: ParsableCommand {
             let run = Run(offeredRate: rate, stallMilliseconds: stallMs, generated: result.generator.frames,
                           deviceInput: result.inputRate * result.generator.seconds, deviceOutput: result.forwardedRate * result.generator.seconds,
                           ringDrops: result.directorStats?["receive_ring_drops"] ?? 0, sinkFrames: result.sink?.frames ?? 0,
+                          sinkRingDrops: result.sink?.ringDrops ?? 0,
                           droppedPastTheDevice: result.droppedAtSinkSide,
                           longestDelayMicroseconds: result.sink?.delayMaxMicroseconds ?? 0)
             runs.append(run)
             print(String(format: "[%d/%d] %@ stopped %d ms at %d frames/s: ring drops %llu; frames generated %llu, into the device %.0f, out %.0f "
-                         + "(%llu of them dropped by veth on the sink's side); sink received %llu with the warm-up; longest one-way delay %.1f ms",
+                         + "(%llu of them dropped by veth on the sink's side); sink received %llu with the warm-up (its own ring dropped %llu); longest one-way delay %.1f ms",
                          round + 1, repeats, kind.title as NSString, stallMs, rate, run.ringDrops, run.generated, run.deviceInput, run.deviceOutput,
-                         run.droppedPastTheDevice, run.sinkFrames, Double(run.longestDelayMicroseconds) / 1000))
+                         run.droppedPastTheDevice, run.sinkFrames, run.sinkRingDrops, Double(run.longestDelayMicroseconds) / 1000))
             fflush(nil)
         }
         if let summary {

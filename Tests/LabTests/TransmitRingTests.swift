@@ -44,7 +44,7 @@ extension LabSuites {
                     let checksum = TransportChecksum(start: 34, fieldOffset: 16, end: partial.count)
                     #expect(partial.withUnsafeBytes { transmit.enqueue($0.bytes, pendingChecksum: checksum) })
                     transmit.flush()
-                    guard var (bytes, pending) = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
+                    guard case (var bytes, let pending)? = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
                     if virtioHeader {
                         // The kernel carried the frame as checksum-partial to the receiver.
                         #expect(pending && bytes == partial)
