@@ -87,12 +87,14 @@ public struct ConnectionTable: ~Copyable {
         case full
     }
 
-    /// Adds an entry whose key is not in the table (the caller has just looked).
-    public mutating func insert(_ entry: ConnectionEntry) -> InsertOutcome {
+    /// Adds an entry whose key is not in the table (the caller has just looked). A full shard
+    /// gives up a half-open entry near the new one's home slot; `reclaimingOwnEntries: false`
+    /// limits that to replicas, so the peer's records never push out this worker's own flows.
+    public mutating func insert(_ entry: ConnectionEntry, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
         if count < capacity {
             return .inserted(slot: place(entry))
         }
-        guard let victim = halfOpenSlotNearestTimeout(near: homeSlot(entry.keyHash)) else { return .full }
+        guard let victim = halfOpenSlotNearestTimeout(near: homeSlot(entry.keyHash), includingOwn: reclaimingOwnEntries) else { return .full }
         let reclaimed = slots[victim]
         remove(at: victim)
         return .insertedByReclaiming(slot: place(entry), reclaimed: reclaimed)
@@ -106,13 +108,13 @@ public struct ConnectionTable: ~Copyable {
         return slot
     }
 
-    private func halfOpenSlotNearestTimeout(near home: Int) -> Int? {
+    private func halfOpenSlotNearestTimeout(near home: Int, includingOwn: Bool) -> Int? {
         var best: Int?
         var bestExpiry = UInt64.max
         var slot = home
         for _ in 0..<min(ConnectionTable.reclaimWindow, slotCount) {
             let entry = slots[slot]
-            if entry.isOccupied && entry.state == .synReceived && entry.expiresAt < bestExpiry {
+            if entry.isOccupied && entry.state == .synReceived && (includingOwn || entry.isReplica) && entry.expiresAt < bestExpiry {
                 best = slot
                 bestExpiry = entry.expiresAt
             }

@@ -54,7 +54,8 @@ public enum Verdict: Equatable, Sendable {
 }
 
 /// The per-packet pipeline of one worker, in the order a frame meets it:
-/// parse → (ARP) → virtual service → connection → schedule → rewrite → verdict.
+/// parse → (ARP) → virtual service → connection (a new one only from a plausible sender) → schedule →
+/// rewrite → verdict.
 ///
 /// It owns the worker's shard of the connection table and its counters; nothing in it is shared
 /// with another thread, so nothing in it is locked. It does no I/O: the daemon runs it on ring
@@ -179,7 +180,14 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     }
 
     /// A flow without an entry: decide whether it may start one, schedule it, record it.
+    /// A frame no honest client sends never makes an entry (see `IPv4Flow.implausibility`). Frames
+    /// of a flow that has one skip that check: their addresses and ports passed it when the
+    /// entry was made, and the few instructions it costs are not spent on every frame.
     private mutating func admit(_ key: FlowKey, hash: UInt32, flow: IPv4Flow, serviceIndex: Int, now: UInt64) -> UInt16? {
+        if let forged = flow.implausibility {
+            drop(forged)
+            return nil
+        }
         let service = services.services[serviceIndex]
         var state = ConnectionState.udp
         if flow.transport == .tcp {
@@ -209,8 +217,11 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             break
         case .insertedByReclaiming(_, let reclaimed):
             counters[.connectionsReclaimed] &+= 1
-            load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)
-            changes.record(.removed(reclaimed, .reclaimed))
+            // A replica never counted in this worker's load, and its end is the peer's to report.
+            if !reclaimed.isReplica {
+                load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)
+                changes.record(.removed(reclaimed, .reclaimed))
+            }
         case .full:
             drop(.connectionTableFull)
             return nil
@@ -286,16 +297,11 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             var entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
                                         expiresAt: now &+ lifetime, isReplica: true)
             entry.replicaEpoch = replicaEpoch
-            switch table.insert(entry) {
-            case .inserted:
+            // Own connections first: a replica may take the place of another half-open replica,
+            // never of one of this worker's own flows.
+            switch table.insert(entry, reclaimingOwnEntries: false) {
+            case .inserted, .insertedByReclaiming:
                 counters[.replicasApplied] &+= 1
-            case .insertedByReclaiming(_, let reclaimed):
-                counters[.replicasApplied] &+= 1
-                counters[.connectionsReclaimed] &+= 1
-                if !reclaimed.isReplica {
-                    load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)
-                    changes.record(.removed(reclaimed, .reclaimed))
-                }
             case .full:
                 counters[drop: .replicaTableFull] &+= 1
             }

@@ -57,6 +57,12 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case replicaTableFull
     /// A replica named a real server this director does not have.
     case replicaUnknownRealServer
+    // What no honest client sends (see `IPv4Flow.implausibility`).
+    case sourceMACGroup
+    case sourceAddressImpossible
+    case timeToLiveZero
+    case portZero
+    case tcpFlagsImpossible
 
     public var name: String {
         switch self {
@@ -70,6 +76,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .transmitRingFull: "transmit_ring_full"
         case .replicaTableFull: "replica_table_full"
         case .replicaUnknownRealServer: "replica_unknown_real_server"
+        case .sourceMACGroup: "source_mac_group"
+        case .sourceAddressImpossible: "source_address_impossible"
+        case .timeToLiveZero: "ttl_zero"
+        case .portZero: "port_zero"
+        case .tcpFlagsImpossible: "tcp_flags_impossible"
         }
     }
 }

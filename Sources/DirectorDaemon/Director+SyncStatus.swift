@@ -33,6 +33,8 @@ extension Director {
             ("foreign_datagrams", "counter", status.foreignDatagrams + status.liveness.foreignDatagrams),
             ("send_errors", "counter", status.sendErrors),
             ("records_unknown_real_server", "counter", status.recordsForUnknownServers),
+            ("records_unknown_service", "counter", status.recordsForUnknownServices),
+            ("replica_lifetimes_clamped", "counter", status.replicaLifetimesClamped),
             ("inbound_ring_full", "counter", status.inboundRingFull),
             ("caught_up", "gauge", status.caughtUp ? 1 : 0),
             ("automatic_handover", "gauge", status.automaticHandover ? 1 : 0),

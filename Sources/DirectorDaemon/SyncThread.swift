@@ -21,6 +21,8 @@ struct SyncStatus: Sendable {
     /// Datagrams the kernel refused to send (link down, queue full).
     var sendErrors: UInt64 = 0
     var recordsForUnknownServers: UInt64 = 0
+    var recordsForUnknownServices: UInt64 = 0
+    var replicaLifetimesClamped: UInt64 = 0
     /// Times a worker's inbound ring was full and records waited in a backlog (none are lost).
     var inboundRingFull: UInt64 = 0
     /// CLOCK_MONOTONIC (ns) when the peer was last declared dead, and the silence that made it so.
@@ -315,6 +317,7 @@ final class SyncThread: @unchecked Sendable {
         eventsLeft = []
         defer { for index in kicked { workers[index].link?.wakeup.ring() } }
         let deadline = director_monotonic_nanoseconds() + SyncThread.eventsBudgetNanoseconds
+        let timeouts = director.configuration.timeouts
         for (position, event) in events.enumerated() {
             if position % 8 == 7, director_monotonic_nanoseconds() > deadline {
                 eventsLeft = Array(events[position...])
@@ -323,7 +326,15 @@ final class SyncThread: @unchecked Sendable {
             switch event {
             case .apply(let records, let changedAt):
                 for record in records {
-                    guard let update = record.replicaUpdate(services: services) else {
+                    let update: ReplicaUpdate
+                    switch record.replicaDecision(services: services, timeouts: timeouts) {
+                    case .apply(let checked, let clamped):
+                        update = checked
+                        if clamped { local.replicaLifetimesClamped += 1 }
+                    case .unknownService:
+                        local.recordsForUnknownServices += 1
+                        continue
+                    case .unknownRealServer:
                         local.recordsForUnknownServers += 1
                         continue
                     }

@@ -21,6 +21,8 @@ public struct SyncCounters: Sendable, Equatable {
     public var handoverFailures: UInt64 = 0
     /// Data sequences skipped for changes lost before the session (a worker's ring was full).
     public var sequencesSkipped: UInt64 = 0
+    /// Requests that named buckets of this side's configured share (not honoured for those).
+    public var requestsBeyondShare: UInt64 = 0
     public var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
 
     public init() {}
@@ -40,6 +42,7 @@ public struct SyncCounters: Sendable, Equatable {
          ("snapshots_completed", snapshotsCompleted),
          ("peer_deaths", peerDeaths), ("peer_restarts", peerRestarts),
          ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken),
-         ("handover_failures", handoverFailures), ("sequences_skipped", sequencesSkipped)]
+         ("handover_failures", handoverFailures), ("sequences_skipped", sequencesSkipped),
+         ("requests_beyond_share", requestsBeyondShare)]
     }
 }

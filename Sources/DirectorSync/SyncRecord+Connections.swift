@@ -38,12 +38,32 @@ extension SyncRecord {
                 virtualPort: virtualPort, transport: transport)
     }
 
-    /// What the record asks of the receiving worker. Nil when it names a real server this
-    /// director does not have (the two configs disagree): the caller counts it.
-    public func replicaUpdate(services: ServiceTable) -> ReplicaUpdate? {
-        if change == .removed { return .remove(key: key) }
-        guard let id = services.realServerID(address: realServerAddress, port: realServerPort) else { return nil }
-        return .upsert(key: key, state: state, realServerID: id, lifetime: UInt64(remainingLifetime),
-                       claimsFlow: change == .created)
+    /// What the record asks of the receiving worker, checked against this director's own
+    /// configuration: the service it names must exist here and the real server must be one of
+    /// that service's (two configs that disagree, or a peer with the key and a bug, must not
+    /// plant entries for servers or services this director does not run), and the lifetime is
+    /// at most what this director's own timeouts give the state, plus the replica margin (the
+    /// wire allows 49 days; a replica that never expires is a table slot lost).
+    public func replicaDecision(services: ServiceTable, timeouts: ConnectionTimeouts) -> ReplicaDecision {
+        if change == .removed { return .apply(.remove(key: key), lifetimeClamped: false) }
+        guard let service = services.find(address: virtualAddress, port: virtualPort, transport: transport) else { return .unknownService }
+        guard let server = services.services[service].pool.first(where: { $0.address == realServerAddress && $0.port == realServerPort }) else {
+            return .unknownRealServer
+        }
+        let longest = timeouts.timeout(for: state) + timeouts.replicaMargin(for: state)
+        let lifetime = min(UInt64(remainingLifetime), longest)
+        return .apply(.upsert(key: key, state: state, realServerID: server.id, lifetime: lifetime, claimsFlow: change == .created),
+                      lifetimeClamped: lifetime < UInt64(remainingLifetime))
     }
+}
+
+/// A peer's record judged by this director (`SyncRecord.replicaDecision`).
+public enum ReplicaDecision: Equatable, Sendable {
+    /// Hand it to the flow's worker. `lifetimeClamped`: the peer asked for longer than this
+    /// director's own timeouts allow (counted; the pair should share its timeouts).
+    case apply(ReplicaUpdate, lifetimeClamped: Bool)
+    /// No service here with the record's VIP, port and protocol.
+    case unknownService
+    /// The service exists, but the real server is not one of its own.
+    case unknownRealServer
 }

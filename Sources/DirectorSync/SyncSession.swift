@@ -559,10 +559,15 @@ public struct SyncSession: ~Copyable {
         switch action {
         case .request:
             guard automaticHandover, !handoversPaused(now: now) else { return }
-            let held = buckets.intersection(ownership)
+            // A request takes back only what is the peer's by configuration, never this side's
+            // own share: a peer with a bug (or a wrong config) must not empty this dispatcher.
+            let asked = buckets.subtracting(configuredShare)
+            if asked != buckets { counters.requestsBeyondShare += 1 }
+            guard !asked.isEmpty else { return }
+            let held = asked.intersection(ownership)
             if held.isEmpty {
                 // Nothing held (or already released): say so again, the answer may have been lost.
-                sendOwnership(.released, buckets, wallClock: wallClock)
+                sendOwnership(.released, asked, wallClock: wallClock)
             } else if !releasing, !taking {
                 releasing = true
                 events.append(.release(held))

@@ -62,7 +62,8 @@ public enum FrameParser {
             destinationMAC: destinationMAC, sourceMAC: sourceMAC, vlanID: vlanID,
             networkOffset: networkOffset, transportOffset: transportOffset,
             source: source, destination: destination, transport: .tcp,
-            sourcePort: 0, destinationPort: 0, tcpFlags: [], packetLength: totalLength)
+            sourcePort: 0, destinationPort: 0, tcpFlags: [], packetLength: totalLength,
+            timeToLive: frame.byte(at: networkOffset + IPv4Header.ttlOffset))
 
         switch protocolNumber {
         case TransportProtocol.tcp.rawValue:

@@ -29,6 +29,7 @@ public struct IPv4Flow: Sendable, Equatable {
     public var tcpFlags: TCPFlags
     /// Bytes of the IPv4 packet (its total length); the frame may carry Ethernet padding after it.
     public var packetLength: Int
+    public var timeToLive: UInt8
 }
 
 /// An ARP message for Ethernet and IPv4 (RFC 826).

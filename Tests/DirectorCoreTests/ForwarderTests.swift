@@ -70,7 +70,44 @@ private let fixtures: [PipelineFixture] = [
           verdict: .drop, counter: "malformed_fragment"),
     .init(name: "ARP for another address", frame: PacketBuilder.arpRequest(from: clientMAC, senderAddress: client, for: IPv4Address(198, 18, 0, 1)),
           verdict: .drop, counter: "drop_arp_not_for_virtual_address"),
-]
+] + implausibleFixtures
+
+/// What no honest client sends: each dropped before any table work, under a counter of its own.
+private let implausibleFixtures: [PipelineFixture] = {
+    let syn = { (builder: PacketBuilder) in builder.tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build() }
+    var rows: [PipelineFixture] = [
+        .init(name: "a multicast source MAC", frame: syn(toVIP.ethernet(from: MACAddress("01:00:5e:00:00:01")!, to: vipMAC)),
+              verdict: .drop, counter: "drop_source_mac_group"),
+        .init(name: "the broadcast source MAC", frame: syn(toVIP.ethernet(from: .broadcast, to: vipMAC)),
+              verdict: .drop, counter: "drop_source_mac_group"),
+        .init(name: "TTL 0", frame: syn(toVIP.ipv4(from: client, to: vip, ttl: 0)), verdict: .drop, counter: "drop_ttl_zero"),
+        .init(name: "TCP source port 0", frame: toVIP.tcp(sourcePort: 0, destinationPort: 80, flags: .syn).build(),
+              verdict: .drop, counter: "drop_port_zero"),
+        .init(name: "TCP destination port 0 (no service can be on it)", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 0, flags: .syn).build(),
+              verdict: .drop, counter: "drop_no_virtual_service"),
+        .init(name: "UDP source port 0", frame: toVIP.udp(sourcePort: 0, destinationPort: 53).build(),
+              verdict: .drop, counter: "drop_port_zero"),
+    ]
+    let impossibleSources: [(String, IPv4Address)] = [
+        ("this network 0/8", IPv4Address(0, 1, 2, 3)), ("loopback 127/8", IPv4Address(127, 0, 0, 1)),
+        ("multicast 224/4", IPv4Address(224, 0, 0, 5)), ("reserved 240/4", IPv4Address(240, 0, 0, 1)),
+        ("the limited broadcast", IPv4Address(255, 255, 255, 255)), ("the VIP itself", vip),
+    ]
+    rows += impossibleSources.map { name, source in
+        .init(name: "source address: \(name)", frame: syn(toVIP.ipv4(from: source, to: vip)), verdict: .drop, counter: "drop_source_address_impossible")
+    }
+    let impossibleFlags: [(String, TCPFlags)] = [
+        ("no control bits", []), ("SYN+FIN", [.syn, .fin]), ("SYN+RST", [.syn, .rst]), ("SYN+ACK", [.syn, .ack]),
+        ("FIN without ACK", .fin), ("PSH without ACK", .psh), ("SYN+PSH without ACK", [.syn, .psh]), ("FIN+PSH+URG (Xmas)", TCPFlags(rawValue: 0x29)),
+    ]
+    rows += impossibleFlags.map { name, flags in
+        .init(name: "TCP: \(name)", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: flags).build(),
+              verdict: .drop, counter: "drop_tcp_flags_impossible")
+    }
+    rows.append(.init(name: "RST+ACK without a connection is a client's, just unknown", frame: toVIP.tcp(sourcePort: 40001, destinationPort: 80, flags: [.rst, .ack]).build(),
+                      verdict: .drop, counter: "drop_no_connection_for_non_syn"))
+    return rows
+}()
 
 @Suite("Forwarding pipeline")
 struct ForwarderTests {

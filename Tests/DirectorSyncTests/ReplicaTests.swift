@@ -49,7 +49,11 @@ extension Forwarder {
         let received = try codec.decode(codec.encode(SyncDatagram(header: header, body: .deltas(dataSequence: 1, records: records))))
         guard case .deltas(_, let decoded) = received.body else { return }
         for record in decoded {
-            if let update = record.replicaUpdate(services: peer.services) { peer.apply(update, now: now) } else { peer.countUnknownReplicaServer() }
+            if case .apply(let update, _) = record.replicaDecision(services: peer.services, timeouts: peer.settings.timeouts) {
+                peer.apply(update, now: now)
+            } else {
+                peer.countUnknownReplicaServer()
+            }
         }
     }
 }
@@ -108,12 +112,27 @@ struct ReplicaTests {
         #expect(worker.changes.changes.isEmpty, "a replica's end is the peer's to report")
     }
 
-    @Test("a record naming an unknown real server is counted, not applied")
-    func unknownServer() {
-        let record = SyncRecord(change: .created, state: .established, transport: .tcp, clientAddress: client, clientPort: 1,
-                                virtualAddress: vip, virtualPort: 80, realServerAddress: IPv4Address(198, 18, 2, 99),
-                                realServerPort: 80, remainingLifetime: 1000)
-        #expect(record.replicaUpdate(services: director().services) == nil)
+    @Test("a record is checked against this director's own services, servers and timeouts")
+    func recordsAreChecked() {
+        func record(vip: IPv4Address = vip, port: UInt16 = 80, transport: TransportProtocol = .tcp, server: IPv4Address = IPv4Address(198, 18, 2, 11),
+                    serverPort: UInt16 = 80, state: ConnectionState = .established, lifetime: UInt32 = 1000) -> SyncRecord {
+            SyncRecord(change: .created, state: state, transport: transport, clientAddress: client, clientPort: 1, virtualAddress: vip,
+                       virtualPort: port, realServerAddress: server, realServerPort: serverPort, remainingLifetime: lifetime)
+        }
+        let local = director()
+        let decide = { (record: SyncRecord) in record.replicaDecision(services: local.services, timeouts: local.settings.timeouts) }
+        #expect(decide(record(server: IPv4Address(198, 18, 2, 99))) == .unknownRealServer)
+        #expect(decide(record(serverPort: 8080)) == .unknownRealServer, "the server's address with another port is another server")
+        #expect(decide(record(vip: IPv4Address(198, 18, 0, 7))) == .unknownService)
+        #expect(decide(record(port: 443)) == .unknownService)
+        #expect(decide(record(transport: .udp)) == .unknownService)
+        guard case .apply(.upsert(_, _, let id, let lifetime, _), false) = decide(record()) else { Issue.record("a right record is applied"); return }
+        #expect(lifetime == 1000 && local.services.realServer(id: id)?.address == IPv4Address(198, 18, 2, 11))
+        let timeouts = local.settings.timeouts
+        let longest = timeouts.timeout(for: .established) + timeouts.replicaMargin(for: .established)
+        #expect(decide(record(lifetime: .max)) == .apply(.upsert(key: record().key, state: .established, realServerID: id, lifetime: longest, claimsFlow: true),
+                                                     lifetimeClamped: true), "49 days from the wire become what this director gives the state")
+        #expect(decide(record(state: .synReceived, lifetime: 3_600_000)).clampedLifetime == timeouts.timeout(for: .synReceived) + timeouts.replicaMargin(for: .synReceived))
     }
 
     @Test("counter regions do not overlap")
@@ -177,6 +196,48 @@ struct ReplicaLifetimeTests {
         #expect(worker.table.count == 6 && worker.counters[.replicasRemoved] == 15)
         #expect(worker.table.find(key, hash: key.tableHash).map { !worker.table[$0].isReplica } == true)
     }
+
+    @Test("a full shard of the worker's own half-open flows: the peer's records do not push one out")
+    func replicasDoNotEvictOwnEntries() {
+        var worker = director()
+        for port in UInt16(0)..<64 { _ = worker.run(segment(port: 40000 + port, flags: .syn), now: 1_000) }
+        #expect(worker.table.count == 64)
+        for port in UInt16(0)..<32 {
+            let key = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            worker.apply(.upsert(key: key, state: .synReceived, realServerID: 1, lifetime: 60_000, claimsFlow: false), now: 1_001)
+        }
+        #expect(worker.counters[drop: .replicaTableFull] == 32 && worker.counters[.connectionsReclaimed] == 0)
+        #expect(worker.changes.changes.filter { if case .removed = $0 { true } else { false } }.isEmpty, "no own flow was given up")
+    }
+
+    @Test("a new flow that takes a half-open replica's place leaves the load counts alone (they never wrap)")
+    func reclaimedReplicaKeepsTheLoad() {
+        var worker = director()
+        for port in UInt16(0)..<64 {
+            let key = FlowKey(clientAddress: client, clientPort: 30000 + port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            worker.apply(.upsert(key: key, state: .synReceived, realServerID: UInt16(port % 3 + 1), lifetime: 60_000, claimsFlow: false), now: 1_000)
+        }
+        for port in UInt16(0)..<6 {
+            let (verdict, _) = worker.run(segment(port: 40000 + port, flags: .syn), now: 1_001)
+            #expect(verdict != .drop)
+        }
+        #expect(worker.counters[.connectionsReclaimed] == 6)
+        for server in UInt16(1)...3 {
+            #expect(worker.load.inactiveConnections(server) == 2 && worker.load.activeConnections(server) == 0,
+                    "server \(server): \(worker.load.inactiveConnections(server)) inactive, \(worker.load.activeConnections(server)) active")
+        }
+        #expect(worker.changes.changes.filter { if case .removed = $0 { true } else { false } }.isEmpty, "a replica's end is the peer's to report")
+    }
+
+    @Test("closing more connections than were opened leaves a count at zero")
+    func loadNeverWraps() {
+        let load = ConnectionLoad()
+        load.connectionOpened(7, state: .established)
+        load.connectionClosed(7, state: .established)
+        load.connectionClosed(7, state: .established)
+        load.connectionClosed(7, state: .synReceived)
+        #expect(load.activeConnections(7) == 0 && load.inactiveConnections(7) == 0)
+    }
 }
 
 @Suite("ACK probe")
@@ -197,5 +258,12 @@ struct AckProbeTests {
         var live = entry
         live.isReplica = false
         #expect(!AckProbe.applies(to: live), "a flow already carried here needs no probe")
+    }
+}
+
+extension ReplicaDecision {
+    var clampedLifetime: UInt64? {
+        guard case .apply(.upsert(_, _, _, let lifetime, _), true) = self else { return nil }
+        return lifetime
     }
 }

@@ -129,6 +129,28 @@ struct SyncUnderStressTests {
         #expect(session.counters[rejected: .wrongChannel] == 1)
         #expect(session.peer == .unknown, "only the liveness channel brings a peer to life")
     }
+
+    @Test("a request for every bucket releases only the requester's configured share, never this side's own")
+    func requestBeyondShare() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        let share = pair.a.session.configuredShare
+        #expect(pair.a.ownership == share)
+        let codec = SyncCodec(key: key)!
+        let request = codec.encode(SyncDatagram(
+            header: SyncHeader(nodeID: 2, incarnation: 1, sequence: 1 << 40, sentAt: 0),
+            body: .ownership(version: 1 << 40, highestDataSequence: pair.b.session.highestDataSequenceSent, action: .request,
+                             clientNextHop: .zero, ranges: [0...63])))
+        let eventsBefore = pair.a.events.count
+        pair.a.receive(request, now: pair.now)
+        for _ in 0..<200 {
+            pair.step()
+            #expect(pair.a.ownership == share, "A kept its own share throughout: \(pair.a.ownership)")
+            if pair.a.ownership != share { break }
+        }
+        #expect(pair.a.session.counters.requestsBeyondShare == 1)
+        #expect(!pair.a.events[eventsBefore...].contains { if case .release = $0 { true } else { false } })
+    }
 }
 
 @Suite("Stream repair")

@@ -105,8 +105,10 @@ public struct ConnectionLoad: ~Copyable {
         if state.isActive { active[Int(id)] &+= 1 } else { inactive[Int(id)] &+= 1 }
     }
 
+    /// Never below zero: a count that wrapped around would make lc/wlc shun the server forever.
     @inlinable public func connectionClosed(_ id: UInt16, state: ConnectionState) {
-        if state.isActive { active[Int(id)] &-= 1 } else { inactive[Int(id)] &-= 1 }
+        let counts = state.isActive ? active : inactive
+        if counts[Int(id)] > 0 { counts[Int(id)] -= 1 }
     }
 
     @inlinable public func stateChanged(_ id: UInt16, from old: ConnectionState, to new: ConnectionState) {
