@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include "CDirectorShim.h"
 
 int director_pin_current_thread(int cpu) {
@@ -27,4 +28,17 @@ int director_wait_readable(int fd, uint64_t timeout_ns) {
     struct pollfd descriptor = { .fd = fd, .events = POLLIN };
     struct timespec timeout = { .tv_sec = (time_t)(timeout_ns / 1000000000ull), .tv_nsec = (long)(timeout_ns % 1000000000ull) };
     return ppoll(&descriptor, 1, &timeout, NULL);
+}
+
+int director_accept(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int director_peer_credentials(int fd, uint32_t *uid, int32_t *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return errno;
+    *uid = credentials.uid;
+    *pid = credentials.pid;
+    return 0;
 }

@@ -141,6 +141,9 @@ public enum ConfigurationParser {
             guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ConfigurationError(field: "\(path).key_file", problem: "cannot read \"\(file)\"")
             }
+            if let problem = SecretFile.problem(file) {
+                throw ConfigurationError(field: "\(path).key_file", problem: problem)
+            }
             keyText = contents
         case (_?, _?):
             throw ConfigurationError(field: "\(path).key", problem: "give key or key_file, not both")

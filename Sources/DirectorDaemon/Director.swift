@@ -19,6 +19,8 @@ public final class Director: @unchecked Sendable {
     private var control: ControlServer?
     private var hostGuard: HostStackGuard?
     private var sync: SyncThread?
+    /// Held from `start` to `stop`: one director per front interface (see `InstanceLock`).
+    private var instanceLock: InstanceLock?
     private let realServerIDs: [String: UInt16]
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
@@ -51,6 +53,7 @@ public final class Director: @unchecked Sendable {
     public var virtualMAC: MACAddress { configuration.virtualMAC ?? front.mac }
 
     public func start() throws {
+        instanceLock = try InstanceLock(frontInterface: front.name)
         Log.info("front \(front), back \(back), virtual MAC \(virtualMAC)")
         Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
         HostSettingsCheck.warnAboutDifferences(interfaces: [front.name, back.name], workerCPUs: configuration.workerCPUs)
@@ -83,8 +86,8 @@ public final class Director: @unchecked Sendable {
             }
             Log.info("worker \(index) on CPU \(cpu) (NUMA node \(plan.placement.node.map(String.init) ?? "-")): \(perWorker) connections")
         }
-        let server = try ControlServer(path: configuration.controlSocket) { [weak self] command in
-            self?.handle(command) ?? "stopping\n"
+        let server = try ControlServer(path: configuration.controlSocket) { [weak self] command, caller in
+            self?.handle(command, from: caller) ?? "stopping\n"
         }
         server.start()
         control = server
@@ -116,6 +119,7 @@ public final class Director: @unchecked Sendable {
         workers = []
         hostGuard?.remove()
         hostGuard = nil
+        instanceLock = nil
     }
 
     // MARK: - Real servers
@@ -249,8 +253,23 @@ public final class Director: @unchecked Sendable {
 
     // MARK: - Control commands
 
-    func handle(_ command: String) -> String {
+    /// Commands that change what the director does (bucket moves, fault injection), as opposed
+    /// to the ones that only show it.
+    static func changesTheDirector(_ words: [Substring]) -> Bool {
+        switch words.first {
+        case "buckets": words.count > 1 && words[1] != "show"
+        case "fault": true
+        default: false
+        }
+    }
+
+    func handle(_ command: String, from caller: ControlCaller) -> String {
         let words = command.split(separator: " ")
+        if Director.changesTheDirector(words), !caller.mayChange {
+            Log.warning("control: refused \"\(command)\" from uid \(caller.uid) (pid \(caller.pid)): it changes the director; root or CAP_NET_ADMIN only")
+            return "error: \"\(command)\" changes the director: root or CAP_NET_ADMIN only (you are uid \(caller.uid)); "
+                + "stats, services, sync and buckets show are open to the \(ControlServer.operatorGroup) group\n"
+        }
         if words.first == "buckets" { return bucketsCommand(Array(words.dropFirst().isEmpty ? ["show"] : words.dropFirst())) }
         if words.first == "fault" { return faultCommand(Array(words.dropFirst())) }
         switch command {

@@ -1,4 +1,5 @@
 import DirectorDaemon
+import Foundation
 import DirectorWire
 import Testing
 
@@ -130,5 +131,23 @@ struct ConfigurationTests {
     func wrongShape() {
         #expect(throws: ConfigurationError(field: "", problem: "the file is empty")) { try ConfigurationParser.parse(yaml: "") }
         #expect(throws: ConfigurationError(field: "(top level)", problem: "expected a mapping of fields")) { try ConfigurationParser.parse(yaml: "- a\n- b\n") }
+    }
+
+    @Test("a key file other users can read or change is refused, like ssh refuses such a private key",
+          arguments: [(0o600, nil), (0o400, nil), (0o640, nil), (0o644, "is open to every user (mode 0644)"),
+                      (0o604, "is open to every user (mode 0604)"), (0o620, "is writable by its group (mode 0620)")] as [(Int, String?)])
+    func keyFileMode(_ mode: Int, _ problem: String?) throws {
+        let path = "/tmp/director-key-test-\(getpid())-\(mode)"
+        defer { unlink(path) }
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(labKey.utf8)))
+        #expect(chmod(path, mode_t(mode)) == 0)
+        let text = valid.replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key_file: \(path) }")
+        do {
+            let configuration = try ConfigurationParser.parse(yaml: text)
+            #expect(problem == nil, "accepted a key file of mode \(String(mode, radix: 8))")
+            #expect(configuration.peer != nil)
+        } catch {
+            #expect(problem != nil && "\(error)".contains("director.peer.key_file") && "\(error)".contains(problem!), "\(error)")
+        }
     }
 }

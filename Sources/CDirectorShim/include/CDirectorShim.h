@@ -110,6 +110,13 @@ int director_wait_readable(int fd, uint64_t timeout_ns);
 /// Gives the calling thread SCHED_FIFO at `priority` (1–99; in shim.c). Returns 0 or an errno value.
 int director_make_current_thread_realtime(int priority);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a connection on a listening socket; -1 and errno on failure.
+int director_accept(int fd);
+
+/// The credentials of the process at the other end of a Unix socket (SO_PEERCRED), from the
+/// kernel. 0, or errno.
+int director_peer_credentials(int fd, uint32_t *uid, int32_t *pid);
+
 static inline int director_errno(void) { return errno; }
 
 /// CLOCK_REALTIME in nanoseconds: stamps that cross to the peer dispatcher (replica lag), the
