@@ -32,8 +32,9 @@ final class ControlServer: @unchecked Sendable {
     private let socket: Int32
     private let handler: @Sendable (String, ControlCaller) -> String
     private var thread = DaemonThread()
-    /// The connection being served (-1: none), for `stop()` to cut.
-    private let currentClient = Atomic<Int32>(-1)
+    /// The connection being served (-1: none), for `stop()` to cut. A lock, not an atomic: the
+    /// descriptor is closed under it, so `stop()` never shuts down a number reused meanwhile.
+    private let currentClient = Mutex<Int32>(-1)
 
     init(path: String, handler: @escaping @Sendable (String, ControlCaller) -> String) throws {
         self.path = path
@@ -111,10 +112,12 @@ final class ControlServer: @unchecked Sendable {
                 if code == EINTR || code == ECONNABORTED { continue }
                 return   // the socket was shut down: the director is stopping
             }
-            currentClient.store(client, ordering: .releasing)
+            currentClient.withLock { $0 = client }
             serve(client)
-            currentClient.store(-1, ordering: .releasing)
-            close(client)
+            currentClient.withLock {
+                $0 = -1
+                close(client)
+            }
         }
     }
 
@@ -153,9 +156,9 @@ final class ControlServer: @unchecked Sendable {
             filled += count
             if buffer[filled - count..<filled].contains(UInt8(ascii: "\n")) { break }
         }
-        let line = buffer[..<filled].split(separator: UInt8(ascii: "\n"), maxSplits: 1, omittingEmptySubsequences: false).first ?? []
-        if line.count > requestLimit || (filled > requestLimit && !buffer[..<filled].contains(UInt8(ascii: "\n"))) { return .tooLong }
-        return .line(String(decoding: line, as: UTF8.self).trimmingWhitespace())
+        let end = buffer[..<filled].firstIndex(of: UInt8(ascii: "\n")) ?? filled
+        guard end <= requestLimit else { return .tooLong }
+        return .line(String(decoding: buffer[..<end], as: UTF8.self).trimmingWhitespace())
     }
 
     /// Whether process `pid` has CAP_NET_ADMIN in its effective set (bit 12 of CapEff).
@@ -170,8 +173,7 @@ final class ControlServer: @unchecked Sendable {
         shutdown(socket, Int32(SHUT_RDWR))
         close(socket)
         // A client that does not read must not hold the stop up for its timeout.
-        let client = currentClient.load(ordering: .acquiring)
-        if client >= 0 { shutdown(client, Int32(SHUT_RDWR)) }
+        currentClient.withLock { if $0 >= 0 { shutdown($0, Int32(SHUT_RDWR)) } }
         thread.join()
         unlink(path)
     }

@@ -181,6 +181,11 @@ public final class LabDirector: @unchecked Sendable {
         try Shell.run([binary, "buckets", action] + (ranges.isEmpty ? [] : [ranges]) + ["--socket", controlSocket]).output
     }
 
+    /// `director sync` against this director: the pair as it sees it.
+    public func syncReport(binary: String = LabDirector.binaryPath()) throws -> String {
+        try Shell.run([binary, "sync", "--socket", controlSocket]).output
+    }
+
     public struct LabError: Error, CustomStringConvertible {
         public let description: String
         public init(description: String) { self.description = description }

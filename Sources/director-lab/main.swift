@@ -96,6 +96,9 @@ struct Demo: ParsableCommand {
         say("  " + (try directors.map { try $0.buckets("show").trimmingCharacters(in: .newlines) }.joined(separator: "; "))
             + String(format: "; the handover left those buckets ownerless for at most %.1f ms", gap))
 
+        say("director 2's view of the pair (director sync):")
+        for line in try directors[1].syncReport().split(separator: "\n") { say("  \(line)") }
+
         let snmp = try (0..<2).map { try lab.snmpCounters(lab.directorNamespace($0)) }
         say("director hosts' own stacks: TCP resets sent \(snmp.map { $0["TcpOutRsts"] ?? -1 }), IP packets forwarded \(snmp.map { $0["IpForwDatagrams"] ?? -1 })")
         say("tearing down")
