@@ -25,7 +25,8 @@ public enum ReplicaUpdate: Sendable, Equatable {
     /// Created, changed state or still alive: keep (or refresh) a replica expiring `lifetime` ms
     /// from now. `claimsFlow` is set when the peer has just started carrying the flow (it created
     /// it or took it over): an entry of this worker's own for it is stale and becomes a replica.
-    case upsert(key: FlowKey, state: ConnectionState, realServerID: UInt16, lifetime: UInt64, claimsFlow: Bool)
+    /// `proven`: the peer's client proved the connection real (`ConnectionEntry.isProven`).
+    case upsert(key: FlowKey, state: ConnectionState, realServerID: UInt16, lifetime: UInt64, claimsFlow: Bool, proven: Bool = false)
     case remove(key: FlowKey)
 }
 

@@ -32,6 +32,8 @@ public struct ConnectionEntry: Sendable, Equatable {
     @usableFromInline static let occupiedFlag: UInt8 = 1
     /// Set on entries copied from the peer dispatcher (used by connection sync).
     @usableFromInline static let replicaFlag: UInt8 = 2
+    /// Set once the client has shown a real conversation (see `isProven`).
+    @usableFromInline static let provenFlag: UInt8 = 4
 
     public init(key: FlowKey, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
         clientAddress = key.clientAddress
@@ -57,6 +59,15 @@ public struct ConnectionEntry: Sendable, Equatable {
     public var isReplica: Bool {
         get { flags & ConnectionEntry.replicaFlag != 0 }
         set { flags = newValue ? flags | ConnectionEntry.replicaFlag : flags & ~ConnectionEntry.replicaFlag }
+    }
+
+    /// Whether the client has shown that the connection is real: data after the handshake
+    /// (TCP) or a second datagram (UDP). A DR director never sees the server's answers, so two
+    /// forged frames (a SYN, then an ACK) make an ESTABLISHED entry; until it is proven it keeps
+    /// the SYN_RECV timeout and a new flow may take its place in a full shard (`ConnectionTable`).
+    public var isProven: Bool {
+        get { flags & ConnectionEntry.provenFlag != 0 }
+        set { flags = newValue ? flags | ConnectionEntry.provenFlag : flags & ~ConnectionEntry.provenFlag }
     }
 
     public var key: FlowKey {

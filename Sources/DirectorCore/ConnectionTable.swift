@@ -23,7 +23,7 @@ public struct ConnectionTable: ~Copyable {
     private let memory: TableMemory
     private var sweepCursor = 0
 
-    /// How far from a new flow's home slot `insert` looks for a half-open entry to reclaim when
+    /// How far from a new flow's home slot `insert` looks for an unproven entry to reclaim when
     /// the shard is full (a bounded search, like the approximate LRU of Katran's per-CPU tables).
     public static let reclaimWindow = 64
 
@@ -81,20 +81,21 @@ public struct ConnectionTable: ~Copyable {
 
     public enum InsertOutcome: Equatable {
         case inserted(slot: Int)
-        /// The shard was full; a half-open entry was given up for the new flow.
+        /// The shard was full; an unproven entry (half-open, or never shown real: see
+        /// `ConnectionEntry.isProven`) was given up for the new flow.
         case insertedByReclaiming(slot: Int, reclaimed: ConnectionEntry)
         /// The shard was full and nothing could be reclaimed: the flow is not recorded.
         case full
     }
 
     /// Adds an entry whose key is not in the table (the caller has just looked). A full shard
-    /// gives up a half-open entry near the new one's home slot; `reclaimingOwnEntries: false`
+    /// gives up the unproven entry nearest its expiry near the new one's home slot; `reclaimingOwnEntries: false`
     /// limits that to replicas, so the peer's records never push out this worker's own flows.
     public mutating func insert(_ entry: ConnectionEntry, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
         if count < capacity {
             return .inserted(slot: place(entry))
         }
-        guard let victim = halfOpenSlotNearestTimeout(near: homeSlot(entry.keyHash), includingOwn: reclaimingOwnEntries) else { return .full }
+        guard let victim = unprovenSlotNearestExpiry(near: homeSlot(entry.keyHash), includingOwn: reclaimingOwnEntries) else { return .full }
         let reclaimed = slots[victim]
         remove(at: victim)
         return .insertedByReclaiming(slot: place(entry), reclaimed: reclaimed)
@@ -108,13 +109,15 @@ public struct ConnectionTable: ~Copyable {
         return slot
     }
 
-    private func halfOpenSlotNearestTimeout(near home: Int, includingOwn: Bool) -> Int? {
+    /// Forged handshakes make entries that are never proven; real clients prove theirs within a
+    /// round trip, so under a flood the new flows take the forged ones' places, never the other way.
+    private func unprovenSlotNearestExpiry(near home: Int, includingOwn: Bool) -> Int? {
         var best: Int?
         var bestExpiry = UInt64.max
         var slot = home
         for _ in 0..<min(ConnectionTable.reclaimWindow, slotCount) {
             let entry = slots[slot]
-            if entry.isOccupied && entry.state == .synReceived && (includingOwn || entry.isReplica) && entry.expiresAt < bestExpiry {
+            if entry.isOccupied && !entry.isProven && (includingOwn || entry.isReplica) && entry.expiresAt < bestExpiry {
                 best = slot
                 bestExpiry = entry.expiresAt
             }

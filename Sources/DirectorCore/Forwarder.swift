@@ -132,7 +132,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let hash = key.tableHash
         let realServerID: UInt16
         if let slot = table.find(key, hash: hash) {
-            realServerID = refresh(slot: slot, flow: flow, now: now)
+            realServerID = refresh(slot: slot, flow: flow, frame: frame.bytes, now: now)
         } else {
             guard let id = admit(key, hash: hash, flow: flow, serviceIndex: serviceIndex, now: now) else { return .drop }
             realServerID = id
@@ -149,11 +149,24 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// The peer hears of a state change at once, and of a flow that merely stays busy once half
     /// its timeout has passed since it last heard (so its replica never expires first).
     @inline(__always)
-    private mutating func refresh(slot: Int, flow: IPv4Flow, now: UInt64) -> UInt16 {
+    private mutating func refresh(slot: Int, flow: IPv4Flow, frame: RawSpan, now: UInt64) -> UInt16 {
         if table[slot].isReplica { takeOver(slot: slot, now: now, from: flow.sourceMAC) }
         let entry = table[slot]
-        let state = flow.transport == .udp ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
-        let timeout = settings.timeouts.timeout(for: state)
+        let isUDP = flow.transport == .udp
+        let state = isUDP ? ConnectionState.udp : entry.state.next(afterClientSegment: flow.tcpFlags)
+        var timeout = settings.timeouts.timeout(for: state)
+        var justProven = false
+        if !entry.isProven {
+            // Proof of a real client: data once the handshake is done, or a UDP flow's second
+            // datagram. Until then an ESTABLISHED entry keeps the SYN_RECV timeout.
+            if isUDP || (state == .established && FrameParser.carriesPayload(flow, in: frame)) {
+                justProven = true
+                table[slot].isProven = true
+                counters[.connectionsProven] &+= 1
+            } else if state == .established {
+                timeout = settings.timeouts.synReceived
+            }
+        }
         table[slot].expiresAt = now &+ timeout
         let seconds = UInt16(truncatingIfNeeded: now / 1000)
         if state != entry.state {
@@ -161,6 +174,10 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             table[slot].syncedAtSeconds = seconds
             load.stateChanged(entry.realServerID, from: entry.state, to: state)
             changes.record(.stateChanged(table[slot]))
+        } else if justProven {
+            // The peer's replica gets the longer life at once, not half a timeout later.
+            table[slot].syncedAtSeconds = seconds
+            changes.record(.refreshed(table[slot]))
         } else if UInt64(seconds &- entry.syncedAtSeconds) * 2000 >= timeout {
             table[slot].syncedAtSeconds = seconds
             changes.record(.refreshed(table[slot]))
@@ -278,7 +295,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// it turns live.
     public mutating func apply(_ update: ReplicaUpdate, now: UInt64) {
         switch update {
-        case let .upsert(key, state, realServerID, lifetime, claimsFlow):
+        case let .upsert(key, state, realServerID, lifetime, claimsFlow, proven):
             let hash = key.tableHash
             if let slot = table.find(key, hash: hash) {
                 if !table[slot].isReplica {
@@ -291,12 +308,14 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                 table[slot].realServerID = realServerID
                 table[slot].expiresAt = now &+ lifetime
                 table[slot].replicaEpoch = replicaEpoch
+                table[slot].isProven = proven
                 counters[.replicasApplied] &+= 1
                 return
             }
             var entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
                                         expiresAt: now &+ lifetime, isReplica: true)
             entry.replicaEpoch = replicaEpoch
+            entry.isProven = proven
             // Own connections first: a replica may take the place of another half-open replica,
             // never of one of this worker's own flows.
             switch table.insert(entry, reclaimingOwnEntries: false) {

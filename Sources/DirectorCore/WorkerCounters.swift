@@ -20,6 +20,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case replicasYielded
     /// ACK probes sent to clients of connections taken over from a dead peer (`AckProbe`).
     case ackProbesSent
+    /// Own connections the client proved real (`ConnectionEntry.isProven`).
+    case connectionsProven
 
     public var name: String {
         switch self {
@@ -38,6 +40,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .replicasExpired: "replicas_expired"
         case .replicasYielded: "replicas_yielded"
         case .ackProbesSent: "ack_probes_sent"
+        case .connectionsProven: "connections_proven"
         }
     }
 }

@@ -26,11 +26,13 @@ extension SyncRecord {
         guard let server = services.realServer(id: entry.realServerID) else { return nil }
         let key = entry.key
         let remaining = entry.expiresAt > now ? entry.expiresAt - now : 0
+        let margin = kind == .removed ? 0 : timeouts.replicaMargin(for: entry.state, proven: entry.isProven)
         self.init(change: kind, state: entry.state, transport: key.transport,
+                  flags: entry.isProven ? SyncWireFormat.provenRecordFlag : 0,
                   clientAddress: key.clientAddress, clientPort: key.clientPort,
                   virtualAddress: key.virtualAddress, virtualPort: key.virtualPort,
                   realServerAddress: server.address, realServerPort: server.port,
-                  remainingLifetime: UInt32(clamping: remaining + (kind == .removed ? 0 : timeouts.replicaMargin(for: entry.state))))
+                  remainingLifetime: UInt32(clamping: remaining + margin))
     }
 
     public var key: FlowKey {
@@ -52,7 +54,8 @@ extension SyncRecord {
         }
         let longest = timeouts.timeout(for: state) + timeouts.replicaMargin(for: state)
         let lifetime = min(UInt64(remainingLifetime), longest)
-        return .apply(.upsert(key: key, state: state, realServerID: server.id, lifetime: lifetime, claimsFlow: change == .created),
+        return .apply(.upsert(key: key, state: state, realServerID: server.id, lifetime: lifetime, claimsFlow: change == .created,
+                              proven: flags & SyncWireFormat.provenRecordFlag != 0),
                       lifetimeClamped: lifetime < UInt64(remainingLifetime))
     }
 }

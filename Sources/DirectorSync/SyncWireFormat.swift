@@ -73,7 +73,8 @@
 //  24 |  remaining lifetime (ms)      |           reserved            |
 //     +-------------------------------+-------------------------------+
 //
-// Record flags: 0x01 = the sender holds this connection as a replica itself (snapshots only).
+// Record flags: 0x01 = the sender holds this connection as a replica itself (snapshots only);
+// 0x02 = the client proved the connection real (data after the handshake, a second datagram).
 // Records of kind "created" claim the flow: the sender carries it now (it is new, or the sender
 // took it over), so a receiver that still had it as its own demotes its entry to a replica.
 // The lifetime a sender writes includes a margin of half the state's timeout, the longest a
@@ -105,6 +106,8 @@ public enum SyncWireFormat {
     public static let lastChunkFlag: UInt8 = 0x01
     /// Record flags.
     public static let replicaRecordFlag: UInt8 = 0x01
+    /// The client proved the connection real (`ConnectionEntry.isProven`).
+    public static let provenRecordFlag: UInt8 = 0x02
 }
 
 /// What a datagram's kind byte says.

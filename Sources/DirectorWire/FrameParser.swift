@@ -32,6 +32,15 @@ public enum FrameParser {
         }
     }
 
+    /// Whether `flow`'s segment or datagram carries payload after its transport header. Not part
+    /// of `parse`: only a connection that has not proven itself yet asks (see
+    /// `ConnectionEntry.isProven`), and every other frame would pay for the answer.
+    public static func carriesPayload(_ flow: IPv4Flow, in frame: RawSpan) -> Bool {
+        let transportLength = flow.networkOffset + flow.packetLength - flow.transportOffset
+        guard case .tcp = flow.transport else { return transportLength > UDPHeader.length }
+        return transportLength > Int(frame.byte(at: flow.transportOffset + TCPHeader.dataOffsetOffset) >> 4) * 4
+    }
+
     @inline(__always)
     static func parseIPv4(
         _ frame: RawSpan, networkOffset: Int, destinationMAC: MACAddress, sourceMAC: MACAddress, vlanID: UInt16?

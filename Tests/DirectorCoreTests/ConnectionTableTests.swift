@@ -7,8 +7,10 @@ func flowKey(_ n: Int, port: UInt16 = 80) -> FlowKey {
             virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp)
 }
 
-func entry(_ key: FlowKey, state: ConnectionState = .established, expiresAt: UInt64 = 1_000, server: UInt16 = 1) -> ConnectionEntry {
-    ConnectionEntry(key: key, keyHash: key.tableHash, state: state, realServerID: server, expiresAt: expiresAt)
+func entry(_ key: FlowKey, state: ConnectionState = .established, expiresAt: UInt64 = 1_000, server: UInt16 = 1, proven: Bool = false) -> ConnectionEntry {
+    var entry = ConnectionEntry(key: key, keyHash: key.tableHash, state: state, realServerID: server, expiresAt: expiresAt)
+    entry.isProven = proven
+    return entry
 }
 
 @Suite("Connection table")
@@ -45,11 +47,11 @@ struct ConnectionTableTests {
         }
     }
 
-    @Test("a full shard refuses a new flow when every entry is established")
-    func fullOfEstablished() {
+    @Test("a full shard refuses a new flow when every entry is proven")
+    func fullOfProven() {
         var table = ConnectionTable(capacity: 64)!
         for n in 0..<64 {
-            guard case .inserted(let slot) = table.insert(entry(flowKey(n))) else { Issue.record("insert \(n) refused below capacity"); return }
+            guard case .inserted(let slot) = table.insert(entry(flowKey(n), proven: true)) else { Issue.record("insert \(n) refused below capacity"); return }
             #expect(table.find(flowKey(n), hash: flowKey(n).tableHash) == slot)
         }
         #expect(table.count == 64)
@@ -57,12 +59,13 @@ struct ConnectionTableTests {
         for n in 0..<64 { #expect(table.find(flowKey(n), hash: flowKey(n).tableHash) != nil) }
     }
 
-    @Test("a full shard reclaims the half-open entry nearest its timeout, never an established one")
+    @Test("a full shard reclaims the unproven entry nearest its expiry, never a proven one")
     func reclaim() {
         var table = ConnectionTable(capacity: 32)!
         for n in 0..<32 {
             let state: ConnectionState = n % 4 == 0 ? .synReceived : .established
-            _ = table.insert(entry(flowKey(n), state: state, expiresAt: 10_000 + UInt64(n)))
+            // The proven ones expire first: proof, not age, is what protects an entry.
+            _ = table.insert(entry(flowKey(n), state: state, expiresAt: n % 4 == 0 ? 10_000 + UInt64(n) : 5_000, proven: n % 4 != 0))
         }
         let outcome = table.insert(entry(flowKey(500), state: .synReceived, expiresAt: 20_000))
         guard case .insertedByReclaiming(_, let reclaimed) = outcome else { Issue.record("expected reclaim, got \(outcome)"); return }

@@ -196,15 +196,52 @@ struct ForwarderTests {
         for id in UInt16(1)...3 { #expect(forwarder.load.inactiveConnections(id) == 0 && forwarder.load.activeConnections(id) == 0) }
     }
 
-    @Test("a full table drops new flows and counts them")
+    @Test("a full table of real connections drops new flows and counts them")
     func tableFull() {
         var forwarder = makeForwarder(capacity: 8)
         for port in 0..<8 {
             _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .syn).build())
             _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .ack).build())
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: [.ack, .psh]).payload(Array("GET /".utf8)).build())
         }
+        #expect(forwarder.counters[.connectionsProven] == 8)
         let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 2000, destinationPort: 80, flags: .syn).build())
         #expect(verdict == .drop && forwarder.counters[drop: .connectionTableFull] == 1)
+    }
+
+    @Test("forged handshakes (a SYN, then an ACK, never data) fill no table: they keep the SYN_RECV timeout and new clients take their places")
+    func forgedHandshakes() {
+        var timeouts = ConnectionTimeouts()
+        timeouts.synReceived = 5_000
+        var forwarder = makeForwarder(capacity: 64, timeouts: timeouts)
+        for port in 0..<64 {
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .syn).build(), now: 1_000)
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(1000 + port), destinationPort: 80, flags: .ack).build(), now: 1_001)
+        }
+        #expect(forwarder.table.count == 64 && forwarder.counters[.connectionsProven] == 0)
+        let forged = forwarder.table.find(FlowKey(clientAddress: client, clientPort: 1000, virtualAddress: vip, virtualPort: 80, transport: .tcp),
+                                          hash: FlowKey(clientAddress: client, clientPort: 1000, virtualAddress: vip, virtualPort: 80, transport: .tcp).tableHash)
+        #expect(forged.map { forwarder.table[$0].state == .established && forwarder.table[$0].expiresAt == 1_001 + 5_000 } == true,
+                "ESTABLISHED, but with the SYN_RECV timeout")
+        // Real clients: SYN, ACK, data. Each takes a forged entry's place and proves its own.
+        for port in 0..<16 {
+            let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: UInt16(3000 + port), destinationPort: 80, flags: .syn).build(), now: 1_100)
+            #expect(verdict != .drop)
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(3000 + port), destinationPort: 80, flags: .ack).build(), now: 1_101)
+            _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(3000 + port), destinationPort: 80, flags: [.ack, .psh]).payload(Array("GET /".utf8)).build(), now: 1_102)
+        }
+        #expect(forwarder.counters[.connectionsReclaimed] == 16 && forwarder.counters[.connectionsProven] == 16)
+        #expect(forwarder.counters[drop: .connectionTableFull] == 0)
+        // More forged SYNs now find only each other's places: the real connections stay.
+        for port in 0..<200 { _ = forwarder.run(toVIP.tcp(sourcePort: UInt16(5000 + port), destinationPort: 80, flags: .syn).build(), now: 1_200) }
+        let real = (0..<16).filter { port in
+            let key = FlowKey(clientAddress: client, clientPort: UInt16(3000 + port), virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            return forwarder.table.find(key, hash: key.tableHash).map { forwarder.table[$0].isProven } == true
+        }
+        #expect(real.count == 16, "every real connection kept its entry under the flood")
+        let proven = FlowKey(clientAddress: client, clientPort: 3000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        #expect(forwarder.table.find(proven, hash: proven.tableHash).map { forwarder.table[$0].expiresAt } == 1_102 + timeouts.established,
+                "a proven connection has the ESTABLISHED timeout")
     }
 
     @Test("a real server with no MAC yet is a counted drop")

@@ -25,9 +25,9 @@ func director(order: [Int] = [0, 1, 2], timeouts: ConnectionTimeouts = Connectio
                      changes: ChangeLog())
 }
 
-func segment(port: UInt16, flags: TCPFlags) -> [UInt8] {
+func segment(port: UInt16, flags: TCPFlags, data: [UInt8] = []) -> [UInt8] {
     PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: vipMAC).ipv4(from: client, to: vip)
-        .tcp(sourcePort: port, destinationPort: 80, flags: flags).build()
+        .tcp(sourcePort: port, destinationPort: 80, flags: flags).payload(data).build()
 }
 
 extension Forwarder {
@@ -126,7 +126,7 @@ struct ReplicaTests {
         #expect(decide(record(vip: IPv4Address(198, 18, 0, 7))) == .unknownService)
         #expect(decide(record(port: 443)) == .unknownService)
         #expect(decide(record(transport: .udp)) == .unknownService)
-        guard case .apply(.upsert(_, _, let id, let lifetime, _), false) = decide(record()) else { Issue.record("a right record is applied"); return }
+        guard case .apply(.upsert(_, _, let id, let lifetime, _, _), false) = decide(record()) else { Issue.record("a right record is applied"); return }
         #expect(lifetime == 1000 && local.services.realServer(id: id)?.address == IPv4Address(198, 18, 2, 11))
         let timeouts = local.settings.timeouts
         let longest = timeouts.timeout(for: .established) + timeouts.replicaMargin(for: .established)
@@ -155,7 +155,7 @@ struct ReplicaLifetimeTests {
         timeouts.established = 10_000
         var owner = director(timeouts: timeouts)
         _ = owner.run(segment(port: 40000, flags: .syn), now: 1_000)
-        _ = owner.run(segment(port: 40000, flags: .ack), now: 1_100)      // → ESTABLISHED, reported
+        _ = owner.run(segment(port: 40000, flags: [.ack, .psh], data: Array("GET /".utf8)), now: 1_100)   // → ESTABLISHED and proven, reported
         owner.changes.changes.removeAll()
         for now in stride(from: UInt64(2_000), through: 5_000, by: 1_000) { _ = owner.run(segment(port: 40000, flags: .ack), now: now) }
         #expect(owner.changes.changes.isEmpty, "under half the timeout: nothing to say")
@@ -195,6 +195,25 @@ struct ReplicaLifetimeTests {
         for _ in 0..<100 { worker.purgeStaleReplicas(budget: 8) }
         #expect(worker.table.count == 6 && worker.counters[.replicasRemoved] == 15)
         #expect(worker.table.find(key, hash: key.tableHash).map { !worker.table[$0].isReplica } == true)
+    }
+
+    @Test("a proven connection reaches the peer proven, with the ESTABLISHED lifetime; a forged handshake with the SYN_RECV one")
+    func provenTravels() throws {
+        var owner = director(), peer = director()
+        _ = owner.run(segment(port: 40000, flags: .syn), now: 1_000)
+        _ = owner.run(segment(port: 40000, flags: .ack), now: 1_001)
+        _ = owner.run(segment(port: 40001, flags: .syn), now: 1_000)
+        _ = owner.run(segment(port: 40001, flags: .ack), now: 1_001)
+        _ = owner.run(segment(port: 40001, flags: [.ack, .psh], data: Array("GET /".utf8)), now: 1_002)
+        try owner.sync(to: &peer, now: 1_003)
+        func replica(_ port: UInt16) -> ConnectionEntry? {
+            let key = FlowKey(clientAddress: client, clientPort: port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+            return peer.table.find(key, hash: key.tableHash).map { peer.table[$0] }
+        }
+        let timeouts = ConnectionTimeouts()
+        let forged = try #require(replica(40000)), real = try #require(replica(40001))
+        #expect(!forged.isProven && forged.expiresAt <= 1_003 + timeouts.synReceived + timeouts.replicaMargin(for: .synReceived))
+        #expect(real.isProven && real.expiresAt >= 1_003 + timeouts.established)
     }
 
     @Test("a full shard of the worker's own half-open flows: the peer's records do not push one out")
@@ -263,7 +282,7 @@ struct AckProbeTests {
 
 extension ReplicaDecision {
     var clampedLifetime: UInt64? {
-        guard case .apply(.upsert(_, _, _, let lifetime, _), true) = self else { return nil }
+        guard case .apply(.upsert(_, _, _, let lifetime, _, _), true) = self else { return nil }
         return lifetime
     }
 }
