@@ -89,8 +89,9 @@ public struct ConnectionTable: ~Copyable {
     }
 
     /// Adds an entry whose key is not in the table (the caller has just looked). A full shard
-    /// gives up the unproven entry nearest its expiry near the new one's home slot; `reclaimingOwnEntries: false`
-    /// limits that to replicas, so the peer's records never push out this worker's own flows.
+    /// gives up the unproven entry nearest its expiry near the new one's home slot;
+    /// `reclaimingOwnEntries: false` limits that to replicas, so the peer's records never push
+    /// out this worker's own flows.
     public mutating func insert(_ entry: ConnectionEntry, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
         if count < capacity {
             return .inserted(slot: place(entry))

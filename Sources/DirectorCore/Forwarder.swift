@@ -197,6 +197,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     }
 
     /// A flow without an entry: decide whether it may start one, schedule it, record it.
+    ///
     /// A frame no honest client sends never makes an entry (see `IPv4Flow.implausibility`). Frames
     /// of a flow that has one skip that check: their addresses and ports passed it when the
     /// entry was made, and the few instructions it costs are not spent on every frame.
@@ -316,7 +317,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                                         expiresAt: now &+ lifetime, isReplica: true)
             entry.replicaEpoch = replicaEpoch
             entry.isProven = proven
-            // Own connections first: a replica may take the place of another half-open replica,
+            // Own connections first: a replica may take the place of another unproven replica,
             // never of one of this worker's own flows.
             switch table.insert(entry, reclaimingOwnEntries: false) {
             case .inserted, .insertedByReclaiming:
