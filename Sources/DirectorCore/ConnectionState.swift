@@ -94,12 +94,12 @@ public struct ConnectionTimeouts: Sendable, Equatable {
         }
     }
 
-    /// An entry's timeout: an ESTABLISHED connection the client has not proven real yet keeps
-    /// the SYN_RECV timeout (see `ConnectionEntry.isProven`), so forged handshakes cost the table
-    /// a minute, not fifteen.
+    /// An entry's timeout: an ESTABLISHED connection or a UDP flow the client has not proven real
+    /// yet keeps the SYN_RECV timeout if that is shorter (see `ConnectionEntry.isProven`), so
+    /// forged handshakes cost the table a minute, not fifteen, and forged datagrams not five.
     @inlinable @inline(__always)
     public func timeout(for state: ConnectionState, proven: Bool) -> UInt64 {
-        state == .established && !proven ? synReceived : timeout(for: state)
+        proven || (state != .established && state != .udp) ? timeout(for: state) : min(synReceived, timeout(for: state))
     }
 
     /// What a replica's lifetime adds to the owner's remaining one: half the timeout (the

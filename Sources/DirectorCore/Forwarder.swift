@@ -164,7 +164,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                 table[slot].isProven = true
                 counters[.connectionsProven] &+= 1
             } else if state == .established {
-                timeout = settings.timeouts.synReceived
+                timeout = settings.timeouts.timeout(for: state, proven: false)
             }
         }
         table[slot].expiresAt = now &+ timeout
@@ -228,7 +228,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         }
         let realServerID = service.pool[member].id
         var entry = ConnectionEntry(key: key, keyHash: hash, state: state, realServerID: realServerID,
-                                    expiresAt: now &+ settings.timeouts.timeout(for: state))
+                                    expiresAt: now &+ settings.timeouts.timeout(for: state, proven: false))
         entry.syncedAtSeconds = UInt16(truncatingIfNeeded: now / 1000)
         switch table.insert(entry) {
         case .inserted:

@@ -209,6 +209,20 @@ struct ForwarderTests {
         #expect(verdict == .drop && forwarder.counters[drop: .connectionTableFull] == 1)
     }
 
+    @Test("a UDP flow's first datagram gets the SYN_RECV timeout, its second proves it and gets the UDP one")
+    func udpProof() {
+        let timeouts = ConnectionTimeouts()
+        var forwarder = makeForwarder(timeouts: timeouts)
+        let datagram = toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3, 4]).build()
+        let key = FlowKey(clientAddress: client, clientPort: 5000, virtualAddress: vip, virtualPort: 53, transport: .udp)
+        _ = forwarder.run(datagram, now: 1_000)
+        #expect(forwarder.table.find(key, hash: key.tableHash).map { forwarder.table[$0].expiresAt } == 1_000 + min(timeouts.synReceived, timeouts.udp))
+        _ = forwarder.run(datagram, now: 2_000)
+        let slot = forwarder.table.find(key, hash: key.tableHash)
+        #expect(slot.map { forwarder.table[$0].isProven && forwarder.table[$0].expiresAt == 2_000 + timeouts.udp } == true)
+        #expect(forwarder.counters[.connectionsProven] == 1)
+    }
+
     @Test("forged handshakes (a SYN, then an ACK, never data) fill no table: they keep the SYN_RECV timeout and new clients take their places")
     func forgedHandshakes() {
         var timeouts = ConnectionTimeouts()
