@@ -17,14 +17,9 @@ final class InstanceLock {
         name = "director/front/\(frontInterface)"
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw LockError(description: "socket(AF_UNIX) failed: \(String(cString: strerror(director_errno())))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(name.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { path in
-            // sun_path[0] = 0 makes the name abstract; the name follows, without a terminator.
-            for (offset, byte) in bytes.prefix(path.count - 1).enumerated() { path[offset + 1] = byte }
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + 1 + min(bytes.count, 107))
+        // A leading NUL makes the name abstract; the length, not a terminator, ends it.
+        var address = ControlServer.address("\u{0}" + name)
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + min(name.utf8.count + 1, MemoryLayout.size(ofValue: address.sun_path)))
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
