@@ -18,6 +18,7 @@ public final class Director: @unchecked Sendable {
     private var snapshots: SnapshotExchange?
     private var control: ControlServer?
     private var hostGuard: HostStackGuard?
+    private var syncAdmission: SyncAdmission?
     private var sync: SyncThread?
     /// Held from `start` to `stop`: one director per front interface (see `InstanceLock`).
     private var instanceLock: InstanceLock?
@@ -94,7 +95,15 @@ public final class Director: @unchecked Sendable {
         startMaintenance()
         if let peer = configuration.peer {
             do {
-                let sync = try SyncThread(director: self, peer: peer, workers: workers)
+                guard let crossover = NetworkInterface.name(holding: peer.localAddress) else {
+                    throw ConfigurationError(field: "director.peer.local_address", problem: "\(peer.localAddress) is on no interface of this host")
+                }
+                let admission = SyncAdmission(crossover: crossover, local: "\(peer.localAddress)", peer: "\(peer.address)",
+                                              ports: [peer.syncPort, peer.heartbeatPort])
+                try admission.install()
+                syncAdmission = admission
+                Log.info("sync admission: nftables table inet \(admission.tableName) takes the pair's ports only from \(peer.address) on \(crossover)")
+                let sync = try SyncThread(director: self, peer: peer, crossover: crossover, workers: workers)
                 sync.start()
                 self.sync = sync
             } catch {
@@ -119,6 +128,8 @@ public final class Director: @unchecked Sendable {
         workers = []
         hostGuard?.remove()
         hostGuard = nil
+        syncAdmission?.remove()
+        syncAdmission = nil
         instanceLock = nil
     }
 

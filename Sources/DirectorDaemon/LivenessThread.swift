@@ -51,9 +51,9 @@ final class LivenessThread: @unchecked Sendable {
     /// Per worker: its loop count when last seen to move, and when (monotonic ns).
     private var progress: [(iterations: UInt64, at: UInt64)]
 
-    init(peer: Configuration.Peer, nodeID: UInt8, incarnation: UInt64, codec: SyncCodec, workers: [Worker], front: NetworkInterface,
+    init(peer: Configuration.Peer, crossover: String, nodeID: UInt8, incarnation: UInt64, codec: SyncCodec, workers: [Worker], front: NetworkInterface,
          initial: HeartbeatAnnouncement) throws {
-        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.heartbeatPort)
+        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.heartbeatPort, device: crossover)
         channel = LivenessChannel(nodeID: nodeID, peerNodeID: peer.nodeID, incarnation: incarnation, codec: codec)
         self.workers = workers
         self.front = front

@@ -122,13 +122,13 @@ final class SyncThread: @unchecked Sendable {
         }
     }
 
-    init(director: Director, peer: Configuration.Peer, workers: [Worker]) throws {
+    init(director: Director, peer: Configuration.Peer, crossover: String, workers: [Worker]) throws {
         self.director = director
         self.peer = peer
         self.workers = workers
         backlogs = Array(repeating: [], count: workers.count)
         ringFullSeen = Array(repeating: 0, count: workers.count)
-        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.syncPort)
+        socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.syncPort, device: crossover)
         guard let codec = SyncCodec(key: peer.key) else { throw ConfigurationError(field: "director.peer.key", problem: "shorter than 16 bytes") }
         let settings = SyncSettings(nodeID: director.configuration.nodeID, peerNodeID: peer.nodeID,
                                     heartbeatInterval: UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000,
@@ -137,7 +137,7 @@ final class SyncThread: @unchecked Sendable {
         let incarnation = director_realtime_nanoseconds()
         let session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
                                   incarnation: incarnation, now: director_monotonic_nanoseconds())
-        liveness = try LivenessThread(peer: peer, nodeID: director.configuration.nodeID, incarnation: incarnation, codec: codec,
+        liveness = try LivenessThread(peer: peer, crossover: crossover, nodeID: director.configuration.nodeID, incarnation: incarnation, codec: codec,
                                       workers: workers, front: director.front, initial: session.announcement)
         self.session = session
         services = director.currentServices

@@ -41,6 +41,22 @@ public struct NetworkInterface: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The name of the interface that holds `address` (getifaddrs), or nil if none does: the
+    /// crossover link is configured by its addresses, and its sockets are bound to its device.
+    public static func name(holding address: IPv4Address) -> String? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return nil }
+        defer { freeifaddrs(list) }
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let socketAddress = entry.pointee.ifa_addr, socketAddress.pointee.sa_family == sa_family_t(AF_INET) else { continue }
+            let held = socketAddress.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
+            if held == address.rawValue, let name = entry.pointee.ifa_name { return String(cString: name) }
+        }
+        return nil
+    }
+
     /// Whether the interface is up and has its carrier now (SIOCGIFFLAGS: IFF_UP and
     /// IFF_RUNNING), asked through `probe`, any datagram socket of the interface's namespace.
     /// False too when it cannot be read (the interface is gone).

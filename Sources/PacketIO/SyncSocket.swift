@@ -7,17 +7,21 @@ import Glibc
 /// A UDP socket of the pair (the sync channel's, or the liveness channel's), bound to this
 /// dispatcher's crossover address and connected to the peer's: the kernel itself then drops
 /// datagrams from any other source. Bound without SO_REUSEADDR, so no other process can bind the
-/// same port and take the peer's datagrams. Non-blocking; large buffers so a snapshot burst is
+/// same port and take the peer's datagrams, and to the crossover device (SO_BINDTODEVICE), so a
+/// datagram that arrives on another interface with the peer's address never reaches it. Non-blocking; large buffers so a snapshot burst is
 /// not lost to a full queue; marked as network control (DSCP CS6) so heartbeats go ahead of bulk
 /// traffic if the crossover link is shared.
 public struct SyncSocket: ~Copyable {
     public let descriptor: Int32
     private let peer: sockaddr_in
 
-    public init(local: IPv4Address, peer: IPv4Address, port: UInt16) throws(SystemCallError) {
-        let context = "opening the sync socket on \(local):\(port)"
+    public init(local: IPv4Address, peer: IPv4Address, port: UInt16, device: String) throws(SystemCallError) {
+        let context = "opening the sync socket on \(local):\(port) (\(device))"
         let fd = try SystemCall.check("socket", context) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         do {
+            try SystemCall.check("setsockopt(SO_BINDTODEVICE)", context) {
+                setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, socklen_t(device.utf8.count))
+            }
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUFFORCE, Int32(8 << 20), context)
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, Int32(8 << 20), context)
             try SystemCall.setOption(fd, level: Int32(IPPROTO_IP), name: IP_TOS, Int32(0xC0), context)
