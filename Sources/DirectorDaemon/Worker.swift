@@ -198,13 +198,14 @@ final class Worker: @unchecked Sendable {
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
             if readiness == .ready {
-                _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, checksumPending in
+                _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, metadata in
                     switch forwarder.process(&frame, now: now) {
                     case .transmitOnBack(let length, let checksum):
-                        let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: checksumPending ? checksum : nil)
+                        let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: metadata.checksumPending ? checksum : nil,
+                                                      vlanTag: metadata.vlanTag)
                         forwarder.countTransmission(length: length, queued: queued)
                     case .transmitOnFront(let length):
-                        _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: frontSocket)
+                        _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: frontSocket, vlanTag: metadata.vlanTag)
                     case .drop:
                         break
                     }

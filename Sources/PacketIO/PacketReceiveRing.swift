@@ -1,5 +1,6 @@
 import CDirectorShim
 import DirectorCore
+import DirectorWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -136,22 +137,44 @@ public struct PacketReceiveRing: ~Copyable {
 
     // MARK: - Draining
 
+    /// What the ring's header says about a frame beside its bytes.
+    public struct FrameMetadata {
+        /// The transport checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left it
+        /// to offload).
+        public var checksumPending: Bool
+        /// The 802.1Q tag the kernel moved out of the frame (TP_STATUS_VLAN_VALID), or `.none`.
+        /// The kernel does so before any packet socket sees a tagged frame, so this is where a
+        /// tag is, not in the bytes.
+        public var vlanTag: VLANTag
+
+        @inline(__always)
+        init(status: UInt32, tci: UInt16, tpid: UInt16) {
+            checksumPending = status & UInt32(TP_STATUS_CSUMNOTREADY) != 0
+            guard status & UInt32(TP_STATUS_VLAN_VALID) != 0 else {
+                vlanTag = .none
+                return
+            }
+            let identifier = status & UInt32(TP_STATUS_VLAN_TPID_VALID) != 0 && tpid != 0 ? tpid : EtherType.vlan
+            vlanTag = VLANTag(protocolIdentifier: identifier, controlInformation: tci)
+        }
+    }
+
     /// Walks the frames the kernel has handed over, in place, and hands them back: one block
     /// (TPACKET_V3) or up to `framesPerBurst` frames (TPACKET_V2). `body` gets each frame and
-    /// whether its transport checksum is still partial (TP_STATUS_CSUMNOTREADY: the sender left
-    /// it to offload); `lookahead` gets the frame after it first, to prefetch what that one will
-    /// need. Returns the number of frames walked.
+    /// what the ring's header says about it; `lookahead` gets the frame after it first, to
+    /// prefetch what that one will need. Returns the number of frames walked.
     @inline(__always)
     public mutating func drainBurst(lookahead: (RawSpan) -> Void = { _ in },
-                                    _ body: (inout MutableRawSpan, _ checksumPending: Bool) -> Void) -> Int {
+                                    _ body: (inout MutableRawSpan, FrameMetadata) -> Void) -> Int {
         switch geometry.format {
         case .tpacketV3:
             return walkBlock(lookahead: lookahead) { span, header in
-                body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+                body(&span, FrameMetadata(status: header.pointee.tp_status, tci: UInt16(truncatingIfNeeded: header.pointee.hv1.tp_vlan_tci),
+                                          tpid: header.pointee.hv1.tp_vlan_tpid))
             }
         case .tpacketV2:
             return walkFrames(lookahead: lookahead) { span, header in
-                body(&span, header.pointee.tp_status & UInt32(TP_STATUS_CSUMNOTREADY) != 0)
+                body(&span, FrameMetadata(status: header.pointee.tp_status, tci: header.pointee.tp_vlan_tci, tpid: header.pointee.tp_vlan_tpid))
             }
         }
     }
@@ -250,8 +273,16 @@ public struct PacketReceiveRing: ~Copyable {
     /// Sends one frame out of this socket's interface with an ordinary send(2): for the rare
     /// frames that go back out of the front (ARP replies), which do not justify a second TX ring.
     /// Static, taking the socket, so a worker can send while it is walking this ring.
-    public static func send(_ bytes: RawSpan, on socket: Int32) -> Bool {
-        bytes.withUnsafeBytes { buffer in Glibc.send(socket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count }
+    public static func send(_ bytes: RawSpan, on socket: Int32, vlanTag: VLANTag = .none) -> Bool {
+        guard vlanTag.isPresent, bytes.byteCount >= VLANTag.offset else {
+            return bytes.withUnsafeBytes { buffer in Glibc.send(socket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count }
+        }
+        // The tag goes back in: the frame answers one that came tagged (an ARP request).
+        let length = bytes.byteCount + VLANTag.length
+        return withUnsafeTemporaryAllocation(byteCount: length, alignment: 8) { tagged in
+            bytes.withUnsafeBytes { VLANTag.insert(vlanTag, copying: $0, into: tagged.baseAddress!) }
+            return Glibc.send(socket, tagged.baseAddress, length, Int32(MSG_DONTWAIT)) == length
+        }
     }
 
     /// The kernel's count of frames it dropped because this ring was full (PACKET_STATISTICS;

@@ -94,8 +94,9 @@ public struct PacketTransmitRing: ~Copyable {
     /// offload: with the virtio header the kernel is asked to complete it (NEEDS_CSUM), without
     /// one the ring completes it in the slot. The frame it was given is never written.
     @inline(__always)
-    public mutating func enqueue(_ bytes: RawSpan, pendingChecksum: TransportChecksum? = nil) -> Bool {
-        guard bytes.byteCount <= maximumFrameLength else { return false }
+    public mutating func enqueue(_ bytes: RawSpan, pendingChecksum: TransportChecksum? = nil, vlanTag: VLANTag = .none) -> Bool {
+        let tagLength = vlanTag.isPresent && bytes.byteCount >= VLANTag.offset ? VLANTag.length : 0
+        guard bytes.byteCount + tagLength <= maximumFrameLength else { return false }
         var slot = frame(nextFrame)
         var status = director_tx_frame_status(slot)
         if status != UInt32(TP_STATUS_AVAILABLE) && status != UInt32(TP_STATUS_WRONG_FORMAT) {
@@ -105,25 +106,32 @@ public struct PacketTransmitRing: ~Copyable {
         }
         slot = frame(nextFrame)
         var data = UnsafeMutableRawPointer(slot) + dataOffset
-        var length = bytes.byteCount
+        let frameLength = bytes.byteCount + tagLength
+        // The tag sits before the IP header: the checksum's place moves with it.
+        let checksum = pendingChecksum.map { TransportChecksum(start: $0.start + tagLength, fieldOffset: $0.fieldOffset, end: $0.end + tagLength) }
+        var length = frameLength
         if usesVirtioHeader {
             // flags 0, gso NONE; hdr_len = the whole frame, so the kernel copies it into the
             // packet buffer's linear part (see the type's comment).
             // struct virtio_net_hdr, little-endian: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset.
             data.initializeMemory(as: UInt8.self, repeating: 0, count: PacketTransmitRing.virtioHeaderLength)
-            data.storeBytes(of: UInt16(bytes.byteCount).littleEndian, toByteOffset: 2, as: UInt16.self)
-            if let pendingChecksum {
+            data.storeBytes(of: UInt16(frameLength).littleEndian, toByteOffset: 2, as: UInt16.self)
+            if let checksum {
                 data.storeBytes(of: UInt8(VIRTIO_NET_HDR_F_NEEDS_CSUM), toByteOffset: 0, as: UInt8.self)
-                data.storeBytes(of: UInt16(pendingChecksum.start).littleEndian, toByteOffset: 6, as: UInt16.self)
-                data.storeBytes(of: UInt16(pendingChecksum.fieldOffset).littleEndian, toByteOffset: 8, as: UInt16.self)
+                data.storeBytes(of: UInt16(checksum.start).littleEndian, toByteOffset: 6, as: UInt16.self)
+                data.storeBytes(of: UInt16(checksum.fieldOffset).littleEndian, toByteOffset: 8, as: UInt16.self)
             }
             data += PacketTransmitRing.virtioHeaderLength
             length += PacketTransmitRing.virtioHeaderLength
         }
-        bytes.withUnsafeBytes { source in data.copyMemory(from: source.baseAddress!, byteCount: source.count) }
-        if let pendingChecksum, !usesVirtioHeader {
-            var copy = UnsafeMutableRawBufferPointer(start: data, count: bytes.byteCount).mutableBytes
-            InternetChecksum.complete(&copy, start: pendingChecksum.start, fieldOffset: pendingChecksum.fieldOffset, end: pendingChecksum.end)
+        if tagLength == 0 {
+            bytes.withUnsafeBytes { source in data.copyMemory(from: source.baseAddress!, byteCount: source.count) }
+        } else {
+            bytes.withUnsafeBytes { source in VLANTag.insert(vlanTag, copying: source, into: data) }
+        }
+        if let checksum, !usesVirtioHeader {
+            var copy = UnsafeMutableRawBufferPointer(start: data, count: frameLength).mutableBytes
+            InternetChecksum.complete(&copy, start: checksum.start, fieldOffset: checksum.fieldOffset, end: checksum.end)
         }
         director_tx_frame_publish(slot, UInt32(length))
         nextFrame = nextFrame + 1 == geometry.frameCount ? 0 : nextFrame + 1

@@ -20,14 +20,14 @@ extension LabSuites {
         }
 
         /// The first TCP frame to reach the ring, and whether it came flagged as checksum-pending.
-        func receiveOne(_ ring: inout PacketReceiveRing) -> (bytes: [UInt8], pending: Bool)? {
+        func receiveOne(_ ring: inout PacketReceiveRing) -> (bytes: [UInt8], pending: Bool, vlanTag: VLANTag)? {
             let deadline = Date().addingTimeInterval(3)
-            var received: (bytes: [UInt8], pending: Bool)?
+            var received: (bytes: [UInt8], pending: Bool, vlanTag: VLANTag)?
             while received == nil && Date() < deadline {
                 guard ring.waitForFrames(timeoutMilliseconds: 20) == .ready else { continue }
-                _ = ring.drainBurst { frame, pending in
+                _ = ring.drainBurst { frame, metadata in
                     guard received == nil, case .ipv4 = FrameParser.parse(frame.bytes) else { return }
-                    received = (frame.bytes.withUnsafeBytes { Array($0) }, pending)
+                    received = (frame.bytes.withUnsafeBytes { Array($0) }, metadata.checksumPending, metadata.vlanTag)
                 }
             }
             return received
@@ -44,7 +44,7 @@ extension LabSuites {
                     let checksum = TransportChecksum(start: 34, fieldOffset: 16, end: partial.count)
                     #expect(partial.withUnsafeBytes { transmit.enqueue($0.bytes, pendingChecksum: checksum) })
                     transmit.flush()
-                    guard case (var bytes, let pending)? = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
+                    guard case (var bytes, let pending, _)? = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
                     if virtioHeader {
                         // The kernel carried the frame as checksum-partial to the receiver.
                         #expect(pending && bytes == partial)
@@ -56,6 +56,33 @@ extension LabSuites {
                         #expect(!pending, "completed in the ring: nothing left for the receiver")
                     }
                     #expect(bytes == full, "the checksum is right once completed")
+                }
+            }
+        }
+
+        @Test("a frame that came with an 802.1Q tag leaves with it: the tag goes back in after the MACs, the checksum's place moves with it",
+              arguments: [true, false])
+        func vlanTagKept(virtioHeader: Bool) throws {
+            try withVethPair(namespace: TransmitRingTests.namespace) {
+                try insideNamespace(TransmitRingTests.namespace) {
+                    var receive = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil)
+                    var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"), useVirtioHeader: virtioHeader)
+                    let (full, partial) = TransmitRingTests.frames()
+                    let checksum = TransportChecksum(start: 34, fieldOffset: 16, end: partial.count)
+                    let tag = VLANTag(protocolIdentifier: EtherType.vlan, controlInformation: 0x2007)
+                    #expect(partial.withUnsafeBytes { transmit.enqueue($0.bytes, pendingChecksum: checksum, vlanTag: tag) })
+                    transmit.flush()
+                    // The receiving side's kernel moves the tag out of the frame again, as it
+                    // does for the director's receive ring.
+                    guard case (var bytes, let pending, let received)? = receiveOne(&receive) else { Issue.record("nothing arrived"); return }
+                    #expect(received == tag, "tag \(String(received.rawValue, radix: 16)) arrived")
+                    if pending {
+                        bytes.withUnsafeMutableBytes { buffer in
+                            var span = buffer.mutableBytes
+                            InternetChecksum.complete(&span, start: checksum.start, fieldOffset: checksum.fieldOffset, end: checksum.end)
+                        }
+                    }
+                    #expect(bytes == full, "the frame under the tag is the one sent, checksum right")
                 }
             }
         }
