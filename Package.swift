@@ -14,6 +14,8 @@ import PackageDescription
 //   DirectorDaemon  Config, workers, the sync thread, ARP resolution of real servers, host-stack guard,
 //                   control socket.
 //   director        The production binary.
+//   DirectorFuzzing What one fuzzer input does to the forwarder and to the sync session: run by the
+//                   libFuzzer executables in Fuzz/ and, over the checked-in corpus, by the unit tests.
 //   DirectorLab     The network-namespace lab used by tests, the demo and the benchmarks.
 let package = Package(
     name: "director",
@@ -25,6 +27,8 @@ let package = Package(
         // For the microbenchmarks (Benchmarks/Micro, a package of its own).
         .library(name: "DirectorCore", targets: ["DirectorCore"]),
         .library(name: "DirectorWire", targets: ["DirectorWire"]),
+        // For the fuzzers (Fuzz/, a package of its own: it builds with -sanitize=fuzzer).
+        .library(name: "DirectorFuzzing", targets: ["DirectorFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -83,6 +87,11 @@ let package = Package(
             dependencies: ["DirectorSync", "DirectorCore", "DirectorWire"],
             path: "Benchmarks/SyncBenchmark"
         ),
+        .target(
+            name: "DirectorFuzzing",
+            dependencies: ["DirectorCore", "DirectorWire", "DirectorSync", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(name: "DirectorFuzzingTests", dependencies: ["DirectorFuzzing"]),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
         .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),

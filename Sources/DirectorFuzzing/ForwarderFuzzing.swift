@@ -1,0 +1,77 @@
+import DirectorCore
+import DirectorWire
+
+/// One fuzzer input through `Forwarder.process`: a sequence of frames from the front, each with
+/// the time that passed before it, against a fresh forwarder (so any input replays alone).
+///
+/// Chunk control byte (see `FuzzInput`): bits 0–5 are the time step, in 10 ms units when bit 6
+/// is clear and 30 s units when it is set (timeouts of every state are reachable); bit 7 runs the
+/// expiry sweep before the frame. The chunk's body is the frame.
+///
+/// Beyond "no crash", it checks what a caller of `process` relies on: a verdict never names more
+/// bytes than the frame has, and the table never holds more entries than its capacity.
+public enum ForwarderFuzzing {
+    public static let scratchLength = 2048
+
+    public static func run(_ input: UnsafeRawBufferPointer) {
+        var forwarder = FuzzedFarm.forwarder()
+        var chunks = FuzzInput(input)
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: scratchLength, alignment: 64)
+        defer { scratch.deallocate() }
+        var now: UInt64 = 1_000_000_000
+        while let chunk = chunks.next() {
+            let step = UInt64(chunk.control & 0x3F)
+            now += chunk.control & 0x40 == 0 ? step * 10_000_000 : step * 30_000_000_000
+            if chunk.control & 0x80 != 0 { forwarder.expire(now: now, budget: 64) }
+            let length = min(chunk.body.count, scratchLength)
+            scratch.copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk.body[..<length]))
+            var frame = UnsafeMutableRawBufferPointer(rebasing: scratch[..<length]).mutableBytes
+            switch forwarder.process(&frame, now: now) {
+            case .transmitOnBack(let sent, _), .transmitOnFront(let sent):
+                precondition(sent <= length, "a verdict of \(sent) bytes for a \(length)-byte frame")
+            case .drop:
+                break
+            }
+            precondition(forwarder.table.count <= forwarder.table.capacity, "the table holds more than its capacity")
+        }
+    }
+
+    /// Seeds: the conversations an honest client has, so mutation starts from frames that reach
+    /// every stage of the pipeline.
+    public static func seeds() -> [(name: String, bytes: [UInt8])] {
+        func frame(_ port: UInt16, _ flags: TCPFlags, payload: Int = 0, clientPort: UInt16 = 40000) -> [UInt8] {
+            PacketBuilder().ethernet(from: FuzzedFarm.clientMAC, to: FuzzedFarm.virtualMAC)
+                .ipv4(from: IPv4Address(198, 18, 1, 10), to: FuzzedFarm.virtualAddress)
+                .tcp(sourcePort: clientPort, destinationPort: port, flags: flags)
+                .payload([UInt8](repeating: 0x61, count: payload)).build()
+        }
+        func datagram(_ port: UInt16, payload: Int) -> [UInt8] {
+            PacketBuilder().ethernet(from: FuzzedFarm.clientMAC, to: FuzzedFarm.virtualMAC)
+                .ipv4(from: IPv4Address(198, 18, 1, 11), to: FuzzedFarm.virtualAddress)
+                .udp(sourcePort: 5353, destinationPort: port)
+                .payload([UInt8](repeating: 0x62, count: payload)).build()
+        }
+        let arp = PacketBuilder.arpRequest(from: FuzzedFarm.clientMAC, senderAddress: IPv4Address(198, 18, 0, 1),
+                                           for: FuzzedFarm.virtualAddress)
+        var seeds: [(String, [UInt8])] = []
+        for (port, transport, _) in FuzzedFarm.listeners {
+            var conversation: [(control: UInt8, body: [UInt8])]
+            if transport == .tcp {
+                conversation = [(1, frame(port, .syn)), (1, frame(port, .ack)), (1, frame(port, [.ack, .psh], payload: 100)),
+                                (0x45, frame(port, [.fin, .ack])), (0x81, frame(port, .ack))]
+            } else {
+                conversation = [(1, datagram(port, payload: 40)), (2, datagram(port, payload: 40)), (0xC5, datagram(port, payload: 8))]
+            }
+            seeds.append(("conversation-\(transport)-\(port)", FuzzInput.encode(conversation)))
+        }
+        seeds.append(("arp-request", FuzzInput.encode([(control: 0, body: arp)])))
+        let tagged = PacketBuilder.arpRequest(from: FuzzedFarm.clientMAC, senderAddress: IPv4Address(198, 18, 0, 1),
+                                              for: FuzzedFarm.virtualAddress, vlanID: 7)
+        seeds.append(("arp-request-vlan", FuzzInput.encode([(control: 0, body: tagged)])))
+        seeds.append(("reset", FuzzInput.encode([(control: 0, body: frame(80, .syn)), (control: 1, body: frame(80, .rst))])))
+        // More flows than the table holds: reclaiming is reached.
+        let fill = (0..<20).map { (control: UInt8(1), body: frame(443, .syn, clientPort: 30000 + UInt16($0))) }
+        seeds.append(("table-full", FuzzInput.encode(fill)))
+        return seeds
+    }
+}

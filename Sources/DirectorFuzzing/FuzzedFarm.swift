@@ -1,0 +1,44 @@
+import DirectorCore
+import DirectorWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The farm both harnesses run against: one VIP with a service per scheduler and both
+/// transports, small Maglev tables so that building a forwarder per input stays cheap.
+enum FuzzedFarm {
+    static let virtualMAC = MACAddress(rawValue: 0x02_00_00_00_00_64)
+    static let backMAC = MACAddress(rawValue: 0x02_00_00_00_00_B0)
+    static let virtualAddress = IPv4Address(198, 18, 0, 100)
+    static let clientMAC = MACAddress(rawValue: 0x02_00_00_00_01_01)
+
+    static let pool: [RealServer] = (0..<3).map { (index: Int) -> RealServer in
+        RealServer(id: UInt16(index + 1), address: IPv4Address(198, 18, 2, UInt8(11 + index)), port: 80, weight: UInt32(index + 1),
+                   mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64(index)))
+    }
+
+    /// (port, transport, scheduler) of every service on the VIP.
+    static let listeners: [(UInt16, TransportProtocol, SchedulerKind)] = [
+        (80, .tcp, .maglev), (443, .tcp, .weightedLeastConnection), (22, .tcp, .sourceHash),
+        (8080, .tcp, .weightedRoundRobin), (53, .udp, .roundRobin), (123, .udp, .leastConnection),
+    ]
+
+    static let services = ServiceTable(services: listeners.map { port, transport, scheduler in
+        VirtualService(address: virtualAddress, port: port, transport: transport, pool: pool, scheduler: scheduler, maglevTableSize: 251)
+    })
+
+    static let smallTableMemory = TableMemory(
+        allocate: { byteCount in
+            var pointer: UnsafeMutableRawPointer?
+            return posix_memalign(&pointer, 64, byteCount) == 0 ? pointer : nil
+        },
+        release: { pointer, _ in free(pointer) })
+
+    /// A forwarder with a table small enough that a few frames fill it and reclaiming is reached.
+    /// Its memory is plain cache-line-aligned heap: the daemon's huge-page alignment costs
+    /// AddressSanitizer a large reservation per table, which would slow every input down.
+    static func forwarder(capacity: Int = 16) -> Forwarder<ConnectionChangeCounter> {
+        Forwarder(table: ConnectionTable(capacity: capacity, memory: smallTableMemory)!, services: services,
+                  settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: backMAC), changes: ConnectionChangeCounter())
+    }
+}
