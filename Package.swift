@@ -89,7 +89,7 @@ let package = Package(
         ),
         .target(
             name: "DirectorFuzzing",
-            dependencies: ["DirectorCore", "DirectorWire", "DirectorSync", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["DirectorCore", "DirectorWire", "DirectorSync"]
         ),
         .testTarget(name: "DirectorFuzzingTests", dependencies: ["DirectorFuzzing"]),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),

@@ -37,7 +37,7 @@ public struct ConnectionTable: ~Copyable {
         guard let raw = memory.allocate(byteCount) else { return nil }
         // A large shard is read at random: ask for transparent huge pages so that a lookup costs
         // one cache miss, not a cache miss plus a page walk (advice only; harmless if refused).
-        if byteCount >= 4 << 20 { _ = madvise(raw, byteCount, MADV_HUGEPAGE) }
+        if byteCount >= TableMemory.hugePageThreshold { _ = madvise(raw, byteCount, MADV_HUGEPAGE) }
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         slots = raw.bindMemory(to: ConnectionEntry.self, capacity: slotCount)
         self.memory = memory

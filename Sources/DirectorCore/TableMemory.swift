@@ -14,11 +14,16 @@ public struct TableMemory: Sendable {
         self.release = release
     }
 
-    /// Ordinary heap memory, aligned to 2 MiB so transparent huge pages can back it.
+    /// Tables at least this large ask for transparent huge pages (see `ConnectionTable`).
+    public static let hugePageThreshold = 4 << 20
+
+    /// Ordinary heap memory: aligned to 2 MiB where transparent huge pages will be asked to back
+    /// it, to a cache line otherwise (a 2 MiB alignment costs a small table a large reservation).
     public static let heap = TableMemory(
         allocate: { byteCount in
             var pointer: UnsafeMutableRawPointer?
-            return posix_memalign(&pointer, 2 << 20, byteCount) == 0 ? pointer : nil
+            let alignment = byteCount >= hugePageThreshold ? 2 << 20 : 64
+            return posix_memalign(&pointer, alignment, byteCount) == 0 ? pointer : nil
         },
         release: { pointer, _ in free(pointer) })
 }

@@ -18,7 +18,12 @@ public struct HostStackGuard: Sendable {
     }
 
     /// One table per front interface, so two directors on one host never touch each other's.
-    public var tableName: String { "director_" + interface.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
+    public var tableName: String { "director_" + Self.nftablesIdentifier(interface) }
+
+    /// `text` with every character nftables does not take in a name replaced by "_".
+    static func nftablesIdentifier(_ text: String) -> String {
+        text.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+    }
 
     var ruleset: String {
         let addresses = virtualAddresses.joined(separator: ", ")

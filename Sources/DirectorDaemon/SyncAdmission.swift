@@ -23,7 +23,7 @@ public struct SyncAdmission: Sendable {
     /// One table per crossover interface and local address, so two directors on one host never
     /// touch each other's.
     public var tableName: String {
-        "director_sync_" + (crossover + "_" + local).map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined()
+        "director_sync_" + HostStackGuard.nftablesIdentifier(crossover + "_" + local)
     }
 
     var ruleset: String {

@@ -1,8 +1,5 @@
 import DirectorCore
 import DirectorWire
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The farm both harnesses run against: one VIP with a service per scheduler and both
 /// transports, small Maglev tables so that building a forwarder per input stays cheap.
@@ -27,18 +24,9 @@ enum FuzzedFarm {
         VirtualService(address: virtualAddress, port: port, transport: transport, pool: pool, scheduler: scheduler, maglevTableSize: 251)
     })
 
-    static let smallTableMemory = TableMemory(
-        allocate: { byteCount in
-            var pointer: UnsafeMutableRawPointer?
-            return posix_memalign(&pointer, 64, byteCount) == 0 ? pointer : nil
-        },
-        release: { pointer, _ in free(pointer) })
-
     /// A forwarder with a table small enough that a few frames fill it and reclaiming is reached.
-    /// Its memory is plain cache-line-aligned heap: the daemon's huge-page alignment costs
-    /// AddressSanitizer a large reservation per table, which would slow every input down.
     static func forwarder(capacity: Int = 16) -> Forwarder<ConnectionChangeCounter> {
-        Forwarder(table: ConnectionTable(capacity: capacity, memory: smallTableMemory)!, services: services,
+        Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
                   settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: backMAC), changes: ConnectionChangeCounter())
     }
 }

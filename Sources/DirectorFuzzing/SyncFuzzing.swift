@@ -1,4 +1,3 @@
-import Crypto
 import DirectorCore
 import DirectorSync
 import DirectorWire
@@ -18,7 +17,7 @@ import DirectorWire
 /// Beyond "no crash", it checks the bounds the protocol promises: one turn never sends more
 /// than the pacing allows, and the retransmission queue never outgrows its retention.
 public enum SyncFuzzing {
-    static let key = [UInt8](repeating: 0x5A, count: 32)
+    static let codec = SyncCodec(key: [UInt8](repeating: 0x5A, count: 32))!
     /// A short retention: eviction from the retransmission queue is reached by small inputs, and
     /// a session is cheap enough to make for every input.
     static let settings = SyncSettings(nodeID: 1, peerNodeID: 2, retention: 256)
@@ -29,7 +28,6 @@ public enum SyncFuzzing {
     public static let datagramsPerTurnBound = settings.retransmissionsPerTick + settings.nackRangesPerTick / 16 + 16
 
     public static func run(_ input: UnsafeRawBufferPointer) {
-        let codec = SyncCodec(key: key)!
         var session = SyncSession(settings: settings, configuredShare: BucketOwnership(bucketCount: 64) { $0 < 32 }, codec: codec,
                                   incarnation: 7, now: 1_000_000_000)
         var liveness = LivenessChannel(nodeID: 1, peerNodeID: 2, incarnation: 7, codec: codec)
@@ -87,17 +85,16 @@ public enum SyncFuzzing {
         let bodyLength = bytes.count - SyncWireFormat.headerLength
         datagram[6] = UInt8(bodyLength >> 8)
         datagram[7] = UInt8(bodyLength & 0xFF)
-        return datagram + Array(HMAC<SHA256>.authenticationCode(for: datagram, using: SymmetricKey(data: key)))
+        return codec.authenticated(datagram)
     }
 
     /// Seeds: a datagram of every kind from a healthy peer, signed and unsigned, in the order a
     /// peer's start sends them.
     public static func seeds() -> [(name: String, bytes: [UInt8])] {
-        let peer = SyncCodec(key: key)!
         var sequence: UInt64 = 0
         func unsigned(_ body: SyncBody) -> [UInt8] {
             sequence += 1
-            let bytes = peer.encode(SyncDatagram(header: SyncHeader(nodeID: 2, incarnation: 9, sequence: sequence, sentAt: epoch + sequence), body: body))
+            let bytes = codec.encode(SyncDatagram(header: SyncHeader(nodeID: 2, incarnation: 9, sequence: sequence, sentAt: epoch + sequence), body: body))
             return Array(bytes.dropLast(SyncWireFormat.authenticatorLength))
         }
         func record(_ change: SyncRecord.Change, port: UInt16, state: ConnectionState, server: Int = 0) -> SyncRecord {
@@ -125,7 +122,7 @@ public enum SyncFuzzing {
                                                    ranges: [48...63]))),
             (control: 0xFF, body: []),
         ]
-        let forged = peer.encode(SyncDatagram(header: SyncHeader(nodeID: 2, incarnation: 9, sequence: 1, sentAt: epoch), body: heartbeat))
+        let forged = codec.encode(SyncDatagram(header: SyncHeader(nodeID: 2, incarnation: 9, sequence: 1, sentAt: epoch), body: heartbeat))
         return [
             ("peer-start", FuzzInput.encode(start)),
             ("peer-silent-then-back", FuzzInput.encode([start[0], (control: 0xFF, body: []), (control: 0xFF, body: []), start[0]])),

@@ -69,8 +69,13 @@ public struct SyncCodec: Sendable {
         out.u64(datagram.header.sequence)
         out.u64(datagram.header.sentAt)
         out.bytes += body.bytes
-        out.bytes += Array(HMAC<SHA256>.authenticationCode(for: out.bytes, using: key))
-        return out.bytes
+        return authenticated(out.bytes)
+    }
+
+    /// `headerAndBody` with its authenticator appended: the last step of `encode`, public so
+    /// that a test or a fuzzer can sign bytes `encode` would never write.
+    public func authenticated(_ headerAndBody: [UInt8]) -> [UInt8] {
+        headerAndBody + Array(HMAC<SHA256>.authenticationCode(for: headerAndBody, using: key))
     }
 
     // MARK: - Decoding

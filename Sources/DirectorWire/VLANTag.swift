@@ -13,15 +13,13 @@ public struct VLANTag: Equatable, Sendable {
 
     public static let none = VLANTag(rawValue: 0)
     /// Bytes a tag takes in a frame: TPID and TCI, after the two MAC addresses.
-    public static let length = 4
-    /// Where it goes: after the destination and source MACs.
-    public static let offset = 12
+    public static let length = EthernetHeader.vlanTagLength
+    /// Where it goes: after the destination and source MACs (where the EtherType was).
+    public static let offset = EthernetHeader.etherTypeOffset
 
     @inlinable public var isPresent: Bool { rawValue != 0 }
     @inlinable public var protocolIdentifier: UInt16 { UInt16(truncatingIfNeeded: rawValue >> 16) }
     @inlinable public var controlInformation: UInt16 { UInt16(truncatingIfNeeded: rawValue) }
-    /// The VLAN id (the TCI's low 12 bits).
-    public var id: UInt16 { controlInformation & 0x0FFF }
 
     /// Copies `frame` (untagged, at least the two MACs long) to `destination` with `tag` after
     /// its MACs: `frame.count + 4` bytes.

@@ -60,7 +60,7 @@ extension LabSuites {
             }
         }
 
-        @Test("a frame that came with an 802.1Q tag leaves with it: the tag goes back in after the MACs, the checksum's place moves with it",
+        @Test("a frame that came with an 802.1Q tag leaves with it, from the transmit ring (the checksum's place moves with it) and from send(2)",
               arguments: [true, false])
         func vlanTagKept(virtioHeader: Bool) throws {
             try withVethPair(namespace: TransmitRingTests.namespace) {
@@ -83,6 +83,12 @@ extension LabSuites {
                         }
                     }
                     #expect(bytes == full, "the frame under the tag is the one sent, checksum right")
+
+                    // The frames that go back out of the front with send(2) (ARP answers) too.
+                    let front = try PacketReceiveRing(interface: NetworkInterface(named: "kf0"), fanoutGroup: 0, fanoutProgram: nil)
+                    #expect(full.withUnsafeBytes { PacketReceiveRing.send($0.bytes, on: front.socket, vlanTag: tag) })
+                    guard case (let sent, _, let sentTag)? = receiveOne(&receive) else { Issue.record("the sent frame did not arrive"); return }
+                    #expect(sentTag == tag && sent == full, "send(2) puts the tag back as the ring does")
                 }
             }
         }
