@@ -26,6 +26,7 @@ extension Director {
             ("heartbeats_sent", "counter", status.liveness.heartbeatsSent),
             ("heartbeats_received", "counter", status.liveness.heartbeatsReceived),
             ("heartbeats_withheld", "counter", status.liveness.heartbeatsWithheld),
+            ("peer_incarnations_verified", "counter", status.liveness.incarnationsVerified),
             ("heartbeat_send_errors", "counter", status.liveness.sendErrors),
             ("heartbeat_longest_lateness_ns", "gauge", status.liveness.longestLateness),
             ("fault", "gauge", status.fault == nil ? 0 : 1),
@@ -89,6 +90,7 @@ extension Director {
         let liveness = status.liveness
         lines.append("heartbeats: \(liveness.heartbeatsSent) sent, \(liveness.heartbeatsReceived) received, \(liveness.heartbeatsWithheld) withheld"
             + "; at most \(milliseconds(liveness.longestLateness)) late"
+            + "; \(liveness.incarnationsVerified) peer incarnation(s) verified by challenge"
             + (status.fault.map { "; NOT SENT NOW: \($0)" } ?? ""))
         let steps = SyncThread.Step.allCases.map { "\($0.name) \(milliseconds(status.longestStep[$0.rawValue]))" }.joined(separator: ", ")
         lines.append("sync thread: longest turn \(milliseconds(status.longestTurn)) (\(steps)), \(milliseconds(status.longestTurnCPU)) of CPU at most; "

@@ -15,6 +15,8 @@ struct LivenessReport: Sendable {
     var heartbeatsSent: UInt64 = 0
     var heartbeatsReceived: UInt64 = 0
     var heartbeatsWithheld: UInt64 = 0
+    /// Peer incarnations believed (each answered this side's challenge): the first, then one per restart.
+    var incarnationsVerified: UInt64 = 0
     var sendErrors: UInt64 = 0
     /// Datagrams on the liveness socket from anywhere but the peer's.
     var foreignDatagrams: UInt64 = 0
@@ -36,6 +38,7 @@ final class LivenessThread: @unchecked Sendable {
     /// A datagram socket kept for asking the front interface's state every heartbeat.
     private let linkProbe: Int32
     private let workers: [Worker]
+    private let peerNodeID: UInt8
     private let front: NetworkInterface
     private let interval: UInt64
     private let deadAfterMissed: Int
@@ -56,6 +59,7 @@ final class LivenessThread: @unchecked Sendable {
         socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.heartbeatPort, device: crossover)
         channel = LivenessChannel(nodeID: nodeID, peerNodeID: peer.nodeID, incarnation: incarnation, codec: codec)
         self.workers = workers
+        peerNodeID = peer.nodeID
         self.front = front
         interval = UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000
         deadAfterMissed = peer.deadAfterMissed
@@ -122,7 +126,12 @@ final class LivenessThread: @unchecked Sendable {
         for _ in 0..<64 {
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
-                if let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) { local.latest = heartbeat }
+                guard let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) else { continue }
+                if heartbeat.incarnation != local.latest?.incarnation {
+                    Log.info("liveness: node \(peerNodeID) incarnation \(String(heartbeat.incarnation, radix: 16)) answered this side's challenge; "
+                        + (local.latest == nil ? "its heartbeats are heard" : "it restarted"))
+                }
+                local.latest = heartbeat
             case .foreign:
                 local.foreignDatagrams += 1
             case .none:
@@ -169,6 +178,7 @@ final class LivenessThread: @unchecked Sendable {
     private func publish() {
         local.heartbeatsSent = channel.heartbeatsSent
         local.heartbeatsReceived = channel.heartbeatsReceived
+        local.incarnationsVerified = channel.incarnationsVerified
         local.rejected = channel.rejected
         let snapshot = local
         report.withLock { $0 = snapshot }

@@ -133,8 +133,9 @@ final class SyncThread: @unchecked Sendable {
         let settings = SyncSettings(nodeID: director.configuration.nodeID, peerNodeID: peer.nodeID,
                                     heartbeatInterval: UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000,
                                     deadAfterMissed: peer.deadAfterMissed, flushDelay: 0)
-        // A fresh incarnation at each start: the wall clock in ns only grows across restarts.
-        let incarnation = director_realtime_nanoseconds()
+        // A fresh incarnation at each start, at random: the peer believes it once it answers the
+        // peer's challenge, whatever the clocks say (see the handshake in SyncWireFormat).
+        let incarnation = UInt64.random(in: 1...UInt64.max)
         let session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
                                   incarnation: incarnation, now: director_monotonic_nanoseconds())
         liveness = try LivenessThread(peer: peer, crossover: crossover, nodeID: director.configuration.nodeID, incarnation: incarnation, codec: codec,

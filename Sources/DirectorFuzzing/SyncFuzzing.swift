@@ -30,7 +30,9 @@ public enum SyncFuzzing {
     public static func run(_ input: UnsafeRawBufferPointer) {
         var session = SyncSession(settings: settings, configuredShare: BucketOwnership(bucketCount: 64) { $0 < 32 }, codec: codec,
                                   incarnation: 7, now: 1_000_000_000)
-        var liveness = LivenessChannel(nodeID: 1, peerNodeID: 2, incarnation: 7, codec: codec)
+        // Challenges the fuzzer can learn to echo: 1, 2, 3, … (the daemon draws them at random).
+        let counter = NonceCounter()
+        var liveness = LivenessChannel(nodeID: 1, peerNodeID: 2, incarnation: 7, codec: codec, nonces: counter.next)
         var forwarder = FuzzedFarm.forwarder()
         var ownership = BucketOwnership.none(64)
         var chunks = FuzzInput(input)
@@ -77,11 +79,18 @@ public enum SyncFuzzing {
         }
     }
 
-    /// `bytes` as the peer would send them if it held the key: the body length field set to
-    /// what follows the header, the authenticator appended.
+    /// Nonces 1, 2, 3, … for one fuzzer input.
+    final class NonceCounter: @unchecked Sendable {
+        private var last: UInt64 = 0
+        var next: @Sendable () -> UInt64 { { self.last += 1; return self.last } }
+    }
+
+    /// `bytes` as the peer would send them if it held the key and spoke this version: the
+    /// version and body length fields set, the authenticator appended.
     static func signed(_ bytes: [UInt8]) -> [UInt8] {
         guard bytes.count >= SyncWireFormat.headerLength, bytes.count - SyncWireFormat.headerLength <= Int(UInt16.max) else { return bytes }
         var datagram = bytes
+        datagram[2] = SyncWireFormat.version
         let bodyLength = bytes.count - SyncWireFormat.headerLength
         datagram[6] = UInt8(bodyLength >> 8)
         datagram[7] = UInt8(bodyLength & 0xFF)
@@ -103,7 +112,9 @@ public enum SyncFuzzing {
                               clientPort: 40000, virtualAddress: FuzzedFarm.virtualAddress, virtualPort: port,
                               realServerAddress: FuzzedFarm.pool[server].address, realServerPort: 80, remainingLifetime: 900_000)
         }
-        let heartbeat = SyncBody.heartbeat(ownershipVersion: 1, highestDataSequence: 2, bucketCount: 64, ownedBuckets: 32)
+        // The first challenge of the harness's liveness channel is 1: the peer echoes it.
+        let heartbeat = SyncBody.heartbeat(HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 2, bucketCount: 64, ownedBuckets: 32),
+                                           challenge: 77, echo: 1)
         let start: [(control: UInt8, body: [UInt8])] = [
             (control: 2, body: unsigned(heartbeat)),
             (control: 4, body: unsigned(.snapshotChunk(requestID: 1, dataSequence: 1, index: 0, isLast: true,

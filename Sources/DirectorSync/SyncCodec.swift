@@ -24,12 +24,14 @@ public struct SyncCodec: Sendable {
             body.u16(UInt16(records.count))
             body.u16(0)
             for record in records { body.record(record) }
-        case let .heartbeat(ownershipVersion, highestDataSequence, bucketCount, ownedBuckets):
-            body.u64(ownershipVersion)
-            body.u64(highestDataSequence)
-            body.u16(bucketCount)
-            body.u16(ownedBuckets)
+        case let .heartbeat(announcement, challenge, echo):
+            body.u64(announcement.ownershipVersion)
+            body.u64(announcement.highestDataSequence)
+            body.u16(announcement.bucketCount)
+            body.u16(announcement.ownedBuckets)
             body.u32(0)
+            body.u64(challenge)
+            body.u64(echo)
         case let .ack(dataSequence):
             body.u64(dataSequence)
         case let .nack(missing):
@@ -87,22 +89,40 @@ public struct SyncCodec: Sendable {
         return try result.get()
     }
 
-    private func decode(_ data: RawSpan, raw: UnsafeRawBufferPointer) throws(SyncRejection) -> SyncDatagram {
+    /// What the fixed header of `bytes` says, checked for everything but authenticity: the
+    /// cheap tests a receiver applies before it pays for an HMAC. Nothing in it is to be trusted
+    /// except to decide whether to authenticate.
+    public func preview(_ bytes: [UInt8]) throws(SyncRejection) -> SyncPreview {
+        let result: Result<SyncPreview, SyncRejection> = bytes.withUnsafeBytes { buffer in
+            Result { () throws(SyncRejection) in try preview(buffer.bytes) }
+        }
+        return try result.get()
+    }
+
+    private func preview(_ data: RawSpan) throws(SyncRejection) -> SyncPreview {
         guard data.byteCount >= SyncWireFormat.headerLength + SyncWireFormat.authenticatorLength else { throw .truncated }
         guard data.byteCount <= SyncWireFormat.maximumDatagram else { throw .oversized }
         guard data.bigEndianUInt16(at: 0) == SyncWireFormat.magic else { throw .badMagic }
         guard data.byte(at: 2) == SyncWireFormat.version else { throw .unsupportedVersion }
         let bodyLength = Int(data.bigEndianUInt16(at: 6))
-        let authenticated = SyncWireFormat.headerLength + bodyLength
-        guard authenticated + SyncWireFormat.authenticatorLength == data.byteCount else { throw .lengthMismatch }
+        guard SyncWireFormat.headerLength + bodyLength + SyncWireFormat.authenticatorLength == data.byteCount else { throw .lengthMismatch }
+        guard let kind = SyncMessageKind(rawValue: data.byte(at: 3)) else { throw .unknownKind }
+        if kind == .heartbeat, bodyLength != SyncWireFormat.heartbeatBodyLength { throw .malformedBody }
+        let header = SyncHeader(nodeID: data.byte(at: 4), flags: data.byte(at: 5), incarnation: data.bigEndianUInt64(at: 8),
+                                sequence: data.bigEndianUInt64(at: 16), sentAt: data.bigEndianUInt64(at: 24))
+        let echo = kind == .heartbeat ? data.bigEndianUInt64(at: SyncWireFormat.heartbeatEchoOffset) : nil
+        return SyncPreview(kind: kind, header: header, heartbeatEcho: echo)
+    }
+
+    private func decode(_ data: RawSpan, raw: UnsafeRawBufferPointer) throws(SyncRejection) -> SyncDatagram {
+        let preview = try preview(data)
+        let authenticated = data.byteCount - SyncWireFormat.authenticatorLength
         // Nothing beyond the fixed header's lengths is believed before the authenticator checks out.
         let code = UnsafeRawBufferPointer(rebasing: raw[authenticated...])
         guard HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: UnsafeRawBufferPointer(rebasing: raw[..<authenticated]), using: key) else {
             throw .badAuthenticator
         }
-        guard let kind = SyncMessageKind(rawValue: data.byte(at: 3)) else { throw .unknownKind }
-        let header = SyncHeader(nodeID: data.byte(at: 4), flags: data.byte(at: 5), incarnation: data.bigEndianUInt64(at: 8),
-                                sequence: data.bigEndianUInt64(at: 16), sentAt: data.bigEndianUInt64(at: 24))
+        let kind = preview.kind, header = preview.header
         var body = ByteReader(Array(UnsafeRawBufferPointer(rebasing: raw[SyncWireFormat.headerLength..<authenticated])))
         let decoded: SyncBody
         switch kind {
@@ -112,9 +132,10 @@ public struct SyncCodec: Sendable {
             try body.skip(2)
             decoded = .deltas(dataSequence: dataSequence, records: try body.records(count))
         case .heartbeat:
-            decoded = .heartbeat(ownershipVersion: try body.u64(), highestDataSequence: try body.u64(),
-                                 bucketCount: try body.u16(), ownedBuckets: try body.u16())
+            let announcement = HeartbeatAnnouncement(ownershipVersion: try body.u64(), highestDataSequence: try body.u64(),
+                                                     bucketCount: try body.u16(), ownedBuckets: try body.u16())
             try body.skip(4)
+            decoded = .heartbeat(announcement, challenge: try body.u64(), echo: try body.u64())
         case .ack:
             decoded = .ack(dataSequence: try body.u64())
         case .nack:
@@ -146,6 +167,14 @@ public struct SyncCodec: Sendable {
         guard body.remaining == 0 else { throw .malformedBody }
         return SyncDatagram(header: header, body: decoded)
     }
+}
+
+/// A datagram's fixed header before authentication (see `SyncCodec.preview`).
+public struct SyncPreview: Sendable {
+    public var kind: SyncMessageKind
+    public var header: SyncHeader
+    /// A heartbeat's echo field; nil for other kinds.
+    public var heartbeatEcho: UInt64?
 }
 
 /// Appends big-endian fields.

@@ -45,8 +45,8 @@ public struct SyncRecord: Equatable, Sendable {
 public struct SyncHeader: Equatable, Sendable {
     public var nodeID: UInt8
     public var flags: UInt8
-    /// Chosen at each start, increasing across restarts (start time): a peer that sees a larger
-    /// one knows the sender restarted; a smaller one is a stale datagram of an earlier life.
+    /// Drawn at random at each start: a peer that hears another one (and sees it answer its
+    /// challenge) knows the sender restarted. Random, so a clock stepped back changes nothing.
     public var incarnation: UInt64
     /// Per datagram, increasing within an incarnation: the replay window's number.
     public var sequence: UInt64
@@ -74,7 +74,9 @@ public enum OwnershipAction: UInt8, Sendable, CaseIterable {
 /// A datagram's body, by kind.
 public enum SyncBody: Equatable, Sendable {
     case deltas(dataSequence: UInt64, records: [SyncRecord])
-    case heartbeat(ownershipVersion: UInt64, highestDataSequence: UInt64, bucketCount: UInt16, ownedBuckets: UInt16)
+    /// `challenge`: the sender's current nonce, for the receiver to echo; `echo`: the challenge
+    /// of the latest authentic heartbeat the sender heard (see the handshake in SyncWireFormat).
+    case heartbeat(HeartbeatAnnouncement, challenge: UInt64, echo: UInt64)
     case ack(dataSequence: UInt64)
     case nack(missing: [ClosedRange<UInt64>])
     case snapshotRequest(requestID: UInt64)

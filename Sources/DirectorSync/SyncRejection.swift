@@ -10,7 +10,9 @@ public enum SyncRejection: Int, Error, CaseIterable, Sendable {
     case malformedBody
     case unexpectedSender
     case replayed
-    case staleIncarnation
+    /// An incarnation of the peer this side does not believe (yet): one that has not answered
+    /// this side's challenge, a capture of an earlier life, or a forgery.
+    case unverifiedIncarnation
     case outsideReplayWindow
     /// A heartbeat on the sync channel, or another kind on the liveness channel.
     case wrongChannel
@@ -27,7 +29,7 @@ public enum SyncRejection: Int, Error, CaseIterable, Sendable {
         case .malformedBody: "malformed_body"
         case .unexpectedSender: "unexpected_sender"
         case .replayed: "replayed"
-        case .staleIncarnation: "stale_incarnation"
+        case .unverifiedIncarnation: "unverified_incarnation"
         case .outsideReplayWindow: "outside_replay_window"
         case .wrongChannel: "wrong_channel"
         }

@@ -429,7 +429,7 @@ public struct SyncSession: ~Copyable {
 
     /// A heartbeat the liveness channel accepted: the peer is alive (or back, or restarted).
     public mutating func heard(_ heartbeat: PeerHeartbeat, now: UInt64, wallClock: UInt64) {
-        guard noteIncarnation(heartbeat.incarnation, now: now, wallClock: wallClock) else { return }
+        noteIncarnation(heartbeat.incarnation, now: now, wallClock: wallClock)
         lastHeard = max(lastHeard ?? 0, heartbeat.heardAt)
         let announced = heartbeat.announcement
         inbox.senderHasSent(upTo: announced.highestDataSequence)
@@ -451,17 +451,15 @@ public struct SyncSession: ~Copyable {
         }
     }
 
-    /// Learns the peer's incarnation from either channel. A larger one than known: the peer
-    /// restarted, its stream starts over. A smaller one: a datagram of an earlier life (false).
-    private mutating func noteIncarnation(_ incarnation: UInt64, now: UInt64, wallClock: UInt64) -> Bool {
-        guard let known = peerIncarnation else {
+    /// Learns the peer's incarnation from a heartbeat the liveness channel heard (it believes an
+    /// incarnation only once it answered a challenge). Another one than known: the peer
+    /// restarted, its stream starts over, and sync datagrams of the old one are refused.
+    private mutating func noteIncarnation(_ incarnation: UInt64, now: UInt64, wallClock: UInt64) {
+        guard incarnation != peerIncarnation else { return }
+        replay.start(incarnation: incarnation)
+        guard peerIncarnation != nil else {
             peerIncarnation = incarnation
-            return true
-        }
-        guard incarnation != known else { return true }
-        guard incarnation > known else {
-            counters[rejected: .staleIncarnation] += 1
-            return false
+            return
         }
         peerIncarnation = incarnation
         counters.peerRestarts += 1
@@ -477,13 +475,35 @@ public struct SyncSession: ~Copyable {
         } else {
             restartedWhileAway = true
         }
-        return true
     }
 
     // MARK: - Datagrams from the peer (sync channel)
 
-    /// Takes one datagram from the sync socket. What is wrong with it is counted.
+    /// Takes one datagram from the sync socket. What is wrong with it is counted. Only the
+    /// incarnation the liveness channel believes is heard, and a control datagram only once:
+    /// both are checked before the authenticator, so forgeries cost no HMAC.
     public mutating func receive(_ bytes: [UInt8], now: UInt64, wallClock: UInt64) {
+        let preview: SyncPreview
+        do {
+            preview = try codec.preview(bytes)
+        } catch {
+            counters[rejected: error] += 1
+            return
+        }
+        guard preview.header.nodeID == settings.peerNodeID else {
+            counters[rejected: .unexpectedSender] += 1
+            return
+        }
+        let kind = preview.kind, header = preview.header
+        guard !kind.isLiveness else {
+            counters[rejected: .wrongChannel] += 1
+            return
+        }
+        if let refusal = replay.refusal(incarnation: header.incarnation, sequence: header.sequence),
+           refusal == .unverifiedIncarnation || !kind.isData {
+            counters[rejected: refusal] += 1
+            return
+        }
         let datagram: SyncDatagram
         do {
             datagram = try codec.decode(bytes)
@@ -491,23 +511,12 @@ public struct SyncSession: ~Copyable {
             counters[rejected: error] += 1
             return
         }
-        guard datagram.header.nodeID == settings.peerNodeID else {
-            counters[rejected: .unexpectedSender] += 1
+        let refusal = kind.isData ? replay.admitData(incarnation: header.incarnation, sequence: header.sequence)
+                                  : replay.admit(incarnation: header.incarnation, sequence: header.sequence)
+        if let refusal {
+            counters[rejected: refusal] += 1
             return
         }
-        let kind = datagram.body.kind
-        guard !kind.isLiveness else {
-            counters[rejected: .wrongChannel] += 1
-            return
-        }
-        let header = datagram.header
-        let admission = kind.isData ? replay.admitData(incarnation: header.incarnation, sequence: header.sequence)
-                                    : replay.admit(incarnation: header.incarnation, sequence: header.sequence)
-        if case .failure(let reason) = admission {
-            counters[rejected: reason] += 1
-            return
-        }
-        guard noteIncarnation(header.incarnation, now: now, wallClock: wallClock) else { return }
         counters.datagramsReceived += 1
         handle(datagram, now: now, wallClock: wallClock)
     }

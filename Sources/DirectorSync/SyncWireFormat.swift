@@ -1,4 +1,4 @@
-// The connection-sync wire format, version 2: one UDP datagram on the crossover link.
+// The connection-sync wire format, version 3: one UDP datagram on the crossover link.
 //
 // Every field is big-endian. A datagram is a header, a body whose layout depends on the kind,
 // and an HMAC-SHA256 over header and body under the pair's shared key.
@@ -6,7 +6,7 @@
 //      0               1               2               3
 //      0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
 //     +-------------------------------+---------------+---------------+
-//   0 |          magic "DS"           |  version (2)  |     kind      |
+//   0 |          magic "DS"           |  version (3)  |     kind      |
 //     +---------------+---------------+---------------+---------------+
 //   4 |    node id    |     flags     |          body length          |
 //     +---------------+---------------+-------------------------------+
@@ -29,7 +29,8 @@
 //
 //   1 deltas          data sequence (8) | record count (2) | reserved (2) | records (32 each)
 //   2 heartbeat       ownership version (8) | highest data sequence sent (8) |
-//                     bucket count (2) | owned buckets (2) | reserved (4)
+//                     bucket count (2) | owned buckets (2) | reserved (4) |
+//                     challenge (8) | echo (8)
 //   3 ack             data sequence received in order, inclusive (8)
 //   4 nack            range count (2) | reserved (6) | ranges: first (8), last (8) data sequences
 //   5 snapshot request   request id (8)
@@ -50,6 +51,20 @@
 // released buckets only once every record sent before the release has arrived. It also carries
 // the MAC the sender's client frames come from (the next hop towards the clients; zero if none
 // yet): the taker of buckets sends its ACK probes there before it has seen a client frame itself.
+//
+// Incarnations are random, so their order means nothing: a receiver believes a new incarnation
+// of its peer only once a heartbeat of it echoes the challenge the receiver's own heartbeats
+// carry (a nonce drawn at start and again after every incarnation it believes). Each side
+// echoes the challenge of the latest authentic heartbeat it heard, whether or not it believes
+// that incarnation yet, so two fresh dispatchers believe each other within two heartbeats. A
+// capture replayed from an earlier life echoes an old nonce and is never believed: it cannot
+// bring a dead peer back to life, at start or later, nor stop a takeover; and a restart after
+// the clock was stepped back is a restart like any other. Before the authenticator is computed,
+// a datagram is held to what a blind forger cannot know: on either channel its incarnation must
+// be the believed one (and, for all but data datagrams, its sequence new to the replay window);
+// an unbelieved incarnation's heartbeat must echo the current challenge, or fit a small budget
+// of checks per second (the one way to learn a restarted peer's challenge). A flood of forged
+// datagrams thus costs a read and a comparison each, not an HMAC.
 //
 // Deltas and snapshot chunks share one data sequence (1, 2, 3, … per incarnation), so a gap is
 // NACKed and retransmitted the same way for both. A retransmission is the original datagram,
@@ -87,10 +102,10 @@
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
 // body, 43 records a deltas datagram or snapshot chunk.
 
-/// Layout constants of version 2.
+/// Layout constants of version 3.
 public enum SyncWireFormat {
     public static let magic: UInt16 = 0x4453          // "DS"
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     public static let headerLength = 32
     public static let authenticatorLength = 32
     public static let recordLength = 32
@@ -102,6 +117,10 @@ public enum SyncWireFormat {
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
     public static let rangesPerOwnershipMessage = (maximumBody - 32) / 4
+    /// Where a heartbeat's echo field lies in the datagram (read before authentication only to
+    /// choose whether to authenticate).
+    public static let heartbeatEchoOffset = headerLength + 32
+    public static let heartbeatBodyLength = 40
     /// Snapshot chunk flags.
     public static let lastChunkFlag: UInt8 = 0x01
     /// Record flags.

@@ -18,7 +18,8 @@ func record(_ n: Int, change: SyncRecord.Change = .created) -> SyncRecord {
 let everyKind: [SyncBody] = [
     .deltas(dataSequence: 1_000, records: (0..<SyncWireFormat.recordsPerDatagram).map { record($0) }),
     .deltas(dataSequence: 1, records: []),
-    .heartbeat(ownershipVersion: 9, highestDataSequence: 1_043, bucketCount: 1024, ownedBuckets: 512),
+    .heartbeat(HeartbeatAnnouncement(ownershipVersion: 9, highestDataSequence: 1_043, bucketCount: 1024, ownedBuckets: 512),
+               challenge: 0x0123_4567_89AB_CDEF, echo: 0xFEDC_BA98_7654_3210),
     .ack(dataSequence: 1_042),
     .nack(missing: [5...5, 9...12, 100...140]),
     .snapshotRequest(requestID: 31),
@@ -128,24 +129,33 @@ struct ReplayWindowTests {
     @Test("each datagram once; late ones inside the window; none older than it")
     func window() {
         var window = ReplayWindow()
-        #expect(window.admit(incarnation: 5, sequence: 10) == .success(.accepted))
-        #expect(window.admit(incarnation: 5, sequence: 10) == .failure(.replayed))
-        #expect(window.admit(incarnation: 5, sequence: 12) == .success(.accepted))
-        #expect(window.admit(incarnation: 5, sequence: 11) == .success(.accepted), "late but inside the window")
-        #expect(window.admit(incarnation: 5, sequence: 11) == .failure(.replayed))
-        #expect(window.admit(incarnation: 5, sequence: 200) == .success(.accepted))
-        #expect(window.admit(incarnation: 5, sequence: 200 - 63) == .success(.accepted))
-        #expect(window.admit(incarnation: 5, sequence: 200 - 64) == .failure(.outsideReplayWindow))
-        #expect(window.admit(incarnation: 5, sequence: 12) == .failure(.outsideReplayWindow))
+        window.start(incarnation: 5)
+        #expect(window.admit(incarnation: 5, sequence: 10) == nil)
+        #expect(window.refusal(incarnation: 5, sequence: 10) == .replayed, "the check before authentication agrees")
+        #expect(window.admit(incarnation: 5, sequence: 10) == .replayed)
+        #expect(window.admit(incarnation: 5, sequence: 12) == nil)
+        #expect(window.refusal(incarnation: 5, sequence: 11) == nil)
+        #expect(window.admit(incarnation: 5, sequence: 11) == nil, "late but inside the window")
+        #expect(window.admit(incarnation: 5, sequence: 11) == .replayed)
+        #expect(window.admit(incarnation: 5, sequence: 200) == nil)
+        #expect(window.admit(incarnation: 5, sequence: 200 - 63) == nil)
+        #expect(window.admit(incarnation: 5, sequence: 200 - 64) == .outsideReplayWindow)
+        #expect(window.admit(incarnation: 5, sequence: 12) == .outsideReplayWindow)
+        #expect(window.admitData(incarnation: 5, sequence: 12) == nil, "a retransmission may be old")
     }
 
-    @Test("a restarted peer starts a new window; its earlier life's datagrams are stale")
+    @Test("only the believed incarnation is admitted, larger or smaller; believing another starts over")
     func incarnations() {
         var window = ReplayWindow()
-        #expect(window.admit(incarnation: 5, sequence: 1_000) == .success(.accepted))
-        #expect(window.admit(incarnation: 6, sequence: 1) == .success(.acceptedFromNewIncarnation))
-        #expect(window.admit(incarnation: 6, sequence: 2) == .success(.accepted))
-        #expect(window.admit(incarnation: 5, sequence: 1_001) == .failure(.staleIncarnation))
-        #expect(window.incarnation == 6)
+        #expect(window.admit(incarnation: 5, sequence: 1) == .unverifiedIncarnation, "nothing before an incarnation is believed")
+        window.start(incarnation: 5)
+        #expect(window.admit(incarnation: 5, sequence: 1_000) == nil)
+        #expect(window.admit(incarnation: 6, sequence: 1_001) == .unverifiedIncarnation)
+        #expect(window.admit(incarnation: 4, sequence: 1_001) == .unverifiedIncarnation)
+        #expect(window.admitData(incarnation: 6, sequence: 1) == .unverifiedIncarnation)
+        window.start(incarnation: 2)
+        #expect(window.admit(incarnation: 2, sequence: 1) == nil, "a smaller incarnation is as good as any once believed")
+        #expect(window.admit(incarnation: 5, sequence: 1_001) == .unverifiedIncarnation)
+        #expect(window.incarnation == 2)
     }
 }

@@ -127,6 +127,9 @@ struct SimulatedPair: ~Copyable {
     var lost = 0
     /// Buckets neither node accepted, summed over steps (handovers should leave none for long).
     var unservedBucketSteps = 0
+    /// While set, B's heartbeats are recorded as they leave (an eavesdropper's capture).
+    var capturingB = false
+    var captured: [[UInt8]] = []
 
     init(bucketCount: UInt32 = 64, retention: Int = 8192, startB: Bool = true, deadAfterMissed: Int = 3) {
         a = SimulatedNode(id: 1, peer: 2, share: .evenShare(bucketCount, node: 0, of: 2), now: now, retention: retention, deadAfterMissed: deadAfterMissed)
@@ -141,6 +144,7 @@ struct SimulatedPair: ~Copyable {
             if b.running { b.tick(now: now) }
             let beatsFromA = a.running ? a.takeHeartbeats() : []
             let beatsFromB = b.running ? b.takeHeartbeats() : []
+            if capturingB { captured += beatsFromB }
             for bytes in beatsFromA where transmits() { if b.running { b.receiveHeartbeat(bytes, now: now) } }
             for bytes in beatsFromB where transmits() { if a.running { a.receiveHeartbeat(bytes, now: now) } }
             // Both directions, until nothing is left in flight.
@@ -295,7 +299,7 @@ struct SyncSessionTests {
         #expect(pair.unservedBucketSteps == 0, "healing never leaves a bucket unserved")
     }
 
-    @Test("replayed, forged, stale and foreign datagrams are counted and dropped")
+    @Test("replayed, forged, unbelieved and foreign datagrams are counted and dropped")
     func rejections() {
         let settings = SyncSettings(nodeID: 1, peerNodeID: 2)
         var session = SyncSession(settings: settings, configuredShare: .all(64), codec: SyncCodec(key: key)!, incarnation: 5, now: 0)
@@ -303,6 +307,10 @@ struct SyncSessionTests {
             codec.encode(SyncDatagram(header: SyncHeader(nodeID: node, incarnation: incarnation, sequence: sequence, sentAt: 0),
                                       body: .ack(dataSequence: 0)))
         }
+        // The liveness channel believes incarnation 10 (it answered a challenge).
+        session.heard(PeerHeartbeat(incarnation: 10, announcement: HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 0,
+                                                                                       bucketCount: 64, ownedBuckets: 0), heardAt: 0),
+                      now: 0, wallClock: 0)
         let first = datagram(sequence: 100)
         session.receive(first, now: 1, wallClock: 1)
         session.receive(first, now: 2, wallClock: 2)
@@ -314,7 +322,7 @@ struct SyncSessionTests {
         let counters = session.counters
         #expect(counters.datagramsReceived == 1)
         #expect(counters[rejected: .replayed] == 1 && counters[rejected: .outsideReplayWindow] == 1)
-        #expect(counters[rejected: .staleIncarnation] == 1 && counters[rejected: .unexpectedSender] == 1)
+        #expect(counters[rejected: .unverifiedIncarnation] == 1 && counters[rejected: .unexpectedSender] == 1)
         #expect(counters[rejected: .badAuthenticator] == 1 && counters[rejected: .truncated] == 1)
     }
 }

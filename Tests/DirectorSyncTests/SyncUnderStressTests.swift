@@ -116,6 +116,9 @@ struct SyncUnderStressTests {
         let codec = SyncCodec(key: key)!
         var liveness = LivenessChannel(nodeID: 1, peerNodeID: 2, incarnation: 5, codec: codec)
         var peerLiveness = LivenessChannel(nodeID: 2, peerNodeID: 1, incarnation: 9, codec: codec)
+        // The handshake first: the peer hears this side's challenge and echoes it.
+        _ = peerLiveness.receive(liveness.heartbeat(HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 0, bucketCount: 64, ownedBuckets: 32),
+                                                    wallClock: 0), now: 0)
         let heartbeat = peerLiveness.heartbeat(HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 7, bucketCount: 64, ownedBuckets: 32),
                                                wallClock: 0)
         let ack = codec.encode(SyncDatagram(header: SyncHeader(nodeID: 2, incarnation: 9, sequence: 50, sentAt: 0), body: .ack(dataSequence: 0)))
