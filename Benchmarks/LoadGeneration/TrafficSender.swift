@@ -2,9 +2,16 @@ import DirectorWire
 import Foundation
 import PacketIO
 
-/// Sends a plan's frames through a TPACKET TX ring, at a set rate or as fast as the kernel takes
-/// them, until `count` frames or `seconds`, whichever comes first. The one send loop of the
-/// benchmark generator and of the lab's SYN flood.
+/// What a sender sends: frame n, written on demand and lent to the sender.
+public protocol FrameSource {
+    mutating func withFrame<Result>(_ n: UInt64, time: UInt64, _ body: (RawSpan) -> Result) -> Result
+}
+
+extension FrameSynthesizer: FrameSource {}
+
+/// Sends a plan's frames (or any `FrameSource`'s) through a TPACKET TX ring, at a set rate or as
+/// fast as the kernel takes them, until `count` frames or `seconds`, whichever comes first. The
+/// one send loop of the benchmark generator and of the lab's floods.
 public struct TrafficSender {
     public var count: UInt64
     /// Number of the first frame of the plan to send (to go on where an earlier run stopped).
@@ -31,6 +38,10 @@ public struct TrafficSender {
 
     public func send(_ plan: TrafficPlan, on interface: NetworkInterface) throws -> GeneratorSummary {
         var synthesizer = FrameSynthesizer(plan: plan)
+        return try send(&synthesizer, on: interface)
+    }
+
+    public func send<Source: FrameSource>(_ synthesizer: inout Source, on interface: NetworkInterface) throws -> GeneratorSummary {
         // 4,096 slots: enough frames in flight for the kernel to send in large bursts; the ring
         // sizes its socket buffer to match.
         var geometry = TransmitRingGeometry()

@@ -6,7 +6,7 @@ struct DirectorLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director-lab",
         abstract: "The director's network-namespace lab: client, router, flooding front segment, director, three nginx real servers.",
-        subcommands: [Demo.self, Up.self, Down.self, Flood.self, HostStackCost.self, TransmitCost.self, SyncSoak.self])
+        subcommands: [Demo.self, Up.self, Down.self, Flood.self, SyncFlood.self, HostStackCost.self, TransmitCost.self, SyncSoak.self])
 }
 
 struct LabOptions: ParsableArguments {

@@ -36,18 +36,29 @@ func insideNamespace<T>(_ namespace: String, _ body: () throws -> T) throws -> T
 /// A lab with two directors, both started with `settings`, that have split the buckets as
 /// configured (node 1 0-511, node 2 512-1023). The caller stops and tears down; if starting
 /// fails, what was built is removed here.
-func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings = LabDirector.Settings()) throws -> (Lab, LabDirector, LabDirector) {
+func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings = LabDirector.Settings(),
+               binary: String = LabDirector.binaryPath()) throws -> (Lab, LabDirector, LabDirector) {
     let lab = Lab(prefix: prefix, directors: 2)
     do {
         try lab.setUp(largeFileMegabytes: 1)
         var settings = settings
         settings.scheduler = scheduler
-        let directors = try lab.startPair(settings: settings)
+        let directors = try lab.startPair(settings: settings, binary: binary)
         return (lab, directors[0], directors[1])
     } catch {
         lab.tearDown()
         throw error
     }
+}
+
+/// The release build of the director, which the flood tests run: a flood's rate is set by what
+/// the production build absorbs on the lab's two CPUs (`scripts/test.sh` builds it).
+func releaseDirector() throws -> String {
+    let path = Lab.packageRoot + "/.build/release/director"
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw LabDirector.LabError(description: "\(path) is missing: the flood tests run the release build (swift build -c release --product director, as scripts/test.sh does)")
+    }
+    return path
 }
 
 /// Polls `condition` every 20 ms until it holds; throws naming `what` after `seconds`.

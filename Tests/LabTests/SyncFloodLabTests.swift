@@ -1,0 +1,95 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// Forged datagrams at the crossover link, from the peer's own address and ports (what the
+    /// admission rules must let through): the director turns them away before the HMAC, its
+    /// peer's heartbeats still get through, and the record stream goes on.
+    @Suite("Lab: a forged sync flood")
+    struct SyncFloodLabTests {
+        static let labBinary = Lab.packageRoot + "/.build/debug/director-lab"
+        /// The issue's figure; `DIRECTOR_SYNC_FLOOD_SECONDS` shortens it for a quick local run.
+        static let seconds = ProcessInfo.processInfo.environment["DIRECTOR_SYNC_FLOOD_SECONDS"].flatMap(Int.init) ?? 60
+        static let rate = 200_000
+
+        /// `director_sync_rejected{channel=…,reason=…}` by channel and reason.
+        static func rejections(_ director: LabDirector) throws -> [String: UInt64] {
+            let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", director.controlSocket]).output
+            var counts: [String: UInt64] = [:]
+            for line in text.split(separator: "\n") where line.hasPrefix("director_sync_rejected{") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
+                let labels = parts[0].dropFirst("director_sync_rejected{".count).dropLast()
+                let fields = Dictionary(uniqueKeysWithValues: labels.split(separator: ",").map { pair in
+                    let halves = pair.split(separator: "=", maxSplits: 1)
+                    return (String(halves[0]), String(halves[1].dropFirst().dropLast()))
+                })
+                counts["\(fields["channel"] ?? "?")/\(fields["reason"] ?? "?")"] = value
+            }
+            return counts
+        }
+
+        /// `readsTheLink`: the forger knows the incarnation A believes (it read the link), so its
+        /// datagrams pass the cheap checks and each costs an HMAC; otherwise it is blind.
+        @Test("200 k forged datagrams/s at a director's crossover address for 60 s, from its peer's address and ports: no false death, the pair stays split and synced, downloads intact",
+              arguments: [false, true])
+        func forgedFlood(readsTheLink: Bool) throws {
+            let (lab, a, b) = try startPair(prefix: "tsf", scheduler: "rr", binary: try releaseDirector())
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let mac = try lab.inNamespace(lab.directorNamespace(0), ["cat", "/sys/class/net/cross/address"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // The incarnation A believes, from its log line "… node 2 incarnation <hex> answered …".
+            let believed = a.log().split(separator: "\n").first { $0.contains("node 2 incarnation") }
+                .flatMap { $0.components(separatedBy: "incarnation ").last?.split(separator: " ").first.map(String.init) }
+            let claim = readsTheLink ? ["--incarnation", try #require(believed, "A logged the incarnation it believes")] : []
+            let before = try SyncFloodLabTests.rejections(a)
+            let outputPath = "/tmp/director-lab/tsf-flood.out"
+            try? FileManager.default.removeItem(atPath: outputPath)
+            defer { try? FileManager.default.removeItem(atPath: outputPath) }
+            let flood = try Shell.spawn(["ip", "netns", "exec", lab.directorNamespace(1), SyncFloodLabTests.labBinary, "sync-flood",
+                                         "--destination-mac", mac, "--rate", String(SyncFloodLabTests.rate),
+                                         "--seconds", String(SyncFloodLabTests.seconds),
+                                         "--count", String(SyncFloodLabTests.rate * SyncFloodLabTests.seconds)] + claim, output: outputPath)
+            var floodDone = false
+            defer { if !floodDone { kill(flood, SIGTERM); _ = Shell.wait(flood) } }
+            // Traffic through the pair during the flood: its connections are synced (rr: only the
+            // record stream lets the peer carry them) and must arrive whole.
+            usleep(2_000_000)
+            let downloads = try FailoverLabTests.Batch(lab)
+            let requests = try lab.fetchMany(path: "/whoami", count: 400, from: Lab.clientAddresses[0])
+            let result = try downloads.finish(lab, event: DownloadStalls.realtimeSeconds())
+            _ = Shell.wait(flood)
+            floodDone = true
+            let sentLine = ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").split(separator: "\n").last.map(String.init) ?? ""
+            let sent = sentLine.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
+            let after = try SyncFloodLabTests.rejections(a)
+            func delta(_ key: String) -> UInt64 { (after[key] ?? 0) - (before[key] ?? 0) }
+            let unverified = delta("sync/unverified_incarnation") + delta("liveness/unverified_incarnation")
+            let authenticated = delta("sync/bad_authenticator") + delta("liveness/bad_authenticator")
+            let statsA = try a.stats(), statsB = try b.stats()
+            let succeeded = requests.split(separator: "\n").filter { $0 == "code=200" }.count
+            print("forged sync flood (\(readsTheLink ? "the believed incarnation" : "blind")): " + sentLine.trimmingCharacters(in: .whitespacesAndNewlines)
+                  + "; A refused \(unverified) for their incarnation before the HMAC, \(authenticated) paid an HMAC; "
+                  + "peer deaths A \(statsA["sync_peer_deaths"] ?? 0), B \(statsB["sync_peer_deaths"] ?? 0); "
+                  + "longest heartbeat lateness A \((statsA["sync_heartbeat_longest_lateness_ns"] ?? 0) / 1_000_000) ms; "
+                  + "\(succeeded)/400 requests, \(result.intact)/\(result.started) downloads intact; " + result.stalls.summary)
+            // Blind forgeries cost a read each and the lab sends them at the full rate; each of the
+            // informed ones costs an HMAC, and the two CPUs the sender shares with the pair then
+            // send somewhat fewer.
+            let planned = UInt64(SyncFloodLabTests.rate * SyncFloodLabTests.seconds)
+            #expect(sent >= (readsTheLink ? planned * 8 / 10 : planned * 9 / 10), "the flood ran at its rate: \(sentLine)")
+            #expect(statsA["sync_peer_deaths"] == 0 && statsB["sync_peer_deaths"] == 0, "no false death on either side")
+            if readsTheLink {
+                #expect(authenticated >= sent * 9 / 10, "the forgeries were refused by their authenticator: \(after)")
+            } else {
+                #expect(unverified >= sent * 9 / 10, "the forgeries were refused for their incarnation: \(after)")
+                #expect(authenticated <= 1_000 + UInt64(SyncFloodLabTests.seconds) * 100, "at most the unverified-check budget paid an HMAC")
+            }
+            #expect(statsA["sync_caught_up"] == 1 && statsB["sync_caught_up"] == 1, "both replicas caught up")
+            #expect(try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023"))
+            #expect(succeeded == 400)
+            #expect(result.intact == result.started)
+        }
+    }
+}
