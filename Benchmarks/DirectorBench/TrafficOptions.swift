@@ -4,7 +4,7 @@ import LoadGeneration
 
 /// The options that describe a plan's traffic: the generator and the sink must be given the same.
 struct TrafficOptions: ParsableArguments {
-    @Option(help: "established | syn | tcp-flows | udp.") var pattern: TrafficPattern = .established
+    @Option(help: "established | syn | tcp-flows | udp | syn-then-ack | ack (the last two: spoofed handshakes, for floods).") var pattern: TrafficPattern = .established
     @Option(help: "Flows sent round and round (for tcp-flows: open at once).") var flows = 10_000
     @Option(help: "Data segments between SYN and FIN (tcp-flows).") var segments = 8
     @Option(help: "Frame length without FCS (0 = the shortest that carries the stamp: 66 TCP, 54 UDP).") var frameSize = 0

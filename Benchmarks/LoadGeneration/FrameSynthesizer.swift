@@ -25,12 +25,16 @@ public struct FrameSynthesizer {
             case .data: return tcp([.ack, .psh])
             case .fin: return tcp([.fin, .ack])
             case .datagram: return base.udp(sourcePort: TrafficPlan.firstPort, destinationPort: plan.destinationPort).build()
+            case .ack:
+                return PacketBuilder().ethernet(from: plan.sourceMAC, to: plan.destinationMAC).ipv4(from: plan.firstClient, to: plan.destination)
+                    .tcp(sourcePort: TrafficPlan.firstPort, destinationPort: plan.destinationPort, flags: .ack, sequence: 1, acknowledgment: 1).build()
             }
         }
         scratch = [UInt8](repeating: 0, count: plan.effectiveFrameLength)
     }
 
-    /// Frame `n` of the plan, stamped with `time` (CLOCK_REALTIME ns), lent to `body`.
+    /// Frame `n` of the plan, stamped with `time` (CLOCK_REALTIME ns), lent to `body`. A bare
+    /// ACK is headers only: no stamp (a byte of data would make it a conversation).
     public mutating func withFrame<Result>(_ n: UInt64, time: UInt64, _ body: (RawSpan) -> Result) -> Result {
         let (flow, packet, kind) = plan.frame(n)
         let (address, port) = plan.client(of: flow)
@@ -39,17 +43,19 @@ public struct FrameSynthesizer {
         return scratch.withUnsafeMutableBytes { buffer in
             template.withUnsafeBytes { buffer.copyMemory(from: $0) }
             var bytes = buffer.mutableBytes
-            let ip = 14, transport = 34, length = bytes.byteCount
+            let ip = 14, transport = 34, length = template.count
             bytes.storeBigEndian(address.rawValue, at: ip + IPv4Header.sourceOffset)
             bytes.storeBigEndian(port, at: transport)
-            if kind != .datagram {
+            if kind != .datagram && kind != .ack {
                 // A byte stream's sequence numbers: the SYN takes one, each segment its payload.
                 let sequence = kind == .syn ? 0 : 1 &+ (packet &- 1) &* UInt32(payloadLength)
                 bytes.storeBigEndian(sequence, at: transport + TCPHeader.sequenceOffset)
             }
-            bytes.storeBigEndian(packet, at: stamp)
-            bytes.storeBigEndian(UInt32(truncatingIfNeeded: time >> 32), at: stamp + 4)
-            bytes.storeBigEndian(UInt32(truncatingIfNeeded: time), at: stamp + 8)
+            if kind != .ack {
+                bytes.storeBigEndian(packet, at: stamp)
+                bytes.storeBigEndian(UInt32(truncatingIfNeeded: time >> 32), at: stamp + 4)
+                bytes.storeBigEndian(UInt32(truncatingIfNeeded: time), at: stamp + 8)
+            }
 
             bytes.storeBigEndian(UInt16(0), at: ip + IPv4Header.checksumOffset)
             bytes.storeBigEndian(InternetChecksum.checksum(bytes.bytes.extracting(ip..<transport)), at: ip + IPv4Header.checksumOffset)
@@ -60,7 +66,7 @@ public struct FrameSynthesizer {
             var checksum = InternetChecksum.checksum(bytes.bytes.extracting(transport..<length), initial: pseudoHeader)
             if kind == .datagram && checksum == 0 { checksum = 0xFFFF }
             bytes.storeBigEndian(checksum, at: checksumField)
-            return body(bytes.bytes)
+            return body(bytes.bytes.extracting(0..<length))
         }
     }
 }

@@ -13,11 +13,21 @@ public enum TrafficPattern: String, CaseIterable, Sendable {
     case tcpFlows = "tcp-flows"
     /// UDP datagrams of `flows` flows, round and round.
     case udp
+    /// A spoofed handshake per flow: its SYN, then a bare ACK (no data), the next flow's SYN, …:
+    /// what a blind attacker sends to make a DR director record ESTABLISHED entries.
+    case synThenAck = "syn-then-ack"
+    /// Bare ACKs (no data) of `flows` flows, round and round: under mh or sh each one names a
+    /// server by hashing, so a blind attacker can try to open entries without any SYN.
+    case bareAck = "ack"
+
+    /// Whether the pattern is an attacker's: bare ACKs carry no stamp, and no sink counts them.
+    public var isSpoofedHandshake: Bool { self == .synThenAck || self == .bareAck }
 }
 
 /// The kind of one frame of a plan.
 public enum FrameKind: Int, CaseIterable, Sendable, Equatable {
-    case syn, data, fin, datagram
+    /// `ack`: a bare ACK, headers only.
+    case syn, data, fin, datagram, ack
 }
 
 /// Which frame a run sends n-th: flow, the flow's own packet number, and the kind. Flows are
@@ -103,6 +113,10 @@ public struct TrafficPlan: Sendable, Equatable {
         case .established: return (slot, UInt32(truncatingIfNeeded: round), .data)
         case .udp: return (slot, UInt32(truncatingIfNeeded: round), .datagram)
         case .syn: return (slot, UInt32(truncatingIfNeeded: round), .syn)
+        case .bareAck: return (slot, UInt32(truncatingIfNeeded: round), .ack)
+        case .synThenAck:
+            let pair = n / 2
+            return (Int(pair % flows), UInt32(truncatingIfNeeded: pair / flows), n % 2 == 0 ? .syn : .ack)
         case .tcpFlows:
             let life = UInt64(segmentsPerFlow + 2)
             let generation = Int(round / life), position = round % life
@@ -114,7 +128,8 @@ public struct TrafficPlan: Sendable, Equatable {
     /// How many different flows `frames` frames of this plan touch: what the sink must track.
     public func distinctFlows(frames: UInt64) -> Int {
         switch pattern {
-        case .established, .udp, .syn: return Int(min(UInt64(flows), max(frames, 1)))
+        case .established, .udp, .syn, .bareAck: return Int(min(UInt64(flows), max(frames, 1)))
+        case .synThenAck: return Int(min(UInt64(flows), max((frames + 1) / 2, 1)))
         case .tcpFlows:
             let life = UInt64(segmentsPerFlow + 2)
             let generations = (max(frames, 1) + UInt64(flows) * life - 1) / (UInt64(flows) * life)

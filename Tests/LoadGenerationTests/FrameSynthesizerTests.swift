@@ -43,6 +43,31 @@ struct FrameSynthesizerTests {
         }
     }
 
+    @Test("spoofed handshakes: a flow's SYN, then its bare ACK (headers only, no data), valid checksums; bare ACKs alone")
+    func spoofedHandshakes() throws {
+        let pairs = plan(.synThenAck, flows: 1_000_000, frameLength: 0)
+        var synthesizer = FrameSynthesizer(plan: pairs)
+        func frame(_ synthesizer: inout FrameSynthesizer, _ n: UInt64) -> [UInt8] {
+            synthesizer.withFrame(n, time: 1) { $0.withUnsafeBytes { Array($0) } }
+        }
+        let syn = frame(&synthesizer, 2 * 700_001), ack = frame(&synthesizer, 2 * 700_001 + 1)
+        #expect(syn.count == 66 && ack.count == 54, "the ACK carries no byte of data")
+        #expect(TCPFlags(rawValue: syn[34 + 13]) == .syn && TCPFlags(rawValue: ack[34 + 13]) == .ack)
+        #expect(Array(syn[26..<38]) == Array(ack[26..<38]), "the same client address and port")
+        #expect(pairs.frame(2 * 700_001).flow == 700_001 && pairs.distinctFlows(frames: 4) == 2)
+        #expect(pairs.client(of: 700_001).address == IPv4Address(rawValue: pairs.firstClient.rawValue + 10), "1 M sources span 16 addresses")
+        for bytes in [syn, ack] {
+            #expect(verifies(bytes, 14..<34))
+            let source = UInt32(bytes[26]) << 24 | UInt32(bytes[27]) << 16 | UInt32(bytes[28]) << 8 | UInt32(bytes[29])
+            let destination = pairs.destination.rawValue
+            let pseudo = (source >> 16) + (source & 0xFFFF) + (destination >> 16) + (destination & 0xFFFF) + 6 + UInt32(bytes.count - 34)
+            #expect(verifies(bytes, 34..<bytes.count, initial: pseudo))
+        }
+        var acks = FrameSynthesizer(plan: plan(.bareAck, flows: 10))
+        let bare = frame(&acks, 13)
+        #expect(bare.count == 54 && TCPFlags(rawValue: bare[34 + 13]) == .ack)
+    }
+
     @Test("the shortest frame is the headers and the stamp")
     func shortest() {
         var tcp = FrameSynthesizer(plan: plan(.established, flows: 1)), udp = FrameSynthesizer(plan: plan(.udp, flows: 1))
