@@ -35,6 +35,15 @@ public enum ConnectionState: UInt8, Sendable, CaseIterable, CustomStringConverti
         }
     }
 
+    /// The client has closed its side or the connection was reset: a SYN for the same ports is a
+    /// new connection (a SYN never follows a FIN or RST within one).
+    public var hasEnded: Bool {
+        switch self {
+        case .finWait, .timeWait, .close, .closeWait, .lastAck: true
+        default: false
+        }
+    }
+
     /// IPVS counts ESTABLISHED connections as "active" and every other state as "inactive";
     /// the least-connection schedulers weigh them differently.
     public var isActive: Bool { self == .established }

@@ -132,7 +132,12 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let hash = key.tableHash
         let realServerID: UInt16
         if let slot = table.find(key, hash: hash) {
-            realServerID = refresh(slot: slot, flow: flow, frame: frame.bytes, now: now)
+            if flow.transport == .tcp, flow.tcpFlags.isOpening, table[slot].state.hasEnded {
+                guard let id = reopen(slot: slot, key: key, serviceIndex: serviceIndex, now: now) else { return .drop }
+                realServerID = id
+            } else {
+                realServerID = refresh(slot: slot, flow: flow, frame: frame.bytes, now: now)
+            }
         } else {
             guard let id = admit(key, hash: hash, flow: flow, serviceIndex: serviceIndex, now: now) else { return .drop }
             realServerID = id
@@ -185,6 +190,33 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         return entry.realServerID
     }
 
+    /// A SYN on the ports of a connection that has ended (the client reused its port while the
+    /// entry lingers in FIN_WAIT or TIME_WAIT): a new connection in the old one's place, scheduled
+    /// afresh, as IPVS's `conn_reuse_mode` does. Without it a new connection would follow the old
+    /// one to its server, one since removed or quiesced included, whatever the weights say now.
+    private mutating func reopen(slot: Int, key: FlowKey, serviceIndex: Int, now: UInt64) -> UInt16? {
+        let service = services.services[serviceIndex]
+        guard let member = service.scheduler.select(key, pool: service.pool, cursor: &cursors[serviceIndex], load: load) else {
+            drop(.noRealServerAvailable)
+            return nil
+        }
+        let old = table[slot]
+        if !old.isReplica { load.connectionClosed(old.realServerID, state: old.state) }
+        let realServerID = service.pool[member].id
+        table[slot].isReplica = false
+        table[slot].isProven = false
+        table[slot].realServerID = realServerID
+        table[slot].state = .synReceived
+        table[slot].expiresAt = now &+ settings.timeouts.timeout(for: .synReceived, proven: false)
+        table[slot].syncedAtSeconds = UInt16(truncatingIfNeeded: now / 1000)
+        counters[.connectionsCreated] &+= 1
+        counters[.connectionsReopened] &+= 1
+        load.connectionOpened(realServerID, state: .synReceived)
+        // "Created" claims the flow: the peer's replica follows, new server and all.
+        changes.record(.created(table[slot]))
+        return realServerID
+    }
+
     /// The first packet of a synced flow to arrive here: the replica becomes this worker's own
     /// connection (the peer failed or gave the bucket up) and is reported like a new one.
     private mutating func takeOver(slot: Int, now: UInt64, from clientSide: MACAddress) {
@@ -209,7 +241,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let service = services.services[serviceIndex]
         var state = ConnectionState.udp
         if flow.transport == .tcp {
-            if flow.tcpFlags.contains(.syn) && !flow.tcpFlags.contains(.rst) && !flow.tcpFlags.contains(.ack) {
+            if flow.tcpFlags.isOpening {
                 state = .synReceived
             } else if settings.picksUpMidstreamFlows && service.scheduler.kind.isConsistent && !flow.tcpFlags.contains(.rst) {
                 // Half-open until the client's next segment confirms it (SYN_RECV + ACK →

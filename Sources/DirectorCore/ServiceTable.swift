@@ -14,19 +14,28 @@ public final class ServiceTable: Sendable {
     private let packedKeys: [UInt64]
     private let virtualAddresses: [IPv4Address]
     public let generation: UInt64
+    /// Real servers no service has any more (removed by a reload): no new flow goes to them, and
+    /// the connections they still have go on to them until they end, as IPVS keeps a removed
+    /// destination's connections.
+    public let retired: [RealServer]
+    /// The timeouts the workers use from this snapshot on; nil: keep theirs.
+    public let timeouts: ConnectionTimeouts?
     private let realServerIDs: [UInt64: UInt16]
     private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
 
-    public init(services: [VirtualService], generation: UInt64 = 0) {
+    public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0) {
         self.services = services
         self.generation = generation
-        let maxID = services.flatMap(\.pool).map { Int($0.id) }.max() ?? 0
+        self.retired = retired
+        self.timeouts = timeouts
+        let known = services.flatMap(\.pool) + retired
+        let maxID = known.map { Int($0.id) }.max() ?? 0
         var macs = [MACAddress](repeating: .zero, count: maxID + 1)
-        for server in services.flatMap(\.pool) { macs[Int(server.id)] = server.mac }
+        for server in known { macs[Int(server.id)] = server.mac }
         destinationMACs = macs
         var ids: [UInt64: UInt16] = [:]
         var byID: [UInt16: (address: IPv4Address, port: UInt16)] = [:]
-        for server in services.flatMap(\.pool) {
+        for server in known {
             ids[UInt64(server.address.rawValue) << 16 | UInt64(server.port)] = server.id
             byID[server.id] = (server.address, server.port)
         }

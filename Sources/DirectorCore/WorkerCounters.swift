@@ -22,6 +22,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case ackProbesSent
     /// Own connections the client proved real (`ConnectionEntry.isProven`).
     case connectionsProven
+    /// A SYN reused the client port of a connection that had ended: scheduled afresh in its place.
+    case connectionsReopened
 
     public var name: String {
         switch self {
@@ -41,6 +43,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .replicasYielded: "replicas_yielded"
         case .ackProbesSent: "ack_probes_sent"
         case .connectionsProven: "connections_proven"
+        case .connectionsReopened: "connections_reopened"
         }
     }
 }

@@ -10,19 +10,24 @@ import Glibc
 /// The running director: interfaces, host-stack guard, real-server resolution, the service
 /// snapshot, one worker per configured CPU, and the control socket.
 public final class Director: @unchecked Sendable {
+    /// The configuration it started with. Its `director:` settings hold until a restart; the
+    /// services and timeouts in force are `live`'s (a reload changes them).
     public let configuration: Configuration
+    /// The file a reload reads (`director reload`, SIGHUP); nil: reload is refused.
+    public var configurationPath: String?
     let front: NetworkInterface
     let back: NetworkInterface
     let board: CounterBoard
     private var workers: [Worker] = []
     private var snapshots: SnapshotExchange?
     private var control: ControlServer?
-    private var hostGuard: HostStackGuard?
+    var hostGuard: HostStackGuard?
     private var syncAdmission: SyncAdmission?
     private var sync: SyncThread?
     /// Held from `start` to `stop`: one director per front interface (see `InstanceLock`).
     private var instanceLock: InstanceLock?
-    private let realServerIDs: [String: UInt16]
+    /// Services, timeouts and real-server ids as they are now (see Director+Reload.swift).
+    let live: Mutex<LiveServices>
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
     private var maintenanceThread = DaemonThread()
@@ -37,11 +42,7 @@ public final class Director: @unchecked Sendable {
         front = try NetworkInterface(named: configuration.frontInterface)
         back = configuration.backInterface == configuration.frontInterface ? front : try NetworkInterface(named: configuration.backInterface)
         board = CounterBoard(workerCount: configuration.workerCPUs.count)
-        var ids: [String: UInt16] = [:]
-        for server in configuration.services.flatMap(\.realServers) where ids["\(server.address):\(server.port)"] == nil {
-            ids["\(server.address):\(server.port)"] = UInt16(ids.count + 1)
-        }
-        realServerIDs = ids
+        live = Mutex(LiveServices(services: configuration.services, timeouts: configuration.timeouts))
         // Paired, a dispatcher starts owning nothing: the sync thread gives it its share once it
         // has the peer's table, or every bucket if no peer answers.
         ownership = Mutex(configuration.peer == nil ? configuration.initialOwnership : .none(configuration.bucketCount))
@@ -59,7 +60,7 @@ public final class Director: @unchecked Sendable {
         Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
         HostSettingsCheck.warnAboutDifferences(interfaces: [front.name, back.name], workerCPUs: configuration.workerCPUs)
         if configuration.hidesFramesFromHost {
-            let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: Array(Set(configuration.services.map { "\($0.address)" })).sorted())
+            let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: LiveServices.virtualAddresses(configuration.services))
             try hostGuard.install()
             self.hostGuard = hostGuard
             Log.info("host stack guard: nftables table netdev \(hostGuard.tableName) drops frames for the virtual addresses before the host stack")
@@ -113,7 +114,7 @@ public final class Director: @unchecked Sendable {
         }
         Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
             + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
-        Log.info("ready: \(configuration.services.count) virtual service(s), control socket \(configuration.controlSocket)")
+        Log.info("ready: \(live.withLock { $0.services.count }) virtual service(s), control socket \(configuration.controlSocket)")
     }
 
     public func stop() {
@@ -137,10 +138,11 @@ public final class Director: @unchecked Sendable {
 
     /// ARP for the real servers whose MAC is not configured. Unresolved ones are logged and
     /// retried every second by the maintenance thread; their flows are counted drops meanwhile.
-    private func resolveRealServers(onlyMissing: Bool) {
-        let configured = Set(configuration.services.flatMap(\.realServers).filter { $0.mac != nil }.map(\.address))
+    func resolveRealServers(onlyMissing: Bool) {
+        let servers = live.withLock { $0.services.flatMap(\.realServers) }
+        let configured = Set(servers.filter { $0.mac != nil }.map(\.address))
         let known = resolvedMACs.withLock { $0 }
-        let wanted = Array(Set(configuration.services.flatMap(\.realServers).map(\.address)).subtracting(configured))
+        let wanted = Array(Set(servers.map(\.address)).subtracting(configured))
             .filter { !onlyMissing || known[$0] == nil }.sorted()
         guard !wanted.isEmpty else { return }
         do {
@@ -159,18 +161,9 @@ public final class Director: @unchecked Sendable {
         }
     }
 
-    private func buildServiceTable(generation: UInt64) -> ServiceTable {
+    func buildServiceTable(generation: UInt64) -> ServiceTable {
         let macs = resolvedMACs.withLock { $0 }
-        let services = configuration.services.map { service in
-            let pool = service.realServers.map { server in
-                RealServer(id: realServerIDs["\(server.address):\(server.port)"]!, address: server.address, port: server.port,
-                           weight: server.weight, mac: server.mac ?? macs[server.address] ?? .zero)
-            }
-            return VirtualService(address: service.address, port: service.port, transport: service.transport,
-                                  forwarding: service.forwarding, pool: pool, scheduler: service.scheduler,
-                                  maglevTableSize: service.maglevTableSize)
-        }
-        return ServiceTable(services: services, generation: generation)
+        return live.withLock { $0.serviceTable(resolvedMACs: macs, generation: generation) }
     }
 
     /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
@@ -184,9 +177,7 @@ public final class Director: @unchecked Sendable {
                 guard tick % 10 == 0 else { continue }
                 let before = self.resolvedMACs.withLock { $0 }
                 self.resolveRealServers(onlyMissing: tick % 300 != 0)
-                if self.resolvedMACs.withLock({ $0 }) != before, let exchange = self.snapshots {
-                    exchange.publish(self.buildServiceTable(generation: exchange.generation + 1))
-                }
+                if self.resolvedMACs.withLock({ $0 }) != before { self.publishServices() }
             }
         }
     }
@@ -195,6 +186,19 @@ public final class Director: @unchecked Sendable {
 
     var currentOwnership: BucketOwnership { ownership.withLock { $0 } }
     var currentServices: ServiceTable { snapshots!.snapshot }
+
+    /// A new snapshot of the live services for the workers (they take it between bursts).
+    /// Serialised, so that a reload and a MAC change never publish out of order.
+    func publishServices() {
+        publishing.withLock { _ in
+            guard let exchange = snapshots else { return }
+            exchange.publish(buildServiceTable(generation: exchange.generation + 1))
+        }
+    }
+
+    private let publishing = Mutex(())
+    /// One reload at a time (the control socket's and SIGHUP's).
+    let reloadLock = Mutex(())
     var currentServicesGeneration: UInt64 { snapshots!.generation }
 
     /// Whether the workers answer ARP for the virtual addresses (the survivor of a pair does).
@@ -205,7 +209,7 @@ public final class Director: @unchecked Sendable {
     /// Gratuitous ARP for every virtual address from the virtual MAC, on the front interface,
     /// through the first worker's receive socket.
     func announceVirtualAddresses() {
-        let addresses = Array(Set(configuration.services.map(\.address))).sorted { $0.rawValue < $1.rawValue }
+        let addresses = Array(Set(live.withLock { $0.services.map(\.address) })).sorted { $0.rawValue < $1.rawValue }
         guard let socket = workers.first?.frontSocket, socket >= 0 else { return }
         let sent = GratuitousARP.announce(addresses, at: virtualMAC, through: socket)
         if sent < addresses.count { Log.warning("gratuitous ARP: \(addresses.count - sent) of \(addresses.count) announcements not sent") }
@@ -269,7 +273,7 @@ public final class Director: @unchecked Sendable {
     static func changesTheDirector(_ words: [Substring]) -> Bool {
         switch words.first {
         case "buckets": words.count > 1 && words[1] != "show"
-        case "fault": true
+        case "fault", "reload": true
         default: false
         }
     }
@@ -294,8 +298,10 @@ public final class Director: @unchecked Sendable {
             return servicesListing()
         case "ping":
             return "pong\n"
+        case "reload":
+            return reload()
         default:
-            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, fault, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, reload, fault, ping)\n"
         }
     }
 
@@ -337,6 +343,10 @@ public final class Director: @unchecked Sendable {
                 let mac = server.mac == .zero ? "unresolved" : server.mac.description
                 lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)")
             }
+        }
+        if !table.retired.isEmpty {
+            lines.append("Removed by a reload (their connections go on until they end):")
+            for server in table.retired { lines.append("  -> \(server.address):\(server.port)  Route   0  \(server.mac == .zero ? "unresolved" : server.mac.description)") }
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -264,7 +264,7 @@ final class SyncThread: @unchecked Sendable {
         let now = director_monotonic_nanoseconds(), wallClock = director_realtime_nanoseconds()
         let deadline = now + SyncThread.drainBudgetNanoseconds
         let nowMilliseconds = now / 1_000_000
-        let timeouts = director.configuration.timeouts
+        let timeouts = services.timeouts ?? director.configuration.timeouts
         for worker in workers {
             // Changes this worker could not hand in (its ring was full) are gone: the peer must
             // resync to learn them.
@@ -318,7 +318,7 @@ final class SyncThread: @unchecked Sendable {
         eventsLeft = []
         defer { for index in kicked { workers[index].link?.wakeup.ring() } }
         let deadline = director_monotonic_nanoseconds() + SyncThread.eventsBudgetNanoseconds
-        let timeouts = director.configuration.timeouts
+        let timeouts = services.timeouts ?? director.configuration.timeouts
         for (position, event) in events.enumerated() {
             if position % 8 == 7, director_monotonic_nanoseconds() > deadline {
                 eventsLeft = Array(events[position...])

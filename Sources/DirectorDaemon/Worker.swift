@@ -240,6 +240,7 @@ final class Worker: @unchecked Sendable {
                     let snapshot = snapshots.snapshot
                     var settings = forwarder.settings
                     settings.answersARP = answers
+                    if let timeouts = snapshot.timeouts { settings.timeouts = timeouts }
                     forwarder.install(snapshot, settings: settings)
                     generation = snapshot.generation
                 }

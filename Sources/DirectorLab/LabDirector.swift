@@ -13,6 +13,8 @@ public final class LabDirector: @unchecked Sendable {
     public struct Settings: Sendable {
         public var scheduler = "mh"
         public var weights: [Int] = [1, 1, 1]
+        /// Which of the lab's real servers (by index, rs1 = 0) the service lists; nil: all of them.
+        public var servedRealServers: [Int]?
         public var workerCPUs: [Int] = [0, 1]
         public var connectionCapacity = 65_536
         /// Timeouts in seconds by config name (e.g. "tcp_fin_wait": 2); IPVS defaults otherwise.
@@ -87,7 +89,7 @@ public final class LabDirector: @unchecked Sendable {
             real_servers:
 
         """
-        for server in 0..<lab.realServerCount {
+        for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
             text += "      - { address: \(Lab.realServerAddress(server)), weight: \(settings.weights[server % settings.weights.count]) }\n"
         }
         return text

@@ -27,4 +27,7 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let rst = TCPFlags(rawValue: 0x04)
     public static let psh = TCPFlags(rawValue: 0x08)
     public static let ack = TCPFlags(rawValue: 0x10)
+
+    /// A client's first segment of a connection: SYN without ACK or RST.
+    @inlinable public var isOpening: Bool { rawValue & (TCPFlags.syn.rawValue | TCPFlags.ack.rawValue | TCPFlags.rst.rawValue) == TCPFlags.syn.rawValue }
 }

@@ -8,7 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Fault.self])
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Reload.self, Fault.self])
 }
 
 /// Reads and validates a config file, printing the problem (with its field) on failure.
@@ -24,27 +24,34 @@ func loadConfiguration(_ path: String) throws -> Configuration {
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the director in the foreground until SIGINT or SIGTERM.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the director in the foreground until SIGINT or SIGTERM; SIGHUP re-reads the config (as director reload does).")
     @Option(name: .long, help: "The YAML config file.") var config: String
 
     func run() throws {
         let configuration = try loadConfiguration(config)
-        // Block the stop signals in every thread (threads inherit the mask), then wait for one here.
+        // Block the signals in every thread (threads inherit the mask), then wait for them here:
+        // a signal never interrupts a worker, and SIGHUP's default (ending the process) never runs.
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
+        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         let director: Director
         do {
             director = try Director(configuration: configuration)
+            director.configurationPath = config
             try director.start()
         } catch {
             Log.error("cannot start: \(error)")
             throw ExitCode(1)
         }
         var received: Int32 = 0
-        sigwait(&signals, &received)
+        while true {
+            sigwait(&signals, &received)
+            guard received == SIGHUP else { break }
+            Log.info("SIGHUP: re-reading \(config)")
+            _ = director.reload()
+        }
         Log.info("signal \(received): stopping")
         director.stop()
     }
@@ -121,6 +128,24 @@ struct Sync: ParsableCommand {
         abstract: "Show the pair: the peer's state, the buckets, the sync stream, replica lag, takeovers and handovers.")
     @OptionGroup var options: ControlOptions
     func run() throws { print(try ControlClient.send("sync", to: try options.path()), terminator: "") }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-read the running director's config file and apply its services, real servers, weights, schedulers and timeouts live.",
+        discussion: """
+        Connections keep their real servers; a removed real server's connections go on to it until
+        they end (weight 0 quiesces a server without removing it). Settings under director: need a
+        restart: a file that changes one is refused, naming it, and so is a file check-config
+        refuses; a refused reload changes nothing. SIGHUP to the daemon does the same.
+        """)
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        let reply = try ControlClient.send("reload", to: try options.path())
+        print(reply, terminator: "")
+        if reply.hasPrefix("error") { throw ExitCode(1) }
+    }
 }
 
 struct Fault: ParsableCommand {

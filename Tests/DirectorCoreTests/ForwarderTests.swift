@@ -148,6 +148,31 @@ struct ForwarderTests {
         #expect(created.state == .synReceived && last.state == .finWait)
     }
 
+    @Test("a SYN reusing the port of an ended connection is scheduled afresh, by the weights in force; one of a live connection is not")
+    func portReuse() throws {
+        var forwarder = makeForwarder(.roundRobin)
+        let key = FlowKey(clientAddress: client, clientPort: 41500, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        for flags: TCPFlags in [.syn, .ack, [.fin, .ack]] { _ = forwarder.run(toVIP.tcp(sourcePort: 41500, destinationPort: 80, flags: flags).build()) }
+        let found = forwarder.table.find(key, hash: key.tableHash)
+        let first = forwarder.table[try #require(found)]
+        #expect(first.state == .finWait)
+        // The first server is quiesced (weight 0) by a reload; the client reuses its port.
+        var weights: [UInt32] = [1, 1, 1]
+        weights[Int(first.realServerID) - 1] = 0
+        forwarder.install(ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: .roundRobin)]))
+        let (verdict, output) = forwarder.run(toVIP.tcp(sourcePort: 41500, destinationPort: 80, flags: .syn).build())
+        let reopened = forwarder.table[try #require(found)]
+        #expect(verdict != .drop && reopened.realServerID != first.realServerID && reopened.state == .synReceived && !reopened.isProven)
+        #expect(Array(output.prefix(6)) == pool(weights)[Int(reopened.realServerID) - 1].mac.octets)
+        #expect(forwarder.counters[.connectionsReopened] == 1 && forwarder.load.inactiveConnections(first.realServerID) == 0)
+        guard case .created(let claimed) = forwarder.changes.changes.last else { Issue.record("no created record"); return }
+        #expect(claimed.realServerID == reopened.realServerID, "the peer hears of the new connection")
+        // A SYN within a live connection (a retransmission) keeps its server.
+        _ = forwarder.run(toVIP.tcp(sourcePort: 41500, destinationPort: 80, flags: .syn).build())
+        #expect(forwarder.table[try #require(found)].realServerID == reopened.realServerID, "the entry stays in its slot")
+        #expect(forwarder.counters[.connectionsReopened] == 1)
+    }
+
     @Test("round robin spreads new connections; a non-SYN without an entry is dropped with rr")
     func roundRobinMidstream() {
         var forwarder = makeForwarder(.roundRobin)

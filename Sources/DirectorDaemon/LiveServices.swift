@@ -1,0 +1,127 @@
+import DirectorCore
+import DirectorWire
+
+/// The services and timeouts a director applies now, and a stable id for every real server it
+/// has had. Connection entries, load counts and the workers' destination table name real servers
+/// by id, so an id is never given to another server while the director runs: a server removed
+/// by a reload keeps its id (its connections go on to it: `retired`), and one added again gets
+/// its old id back.
+struct LiveServices: Sendable {
+    private(set) var services: [Configuration.ServiceConfig]
+    private(set) var timeouts: ConnectionTimeouts
+    private var ids: [ServerKey: UInt16] = [:]
+    /// Every real server the director has had, by id, as last configured.
+    private var known: [UInt16: Configuration.RealServerConfig] = [:]
+
+    struct ServerKey: Hashable, Sendable {
+        var address: IPv4Address
+        var port: UInt16
+    }
+
+    /// Ids run from 1; 0 is never a server's.
+    static let largestID = Int(UInt16.max)
+
+    init(services: [Configuration.ServiceConfig], timeouts: ConnectionTimeouts) {
+        self.services = services
+        self.timeouts = timeouts
+        for server in services.flatMap(\.realServers) { _ = id(for: server) }
+    }
+
+    /// Makes `services` and `timeouts` the live ones; what changed, for the log and the caller.
+    /// Throws (changing nothing) if the new servers would need more ids than there are.
+    mutating func replace(services new: [Configuration.ServiceConfig], timeouts newTimeouts: ConnectionTimeouts) throws(ConfigurationError) -> ReloadSummary {
+        let unseen = Set(new.flatMap(\.realServers).map { ServerKey(address: $0.address, port: $0.port) }).subtracting(ids.keys)
+        guard ids.count + unseen.count <= LiveServices.largestID else {
+            throw ConfigurationError(field: "services", problem: "more distinct real servers over this director's life than it can number (\(LiveServices.largestID)); restart it")
+        }
+        let summary = ReloadSummary(old: services, new: new, timeoutsChanged: newTimeouts != timeouts)
+        services = new
+        timeouts = newTimeouts
+        for server in new.flatMap(\.realServers) { _ = id(for: server) }
+        return summary
+    }
+
+    private mutating func id(for server: Configuration.RealServerConfig) -> UInt16 {
+        let key = ServerKey(address: server.address, port: server.port)
+        let id = ids[key] ?? UInt16(ids.count + 1)
+        ids[key] = id
+        known[id] = server
+        return id
+    }
+
+    /// The workers' snapshot: every service with its pool, and the retired servers.
+    func serviceTable(resolvedMACs: [IPv4Address: MACAddress], generation: UInt64) -> ServiceTable {
+        func realServer(_ server: Configuration.RealServerConfig, weight: UInt32) -> RealServer {
+            RealServer(id: ids[ServerKey(address: server.address, port: server.port)]!, address: server.address, port: server.port,
+                       weight: weight, mac: server.mac ?? resolvedMACs[server.address] ?? .zero)
+        }
+        let table = services.map { service in
+            VirtualService(address: service.address, port: service.port, transport: service.transport, forwarding: service.forwarding,
+                           pool: service.realServers.map { realServer($0, weight: $0.weight) }, scheduler: service.scheduler,
+                           maglevTableSize: service.maglevTableSize)
+        }
+        let current = Set(services.flatMap(\.realServers).map { ServerKey(address: $0.address, port: $0.port) })
+        let retired = known.sorted { $0.key < $1.key }.map(\.value)
+            .filter { !current.contains(ServerKey(address: $0.address, port: $0.port)) }
+            .map { realServer($0, weight: 0) }
+        return ServiceTable(services: table, retired: retired, timeouts: timeouts, generation: generation)
+    }
+
+    /// The virtual addresses of `services`, sorted, as the host-stack guard lists them.
+    static func virtualAddresses(_ services: [Configuration.ServiceConfig]) -> [String] {
+        Array(Set(services.map(\.address))).sorted { $0.rawValue < $1.rawValue }.map(\.description)
+    }
+}
+
+/// What a reload changed, in an operator's words.
+struct ReloadSummary: CustomStringConvertible, Sendable {
+    var servicesAdded: [String] = []
+    var servicesRemoved: [String] = []
+    var servicesChanged: [String] = []
+    var serversAdded: [String] = []
+    var serversRemoved: [String] = []
+    var serversReweighted: [String] = []
+    var timeoutsChanged = false
+
+    init(old: [Configuration.ServiceConfig], new: [Configuration.ServiceConfig], timeoutsChanged: Bool) {
+        self.timeoutsChanged = timeoutsChanged
+        func name(_ service: Configuration.ServiceConfig) -> String { "\(service.transport) \(service.address):\(service.port)" }
+        let before = Dictionary(old.map { (name($0), $0) }, uniquingKeysWith: { first, _ in first })
+        let after = Dictionary(new.map { (name($0), $0) }, uniquingKeysWith: { first, _ in first })
+        servicesAdded = after.keys.filter { before[$0] == nil }.sorted()
+        servicesRemoved = before.keys.filter { after[$0] == nil }.sorted()
+        for (key, service) in after.sorted(by: { $0.key < $1.key }) {
+            guard let earlier = before[key] else { continue }
+            if earlier.scheduler != service.scheduler || earlier.forwarding != service.forwarding || earlier.maglevTableSize != service.maglevTableSize {
+                servicesChanged.append("\(key) (\(earlier.scheduler.rawValue) → \(service.scheduler.rawValue))")
+            }
+            let earlierServers = Dictionary(earlier.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
+            let servers = Dictionary(service.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
+            serversAdded += servers.keys.filter { earlierServers[$0] == nil }.sorted().map { "\($0) to \(key)" }
+            serversRemoved += earlierServers.keys.filter { servers[$0] == nil }.sorted().map { "\($0) from \(key)" }
+            for (server, config) in servers.sorted(by: { $0.key < $1.key }) {
+                if let was = earlierServers[server], was.weight != config.weight {
+                    serversReweighted.append("\(server) in \(key) \(was.weight) → \(config.weight)")
+                }
+            }
+        }
+    }
+
+    var isEmpty: Bool {
+        servicesAdded.isEmpty && servicesRemoved.isEmpty && servicesChanged.isEmpty && serversAdded.isEmpty
+            && serversRemoved.isEmpty && serversReweighted.isEmpty && !timeoutsChanged
+    }
+
+    var description: String {
+        guard !isEmpty else { return "no change" }
+        var parts: [String] = []
+        if !servicesAdded.isEmpty { parts.append("services added: " + servicesAdded.joined(separator: ", ")) }
+        if !servicesRemoved.isEmpty { parts.append("services removed (no longer forwarded, their open connections included): " + servicesRemoved.joined(separator: ", ")) }
+        if !servicesChanged.isEmpty { parts.append("schedulers changed: " + servicesChanged.joined(separator: ", ")) }
+        if !serversAdded.isEmpty { parts.append("real servers added: " + serversAdded.joined(separator: ", ")) }
+        if !serversRemoved.isEmpty { parts.append("real servers removed (their connections go on until they end): " + serversRemoved.joined(separator: ", ")) }
+        if !serversReweighted.isEmpty { parts.append("weights: " + serversReweighted.joined(separator: ", ")) }
+        if timeoutsChanged { parts.append("timeouts changed (for every connection from now on)") }
+        return parts.joined(separator: "; ")
+    }
+}
