@@ -13,45 +13,52 @@ extension Director {
     }
 
     private func reloadUnderLock() -> String {
-        guard let path = configurationPath else { return refuse("the director was started without a config file to re-read") }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return refuse("cannot read config file \(path)") }
+        guard let path = configurationPath else { return refuse("reload: the director was started without a config file to re-read") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return refuse("reload: cannot read config file \(path)") }
         let new: Configuration
         do {
             new = try ConfigurationParser.parse(yaml: text)
         } catch {
-            return refuse("\(path): \(error)")
+            return refuse("reload: \(path): \(error)")
         }
         let fixed = Director.settingsNeedingRestart(from: configuration, to: new)
         guard fixed.isEmpty else {
-            return refuse("\(path) changes \(fixed.joined(separator: ", ")), which cannot change while the director runs (restart it for "
+            return refuse("reload: \(path) changes \(fixed.joined(separator: ", ")), which cannot change while the director runs (restart it for "
                 + (fixed.count == 1 ? "that" : "those") + "); nothing was changed")
         }
-        let addresses = LiveServices.virtualAddresses(new.services)
+        return apply(services: new.services, timeouts: new.timeouts, source: "reload of \(path)")
+    }
+
+    /// Makes `services` and `timeouts` the live ones and hands the workers the new snapshot;
+    /// `source` (a reload, a command) names the change in the log and the reply. Changes nothing
+    /// if a step before the snapshot fails.
+    func apply(services: [Configuration.ServiceConfig], timeouts: ConnectionTimeouts, source: String) -> String {
+        let addresses = LiveServices.virtualAddresses(services)
         if let guardNow = hostGuard, guardNow.virtualAddresses != addresses {
             // Before the workers forward a new VIP, the host's stack must stop seeing its frames.
             let updated = HostStackGuard(interface: guardNow.interface, virtualAddresses: addresses)
             do {
                 try updated.install()
             } catch {
-                return refuse("\(error); nothing was changed")
+                return refuse("\(source): \(error); nothing was changed")
             }
             hostGuard = updated
         }
         let summary: ReloadSummary
         do {
-            summary = try live.withLock { live throws(ConfigurationError) in try live.replace(services: new.services, timeouts: new.timeouts) }
+            summary = try live.withLock { live throws(ConfigurationError) in try live.replace(services: services, timeouts: timeouts) }
         } catch {
-            return refuse("\(error); nothing was changed")
+            return refuse("\(source): \(error); nothing was changed")
         }
         resolveRealServers(onlyMissing: true)
         publishServices()
-        Log.info("reload of \(path): \(summary)")
-        return "reloaded \(path): \(summary)\n"
+        Log.info("\(source): \(summary)")
+        return "\(source): \(summary)\n"
     }
 
     private func refuse(_ problem: String) -> String {
-        Log.error("reload refused: \(problem)")
-        return "error: reload refused: \(problem)\n"
+        Log.error("refused: \(problem)")
+        return "error: refused: \(problem)\n"
     }
 
     /// The `director:` settings that differ between `old` and `new`, by their names in the file.

@@ -273,7 +273,7 @@ public final class Director: @unchecked Sendable {
     static func changesTheDirector(_ words: [Substring]) -> Bool {
         switch words.first {
         case "buckets": words.count > 1 && words[1] != "show"
-        case "fault", "reload": true
+        case "fault", "reload", "server", "service": true
         default: false
         }
     }
@@ -287,6 +287,7 @@ public final class Director: @unchecked Sendable {
         }
         if words.first == "buckets" { return bucketsCommand(Array(words.dropFirst().isEmpty ? ["show"] : words.dropFirst())) }
         if words.first == "fault" { return faultCommand(Array(words.dropFirst())) }
+        if words.first == "server" || words.first == "service" { return liveChange(words) }
         switch command {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
@@ -300,8 +301,10 @@ public final class Director: @unchecked Sendable {
             return "pong\n"
         case "reload":
             return reload()
+        case "config dump":
+            return configurationDump()
         default:
-            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, reload, fault, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, reload, server, service, config dump, fault, ping)\n"
         }
     }
 

@@ -67,6 +67,29 @@ struct LiveServices: Sendable {
         return ServiceTable(services: table, retired: retired, timeouts: timeouts, generation: generation)
     }
 
+    /// The `timeouts:` and `services:` sections of a config file that would run as this does now.
+    var yaml: String {
+        func seconds(_ milliseconds: UInt64) -> String {
+            milliseconds % 1000 == 0 ? String(milliseconds / 1000) : String(Double(milliseconds) / 1000)
+        }
+        var lines = ["timeouts:"]
+        for (name, path) in ConfigurationParser.timeoutFields.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(name): \(seconds(timeouts[keyPath: path]))")
+        }
+        lines.append("services:")
+        for service in services {
+            lines += ["  - address: \(service.address)", "    port: \(service.port)", "    protocol: \(service.transport)",
+                      "    scheduler: \(service.scheduler.rawValue)", "    forwarding: \(service.forwarding.rawValue)"]
+            if service.maglevTableSize != MaglevScheduler.defaultTableSize { lines.append("    maglev_table_size: \(service.maglevTableSize)") }
+            lines.append(service.realServers.isEmpty ? "    real_servers: []" : "    real_servers:")
+            for server in service.realServers {
+                lines.append("      - { address: \(server.address), port: \(server.port), weight: \(server.weight)"
+                    + (server.mac.map { ", mac: \"\($0)\"" } ?? "") + " }")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// The virtual addresses of `services`, sorted, as the host-stack guard lists them.
     static func virtualAddresses(_ services: [Configuration.ServiceConfig]) -> [String] {
         Array(Set(services.map(\.address))).sorted { $0.rawValue < $1.rawValue }.map(\.description)

@@ -8,7 +8,8 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Reload.self, Fault.self])
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Reload.self, Server.self, Service.self,
+                      Config.self, Fault.self])
 }
 
 /// Reads and validates a config file, printing the problem (with its field) on failure.
@@ -145,6 +146,78 @@ struct Reload: ParsableCommand {
         let reply = try ControlClient.send("reload", to: try options.path())
         print(reply, terminator: "")
         if reply.hasPrefix("error") { throw ExitCode(1) }
+    }
+}
+
+/// Sends one control line and prints the reply; a reply that starts with "error" fails the command.
+func control(_ line: String, _ options: ControlOptions) throws {
+    let reply = try ControlClient.send(line, to: try options.path())
+    print(reply, terminator: "")
+    if reply.hasPrefix("error") { throw ExitCode(1) }
+}
+
+struct Server: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add, remove, reweight or drain a real server of a service, live (like ipvsadm -a/-d/-e).",
+        discussion: """
+        director server add 198.18.0.100:80 198.18.2.14 [--weight 2]
+        director server weight 198.18.0.100:80 198.18.2.14 3
+        director server drain 198.18.0.100:80 198.18.2.14      weight 0: no new connections, the open ones go on
+        director server remove udp:198.18.0.100:53 198.18.2.14  its open connections go on until they end
+        Applied between two bursts of the workers, on this director only (in a pair, change both).
+        Not written to the config file: a reload or a restart returns to the file; director config
+        dump prints the services as they run now.
+        """)
+    @Argument(help: "add, remove, weight or drain") var action: String
+    @Argument(help: "The service: 198.18.0.100:80, or udp:198.18.0.100:53.") var service: String
+    @Argument(help: "The real server: 198.18.2.14 (the service's port) or 198.18.2.14:80.") var server: String
+    @Argument(help: "The new weight (weight only).") var newWeight: Int?
+    @Option(help: "The weight of a server added (0–65535).") var weight = 1
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        switch action {
+        case "add": try control("server add \(service) \(server) \(weight)", options)
+        case "weight":
+            guard let newWeight else { throw ValidationError("server weight needs the new weight: director server weight SERVICE SERVER WEIGHT") }
+            try control("server weight \(service) \(server) \(newWeight)", options)
+        case "remove", "drain": try control("server \(action) \(service) \(server)", options)
+        default: throw ValidationError("unknown action \"\(action)\": add, remove, weight or drain")
+        }
+    }
+}
+
+struct Service: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add or remove a virtual service, live (like ipvsadm -A/-D).",
+        discussion: """
+        director service add 198.18.0.101:443 [--scheduler rr]   then add its servers with director server add
+        director service remove 198.18.0.101:443                 its open connections are no longer forwarded
+        On this director only, and not written to the config file (see director server --help).
+        """)
+    @Argument(help: "add or remove") var action: String
+    @Argument(help: "The service: 198.18.0.101:443, or udp:198.18.0.101:53.") var service: String
+    @Option(help: "Scheduler of a service added: mh, sh, rr, wrr, lc or wlc.") var scheduler = "mh"
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        switch action {
+        case "add": try control("service add \(service) \(scheduler)", options)
+        case "remove": try control("service remove \(service)", options)
+        default: throw ValidationError("unknown action \"\(action)\": add or remove")
+        }
+    }
+}
+
+struct Config: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the running director's timeouts and services as config file sections (to keep live changes).")
+    @Argument(help: "dump") var action = "dump"
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        guard action == "dump" else { throw ValidationError("unknown action \"\(action)\": dump") }
+        try control("config dump", options)
     }
 }
 

@@ -74,3 +74,56 @@ struct ReloadTests {
         #expect(try live.replace(services: running.services, timeouts: running.timeouts).description == "no change")
     }
 }
+
+@Suite("Live changes")
+struct LiveChangeTests {
+    static let running = try! config(servers: [(11, 1), (12, 2)])
+
+    static func edit(_ line: String, _ services: [Configuration.ServiceConfig] = running.services) -> Result<[Configuration.ServiceConfig], ConfigurationError> {
+        Result { () throws(ConfigurationError) in try LiveEdit.apply(line.split(separator: " "), to: services) }
+    }
+
+    @Test("add, reweight, drain and remove a server; add and remove a service")
+    func edits() throws {
+        let added = try Self.edit("server add 198.18.0.100:80 198.18.2.14 5").get()
+        #expect(added[0].realServers.last == Configuration.RealServerConfig(address: IPv4Address(198, 18, 2, 14), port: 80, weight: 5, mac: nil))
+        #expect(try Self.edit("server weight tcp:198.18.0.100:80 198.18.2.12:80 7").get()[0].realServers[1].weight == 7)
+        #expect(try Self.edit("server drain 198.18.0.100:80 198.18.2.12").get()[0].realServers[1].weight == 0)
+        #expect(try Self.edit("server remove 198.18.0.100:80 198.18.2.11").get()[0].realServers.map(\.address) == [IPv4Address(198, 18, 2, 12)])
+        let service = try Self.edit("service add udp:198.18.0.101:53 rr").get()
+        #expect(service.count == 2 && service[1].transport == .udp && service[1].scheduler == .roundRobin && service[1].realServers.isEmpty)
+        #expect(try Self.edit("service remove 198.18.0.100:80").get().isEmpty)
+    }
+
+    @Test("wrong arguments are refused, naming what is wrong", arguments: [
+        ("server add 198.18.0.100:80 198.18.2.11", "198.18.2.11:80 is in tcp 198.18.0.100:80 already"),
+        ("server add 198.18.0.100:81 198.18.2.14", "no service tcp 198.18.0.100:81"),
+        ("server add 198.18.0.100:80 198.18.2.14:8080", "direct routing cannot change the port"),
+        ("server weight 198.18.0.100:80 198.18.2.11 70000", "WEIGHT: expected a whole number from 0 to 65535"),
+        ("server remove 198.18.0.100:80 198.18.2.99", "198.18.2.99:80 is not in tcp 198.18.0.100:80"),
+        ("server add sctp:198.18.0.100:80 198.18.2.14", "expected tcp or udp"),
+        ("service add 198.18.0.100:80", "exists already"),
+        ("service add 198.18.0.101:80 fastest", "SCHEDULER: expected one of"),
+        ("server add 198.18.0.100 198.18.2.14", "expected an address and port"),
+    ])
+    func refusals(line: String, message: String) {
+        guard case .failure(let error) = Self.edit(line) else {
+            Issue.record("\(line) was accepted")
+            return
+        }
+        #expect(error.description.contains(message), "\(error)")
+    }
+
+    @Test("config dump writes sections the parser reads back to the same services and timeouts")
+    func dumpRoundTrip() throws {
+        var services = try Self.edit("service add udp:198.18.0.101:53 rr").get()
+        services = try Self.edit("server add udp:198.18.0.101:53 198.18.2.13 4", services).get()
+        let live = LiveServices(services: services, timeouts: Self.running.timeouts)
+        let text = "director:\n  front_interface: front\n" + live.yaml
+        let parsed = try ConfigurationParser.parse(yaml: text)
+        #expect(parsed.timeouts == Self.running.timeouts)
+        #expect(parsed.services.map { "\($0.transport) \($0.address):\($0.port) \($0.scheduler.rawValue)" }
+                == services.map { "\($0.transport) \($0.address):\($0.port) \($0.scheduler.rawValue)" })
+        #expect(parsed.services.map(\.realServers) == services.map(\.realServers))
+    }
+}

@@ -85,5 +85,44 @@ extension LabSuites {
             try good.write(toFile: a.configPath, atomically: true, encoding: .utf8)
             #expect(try ReloadLabTests.reload(a).output.contains("no change"))
         }
+
+        @Test("live changes during 200 downloads: drain rs2 (its downloads finish, no new connection reaches it), add rs4 with weight 2, remove rs1; config dump shows what runs")
+        func liveChanges() throws {
+            let lab = Lab(prefix: "tlc", realServers: 4, directors: 1)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.scheduler = "wlc"
+            settings.servedRealServers = [0, 1, 2]
+            let director = try LabDirector(lab: lab, index: 0, settings: settings)
+            defer { director.stop() }
+            try director.start()
+            func command(_ words: [String]) throws -> Shell.Result {
+                try Shell.run([LabDirector.binaryPath()] + words + ["--socket", director.controlSocket], check: false)
+            }
+            let batch = try FailoverLabTests.Batch(lab)
+            usleep(2_000_000)
+            let drained = try command(["server", "drain", "198.18.0.100:80", "198.18.2.12"])
+            #expect(drained.status == 0 && drained.output.contains("weights: 198.18.2.12:80 in tcp 198.18.0.100:80 1 → 0"), "\(drained.output)")
+            let during = try lab.fetchMany(path: "/whoami", count: 400, from: Lab.clientAddresses[0]).split(separator: "\n")
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            #expect(result.intact == result.started, "\(result.intact) of \(result.started) downloads intact, rs2's among them")
+            #expect(during.filter { $0 == "rs2" }.isEmpty && during.filter { $0 == "code=200" }.count == 400, "no new connection reached the drained rs2")
+
+            #expect(try command(["server", "add", "198.18.0.100:80", "198.18.2.14", "--weight", "2"]).status == 0)
+            let removed = try command(["server", "remove", "198.18.0.100:80", "198.18.2.11"])
+            #expect(removed.output.contains("real servers removed (their connections go on until they end): 198.18.2.11:80"), "\(removed.output)")
+            let refused = try command(["server", "weight", "198.18.0.100:80", "198.18.2.13", "99999"])
+            #expect(refused.status != 0 && refused.output.contains("WEIGHT: expected a whole number from 0 to 65535"), "\(refused.output)")
+            let after = try lab.fetchMany(path: "/whoami", count: 600, from: Lab.clientAddresses[1]).split(separator: "\n")
+            let counts = (1...4).map { server in after.filter { $0 == "rs\(server)" }.count }
+            print("live changes: \(result.intact)/\(result.started) downloads intact across a drain; 400 requests after it, rs2 \(during.filter { $0 == "rs2" }.count); "
+                  + "600 after adding rs4 (weight 2) and removing rs1: rs1 \(counts[0]), rs2 \(counts[1]), rs3 \(counts[2]), rs4 \(counts[3])")
+            #expect(counts[0] == 0 && counts[1] == 0 && counts[2] + counts[3] == 600)
+            #expect(abs(Double(counts[3]) / 600 - 2.0 / 3) <= 0.08, "wlc gives rs4 two thirds by its weight: \(counts)")
+            let dump = try command(["config", "dump"]).output
+            #expect(dump.contains("{ address: 198.18.2.14, port: 80, weight: 2 }") && dump.contains("{ address: 198.18.2.12, port: 80, weight: 0 }")
+                    && !dump.contains("198.18.2.11"), "\(dump)")
+        }
     }
 }
