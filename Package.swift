@@ -99,6 +99,6 @@ let package = Package(
         .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon"]),
         .testTarget(name: "LoadGenerationTests", dependencies: ["LoadGeneration", "DirectorWire"]),
-        .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire"]),
+        .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire", "LoadGeneration"]),
     ]
 )

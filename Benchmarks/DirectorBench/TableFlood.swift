@@ -34,34 +34,13 @@ struct TableFlood: ParsableCommand {
     /// Each client process opens its connections one after another at this rate at most.
     static let connectionsPerClientProcess = 10
 
-    struct Run: Codable {
-        var pattern: String
-        var floodFrames: UInt64
-        var floodSeconds: Double
-        /// Frames the director received per second during the flood (flood and clients).
-        var directorInputRate: Double
-        var receiveRingDrops: UInt64
-        var connectionsAttempted: Int
-        var connectionsSucceeded: Int
-        var connectionsPerSecond: Double
-        var downloadsStarted: Int
-        var downloadsIntact: Int
-        var connectionCapacity: UInt64
-        var connectionsAtEnd: UInt64
-        var connectionsReclaimed: UInt64
-        var tableFullDrops: UInt64
-        var connectionsProven: UInt64
-        var residentKilobytesBefore: UInt64
-        var residentKilobytesAfter: UInt64
-    }
-
     func run() throws {
         guard pattern == .synThenAck || pattern == .syn || pattern == .bareAck else { throw ValidationError("--pattern: syn-then-ack, syn or ack") }
         guard seconds >= 5, seconds <= 600, (1...20).contains(repeats), connectionsPerSecond >= Self.connectionsPerClientProcess,
               downloads >= 4, flows >= 1, flows <= 16 * 64_512, rate >= 0 else {
             throw ValidationError("--seconds 5…600, --repeats 1…20, --connections-per-second at least 10, --downloads at least 4, --flows 1…1,032,192, --rate at least 0")
         }
-        var runs: [Run] = []
+        var runs: [TableFloodRun] = []
         for round in 0..<repeats {
             let run = try once()
             runs.append(run)
@@ -85,7 +64,7 @@ struct TableFlood: ParsableCommand {
         }
     }
 
-    private func report(_ runs: [Run]) -> String {
+    private func report(_ runs: [TableFloodRun]) -> String {
         func column(_ values: [Double], digits: Int = 0) -> String { Spread(values).formatted(digits: digits) }
         let what = switch pattern {
         case .synThenAck: "spoofed SYN + bare ACK pairs"
@@ -109,7 +88,7 @@ struct TableFlood: ParsableCommand {
         """
     }
 
-    private func once() throws -> Run {
+    private func once() throws -> TableFloodRun {
         let lab = Lab(prefix: prefix, directors: 1)
         defer { lab.tearDown() }
         try lab.setUp(largeFileMegabytes: Self.fileMegabytes)
@@ -168,7 +147,7 @@ struct TableFlood: ParsableCommand {
         let expected = try lab.largeFileSHA256()
         let intact = try lab.collectDownloads().filter { $0 == expected }.count
         func delta(_ name: String) -> UInt64 { (after[name] ?? 0) - (before[name] ?? 0) }
-        return Run(pattern: pattern.rawValue, floodFrames: generated?.frames ?? 0, floodSeconds: generated?.seconds ?? floodSeconds,
+        return TableFloodRun(pattern: pattern.rawValue, floodFrames: generated?.frames ?? 0, floodSeconds: generated?.seconds ?? floodSeconds,
                    directorInputRate: Double((duringFlood["frames_received"] ?? 0) - inputBefore) / floodSeconds,
                    receiveRingDrops: delta("receive_ring_drops"),
                    connectionsAttempted: codes.count, connectionsSucceeded: codes.filter { $0 == "code=200" }.count,

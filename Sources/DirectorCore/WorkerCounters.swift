@@ -94,11 +94,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
 /// A worker's counters: plain memory that only the worker writes. The daemon copies them out to
 /// shared memory once per burst; the data path itself never touches an atomic.
 public struct WorkerCounters: Sendable {
-    public static let dropBase = 16
-    public static let malformedBase = 32
-    public static let passOverBase = 56
-    public static let count = 64
-    public var values = InlineArray<64, UInt64>(repeating: 0)
+    public static let dropBase = 24
+    public static let malformedBase = 48
+    public static let passOverBase = 72
+    public static let count = 80
+    public var values = InlineArray<80, UInt64>(repeating: 0)
 
     public init() {}
 

@@ -1,5 +1,6 @@
 import DirectorLab
 import Foundation
+import LoadGeneration
 import Testing
 
 extension LabSuites {
@@ -10,22 +11,6 @@ extension LabSuites {
     struct TableFloodLabTests {
         /// The figure; `DIRECTOR_TABLE_FLOOD_SECONDS` shortens it for a quick local run.
         static let seconds = ProcessInfo.processInfo.environment["DIRECTOR_TABLE_FLOOD_SECONDS"].flatMap(Int.init) ?? 60
-
-        struct Run: Decodable {
-            var floodFrames: UInt64
-            var floodSeconds: Double
-            var receiveRingDrops: UInt64
-            var connectionsAttempted: Int
-            var connectionsSucceeded: Int
-            var connectionsPerSecond: Double
-            var downloadsStarted: Int
-            var downloadsIntact: Int
-            var connectionCapacity: UInt64
-            var connectionsAtEnd: UInt64
-            var connectionsReclaimed: UInt64
-            var residentKilobytesBefore: UInt64
-            var residentKilobytesAfter: UInt64
-        }
 
         @Test("1 M spoofed endpoints for 60 s, 200 new connections/s and 200 downloads beside them: ≥ 99 % connect, no download breaks, the table stays at its capacity",
               arguments: ["syn-then-ack", "syn", "ack"])
@@ -38,7 +23,7 @@ extension LabSuites {
                                      "--summary", summary], check: false)
             print(run.output.split(separator: "\n").filter { $0.hasPrefix("[") }.joined(separator: "\n"))
             #expect(run.status == 0, "director-bench table-flood failed:\n\(run.output)\n\(run.errorOutput)")
-            let runs = try JSONDecoder().decode([Run].self, from: Data(contentsOf: URL(fileURLWithPath: summary)))
+            let runs = try JSONDecoder().decode([TableFloodRun].self, from: Data(contentsOf: URL(fileURLWithPath: summary)))
             let result = try #require(runs.first)
             let floodRate = Double(result.floodFrames) / result.floodSeconds
             #expect(floodRate >= 50_000, "a flood worth the name: \(floodRate) frames/s")
