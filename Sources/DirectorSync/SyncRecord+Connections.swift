@@ -49,7 +49,10 @@ extension SyncRecord {
     public func replicaDecision(services: ServiceTable, timeouts: ConnectionTimeouts) -> ReplicaDecision {
         if change == .removed { return .apply(.remove(key: key), lifetimeClamped: false) }
         guard let service = services.find(address: virtualAddress, port: virtualPort, transport: transport) else { return .unknownService }
-        guard let server = services.services[service].pool.first(where: { $0.address == realServerAddress && $0.port == realServerPort }) else {
+        // A server a reload removed keeps its open connections here, and so their replicas: the
+        // peer may still carry some (or not have reloaded yet), and a takeover must find them.
+        let matches = { (server: RealServer) in server.address == self.realServerAddress && server.port == self.realServerPort }
+        guard let server = services.services[service].pool.first(where: matches) ?? services.retired.first(where: matches) else {
             return .unknownRealServer
         }
         let longest = timeouts.timeout(for: state) + timeouts.replicaMargin(for: state)

@@ -135,6 +135,21 @@ struct ReplicaTests {
         #expect(decide(record(state: .synReceived, lifetime: 3_600_000)).clampedLifetime == timeouts.timeout(for: .synReceived) + timeouts.replicaMargin(for: .synReceived))
     }
 
+    @Test("a record naming a real server a reload removed is applied: that server's open connections go on, the peer's replicas of them too")
+    func retiredServerRecords() {
+        let pool = [RealServer(id: 1, address: IPv4Address(198, 18, 2, 11), port: 80, weight: 1, mac: MACAddress(rawValue: 0x02_00_00_00_02_11))]
+        let retired = [RealServer(id: 2, address: IPv4Address(198, 18, 2, 12), port: 80, weight: 0, mac: MACAddress(rawValue: 0x02_00_00_00_02_12))]
+        let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: pool, scheduler: .maglev)], retired: retired)
+        let record = SyncRecord(change: .created, state: .established, transport: .tcp, clientAddress: client, clientPort: 1, virtualAddress: vip,
+                                virtualPort: 80, realServerAddress: IPv4Address(198, 18, 2, 12), realServerPort: 80, remainingLifetime: 1000)
+        guard case .apply(.upsert(_, _, let id, _, _, _), _) = record.replicaDecision(services: services, timeouts: ConnectionTimeouts()) else {
+            Issue.record("the retired server's record was refused")
+            return
+        }
+        #expect(id == 2 && services.destinationMAC(id) == retired[0].mac)
+        #expect(ServiceTable(services: services.services).destinationMAC(2) == .zero, "without the retired list it would be refused")
+    }
+
     @Test("counter regions do not overlap")
     func counterLayout() {
         #expect(WorkerCounter.allCases.count <= WorkerCounters.dropBase)

@@ -65,7 +65,9 @@ extension LabSuites {
             #expect(live == 0, "connections left in the table")
             print("dr: table empty \(String(format: "%.1f", 20 - deadline.timeIntervalSinceNow)) s after the last flow closed (fin_wait/time_wait 2 s)")
             let quiet = try director.stats()
-            #expect(quiet["connections_expired"] == quiet["connections_created"])
+            // A connection ends by expiring, or by a new one taking its place (a client port reused
+            // after its FIN: `connections_reopened`).
+            #expect((quiet["connections_expired"] ?? 0) + (quiet["connections_reopened"] ?? 0) == quiet["connections_created"])
             // Every creation and removal was reported as a change (the stream sync will carry).
             #expect(quiet["connection_changes_created"] == quiet["connections_created"])
             #expect(quiet["connection_changes_removed"] == quiet["connections_expired"])
