@@ -110,17 +110,10 @@ struct TableFlood: ParsableCommand {
                                            limitRate: "\(paceKilobytes)k", maxTime: Int(seconds) + 120)
         usleep(1_000_000)
 
-        let floodSummary = "\(lab.stateDirectory)/flood.json"
-        let self_ = try Self.ownExecutable()
-        let flood = try Shell.spawn(["ip", "netns", "exec", lab.routerNamespace, self_, "generate", "--interface", "front",
-                                     "--destination-mac", Lab.virtualMAC, "--pattern", pattern.rawValue, "--flows", String(flows),
-                                     "--first-client", Self.firstSpoofedClient, "--destination", Lab.virtualAddress, "--port", "80",
-                                     "--rate", String(rate), "--seconds", String(seconds), "--count", "1000000000", "--summary", floodSummary],
-                                    output: "\(lab.stateDirectory)/flood.log")
-        let floodStarted = Date()
-        // New connections: processes that each open one connection after another at a set rate.
+        // New connections: processes that each open one connection after another at a set rate,
+        // started first and stopping a few seconds after the flood, so that all of it has them.
         let processes = connectionsPerSecond / Self.connectionsPerClientProcess
-        let perProcess = Int(Double(Self.connectionsPerClientProcess) * seconds)
+        let perProcess = Int(Double(Self.connectionsPerClientProcess) * (seconds + 3))
         var requestLogs: [String] = []
         var requesters: [pid_t] = []
         for index in 0..<processes {
@@ -129,21 +122,36 @@ struct TableFlood: ParsableCommand {
             requesters.append(try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "curl", "-s", "-o", "/dev/null",
                                                "--rate", "\(Self.connectionsPerClientProcess)/s", "--connect-timeout", "3", "--max-time", "5",
                                                "-H", "Connection: close", "--interface", Lab.clientAddresses[index % Lab.clientAddresses.count],
-                                               "-w", "code=%{http_code}\\n", "http://\(Lab.virtualAddress)/whoami?n=[1-\(perProcess)]"],
-                                              output: log))
+                                               // On standard error, which is not buffered: the lines are there
+                                               // to count while curl still runs.
+                                               "-w", "%{stderr}code=%{http_code}\\n", "http://\(Lab.virtualAddress)/whoami?n=[1-\(perProcess)]"],
+                                              output: log, errors: log))
         }
+        usleep(1_000_000)
+
+        let floodSummary = "\(lab.stateDirectory)/flood.json"
+        let self_ = try Self.ownExecutable()
+        let answeredBeforeFlood = Self.answers(in: requestLogs).count
+        let flood = try Shell.spawn(["ip", "netns", "exec", lab.routerNamespace, self_, "generate", "--interface", "front",
+                                     "--destination-mac", Lab.virtualMAC, "--pattern", pattern.rawValue, "--flows", String(flows),
+                                     "--first-client", Self.firstSpoofedClient, "--destination", Lab.virtualAddress, "--port", "80",
+                                     "--rate", String(rate), "--seconds", String(seconds), "--count", "1000000000", "--summary", floodSummary],
+                                    output: "\(lab.stateDirectory)/flood.log")
+        let floodStarted = Date()
         let inputBefore = before["frames_received"] ?? 0
         _ = Shell.wait(flood)
         let floodSeconds = Date().timeIntervalSince(floodStarted)
         let duringFlood = try director.stats(binary: binary)
+        // The clients' pace is what they managed while the flood ran; a slow last connection
+        // (a SYN retransmitted after a second) must not stretch it.
+        let answeredDuringFlood = Self.answers(in: requestLogs).count - answeredBeforeFlood
         for requester in requesters { _ = Shell.wait(requester) }
-        let requestSeconds = Date().timeIntervalSince(floodStarted)
         for curl in curls { _ = Shell.wait(curl) }
         let after = try director.stats(binary: binary)
         let residentAfter = try Self.residentKilobytes(pid)
 
         let generated = (try? JSONDecoder().decode(GeneratorSummary.self, from: Data(contentsOf: URL(fileURLWithPath: floodSummary))))
-        let codes = try requestLogs.flatMap { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n") }.filter { $0.hasPrefix("code=") }
+        let codes = Self.answers(in: requestLogs)
         let expected = try lab.largeFileSHA256()
         let intact = try lab.collectDownloads().filter { $0 == expected }.count
         func delta(_ name: String) -> UInt64 { (after[name] ?? 0) - (before[name] ?? 0) }
@@ -151,12 +159,17 @@ struct TableFlood: ParsableCommand {
                    directorInputRate: Double((duringFlood["frames_received"] ?? 0) - inputBefore) / floodSeconds,
                    receiveRingDrops: delta("receive_ring_drops"),
                    connectionsAttempted: codes.count, connectionsSucceeded: codes.filter { $0 == "code=200" }.count,
-                   connectionsPerSecond: Double(codes.count) / requestSeconds,
+                   connectionsPerSecond: Double(answeredDuringFlood) / floodSeconds,
                    downloadsStarted: downloadsPerClient * Lab.clientAddresses.count, downloadsIntact: intact,
                    connectionCapacity: after["connection_capacity"] ?? 0, connectionsAtEnd: duringFlood["connections"] ?? 0,
                    connectionsReclaimed: delta("connections_reclaimed"), tableFullDrops: delta("drop_connection_table_full"),
                    connectionsProven: delta("connections_proven"),
                    residentKilobytesBefore: residentBefore, residentKilobytesAfter: residentAfter)
+    }
+
+    /// curl's "code=NNN" lines so far, one per connection attempted.
+    static func answers(in logs: [String]) -> [Substring] {
+        logs.flatMap { ((try? String(contentsOfFile: $0, encoding: .utf8)) ?? "").split(separator: "\n") }.filter { $0.hasPrefix("code=") }
     }
 
     /// The release build of the director if there is one (what operators run), else the debug one.

@@ -9,6 +9,7 @@ public struct TableFloodRun: Codable, Sendable {
     public var receiveRingDrops: UInt64
     public var connectionsAttempted: Int
     public var connectionsSucceeded: Int
+    /// Connections the clients attempted per second while the flood ran.
     public var connectionsPerSecond: Double
     public var downloadsStarted: Int
     public var downloadsIntact: Int
