@@ -26,7 +26,7 @@ public final class Director: @unchecked Sendable {
     private var sync: SyncThread?
     /// Held from `start` to `stop`: one director per front interface (see `InstanceLock`).
     private var instanceLock: InstanceLock?
-    /// Services, timeouts and real-server ids as they are now (see Director+Reload.swift).
+    /// Services, timeouts and real-server ids as they are now (a reload or a live change replaces them).
     let live: Mutex<LiveServices>
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
