@@ -16,6 +16,8 @@ public enum ConnectionChange: Sendable, Equatable {
     public enum RemovalReason: UInt8, Sendable {
         case expired
         case reclaimed
+        /// Its real server failed its health check and the service resets such connections.
+        case serverFailed
     }
 }
 

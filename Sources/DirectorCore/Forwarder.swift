@@ -132,7 +132,15 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let hash = key.tableHash
         let realServerID: UInt16
         if let slot = table.find(key, hash: hash) {
-            if flow.transport == .tcp, flow.tcpFlags.isOpening, table[slot].state.hasEnded {
+            if services.resetsConnections(of: table[slot].realServerID) {
+                // Its server failed its health check: the client hears so, or the flow starts over.
+                if flow.transport == .tcp, !flow.tcpFlags.isOpening {
+                    return resetConnection(slot: slot, flow: flow, &frame)
+                }
+                endConnection(slot: slot)
+                guard let id = admit(key, hash: hash, flow: flow, serviceIndex: serviceIndex, now: now) else { return .drop }
+                realServerID = id
+            } else if flow.transport == .tcp, flow.tcpFlags.isOpening, table[slot].state.hasEnded {
                 guard let id = reopen(slot: slot, key: key, serviceIndex: serviceIndex, now: now) else { return .drop }
                 realServerID = id
             } else {
@@ -215,6 +223,25 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         // "Created" claims the flow: the peer's replica follows, new server and all.
         changes.record(.created(table[slot]))
         return realServerID
+    }
+
+    /// Ends a connection whose real server failed its health check (its service resets them).
+    private mutating func endConnection(slot: Int) {
+        let entry = table[slot]
+        table.remove(at: slot)
+        counters[.connectionsReset] &+= 1
+        if !entry.isReplica {
+            load.connectionClosed(entry.realServerID, state: entry.state)
+            changes.record(.removed(entry, .serverFailed))
+        }
+    }
+
+    /// The client's segment becomes the reset that ends its connection (see `TCPReset`).
+    private mutating func resetConnection(slot: Int, flow: IPv4Flow, _ frame: inout MutableRawSpan) -> Verdict {
+        endConnection(slot: slot)
+        // A client's reset needs no answer.
+        guard !flow.tcpFlags.contains(.rst) else { return .drop }
+        return .transmitOnFront(length: TCPReset.answer(flow, in: &frame, from: settings.virtualMAC))
     }
 
     /// The first packet of a synced flow to arrive here: the replica becomes this worker's own

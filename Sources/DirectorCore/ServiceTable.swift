@@ -20,10 +20,16 @@ public final class ServiceTable: Sendable {
     public let retired: [RealServer]
     /// The timeouts the workers use from this snapshot on; nil: keep theirs.
     public let timeouts: ConnectionTimeouts?
+    /// By real-server id: whether its connections are reset (it failed its health check and
+    /// its service says `on_server_down: reset`).
+    private let resetting: [Bool]
+    /// Whether any server's connections are reset: the common case costs one test per frame.
+    public let resetsAnyConnections: Bool
     private let realServerIDs: [UInt64: UInt16]
     private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
 
-    public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0) {
+    public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
+                resetting: Set<UInt16> = []) {
         self.services = services
         self.generation = generation
         self.retired = retired
@@ -33,6 +39,10 @@ public final class ServiceTable: Sendable {
         var macs = [MACAddress](repeating: .zero, count: maxID + 1)
         for server in known { macs[Int(server.id)] = server.mac }
         destinationMACs = macs
+        var flags = [Bool](repeating: false, count: maxID + 1)
+        for id in resetting where Int(id) <= maxID { flags[Int(id)] = true }
+        self.resetting = flags
+        resetsAnyConnections = flags.contains(true)
         var ids: [UInt64: UInt16] = [:]
         var byID: [UInt16: (address: IPv4Address, port: UInt16)] = [:]
         for server in known {
@@ -89,6 +99,12 @@ public final class ServiceTable: Sendable {
     /// The address and port of a real server id (to describe an entry to the peer).
     public func realServer(id: UInt16) -> (address: IPv4Address, port: UInt16)? {
         realServersByID[id]
+    }
+
+    /// Whether the connections of `realServerID` are reset (see `resetting`).
+    @inline(__always)
+    public func resetsConnections(of realServerID: UInt16) -> Bool {
+        resetsAnyConnections && Int(realServerID) < resetting.count && resetting[Int(realServerID)]
     }
 
     public func destinationMAC(_ realServerID: UInt16) -> MACAddress {

@@ -24,6 +24,9 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case connectionsProven
     /// A SYN reused the client port of a connection that had ended: scheduled afresh in its place.
     case connectionsReopened
+    /// A connection whose real server failed its health check, in a service that resets them:
+    /// the client got a TCP reset (a UDP flow was scheduled afresh).
+    case connectionsReset
 
     public var name: String {
         switch self {
@@ -44,6 +47,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .ackProbesSent: "ack_probes_sent"
         case .connectionsProven: "connections_proven"
         case .connectionsReopened: "connections_reopened"
+        case .connectionsReset: "connections_reset"
         }
     }
 }

@@ -13,6 +13,8 @@ public struct Configuration: Sendable {
         public var weight: UInt32
         /// Configured MAC; nil = resolve by ARP on the back interface.
         public var mac: MACAddress?
+        /// The service's check with this server's overrides; nil: never checked, always up.
+        public var healthCheck: HealthCheck? = nil
     }
 
     public struct ServiceConfig: Sendable {
@@ -23,6 +25,13 @@ public struct Configuration: Sendable {
         public var forwarding: ForwardingMethod
         public var maglevTableSize: Int
         public var realServers: [RealServerConfig]
+        /// The check a server added at run time gets (each configured server has its own copy,
+        /// with its overrides).
+        public var healthCheck: HealthCheck? = nil
+        public var onServerDown: ServerFailurePolicy = .keep
+        /// Where new connections go while no real server can take one (every one failed its check
+        /// or is drained), like keepalived's sorry_server; nil: they are dropped and counted.
+        public var fallback: RealServerConfig? = nil
     }
 
     public var frontInterface: String
@@ -96,6 +105,9 @@ public struct Configuration: Sendable {
     }
     public var timeouts: ConnectionTimeouts
     public var services: [ServiceConfig]
+    /// Run with the event's words appended (`peer dead 2`, `server down tcp:198.18.0.100:80
+    /// 198.18.2.12:80`, …), like keepalived's notify scripts; nil: no notifications.
+    public var notifyCommand: [String]? = nil
 
     public static let defaultControlSocket = "/run/director/director.sock"
 

@@ -3,6 +3,9 @@ import DirectorSync
 import DirectorWire
 import PacketIO
 import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads the YAML config into a validated `Configuration`. Unknown fields are errors (a typo
 /// must not silently fall back to a default), and every error names its field's path, e.g.
@@ -22,7 +25,7 @@ public enum ConfigurationParser {
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
-            "receive_ring", "allow_fault_injection",
+            "receive_ring", "allow_fault_injection", "notify",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -90,7 +93,8 @@ public enum ConfigurationParser {
             virtualMAC: virtualMAC, answersARP: try director.bool("answer_arp") ?? (peer.map { nodeID < $0.nodeID } ?? true),
             bucketCount: UInt32(buckets), nodeID: nodeID, peer: peer, initialOwnership: ownership,
             receiveRing: receiveRing, allowsFaultInjection: try director.bool("allow_fault_injection") ?? false,
-            timeouts: timeouts, services: services)
+            timeouts: timeouts, services: services,
+            notifyCommand: try director.optional("notify").map { (node) throws(ConfigurationError) in try parseCommand(node, path: "director.notify") })
     }
 
     /// `director.receive_ring`: the format, then sizes that default to the format's own.
@@ -169,7 +173,10 @@ public enum ConfigurationParser {
     }
 
     static func parseService(_ node: Node, path: String) throws(ConfigurationError) -> Configuration.ServiceConfig {
-        let fields = try Fields(node, path: path, known: ["address", "port", "protocol", "scheduler", "forwarding", "maglev_table_size", "real_servers"])
+        let fields = try Fields(node, path: path, known: [
+            "address", "port", "protocol", "scheduler", "forwarding", "maglev_table_size", "real_servers",
+            "health_check", "on_server_down", "fallback",
+        ])
         let address = try fields.address("address", required: true)!
         let port = UInt16(try fields.integer("port", range: 1...65535, required: true)!)
         let protocolName = try fields.string("protocol") ?? "tcp"
@@ -188,24 +195,20 @@ public enum ConfigurationParser {
         guard isPrime(tableSize) else {
             throw ConfigurationError(field: path + ".maglev_table_size", problem: "must be a prime (Maglev needs it for full permutations), got \(tableSize)")
         }
+        let check = try fields.optional("health_check").flatMap { (node) throws(ConfigurationError) in
+            try parseHealthCheck(node, path: path + ".health_check", base: nil)
+        }
+        let policyName = try fields.string("on_server_down") ?? ServerFailurePolicy.keep.rawValue
+        guard let policy = ServerFailurePolicy(rawValue: policyName) else {
+            throw ConfigurationError(field: path + ".on_server_down", problem: "expected keep (its connections go on) or reset (their clients get a TCP reset), got \"\(policyName)\"")
+        }
+        let fallback = try fields.optional("fallback").map { (node) throws(ConfigurationError) in
+            try parseServer(node, path: path + ".fallback", servicePort: port, forwarding: forwarding, check: nil, allowsCheck: false)
+        }
         var servers: [Configuration.RealServerConfig] = []
         for (index, serverNode) in (try fields.list("real_servers", required: true)!).enumerated() {
             let serverPath = "\(path).real_servers[\(index)]"
-            let server = try Fields(serverNode, path: serverPath, known: ["address", "port", "weight", "mac"])
-            let serverPort = UInt16(try server.integer("port", range: 1...65535) ?? Int(port))
-            guard forwarding != .directRouting || serverPort == port else {
-                throw ConfigurationError(field: serverPath + ".port", problem: "direct routing cannot change the port: must be \(port) like the service, got \(serverPort)")
-            }
-            var mac: MACAddress?
-            if let text = try server.string("mac") {
-                guard let value = MACAddress(text), !value.isGroup, value != .zero else {
-                    throw ConfigurationError(field: serverPath + ".mac", problem: "expected a unicast MAC like 02:00:00:00:00:01, got \"\(text)\"")
-                }
-                mac = value
-            }
-            let entry = Configuration.RealServerConfig(
-                address: try server.address("address", required: true)!, port: serverPort,
-                weight: UInt32(try server.integer("weight", range: 0...65535) ?? 1), mac: mac)
+            let entry = try parseServer(serverNode, path: serverPath, servicePort: port, forwarding: forwarding, check: check, allowsCheck: true)
             guard !servers.contains(where: { $0.address == entry.address && $0.port == entry.port }) else {
                 throw ConfigurationError(field: serverPath, problem: "\(entry.address):\(entry.port) is listed twice in this service")
             }
@@ -214,8 +217,125 @@ public enum ConfigurationParser {
         guard servers.count < Int(MaglevScheduler.unassigned) else {
             throw ConfigurationError(field: path + ".real_servers", problem: "at most \(Int(MaglevScheduler.unassigned) - 1) real servers per service")
         }
+        if let fallback, servers.contains(where: { $0.address == fallback.address && $0.port == fallback.port }) {
+            throw ConfigurationError(field: path + ".fallback", problem: "\(fallback.address):\(fallback.port) is one of the service's real servers")
+        }
         return Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
-                                           forwarding: forwarding, maglevTableSize: tableSize, realServers: servers)
+                                           forwarding: forwarding, maglevTableSize: tableSize, realServers: servers,
+                                           healthCheck: check, onServerDown: policy, fallback: fallback)
+    }
+
+    /// A real server (or a service's fallback), with the service's check and its own overrides.
+    static func parseServer(_ node: Node, path: String, servicePort port: UInt16, forwarding: ForwardingMethod, check: HealthCheck?,
+                            allowsCheck: Bool) throws(ConfigurationError) -> Configuration.RealServerConfig {
+        let server = try Fields(node, path: path, known: ["address", "port", "mac"] + (allowsCheck ? ["weight", "health_check"] : []))
+        let serverPort = UInt16(try server.integer("port", range: 1...65535) ?? Int(port))
+        guard forwarding != .directRouting || serverPort == port else {
+            throw ConfigurationError(field: path + ".port", problem: "direct routing cannot change the port: must be \(port) like the service, got \(serverPort)")
+        }
+        var mac: MACAddress?
+        if let text = try server.string("mac") {
+            guard let value = MACAddress(text), !value.isGroup, value != .zero else {
+                throw ConfigurationError(field: path + ".mac", problem: "expected a unicast MAC like 02:00:00:00:00:01, got \"\(text)\"")
+            }
+            mac = value
+        }
+        var ownCheck = check
+        if let node = server.optional("health_check") {
+            ownCheck = try parseHealthCheck(node, path: path + ".health_check", base: check)
+        }
+        return Configuration.RealServerConfig(
+            address: try server.address("address", required: true)!, port: serverPort,
+            weight: UInt32(try server.integer("weight", range: 0...65535) ?? 1), mac: mac, healthCheck: ownCheck)
+    }
+
+    /// A `health_check:` mapping over `base` (the service's, for a server's overrides); `none`
+    /// turns checking off.
+    static func parseHealthCheck(_ node: Node, path: String, base: HealthCheck?) throws(ConfigurationError) -> HealthCheck? {
+        if let text = node.scalar?.string {
+            guard ["none", "off"].contains(text) else {
+                throw ConfigurationError(field: path, problem: "expected a mapping (type, interval, timeout, rise, fall, …) or none, got \"\(text)\"")
+            }
+            return nil
+        }
+        let fields = try Fields(node, path: path, known: ["type", "port", "interval", "timeout", "rise", "fall", "path", "status", "body", "command"])
+        let typeName = try fields.string("type", required: base == nil) ?? base!.probe.name
+        var check = base ?? HealthCheck(probe: .tcp)
+        if check.probe.name != typeName { check.probe = .tcp }
+        func absent(_ names: [String]) throws(ConfigurationError) {
+            for name in names where fields.optional(name) != nil {
+                throw ConfigurationError(field: Fields.join(path, name), problem: "is not a field of a \(typeName) check")
+            }
+        }
+        switch typeName {
+        case "tcp":
+            try absent(["path", "status", "body", "command"])
+            check.probe = .tcp
+        case "http":
+            try absent(["command"])
+            var (requestPath, status, body) = ("/", 200, String?.none)
+            if case .http(let basePath, let baseStatus, let baseBody) = check.probe { (requestPath, status, body) = (basePath, baseStatus, baseBody) }
+            if let text = try fields.string("path") {
+                // The path goes into the request line as it is: nothing that could end it.
+                guard text.hasPrefix("/"), text.utf8.count <= 1024, !text.contains(where: { $0.isWhitespace || $0.isNewline || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } ?? true }) else {
+                    throw ConfigurationError(field: Fields.join(path, "path"), problem: "expected a URL path like /health (from /, printable ASCII, no spaces, at most 1024 bytes), got \"\(text)\"")
+                }
+                requestPath = text
+            }
+            if let value = try fields.integer("status", range: 100...599) { status = value }
+            if let text = try fields.string("body") {
+                guard !text.isEmpty, text.utf8.count <= HealthProbe.responseLimit / 2 else {
+                    throw ConfigurationError(field: Fields.join(path, "body"), problem: "expected text to find in the answer's body (1 to \(HealthProbe.responseLimit / 2) bytes)")
+                }
+                body = text
+            }
+            check.probe = .http(path: requestPath, status: status, bodyContains: body)
+        case "command":
+            try absent(["path", "status", "body", "port"])
+            if let node = fields.optional("command") {
+                check.probe = .command(try parseCommand(node, path: Fields.join(path, "command")))
+            } else if case .command = check.probe {
+            } else {
+                throw ConfigurationError(field: Fields.join(path, "command"), problem: "is required for a command check: the program and its arguments")
+            }
+        default:
+            throw ConfigurationError(field: Fields.join(path, "type"), problem: "expected tcp, http or command, got \"\(typeName)\"")
+        }
+        if let value = try fields.integer("port", range: 1...65535) { check.port = UInt16(value) }
+        if let value = try fields.seconds("interval") { check.intervalMilliseconds = value }
+        if let value = try fields.seconds("timeout") { check.timeoutMilliseconds = value }
+        guard check.intervalMilliseconds >= 10, check.intervalMilliseconds <= 3_600_000 else {
+            throw ConfigurationError(field: Fields.join(path, "interval"), problem: "expected seconds from 0.01 to 3600, got \(Double(check.intervalMilliseconds) / 1000)")
+        }
+        guard check.timeoutMilliseconds >= 10, check.timeoutMilliseconds <= check.intervalMilliseconds else {
+            throw ConfigurationError(field: Fields.join(path, "timeout"), problem: "expected seconds from 0.01 to the interval (\(Double(check.intervalMilliseconds) / 1000)), got \(Double(check.timeoutMilliseconds) / 1000)")
+        }
+        if let value = try fields.integer("rise", range: 1...100) { check.rise = value }
+        if let value = try fields.integer("fall", range: 1...100) { check.fall = value }
+        return check
+    }
+
+    /// A program to run and its arguments: a list (or one path), the program an absolute path
+    /// to an executable file.
+    static func parseCommand(_ node: Node, path: String) throws(ConfigurationError) -> [String] {
+        var words: [String]
+        switch node {
+        case .scalar(let scalar): words = [scalar.string]
+        case .sequence(let sequence):
+            words = []
+            for (index, item) in sequence.enumerated() {
+                guard let text = item.scalar?.string else { throw ConfigurationError(field: "\(path)[\(index)]", problem: "expected text") }
+                words.append(text)
+            }
+        default: throw ConfigurationError(field: path, problem: "expected a program and its arguments, as a list")
+        }
+        guard let program = words.first, program.hasPrefix("/") else {
+            throw ConfigurationError(field: path, problem: "expected an absolute path to a program first, got \"\(words.first ?? "")\"")
+        }
+        guard access(program, X_OK) == 0 else {
+            throw ConfigurationError(field: path, problem: "\(program) is not an executable file here")
+        }
+        return words
     }
 
     static func checkInterfaceName(_ name: String, field: String) throws(ConfigurationError) {

@@ -67,7 +67,8 @@ enum LiveEdit {
                 guard services[index].realServers.count + 1 < Int(MaglevScheduler.unassigned) else {
                     throw ConfigurationError(field: "SERVER", problem: "at most \(Int(MaglevScheduler.unassigned) - 1) real servers per service")
                 }
-                var added = Configuration.RealServerConfig(address: server.address, port: server.port, weight: 1, mac: nil)
+                var added = Configuration.RealServerConfig(address: server.address, port: server.port, weight: 1, mac: nil,
+                                                           healthCheck: services[index].healthCheck)
                 if words.count == 5 { added.weight = try weight(words[4]) } else if words.count > 5 { throw ConfigurationError(field: "", problem: usage) }
                 services[index].realServers.append(added)
             case "remove", "drain", "weight":

@@ -26,6 +26,7 @@ extension Director {
             return refuse("reload: \(path) changes \(fixed.joined(separator: ", ")), which cannot change while the director runs (restart it for "
                 + (fixed.count == 1 ? "that" : "those") + "); nothing was changed")
         }
+        notifier.use(new.notifyCommand)
         return apply(services: new.services, timeouts: new.timeouts, source: "reload of \(path)")
     }
 
@@ -52,6 +53,7 @@ extension Director {
         }
         resolveRealServers(onlyMissing: true)
         publishServices()
+        refreshHealthChecks()
         Log.info("\(source): \(summary)")
         return "\(source): \(summary)\n"
     }

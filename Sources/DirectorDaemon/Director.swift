@@ -23,7 +23,7 @@ public final class Director: @unchecked Sendable {
     private var control: ControlServer?
     var hostGuard: HostStackGuard?
     private var syncAdmission: SyncAdmission?
-    private var sync: SyncThread?
+    private(set) var sync: SyncThread?
     /// Held from `start` to `stop`: one director per front interface (see `InstanceLock`).
     private var instanceLock: InstanceLock?
     /// Services, timeouts and real-server ids as they are now (a reload or a live change replaces them).
@@ -34,6 +34,10 @@ public final class Director: @unchecked Sendable {
     private let startedAt = director_monotonic_nanoseconds()
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
     private let ownership: Mutex<BucketOwnership>
+    /// What the pair's health checks say (see `HealthBoard`).
+    let health = Mutex(HealthBoard())
+    private(set) var checker: HealthChecker?
+    let notifier: Notifier
     /// Fault injection: this many coming ownership changes fail as a refused filter would.
     private let failingOwnershipChanges = Atomic<Int>(0)
 
@@ -43,6 +47,7 @@ public final class Director: @unchecked Sendable {
         back = configuration.backInterface == configuration.frontInterface ? front : try NetworkInterface(named: configuration.backInterface)
         board = CounterBoard(workerCount: configuration.workerCPUs.count)
         live = Mutex(LiveServices(services: configuration.services, timeouts: configuration.timeouts))
+        notifier = Notifier(command: configuration.notifyCommand)
         // Paired, a dispatcher starts owning nothing: the sync thread gives it its share once it
         // has the peer's table, or every bucket if no peer answers.
         ownership = Mutex(configuration.peer == nil ? configuration.initialOwnership : .none(configuration.bucketCount))
@@ -65,6 +70,7 @@ public final class Director: @unchecked Sendable {
             self.hostGuard = hostGuard
             Log.info("host stack guard: nftables table netdev \(hostGuard.tableName) drops frames for the virtual addresses before the host stack")
         }
+        notifier.start()
         resolveRealServers(onlyMissing: false)
         let exchange = SnapshotExchange(buildServiceTable(generation: 1))
         snapshots = exchange
@@ -94,6 +100,7 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
+        startHealthChecks()
         if let peer = configuration.peer {
             do {
                 guard let crossover = NetworkInterface.name(holding: peer.localAddress) else {
@@ -120,6 +127,8 @@ public final class Director: @unchecked Sendable {
     public func stop() {
         maintenanceStop.store(true, ordering: .relaxed)
         maintenanceThread.join()
+        checker?.stop()
+        checker = nil
         sync?.stop()
         sync = nil
         control?.stop()
@@ -132,6 +141,23 @@ public final class Director: @unchecked Sendable {
         syncAdmission?.remove()
         syncAdmission = nil
         instanceLock = nil
+        notifier.stop()
+    }
+
+    /// The health checker's thread runs on a CPU no worker (nor the sync thread) has, when there
+    /// is one; its checks leave by the back interface, where the frames go.
+    private func startHealthChecks() {
+        let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let busy = Set(configuration.workerCPUs + [configuration.peer?.syncCPU].compactMap { $0 })
+        let spare = (0..<cpuCount).first { !busy.contains($0) }
+        let checker = HealthChecker(device: back.name, cpu: spare) { [weak self] key, isUp, why in
+            self?.ownHealthChanged(key, isUp: isUp, why: why)
+        }
+        self.checker = checker
+        checker.start()
+        refreshHealthChecks()
+        let count = live.withLock { $0.healthTargets.count }
+        if count > 0 { Log.info("health checks: \(count) real server(s) checked from \(back.name)\(spare.map { ", on CPU \($0)" } ?? "")") }
     }
 
     // MARK: - Real servers
@@ -163,7 +189,8 @@ public final class Director: @unchecked Sendable {
 
     func buildServiceTable(generation: UInt64) -> ServiceTable {
         let macs = resolvedMACs.withLock { $0 }
-        return live.withLock { $0.serviceTable(resolvedMACs: macs, generation: generation) }
+        let down = health.withLock { $0.down }
+        return live.withLock { $0.serviceTable(resolvedMACs: macs, generation: generation, down: down) }
     }
 
     /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
@@ -224,10 +251,14 @@ public final class Director: @unchecked Sendable {
             failingOwnershipChanges.subtract(1, ordering: .relaxed)
             throw SystemCallError(call: "setsockopt", context: "attaching the ownership filter (fault injection)", errno: ENOMEM)
         }
-        try ownership.withLock { current in
+        let old = try ownership.withLock { current in
             for worker in workers { try worker.attach(new) }
-            current = new
+            defer { current = new }
+            return current
         }
+        let taken = new.subtracting(old), released = old.subtracting(new)
+        if !taken.isEmpty { notifier.notify(["buckets", "taken", taken.description]) }
+        if !released.isEmpty { notifier.notify(["buckets", "released", released.description]) }
         Log.info("now owns buckets \(new.description.isEmpty ? "none" : new.description) (\(new.ownedCount) of \(new.bucketCount))")
     }
 
@@ -292,7 +323,7 @@ public final class Director: @unchecked Sendable {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
             return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n# receive ring per worker: \(configuration.receiveRing.summary)\n"
-                + board.prometheusText() + (sync.map { syncMetrics($0) } ?? "")
+                + board.prometheusText() + healthMetrics() + (sync.map { syncMetrics($0) } ?? "")
         case "sync":
             return sync.map { syncReport($0) } ?? "no peer configured: connection sync is off\n"
         case "services":
@@ -339,12 +370,18 @@ public final class Director: @unchecked Sendable {
     /// Virtual services and their real servers, in the spirit of `ipvsadm -L -n`.
     func servicesListing() -> String {
         guard let table = snapshots?.snapshot else { return "not started\n" }
-        var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC"]
+        var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC Health"]
+        let own = checker?.statuses.withLock { $0 } ?? [:]
+        let board = health.withLock { $0 }
+        let fallbacks = Set(live.withLock { $0.services.compactMap { $0.fallback.map { "\($0.address):\($0.port)" } } })
         for service in table.services {
             lines.append("\(service.transport.description.uppercased())  \(service.address):\(service.port) \(service.scheduler.kind.rawValue)")
             for server in service.pool {
                 let mac = server.mac == .zero ? "unresolved" : server.mac.description
-                lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)")
+                let key = HealthKey(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
+                                    serverAddress: server.address, serverPort: server.port)
+                let state = fallbacks.contains("\(server.address):\(server.port)") && own[key] == nil ? "fallback" : board.describe(key, ownIsUp: own[key]?.isUp)
+                lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)  \(state)")
             }
         }
         if !table.retired.isEmpty {

@@ -24,20 +24,25 @@ struct LiveServices: Sendable {
     init(services: [Configuration.ServiceConfig], timeouts: ConnectionTimeouts) {
         self.services = services
         self.timeouts = timeouts
-        for server in services.flatMap(\.realServers) { _ = id(for: server) }
+        for server in LiveServices.servers(of: services) { _ = id(for: server) }
+    }
+
+    /// Every server the services name: their real servers and their fallbacks.
+    private static func servers(of services: [Configuration.ServiceConfig]) -> [Configuration.RealServerConfig] {
+        services.flatMap(\.realServers) + services.compactMap(\.fallback)
     }
 
     /// Makes `services` and `timeouts` the live ones; what changed, for the log and the caller.
     /// Throws (changing nothing) if the new servers would need more ids than there are.
     mutating func replace(services new: [Configuration.ServiceConfig], timeouts newTimeouts: ConnectionTimeouts) throws(ConfigurationError) -> ReloadSummary {
-        let unseen = Set(new.flatMap(\.realServers).map { ServerKey(address: $0.address, port: $0.port) }).subtracting(ids.keys)
+        let unseen = Set(LiveServices.servers(of: new).map { ServerKey(address: $0.address, port: $0.port) }).subtracting(ids.keys)
         guard ids.count + unseen.count <= LiveServices.largestID else {
             throw ConfigurationError(field: "services", problem: "more distinct real servers over this director's life than it can number (\(LiveServices.largestID)); restart it")
         }
         let summary = ReloadSummary(old: services, new: new, timeoutsChanged: newTimeouts != timeouts)
         services = new
         timeouts = newTimeouts
-        for server in new.flatMap(\.realServers) { _ = id(for: server) }
+        for server in LiveServices.servers(of: new) { _ = id(for: server) }
         return summary
     }
 
@@ -49,22 +54,41 @@ struct LiveServices: Sendable {
         return id
     }
 
-    /// The workers' snapshot: every service with its pool, and the retired servers.
-    func serviceTable(resolvedMACs: [IPv4Address: MACAddress], generation: UInt64) -> ServiceTable {
+    /// The workers' snapshot: every service with its pool, and the retired servers. A server
+    /// `down` (health checks) takes no new connection: weight 0, as a drained one; its
+    /// connections are reset when its service says so. A service none of whose servers can take
+    /// a connection sends new ones to its fallback, when it has one.
+    func serviceTable(resolvedMACs: [IPv4Address: MACAddress], generation: UInt64, down: Set<HealthKey> = []) -> ServiceTable {
         func realServer(_ server: Configuration.RealServerConfig, weight: UInt32) -> RealServer {
             RealServer(id: ids[ServerKey(address: server.address, port: server.port)]!, address: server.address, port: server.port,
                        weight: weight, mac: server.mac ?? resolvedMACs[server.address] ?? .zero)
         }
+        var resetting = Set<UInt16>()
         let table = services.map { service in
-            VirtualService(address: service.address, port: service.port, transport: service.transport, forwarding: service.forwarding,
-                           pool: service.realServers.map { realServer($0, weight: $0.weight) }, scheduler: service.scheduler,
-                           maglevTableSize: service.maglevTableSize)
+            var pool = service.realServers.map { server in
+                let isDown = down.contains(HealthKey(service, server))
+                let member = realServer(server, weight: isDown ? 0 : server.weight)
+                if isDown, service.onServerDown == .reset { resetting.insert(member.id) }
+                return member
+            }
+            if let fallback = service.fallback, !pool.contains(where: { $0.weight > 0 }) {
+                pool.append(realServer(fallback, weight: 1))
+            }
+            return VirtualService(address: service.address, port: service.port, transport: service.transport, forwarding: service.forwarding,
+                                  pool: pool, scheduler: service.scheduler, maglevTableSize: service.maglevTableSize)
         }
-        let current = Set(services.flatMap(\.realServers).map { ServerKey(address: $0.address, port: $0.port) })
+        let current = Set(LiveServices.servers(of: services).map { ServerKey(address: $0.address, port: $0.port) })
         let retired = known.sorted { $0.key < $1.key }.map(\.value)
             .filter { !current.contains(ServerKey(address: $0.address, port: $0.port)) }
             .map { realServer($0, weight: 0) }
-        return ServiceTable(services: table, retired: retired, timeouts: timeouts, generation: generation)
+        return ServiceTable(services: table, retired: retired, timeouts: timeouts, generation: generation, resetting: resetting)
+    }
+
+    /// Every real server with a health check, with it.
+    var healthTargets: [HealthChecker.Target] {
+        services.flatMap { service in
+            service.realServers.compactMap { server in server.healthCheck.map { HealthChecker.Target(key: HealthKey(service, server), check: $0) } }
+        }
     }
 
     /// The `timeouts:` and `services:` sections of a config file that would run as this does now.
@@ -81,10 +105,17 @@ struct LiveServices: Sendable {
             lines += ["  - address: \(service.address)", "    port: \(service.port)", "    protocol: \(service.transport)",
                       "    scheduler: \(service.scheduler.rawValue)", "    forwarding: \(service.forwarding.rawValue)"]
             if service.maglevTableSize != MaglevScheduler.defaultTableSize { lines.append("    maglev_table_size: \(service.maglevTableSize)") }
+            if let check = service.healthCheck { lines.append("    health_check: \(check.yaml)") }
+            if service.onServerDown != .keep { lines.append("    on_server_down: \(service.onServerDown.rawValue)") }
+            if let fallback = service.fallback {
+                lines.append("    fallback: { address: \(fallback.address), port: \(fallback.port)" + (fallback.mac.map { ", mac: \"\($0)\"" } ?? "") + " }")
+            }
             lines.append(service.realServers.isEmpty ? "    real_servers: []" : "    real_servers:")
             for server in service.realServers {
+                var check = ""
+                if server.healthCheck != service.healthCheck { check = ", health_check: " + (server.healthCheck?.yaml ?? "none") }
                 lines.append("      - { address: \(server.address), port: \(server.port), weight: \(server.weight)"
-                    + (server.mac.map { ", mac: \"\($0)\"" } ?? "") + " }")
+                    + (server.mac.map { ", mac: \"\($0)\"" } ?? "") + check + " }")
             }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -104,6 +135,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
     var serversAdded: [String] = []
     var serversRemoved: [String] = []
     var serversReweighted: [String] = []
+    var checksChanged: [String] = []
     var timeoutsChanged = false
 
     init(old: [Configuration.ServiceConfig], new: [Configuration.ServiceConfig], timeoutsChanged: Bool) {
@@ -118,6 +150,9 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
             if earlier.scheduler != service.scheduler || earlier.forwarding != service.forwarding || earlier.maglevTableSize != service.maglevTableSize {
                 servicesChanged.append("\(key) (\(earlier.scheduler.rawValue) → \(service.scheduler.rawValue))")
             }
+            if earlier.onServerDown != service.onServerDown || earlier.fallback != service.fallback {
+                checksChanged.append("\(key) (on_server_down \(service.onServerDown.rawValue), fallback \(service.fallback.map { "\($0.address):\($0.port)" } ?? "none"))")
+            }
             let earlierServers = Dictionary(earlier.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
             let servers = Dictionary(service.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
             serversAdded += servers.keys.filter { earlierServers[$0] == nil }.sorted().map { "\($0) to \(key)" }
@@ -126,13 +161,16 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
                 if let was = earlierServers[server], was.weight != config.weight {
                     serversReweighted.append("\(server) in \(key) \(was.weight) → \(config.weight)")
                 }
+                if let was = earlierServers[server], was.healthCheck != config.healthCheck {
+                    checksChanged.append("\(server) in \(key) (\(config.healthCheck?.probe.name ?? "none"))")
+                }
             }
         }
     }
 
     var isEmpty: Bool {
         servicesAdded.isEmpty && servicesRemoved.isEmpty && servicesChanged.isEmpty && serversAdded.isEmpty
-            && serversRemoved.isEmpty && serversReweighted.isEmpty && !timeoutsChanged
+            && serversRemoved.isEmpty && serversReweighted.isEmpty && checksChanged.isEmpty && !timeoutsChanged
     }
 
     var description: String {
@@ -144,6 +182,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
         if !serversAdded.isEmpty { parts.append("real servers added: " + serversAdded.joined(separator: ", ")) }
         if !serversRemoved.isEmpty { parts.append("real servers removed (their connections go on until they end): " + serversRemoved.joined(separator: ", ")) }
         if !serversReweighted.isEmpty { parts.append("weights: " + serversReweighted.joined(separator: ", ")) }
+        if !checksChanged.isEmpty { parts.append("health checks changed: " + checksChanged.joined(separator: ", ")) }
         if timeoutsChanged { parts.append("timeouts changed (for every connection from now on)") }
         return parts.joined(separator: "; ")
     }

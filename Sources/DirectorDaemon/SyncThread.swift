@@ -91,6 +91,8 @@ final class SyncThread: @unchecked Sendable {
     private var ringFullSeen: [UInt64]
     /// Events the session produced that a turn had no time left to carry out, oldest first.
     private var eventsLeft: [SyncEvent] = []
+    private var healthShareDue = true
+    private var lastHealthShare: UInt64 = 0
 
     static let turnNanoseconds: UInt64 = 500_000
     static let handoverTurnNanoseconds: UInt64 = 50_000
@@ -194,6 +196,7 @@ final class SyncThread: @unchecked Sendable {
             let handled = carryOutEvents()
             marks[5] = director_monotonic_nanoseconds()
             continueHandover()
+            shareHealthIfDue(now: marks[5])
             marks[6] = director_monotonic_nanoseconds()
             sendDatagrams()
             liveness.announce(session.announcement)
@@ -354,10 +357,17 @@ final class SyncThread: @unchecked Sendable {
             case .peerAlive(let restarted):
                 Log.info("sync: peer node \(peer.nodeID) is alive\(restarted ? " (restarted)" : "")")
                 director.setAnswersARP(director.configuration.answersARP)
+                director.notifier.notify(["peer", "alive", "\(peer.nodeID)"])
+                // A restarted peer's view starts over (and its versions with it).
+                if restarted { director.forgetPeerHealth() }
+                healthShareDue = true
             case .peerDead(let silence):
                 local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
                 local.deathSilence = silence
                 Log.warning("sync: peer node \(peer.nodeID) is dead (no heartbeat for \(silence / 1_000_000) ms); taking over its buckets")
+                director.notifier.notify(["peer", "dead", "\(peer.nodeID)"])
+                // Alone, this director's own checks decide.
+                director.forgetPeerHealth()
             case .takeAll:
                 handover = nil
                 takeAllPending = true
@@ -376,6 +386,8 @@ final class SyncThread: @unchecked Sendable {
             case .handoverCompleted(let gap):
                 local.lastHandoverGap = gap
                 Log.info("sync: the peer accepts the buckets handed over; \(gap / 1_000) µs without an owner at most")
+            case .peerHealth(let version, let reports):
+                director.peerReportedHealth(version: version, reports: reports)
             }
         }
         return events
@@ -395,6 +407,7 @@ final class SyncThread: @unchecked Sendable {
             case .release: "release"
             case .take: "take"
             case .handoverCompleted: "handover completed"
+            case .peerHealth: "peer health"
             }
         }).sorted().joined(separator: ", ")
     }
@@ -452,6 +465,26 @@ final class SyncThread: @unchecked Sendable {
         let snapshot = local
         status.withLock { $0 = snapshot }
     }
+
+    /// Tells the peer this director's health checks' view when it changed (`healthChanged`), the
+    /// peer came back, or a second passed (a lost message costs a second at most).
+    private func shareHealthIfDue(now: UInt64) {
+        let changed = healthChangedFlag.exchange(false, ordering: .relaxed)
+        guard changed || healthShareDue || now &- lastHealthShare >= SyncThread.healthShareNanoseconds else { return }
+        healthShareDue = false
+        lastHealthShare = now
+        let reports = director.ownHealthReports()
+        guard !reports.isEmpty else { return }
+        session.shareHealth(reports, wallClock: director_realtime_nanoseconds())
+    }
+
+    /// The health checks changed a server's state: share the view at the next turn.
+    func healthChanged() {
+        healthChangedFlag.store(true, ordering: .relaxed)
+    }
+
+    private let healthChangedFlag = Atomic<Bool>(false)
+    private static let healthShareNanoseconds: UInt64 = 1_000_000_000
 
     /// Operator moves pause (false) or resume (true) the automatic handovers; the sync thread
     /// takes the request at its next turn (the session is its alone).

@@ -59,6 +59,19 @@ public struct SyncCodec: Sendable {
             body.u32(UInt32(truncatingIfNeeded: clientNextHop.rawValue))
             body.u16(0)
             for range in ranges { body.u16(range.lowerBound); body.u16(range.upperBound) }
+        case let .health(version, reports):
+            body.u64(version)
+            body.u16(UInt16(reports.count))
+            body.zeros(6)
+            for report in reports {
+                body.u32(report.virtualAddress.rawValue)
+                body.u16(report.virtualPort)
+                body.u8(report.transport.rawValue)
+                body.u8(report.isUp ? SyncWireFormat.serverUp : SyncWireFormat.serverDown)
+                body.u32(report.serverAddress.rawValue)
+                body.u16(report.serverPort)
+                body.u16(0)
+            }
         }
         var out = ByteWriter()
         out.u16(SyncWireFormat.magic)
@@ -162,6 +175,24 @@ public struct SyncCodec: Sendable {
             try body.skip(2)
             decoded = .ownership(version: version, highestDataSequence: highest, action: action, clientNextHop: nextHop,
                                  ranges: try body.ranges(count) { reader throws(SyncRejection) in try reader.u16() })
+        case .health:
+            let version = try body.u64()
+            let count = Int(try body.u16())
+            try body.skip(6)
+            try body.need(count * SyncWireFormat.healthReportLength)
+            var reports: [ServerHealthReport] = []
+            reports.reserveCapacity(count)
+            for _ in 0..<count {
+                let virtualAddress = IPv4Address(rawValue: try body.u32()), virtualPort = try body.u16()
+                guard let transport = TransportProtocol(rawValue: try body.u8()) else { throw .malformedBody }
+                let state = try body.u8()
+                guard state == SyncWireFormat.serverUp || state == SyncWireFormat.serverDown else { throw .malformedBody }
+                let serverAddress = IPv4Address(rawValue: try body.u32()), serverPort = try body.u16()
+                try body.skip(2)
+                reports.append(ServerHealthReport(virtualAddress: virtualAddress, virtualPort: virtualPort, transport: transport,
+                                                  serverAddress: serverAddress, serverPort: serverPort, isUp: state == SyncWireFormat.serverUp))
+            }
+            decoded = .health(version: version, reports: reports)
         }
         // Every byte of the body must have been accounted for.
         guard body.remaining == 0 else { throw .malformedBody }

@@ -87,6 +87,10 @@ public enum SyncBody: Equatable, Sendable {
     /// `clientNextHop`: the MAC its client frames come from (zero when it has seen none).
     case ownership(version: UInt64, highestDataSequence: UInt64, action: OwnershipAction, clientNextHop: MACAddress,
                    ranges: [ClosedRange<UInt16>])
+    /// The sender's whole view of its checked real servers, in parts of at most
+    /// `SyncWireFormat.healthReportsPerMessage` sharing one `version` (a newer view has a
+    /// higher one).
+    case health(version: UInt64, reports: [ServerHealthReport])
 
     public var kind: SyncMessageKind {
         switch self {
@@ -97,6 +101,7 @@ public enum SyncBody: Equatable, Sendable {
         case .snapshotRequest: .snapshotRequest
         case .snapshotChunk: .snapshotChunk
         case .ownership: .ownership
+        case .health: .health
         }
     }
 }

@@ -86,6 +86,8 @@ public enum SyncEvent: Equatable, Sendable {
     case take(BucketOwnership)
     /// The peer accepted buckets this dispatcher released, `gap` after it stopped accepting them.
     case handoverCompleted(gap: UInt64)
+    /// What the peer's health checks say of its real servers (part of its view `version`).
+    case peerHealth(version: UInt64, reports: [ServerHealthReport])
 }
 
 
@@ -159,6 +161,7 @@ public struct SyncSession: ~Copyable {
     private var snapshotRequest: (id: UInt64, lastProgress: UInt64)?
     private var snapshotLastSequence: UInt64?
     private var nextRequestID: UInt64 = 1
+    private var healthVersion: UInt64 = 0
     private var requestSentAt: UInt64?
     private var releasedByPeer: BucketOwnership
     private var releasedByPeerAt: UInt64?
@@ -546,6 +549,8 @@ public struct SyncSession: ~Copyable {
             if nextHop != .zero, !nextHop.isGroup { peerClientNextHop = nextHop }
             let buckets = BucketOwnership(bucketCount: ownership.bucketCount, ranges: ranges.map { UInt32($0.lowerBound)...UInt32($0.upperBound) })
             peerSays(action, buckets, now: now, wallClock: wallClock)
+        case let .health(version, reports):
+            events.append(.peerHealth(version: version, reports: reports))
         }
     }
 
@@ -639,6 +644,19 @@ public struct SyncSession: ~Copyable {
                                    clientNextHop: clientNextHop, ranges: part), wallClock: wallClock)
             start += SyncWireFormat.rangesPerOwnershipMessage
         } while start < ranges.count
+    }
+
+    /// Tells the peer this dispatcher's whole view of its real servers' health (see
+    /// `ServerHealthReport`), in as many messages as it takes. Unreliable like any control
+    /// message: the daemon says it again on every change and every second.
+    public mutating func shareHealth(_ reports: [ServerHealthReport], wallClock: UInt64) {
+        healthVersion += 1
+        var start = 0
+        repeat {
+            let part = Array(reports[start..<min(reports.count, start + SyncWireFormat.healthReportsPerMessage)])
+            sendControl(.health(version: healthVersion, reports: part), wallClock: wallClock)
+            start += SyncWireFormat.healthReportsPerMessage
+        } while start < reports.count
     }
 
     private mutating func sendControl(_ body: SyncBody, wallClock: UInt64) {

@@ -41,6 +41,9 @@
 //                     reserved (1) | range count (2) | reserved (4) |
 //                     clients' next hop: MAC (6) | reserved (2) |
 //                     ranges: first bucket (2), last bucket (2)
+//   8 health          report version (8) | report count (2) | reserved (6) |
+//                     reports: virtual address (4), virtual port (2), protocol (1),
+//                     state (1; 1 = up, 2 = down), real server address (4), port (2), reserved (2)
 //
 // Two channels, two sockets: heartbeats travel alone on the liveness port (sync port + 1 by
 // default), every other kind on the sync port. A heartbeat never waits behind a snapshot in a
@@ -102,10 +105,10 @@
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
 // body, 43 records a deltas datagram or snapshot chunk.
 
-/// Layout constants of version 3.
+/// Layout constants of version 4.
 public enum SyncWireFormat {
     public static let magic: UInt16 = 0x4453          // "DS"
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     public static let headerLength = 32
     public static let authenticatorLength = 32
     public static let recordLength = 32
@@ -117,12 +120,18 @@ public enum SyncWireFormat {
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
     public static let rangesPerOwnershipMessage = (maximumBody - 32) / 4
+    public static let healthReportLength = 16
+    /// Server health reports that fit one health message.
+    public static let healthReportsPerMessage = (maximumBody - 16) / healthReportLength
     /// Where a heartbeat's echo field lies in the datagram (read before authentication only to
     /// choose whether to authenticate).
     public static let heartbeatEchoOffset = headerLength + 32
     public static let heartbeatBodyLength = 40
     /// Snapshot chunk flags.
     public static let lastChunkFlag: UInt8 = 0x01
+    /// Health report states.
+    public static let serverUp: UInt8 = 1
+    public static let serverDown: UInt8 = 2
     /// Record flags.
     public static let replicaRecordFlag: UInt8 = 0x01
     /// The client proved the connection real (`ConnectionEntry.isProven`).
@@ -138,6 +147,7 @@ public enum SyncMessageKind: UInt8, Sendable, CaseIterable {
     case snapshotRequest = 5
     case snapshotChunk = 6
     case ownership = 7
+    case health = 8
 
     /// Whether datagrams of this kind travel on the liveness channel (else the sync channel).
     public var isLiveness: Bool { self == .heartbeat }

@@ -293,4 +293,56 @@ struct ForwarderTests {
         let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build())
         #expect(verdict == .drop && forwarder.counters[drop: .realServerUnresolved] == 1)
     }
+
+    @Test("a connection whose server failed its check, in a service that resets: its client gets a valid RST from the VIP, the entry goes; UDP and a SYN start over")
+    func resetOnServerFailure() throws {
+        var forwarder = makeForwarder(.roundRobin)
+        let key = FlowKey(clientAddress: client, clientPort: 41600, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        _ = forwarder.run(toVIP.tcp(sourcePort: 41600, destinationPort: 80, flags: .syn, sequence: 1000).build())
+        let found = forwarder.table.find(key, hash: key.tableHash)
+        let server = forwarder.table[try #require(found)].realServerID
+        var weights: [UInt32] = [1, 1, 1]
+        weights[Int(server) - 1] = 0
+        let udpKey = FlowKey(clientAddress: client, clientPort: 5000, virtualAddress: vip, virtualPort: 53, transport: .udp)
+        let datagram = toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3, 4]).build()
+        _ = forwarder.run(datagram)
+        let udpFound = forwarder.table.find(udpKey, hash: udpKey.tableHash)
+        let udpServer = forwarder.table[try #require(udpFound)].realServerID
+        var udpWeights: [UInt32] = [1, 1, 1]
+        udpWeights[Int(udpServer) - 1] = 0
+        forwarder.install(ServiceTable(services: [
+            VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: .roundRobin),
+            VirtualService(address: vip, port: 53, transport: .udp, pool: pool(udpWeights), scheduler: .roundRobin),
+        ], resetting: [server, udpServer]))
+
+        let countedBefore = forwarder.load.activeConnections(server) + forwarder.load.inactiveConnections(server)
+        // Data from the client: seq 1001, ack 5000, 10 bytes.
+        let data = toVIP.tcp(sourcePort: 41600, destinationPort: 80, flags: [.ack, .psh], sequence: 1001, acknowledgment: 5000)
+            .payload(Array(repeating: 0x61, count: 10)).build()
+        let (verdict, output) = forwarder.run(data)
+        guard case .transmitOnFront(let length) = verdict else { Issue.record("no reset: \(verdict)"); return }
+        let reset = Array(output.prefix(length))
+        guard case .ipv4(let flow) = reset.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else { Issue.record("the reset does not parse"); return }
+        #expect(flow.destinationMAC == clientMAC && flow.sourceMAC == vipMAC)
+        #expect(flow.source == vip && flow.destination == client && flow.sourcePort == 80 && flow.destinationPort == 41600)
+        #expect(flow.tcpFlags == TCPFlags.rst && flow.packetLength == 40)
+        #expect(reset.withUnsafeBytes { $0.bytes.bigEndianUInt32(at: flow.transportOffset + 4) } == 5000, "its sequence is the client's acknowledgment")
+        #expect(reset.withUnsafeBytes { InternetChecksum.checksum($0.bytes.extracting(14..<34)) } == 0, "a valid IP checksum")
+        let pseudo = (vip.rawValue >> 16) + (vip.rawValue & 0xFFFF) + (client.rawValue >> 16) + (client.rawValue & 0xFFFF) + 6 + 20
+        #expect(reset.withUnsafeBytes { InternetChecksum.checksum($0.bytes.extracting(34..<54), initial: pseudo) } == 0, "a valid TCP checksum")
+        #expect(forwarder.table.find(key, hash: key.tableHash) == nil && forwarder.counters[.connectionsReset] == 1)
+        #expect(forwarder.load.activeConnections(server) + forwarder.load.inactiveConnections(server) == countedBefore - 1, "its load is given back")
+        guard case .removed(_, .serverFailed) = forwarder.changes.changes.last else { Issue.record("the peer is not told"); return }
+
+        // The client's next SYN goes to a server that is up.
+        let (synVerdict, _) = forwarder.run(toVIP.tcp(sourcePort: 41600, destinationPort: 80, flags: .syn, sequence: 9000).build())
+        #expect(synVerdict != .drop)
+        let reopened = forwarder.table.find(key, hash: key.tableHash)
+        #expect(forwarder.table[try #require(reopened)].realServerID != server)
+        // The UDP flow is scheduled afresh, to a server that is up.
+        let (udpVerdict, _) = forwarder.run(datagram)
+        #expect(udpVerdict != .drop && forwarder.counters[.connectionsReset] == 2)
+        let rescheduled = forwarder.table.find(udpKey, hash: udpKey.tableHash)
+        #expect(forwarder.table[try #require(rescheduled)].realServerID != udpServer)
+    }
 }

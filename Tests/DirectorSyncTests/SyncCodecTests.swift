@@ -26,7 +26,14 @@ let everyKind: [SyncBody] = [
     .snapshotChunk(requestID: 31, dataSequence: 1_044, index: 2, isLast: true, records: [record(1, change: .refreshed), record(2, change: .removed)]),
     .ownership(version: 10, highestDataSequence: 77, action: .released, clientNextHop: MACAddress("02:18:00:00:01:01")!, ranges: [512...1023]),
     .ownership(version: 11, highestDataSequence: 0, action: .request, clientNextHop: .zero, ranges: [0...3, 7...7]),
+    .health(version: 3, reports: (0..<SyncWireFormat.healthReportsPerMessage).map { healthReport($0, isUp: $0 % 3 != 0) }),
+    .health(version: 4, reports: []),
 ]
+
+func healthReport(_ n: Int, isUp: Bool) -> ServerHealthReport {
+    ServerHealthReport(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80, transport: n % 2 == 0 ? .tcp : .udp,
+                       serverAddress: IPv4Address(198, 18, 2, UInt8(11 + n)), serverPort: 80, isUp: isUp)
+}
 
 /// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec
 /// does with authentic datagrams that are still wrong.
@@ -107,6 +114,15 @@ struct SyncCodecTests {
         var trailing = Array(codec.encode(SyncDatagram(header: header, body: .ack(dataSequence: 1))).dropLast(32)) + [0, 0]
         trailing[7] = 10
         #expect(rejection(signed(trailing)) == .malformedBody)
+        // A health report with a state that is neither up nor down, one with an unknown
+        // protocol, and a count beyond the reports present.
+        let health = Array(codec.encode(SyncDatagram(header: header, body: .health(version: 1, reports: [healthReport(0, isUp: true)]))).dropLast(32))
+        var badState = health; badState[32 + 16 + 7] = 3
+        #expect(rejection(signed(badState)) == .malformedBody)
+        var badProtocol = health; badProtocol[32 + 16 + 6] = 1
+        #expect(rejection(signed(badProtocol)) == .malformedBody)
+        var tooMany = health; tooMany[32 + 9] = 2
+        #expect(rejection(signed(tooMany)) == .malformedBody)
     }
 
     @Test("random bytes, signed or not, never trap")

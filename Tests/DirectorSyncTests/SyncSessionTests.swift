@@ -33,6 +33,7 @@ struct SimulatedNode: ~Copyable {
     var touchedSinceResync: Set<FlowKey> = []
     var ownership: BucketOwnership
     var events: [SyncEvent] = []
+    var peerHealth: [(version: UInt64, reports: [ServerHealthReport])] = []
     var running = true
 
     init(id: UInt8, peer: UInt8, share: BucketOwnership, now: UInt64, retention: Int = 8192, incarnation: UInt64 = 1, deadAfterMissed: Int = 3) {
@@ -107,6 +108,8 @@ struct SimulatedNode: ~Copyable {
                 }
                 ownership = ownership.union(buckets)
                 session.didTake(buckets, now: now, wallClock: now)
+            case .peerHealth(let version, let reports):
+                peerHealth.append((version, reports))
             case .peerAlive, .peerDead, .caughtUp, .handoverCompleted:
                 break
             }
@@ -283,6 +286,26 @@ struct SyncSessionTests {
         #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare)
         #expect(pair.a.events.contains { if case .handoverCompleted = $0 { true } else { false } })
         #expect(pair.unservedBucketSteps <= 32, "the handed-over buckets were unserved for at most one 1 ms step")
+    }
+
+    @Test("a health view shared by one side reaches the other whole, in parts, under one version that grows")
+    func healthShared() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 300)
+        var reports: [ServerHealthReport] = []
+        for n in 0..<200 {
+            let port = UInt16(1000 + n)
+            reports.append(ServerHealthReport(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp,
+                                              serverAddress: IPv4Address(198, 18, 2, 12), serverPort: port, isUp: n != 7))
+        }
+        pair.a.session.shareHealth(reports, wallClock: pair.now)
+        pair.step(milliseconds: 5)
+        pair.a.session.shareHealth(Array(reports.prefix(3)), wallClock: pair.now)
+        pair.step(milliseconds: 5)
+        let heard = pair.b.peerHealth
+        #expect(heard.count == 4, "200 reports in 3 parts, then one")
+        #expect(heard.prefix(3).flatMap(\.reports) == reports)
+        #expect(Set(heard.prefix(3).map(\.version)).count == 1 && heard[3].version > heard[0].version)
     }
 
     @Test("a cut link makes both serve everything; healed, the pair returns to its configured split")

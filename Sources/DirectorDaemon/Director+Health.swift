@@ -1,0 +1,85 @@
+import DirectorCore
+import DirectorSync
+
+extension Director {
+    /// Checks what the live services say to check (at start, and after every reload or live
+    /// change); verdicts on servers no longer checked are forgotten.
+    func refreshHealthChecks() {
+        let targets = live.withLock { $0.healthTargets }
+        checker?.check(targets)
+        let keys = Set(targets.map(\.key))
+        let (before, after) = health.withLock { board in
+            let before = board.down
+            board.keep(only: keys)
+            return (before, board.down)
+        }
+        applyHealth(before: before, after: after, reason: "no longer checked")
+    }
+
+    /// The checker's news: a server this director checks went down or came back.
+    func ownHealthChanged(_ key: HealthKey, isUp: Bool, why: String) {
+        let (before, after) = health.withLock { board in
+            let before = board.down
+            board.setOwn(key, isUp: isUp)
+            return (before, board.down)
+        }
+        if isUp { Log.info("health: \(key) passes its checks here: \(why)") } else { Log.warning("health: \(key) fails its checks here: \(why)") }
+        sync?.healthChanged()
+        applyHealth(before: before, after: after, reason: "this director's checks")
+    }
+
+    /// The peer's view (from the sync thread).
+    func peerReportedHealth(version: UInt64, reports: [ServerHealthReport]) {
+        let (before, after) = health.withLock { board in
+            let before = board.down
+            board.takePeer(version: version, reports: reports)
+            return (before, board.down)
+        }
+        applyHealth(before: before, after: after, reason: "node \(configuration.peer?.nodeID ?? 0)'s checks")
+    }
+
+    /// The peer died or restarted: its view no longer counts.
+    func forgetPeerHealth() {
+        let (before, after) = health.withLock { board in
+            let before = board.down
+            board.forgetPeer()
+            return (before, board.down)
+        }
+        applyHealth(before: before, after: after, reason: "the peer's view forgotten")
+    }
+
+    /// This director's own view, for the peer.
+    func ownHealthReports() -> [ServerHealthReport] {
+        guard let checker else { return [] }
+        return checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { $0.key.report(isUp: $0.value.isUp) }
+    }
+
+    /// Publishes a new snapshot when the pair's verdict changed, and says what changed.
+    private func applyHealth(before: Set<HealthKey>, after: Set<HealthKey>, reason: String) {
+        guard before != after else { return }
+        for key in after.subtracting(before).sorted() {
+            Log.warning("health: \(key) is out of service (\(reason)): no new connections go to it")
+            notifier.notify(["server", "down", key.service, key.server])
+        }
+        for key in before.subtracting(after).sorted() {
+            Log.info("health: \(key) is back in service (\(reason))")
+            notifier.notify(["server", "up", key.service, key.server])
+        }
+        publishServices()
+    }
+
+    /// Health lines for `director stats`.
+    func healthMetrics() -> String {
+        var lines = ["# TYPE director_health_checks counter"]
+        lines.append("director_health_checks{result=\"passed\"} \(checker?.passedTotal.load(ordering: .relaxed) ?? 0)")
+        lines.append("director_health_checks{result=\"failed\"} \(checker?.failedTotal.load(ordering: .relaxed) ?? 0)")
+        let (ownDown, pairDown) = health.withLock { ($0.ownDown.count, $0.down.count) }
+        lines.append("# TYPE director_real_servers_down gauge")
+        lines.append("director_real_servers_down{view=\"here\"} \(ownDown)")
+        lines.append("director_real_servers_down{view=\"pair\"} \(pairDown)")
+        lines.append("# TYPE director_notifications counter")
+        lines.append("director_notifications{result=\"run\"} \(notifier.ran.load(ordering: .relaxed))")
+        lines.append("director_notifications{result=\"failed\"} \(notifier.failed.load(ordering: .relaxed))")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,136 @@
+import CDirectorShim
+@testable import DirectorDaemon
+import DirectorWire
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A server on loopback that answers every connection with `answer` and closes it (nil: it
+/// closes at once, without a word).
+private final class LoopbackServer: @unchecked Sendable {
+    let port: UInt16
+    let answer: Mutex<String?>
+    private let descriptor: Int32
+    private let stopping = Atomic<Bool>(false)
+    private var thread: Thread?
+
+    init(answer: String?) throws {
+        self.answer = Mutex(answer)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        descriptor = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = IPv4Address(127, 0, 0, 1).rawValue.bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        try #require(bound)
+        port = UInt16(bigEndian: address.sin_port)
+        let thread = Thread { [self] in serve() }
+        self.thread = thread
+        thread.start()
+    }
+
+    private func serve() {
+        while !stopping.load(ordering: .relaxed) {
+            guard director_wait_readable(descriptor, 20_000_000) > 0 else { continue }
+            let client = accept(descriptor, nil, nil)
+            guard client >= 0 else { continue }
+            if let text = answer.withLock({ $0 }) {
+                // The request first, as a server reads it.
+                var request = [UInt8](repeating: 0, count: 4096)
+                _ = director_wait_readable(client, 200_000_000) > 0 ? recv(client, &request, request.count, 0) : 0
+                _ = text.withCString { send(client, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            }
+            close(client)
+        }
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        usleep(50_000)
+        close(descriptor)
+    }
+}
+
+private final class Changes: Sendable {
+    let seen = Mutex<[(HealthKey, Bool, String)]>([])
+
+    func wait(for count: Int, seconds: Double) -> [(HealthKey, Bool, String)] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline, seen.withLock({ $0.count }) < count { usleep(10_000) }
+        return seen.withLock { $0 }
+    }
+}
+
+private func target(_ probe: HealthCheck.Probe, port: UInt16, server last: UInt8 = 1) -> HealthChecker.Target {
+    HealthChecker.Target(
+        key: HealthKey(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp,
+                       serverAddress: IPv4Address(127, 0, 0, last), serverPort: port),
+        check: HealthCheck(probe: probe, intervalMilliseconds: 50, timeoutMilliseconds: 40, rise: 2, fall: 2))
+}
+
+@Suite("Health checker", .serialized)
+struct HealthCheckerTests {
+    @Test("TCP: a listening server stays up; closed, it goes down after fall failures")
+    func tcp() throws {
+        let server = try LoopbackServer(answer: nil)
+        let changes = Changes()
+        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
+        checker.start()
+        defer { checker.stop() }
+        checker.check([target(.tcp, port: server.port)])
+        usleep(400_000)
+        #expect(changes.seen.withLock { $0.isEmpty }, "up from the start, and it stays up")
+        #expect(checker.passedTotal.load(ordering: .relaxed) >= 4)
+        server.stop()
+        let seen = changes.wait(for: 1, seconds: 2)
+        #expect(seen.count == 1 && seen.first?.1 == false)
+        #expect(seen.first?.2.contains("2 tcp check(s) failed in a row") == true, "\(seen.first?.2 ?? "")")
+    }
+
+    @Test("HTTP: a 500 takes the server down, a 200 with the text brings it back after rise successes")
+    func http() throws {
+        let server = try LoopbackServer(answer: "HTTP/1.0 500 Internal Server Error\r\n\r\n")
+        defer { server.stop() }
+        let changes = Changes()
+        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
+        checker.start()
+        defer { checker.stop() }
+        checker.check([target(.http(path: "/health", status: 200, bodyContains: "ok"), port: server.port)])
+        var seen = changes.wait(for: 1, seconds: 2)
+        #expect(seen.first?.1 == false && seen.first?.2.contains("HTTP 500, expected 200") == true, "\(seen.first?.2 ?? "")")
+        server.answer.withLock { $0 = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall ok\n" }
+        seen = changes.wait(for: 2, seconds: 2)
+        #expect(seen.count == 2 && seen.last?.1 == true)
+        let status = checker.statuses.withLock { $0.values.first }
+        #expect(status?.isUp == true && status?.lastOutcome == "passed")
+    }
+
+    @Test("command: exit 0 is up, a failure or a program past its timeout is down; a removed target is forgotten")
+    func command() throws {
+        let changes = Changes()
+        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
+        checker.start()
+        defer { checker.stop() }
+        checker.check([
+            target(.command(["/bin/true"]), port: 1),
+            target(.command(["/bin/sh", "-c", "test {port} = 1 || exit 3"]), port: 2),
+            target(.command(["/bin/sleep", "5"]), port: 3),
+        ])
+        let seen = changes.wait(for: 2, seconds: 4)
+        let byPort = Dictionary(seen.map { ($0.0.serverPort, $0) }, uniquingKeysWith: { first, _ in first })
+        #expect(byPort[1] == nil, "/bin/true stays up")
+        #expect(byPort[2]?.1 == false && byPort[2]?.2.contains("exit status 3") == true, "{port} became the server's port")
+        #expect(byPort[3]?.1 == false && byPort[3]?.2.contains("still running after 40 ms") == true)
+        checker.check([target(.command(["/bin/true"]), port: 1)])
+        usleep(200_000)
+        #expect(checker.statuses.withLock { $0.keys.map(\.serverPort) } == [1])
+    }
+}
