@@ -140,7 +140,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
                 endConnection(slot: slot)
                 guard let id = admit(key, hash: hash, flow: flow, serviceIndex: serviceIndex, now: now) else { return .drop }
                 realServerID = id
-            } else if flow.transport == .tcp, flow.tcpFlags.isOpening, table[slot].state.hasEnded {
+            } else if flow.transport == .tcp, flow.tcpFlags.isOpening,
+                      table[slot].state.hasEnded || services.isQuiesced(table[slot].realServerID) {
                 guard let id = reopen(slot: slot, key: key, serviceIndex: serviceIndex, now: now) else { return .drop }
                 realServerID = id
             } else {
@@ -199,9 +200,12 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     }
 
     /// A SYN on the ports of a connection that has ended (the client reused its port while the
-    /// entry lingers in FIN_WAIT or TIME_WAIT): a new connection in the old one's place, scheduled
-    /// afresh, as IPVS's `conn_reuse_mode` does. Without it a new connection would follow the old
-    /// one to its server, one since removed or quiesced included, whatever the weights say now.
+    /// entry lingers in FIN_WAIT or TIME_WAIT), or of one whose server takes no new connections
+    /// (drained, failed its health check, removed): a new connection in the old one's place,
+    /// scheduled afresh, as IPVS's `conn_reuse_mode` (with `expire_nodest_conn`) does. Without it
+    /// a new connection would follow the old one to its server, whatever the weights say now:
+    /// a client whose connection a dead server refused, and that reuses its port, would be sent
+    /// to that server again.
     private mutating func reopen(slot: Int, key: FlowKey, serviceIndex: Int, now: UInt64) -> UInt16? {
         let service = services.services[serviceIndex]
         guard let member = service.scheduler.select(key, pool: service.pool, cursor: &cursors[serviceIndex], load: load) else {

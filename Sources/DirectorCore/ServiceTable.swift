@@ -23,6 +23,9 @@ public final class ServiceTable: Sendable {
     /// By real-server id: whether its connections are reset (it failed its health check and
     /// its service says `on_server_down: reset`).
     private let resetting: [Bool]
+    /// By real-server id: whether it takes no new connection (weight 0 wherever it serves: drained,
+    /// failed its health check, or retired).
+    private let quiesced: [Bool]
     /// Whether any server's connections are reset: the common case costs one test per frame.
     public let resetsAnyConnections: Bool
     private let realServerIDs: [UInt64: UInt16]
@@ -42,6 +45,9 @@ public final class ServiceTable: Sendable {
         var flags = [Bool](repeating: false, count: maxID + 1)
         for id in resetting where Int(id) <= maxID { flags[Int(id)] = true }
         self.resetting = flags
+        var takesNone = [Bool](repeating: true, count: maxID + 1)
+        for server in services.flatMap(\.pool) where server.weight > 0 { takesNone[Int(server.id)] = false }
+        quiesced = takesNone
         resetsAnyConnections = flags.contains(true)
         var ids: [UInt64: UInt16] = [:]
         var byID: [UInt16: (address: IPv4Address, port: UInt16)] = [:]
@@ -105,6 +111,11 @@ public final class ServiceTable: Sendable {
     @inline(__always)
     public func resetsConnections(of realServerID: UInt16) -> Bool {
         resetsAnyConnections && Int(realServerID) < resetting.count && resetting[Int(realServerID)]
+    }
+
+    /// Whether `realServerID` takes no new connection (see `quiesced`).
+    public func isQuiesced(_ realServerID: UInt16) -> Bool {
+        Int(realServerID) >= quiesced.count || quiesced[Int(realServerID)]
     }
 
     public func destinationMAC(_ realServerID: UInt16) -> MACAddress {

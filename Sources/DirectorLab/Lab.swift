@@ -198,7 +198,8 @@ public final class Lab: @unchecked Sendable {
         String(try Shell.run(["sha256sum", stateDirectory + "/www/" + name]).output.prefix(64))
     }
 
-    private func startWebServer(_ index: Int) throws {
+    /// Starts (or starts again) the nginx of real server `index`.
+    public func startWebServer(_ index: Int) throws {
         let directory = "\(stateDirectory)/\(Lab.realServerName(index))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let config = """
@@ -216,7 +217,11 @@ public final class Lab: @unchecked Sendable {
             scgi_temp_path \(directory)/scgi;
             server {
                 listen \(Lab.virtualAddress):80 backlog=4096;
+                # The director's health checks come to the server's own address.
+                listen \(Lab.realServerAddress(index)):80;
                 root \(stateDirectory)/www;
+                # 200 "ok", or 500 while the file `unhealthy` exists (see `setHealth`).
+                location = /health { if (-f \(directory)/unhealthy) { return 500; } default_type text/plain; return 200 "ok\\n"; }
                 location = /whoami { default_type text/plain; return 200 "\(Lab.realServerName(index))\\n"; }
                 # /paced/RATE/FILE: FILE sent at most RATE bytes a second per connection (e.g. 4400k).
                 location ~ ^/paced/(?<rate>[0-9]+[km]?)/(?<file>[a-z.]+)$ { alias \(stateDirectory)/www/$file; limit_rate $rate; }
@@ -226,6 +231,22 @@ public final class Lab: @unchecked Sendable {
         try config.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
         // nginx daemonizes: the launching process exits once the master runs.
         try inNamespace(realServerNamespace(index), ["nginx", "-c", directory + "/nginx.conf"])
+    }
+
+    /// Stops the nginx of real server `index` (its master, by the PID it wrote), as a crashed
+    /// service would be: the host still answers, its port refuses.
+    public func stopWebServer(_ index: Int) throws {
+        let directory = "\(stateDirectory)/\(Lab.realServerName(index))"
+        try inNamespace(realServerNamespace(index), ["nginx", "-c", directory + "/nginx.conf", "-s", "stop"])
+        let deadline = Date().addingTimeInterval(5)
+        while FileManager.default.fileExists(atPath: directory + "/nginx.pid"), Date() < deadline { usleep(20_000) }
+    }
+
+    /// Makes real server `index`'s /health answer 500 (false) or 200 "ok" (true); its other
+    /// pages go on as before.
+    public func setHealth(_ index: Int, healthy: Bool) throws {
+        let marker = "\(stateDirectory)/\(Lab.realServerName(index))/unhealthy"
+        if healthy { try? FileManager.default.removeItem(atPath: marker) } else { try "".write(toFile: marker, atomically: true, encoding: .utf8) }
     }
 
     // MARK: - Running things inside

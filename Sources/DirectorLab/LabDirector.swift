@@ -29,6 +29,11 @@ public final class LabDirector: @unchecked Sendable {
         public var workerStallMilliseconds: Int?
         /// The control socket takes `fault` commands (tests of the pair's reactions).
         public var allowsFaultInjection = false
+        /// The service's `health_check:` (a flow-style mapping); nil: none.
+        public var healthCheck: String?
+        public var onServerDown: String?
+        /// `director.notify`: the program and its arguments.
+        public var notifyCommand: [String]?
         public init() {}
     }
 
@@ -67,6 +72,9 @@ public final class LabDirector: @unchecked Sendable {
           allow_fault_injection: \(settings.allowsFaultInjection)
 
         """
+        if let notify = settings.notifyCommand {
+            text += "  notify: [" + notify.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ") + "]\n"
+        }
         if lab.directorCount == 2 {
             text += [
                 "  node_id: \(index + 1)", "  peer:", "    node_id: \(2 - index)", "    address: \(Lab.crossoverAddress(1 - index))",
@@ -86,9 +94,11 @@ public final class LabDirector: @unchecked Sendable {
             port: 80
             protocol: tcp
             scheduler: \(settings.scheduler)
-            real_servers:
 
         """
+        if let check = settings.healthCheck { text += "    health_check: \(check)\n" }
+        if let policy = settings.onServerDown { text += "    on_server_down: \(policy)\n" }
+        text += "    real_servers:\n"
         for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
             text += "      - { address: \(Lab.realServerAddress(server)), weight: \(settings.weights[server % settings.weights.count]) }\n"
         }

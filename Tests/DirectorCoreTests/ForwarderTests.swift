@@ -294,6 +294,23 @@ struct ForwarderTests {
         #expect(verdict == .drop && forwarder.counters[drop: .realServerUnresolved] == 1)
     }
 
+    @Test("a SYN on a live entry whose server takes no new connections (drained, failed its check) is scheduled afresh; one on a server in service is a retransmission")
+    func synToQuiescedServer() throws {
+        var forwarder = makeForwarder(.roundRobin)
+        let key = FlowKey(clientAddress: client, clientPort: 41700, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        let syn = toVIP.tcp(sourcePort: 41700, destinationPort: 80, flags: .syn).build()
+        _ = forwarder.run(syn)
+        let found = forwarder.table.find(key, hash: key.tableHash)
+        let first = forwarder.table[try #require(found)].realServerID
+        _ = forwarder.run(syn)
+        #expect(forwarder.table[try #require(found)].realServerID == first && forwarder.counters[.connectionsReopened] == 0)
+        var weights: [UInt32] = [1, 1, 1]
+        weights[Int(first) - 1] = 0
+        forwarder.install(ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: .roundRobin)]))
+        _ = forwarder.run(syn)
+        #expect(forwarder.table[try #require(found)].realServerID != first && forwarder.counters[.connectionsReopened] == 1)
+    }
+
     @Test("a connection whose server failed its check, in a service that resets: its client gets a valid RST from the VIP, the entry goes; UDP and a SYN start over")
     func resetOnServerFailure() throws {
         var forwarder = makeForwarder(.roundRobin)
