@@ -5,12 +5,11 @@ extension Director {
     /// Checks what the live services say to check (at start, and after every reload or live
     /// change); verdicts on servers no longer checked are forgotten.
     func refreshHealthChecks() {
-        let targets = live.withLock { $0.healthTargets }
-        checker?.check(targets)
-        let keys = Set(targets.map(\.key))
+        let (targets, served) = live.withLock { ($0.healthTargets, $0.servedKeys) }
+        checker.check(targets)
         let (before, after) = health.withLock { board in
             let before = board.down
-            board.keep(only: keys)
+            board.keep(own: Set(targets.map(\.key)), peer: served)
             return (before, board.down)
         }
         applyHealth(before: before, after: after, reason: "no longer checked")
@@ -30,9 +29,12 @@ extension Director {
 
     /// The peer's view (from the sync thread).
     func peerReportedHealth(version: UInt64, reports: [ServerHealthReport]) {
+        // Only servers this director has count (and are kept): a peer's other servers say
+        // nothing about this side's table, and must not grow it without bound.
+        let served = live.withLock { $0.servedKeys }
         let (before, after) = health.withLock { board in
             let before = board.down
-            board.takePeer(version: version, reports: reports)
+            board.takePeer(version: version, reports: reports.filter { served.contains(HealthKey($0)) })
             return (before, board.down)
         }
         applyHealth(before: before, after: after, reason: "node \(configuration.peer?.nodeID ?? 0)'s checks")
@@ -50,8 +52,7 @@ extension Director {
 
     /// This director's own view, for the peer.
     func ownHealthReports() -> [ServerHealthReport] {
-        guard let checker else { return [] }
-        return checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { $0.key.report(isUp: $0.value.isUp) }
+        checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { $0.key.report(isUp: $0.value.isUp) }
     }
 
     /// Publishes a new snapshot when the pair's verdict changed, and says what changed.
@@ -71,8 +72,8 @@ extension Director {
     /// Health lines for `director stats`.
     func healthMetrics() -> String {
         var lines = ["# TYPE director_health_checks counter"]
-        lines.append("director_health_checks{result=\"passed\"} \(checker?.passedTotal.load(ordering: .relaxed) ?? 0)")
-        lines.append("director_health_checks{result=\"failed\"} \(checker?.failedTotal.load(ordering: .relaxed) ?? 0)")
+        lines.append("director_health_checks{result=\"passed\"} \(checker.passedTotal.load(ordering: .relaxed))")
+        lines.append("director_health_checks{result=\"failed\"} \(checker.failedTotal.load(ordering: .relaxed))")
         let (ownDown, pairDown) = health.withLock { ($0.ownDown.count, $0.down.count) }
         lines.append("# TYPE director_real_servers_down gauge")
         lines.append("director_real_servers_down{view=\"here\"} \(ownDown)")

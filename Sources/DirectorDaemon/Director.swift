@@ -36,7 +36,7 @@ public final class Director: @unchecked Sendable {
     private let ownership: Mutex<BucketOwnership>
     /// What the pair's health checks say (see `HealthBoard`).
     let health = Mutex(HealthBoard())
-    private(set) var checker: HealthChecker?
+    let checker: HealthChecker
     let notifier: Notifier
     /// Fault injection: this many coming ownership changes fail as a refused filter would.
     private let failingOwnershipChanges = Atomic<Int>(0)
@@ -48,10 +48,14 @@ public final class Director: @unchecked Sendable {
         board = CounterBoard(workerCount: configuration.workerCPUs.count)
         live = Mutex(LiveServices(services: configuration.services, timeouts: configuration.timeouts))
         notifier = Notifier(command: configuration.notifyCommand)
+        // The checks' thread runs on a CPU no worker (nor the sync thread) has, when there is one;
+        // they leave by the back interface, where the frames go.
+        let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let busy = Set(configuration.workerCPUs + [configuration.peer?.syncCPU].compactMap { $0 })
+        checker = HealthChecker(device: back.name, cpu: (0..<cpuCount).first { !busy.contains($0) })
         // Paired, a dispatcher starts owning nothing: the sync thread gives it its share once it
         // has the peer's table, or every bucket if no peer answers.
         ownership = Mutex(configuration.peer == nil ? configuration.initialOwnership : .none(configuration.bucketCount))
-        let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         for (index, cpu) in configuration.workerCPUs.enumerated() where cpu >= cpuCount {
             throw ConfigurationError(field: "director.workers[\(index)]", problem: "CPU \(cpu) does not exist here (this host has CPUs 0–\(cpuCount - 1))")
         }
@@ -100,7 +104,6 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
-        startHealthChecks()
         if let peer = configuration.peer {
             do {
                 guard let crossover = NetworkInterface.name(holding: peer.localAddress) else {
@@ -119,6 +122,7 @@ public final class Director: @unchecked Sendable {
                 throw error
             }
         }
+        startHealthChecks()
         Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
             + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
         Log.info("ready: \(live.withLock { $0.services.count }) virtual service(s), control socket \(configuration.controlSocket)")
@@ -127,8 +131,7 @@ public final class Director: @unchecked Sendable {
     public func stop() {
         maintenanceStop.store(true, ordering: .relaxed)
         maintenanceThread.join()
-        checker?.stop()
-        checker = nil
+        checker.stop()
         sync?.stop()
         sync = nil
         control?.stop()
@@ -144,20 +147,13 @@ public final class Director: @unchecked Sendable {
         notifier.stop()
     }
 
-    /// The health checker's thread runs on a CPU no worker (nor the sync thread) has, when there
-    /// is one; its checks leave by the back interface, where the frames go.
+    /// Last in `start`: a check's news may reach every part of the director (the sync thread
+    /// among them) from the moment the checker's thread runs.
     private func startHealthChecks() {
-        let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let busy = Set(configuration.workerCPUs + [configuration.peer?.syncCPU].compactMap { $0 })
-        let spare = (0..<cpuCount).first { !busy.contains($0) }
-        let checker = HealthChecker(device: back.name, cpu: spare) { [weak self] key, isUp, why in
-            self?.ownHealthChanged(key, isUp: isUp, why: why)
-        }
-        self.checker = checker
-        checker.start()
+        checker.start { [weak self] key, isUp, why in self?.ownHealthChanged(key, isUp: isUp, why: why) }
         refreshHealthChecks()
         let count = live.withLock { $0.healthTargets.count }
-        if count > 0 { Log.info("health checks: \(count) real server(s) checked from \(back.name)\(spare.map { ", on CPU \($0)" } ?? "")") }
+        if count > 0 { Log.info("health checks: \(count) real server(s) checked from \(back.name)\(checker.cpu.map { ", on CPU \($0)" } ?? "")") }
     }
 
     // MARK: - Real servers
@@ -371,7 +367,7 @@ public final class Director: @unchecked Sendable {
     func servicesListing() -> String {
         guard let table = snapshots?.snapshot else { return "not started\n" }
         var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC Health"]
-        let own = checker?.statuses.withLock { $0 } ?? [:]
+        let own = checker.statuses.withLock { $0 }
         let board = health.withLock { $0 }
         let fallbacks = Set(live.withLock { $0.services.compactMap { $0.fallback.map { "\($0.address):\($0.port)" } } })
         for service in table.services {

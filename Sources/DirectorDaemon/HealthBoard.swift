@@ -31,10 +31,11 @@ struct HealthBoard: Sendable {
     /// The peer died or restarted: only this director's checks count until it reports again.
     mutating func forgetPeer() { peer = [:] }
 
-    /// Servers no longer checked (a reload or a live change removed them) are forgotten.
-    mutating func keep(only keys: Set<HealthKey>) {
-        ownDown = ownDown.intersection(keys)
-        peer = peer.filter { keys.contains($0.key) }
+    /// Verdicts on servers no longer checked here (`own`) or no longer served (`peer`) are
+    /// forgotten (a reload or a live change removed them).
+    mutating func keep(own: Set<HealthKey>, peer served: Set<HealthKey>) {
+        ownDown = ownDown.intersection(own)
+        peer = peer.filter { served.contains($0.key) }
     }
 
     /// How the pair sees `key`, for `director services`: nil when nobody checks it.

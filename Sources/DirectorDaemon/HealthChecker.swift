@@ -10,7 +10,7 @@ import Glibc
 /// a server that never answers costs its own timeout, never another check's turn, the control
 /// socket's or the sync thread's. A server is up at start (as keepalived has it), goes down
 /// after `fall` failures in a row and comes back after `rise` successes in a row; each change
-/// goes to `onChange` (on this thread).
+/// goes to the `start` call's `onChange` (on this thread).
 final class HealthChecker: @unchecked Sendable {
     struct Target: Sendable, Equatable {
         var key: HealthKey
@@ -37,14 +37,14 @@ final class HealthChecker: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private var thread = DaemonThread()
     private let device: String
-    private let cpu: Int?
-    private let onChange: @Sendable (HealthKey, _ isUp: Bool, _ why: String) -> Void
+    let cpu: Int?
+    /// Set once, before the thread starts.
+    private var onChange: @Sendable (HealthKey, _ isUp: Bool, _ why: String) -> Void = { _, _, _ in }
 
     /// `device`: the interface the checks leave by; `cpu`: where the thread runs (nil: anywhere).
-    init(device: String, cpu: Int?, onChange: @escaping @Sendable (HealthKey, Bool, String) -> Void) {
+    init(device: String, cpu: Int?) {
         self.device = device
         self.cpu = cpu
-        self.onChange = onChange
     }
 
     /// The servers to check from now on (a reload or a live change calls it again). A server
@@ -53,7 +53,10 @@ final class HealthChecker: @unchecked Sendable {
         wanted.withLock { $0 = targets }
     }
 
-    func start() { thread.start { self.run() } }
+    func start(onChange: @escaping @Sendable (HealthKey, _ isUp: Bool, _ why: String) -> Void) {
+        self.onChange = onChange
+        thread.start { self.run() }
+    }
 
     func stop() {
         stopping.store(true, ordering: .relaxed)

@@ -84,6 +84,11 @@ struct LiveServices: Sendable {
         return ServiceTable(services: table, retired: retired, timeouts: timeouts, generation: generation, resetting: resetting)
     }
 
+    /// Every (service, real server) pair.
+    var servedKeys: Set<HealthKey> {
+        Set(services.flatMap { service in service.realServers.map { HealthKey(service, $0) } })
+    }
+
     /// Every real server with a health check, with it.
     var healthTargets: [HealthChecker.Target] {
         services.flatMap { service in

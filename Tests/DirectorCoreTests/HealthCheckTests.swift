@@ -125,8 +125,11 @@ struct HealthCheckTests {
         board.forgetPeer()
         #expect(board.down.isEmpty)
         board.setOwn(key(13), isUp: false)
-        board.keep(only: [key(11)])
-        #expect(board.down.isEmpty, "a server no longer checked is forgotten")
+        board.takePeer(version: 8, reports: [key(12).report(isUp: false)])
+        board.keep(own: [key(11)], peer: [key(11), key(12)])
+        #expect(board.down == [key(12)], "a server no longer checked here is forgotten, the peer's view of one still served kept")
+        board.keep(own: [], peer: [])
+        #expect(board.down.isEmpty)
     }
 
     @Test("an HTTP answer passes on its status and, when asked, a text in its body")

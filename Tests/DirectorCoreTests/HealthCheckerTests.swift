@@ -82,8 +82,8 @@ struct HealthCheckerTests {
     func tcp() throws {
         let server = try LoopbackServer(answer: nil)
         let changes = Changes()
-        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
-        checker.start()
+        let checker = HealthChecker(device: "", cpu: nil)
+        checker.start { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
         defer { checker.stop() }
         checker.check([target(.tcp, port: server.port)])
         usleep(400_000)
@@ -100,8 +100,8 @@ struct HealthCheckerTests {
         let server = try LoopbackServer(answer: "HTTP/1.0 500 Internal Server Error\r\n\r\n")
         defer { server.stop() }
         let changes = Changes()
-        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
-        checker.start()
+        let checker = HealthChecker(device: "", cpu: nil)
+        checker.start { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
         defer { checker.stop() }
         checker.check([target(.http(path: "/health", status: 200, bodyContains: "ok"), port: server.port)])
         var seen = changes.wait(for: 1, seconds: 2)
@@ -116,8 +116,8 @@ struct HealthCheckerTests {
     @Test("command: exit 0 is up, a failure or a program past its timeout is down; a removed target is forgotten")
     func command() throws {
         let changes = Changes()
-        let checker = HealthChecker(device: "", cpu: nil) { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
-        checker.start()
+        let checker = HealthChecker(device: "", cpu: nil)
+        checker.start { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
         defer { checker.stop() }
         checker.check([
             target(.command(["/bin/true"]), port: 1),
