@@ -34,7 +34,7 @@ extension Director {
         let served = live.withLock { $0.servedKeys }
         let (before, after) = health.withLock { board in
             let before = board.down
-            board.takePeer(version: version, reports: reports.filter { served.contains(HealthKey($0)) })
+            board.takePeer(version: version, reports: reports.filter { served.contains($0.server) })
             return (before, board.down)
         }
         applyHealth(before: before, after: after, reason: "node \(configuration.peer?.nodeID ?? 0)'s checks")
@@ -52,7 +52,7 @@ extension Director {
 
     /// This director's own view, for the peer.
     func ownHealthReports() -> [ServerHealthReport] {
-        checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { $0.key.report(isUp: $0.value.isUp) }
+        checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { ServerHealthReport($0.key, isUp: $0.value.isUp) }
     }
 
     /// Publishes a new snapshot when the pair's verdict changed, and says what changed.
@@ -60,11 +60,11 @@ extension Director {
         guard before != after else { return }
         for key in after.subtracting(before).sorted() {
             Log.warning("health: \(key) is out of service (\(reason)): no new connections go to it")
-            notifier.notify(["server", "down", key.service, key.server])
+            notifier.notify(["server", "down", key.serviceName, key.serverName])
         }
         for key in before.subtracting(after).sorted() {
             Log.info("health: \(key) is back in service (\(reason))")
-            notifier.notify(["server", "up", key.service, key.server])
+            notifier.notify(["server", "up", key.serviceName, key.serverName])
         }
         publishServices()
     }

@@ -1,5 +1,6 @@
 import CDirectorShim
 import DirectorCore
+import DirectorSync
 import DirectorWire
 import PacketIO
 import Synchronization

@@ -22,7 +22,7 @@ struct HealthBoard: Sendable {
     /// (a reordered datagram must not bring back a state the peer has left).
     mutating func takePeer(version: UInt64, reports: [ServerHealthReport]) {
         for report in reports {
-            let key = HealthKey(report)
+            let key = report.server
             if let known = peer[key], known.version > version { continue }
             peer[key] = (version, report.isUp)
         }
@@ -48,18 +48,8 @@ struct HealthBoard: Sendable {
 }
 
 extension HealthKey {
-    init(_ report: ServerHealthReport) {
-        self.init(virtualAddress: report.virtualAddress, virtualPort: report.virtualPort, transport: report.transport,
-                  serverAddress: report.serverAddress, serverPort: report.serverPort)
-    }
-
     init(_ service: Configuration.ServiceConfig, _ server: Configuration.RealServerConfig) {
         self.init(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
                   serverAddress: server.address, serverPort: server.port)
-    }
-
-    func report(isUp: Bool) -> ServerHealthReport {
-        ServerHealthReport(virtualAddress: virtualAddress, virtualPort: virtualPort, transport: transport,
-                           serverAddress: serverAddress, serverPort: serverPort, isUp: isUp)
     }
 }

@@ -79,29 +79,3 @@ public enum ServerFailurePolicy: String, Sendable, CaseIterable {
     /// reconnects at once (to a server that is up); a UDP flow is scheduled afresh.
     case reset
 }
-
-/// A real server's place in the health checks: the service it serves and the server.
-public struct HealthKey: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var virtualAddress: IPv4Address
-    public var virtualPort: UInt16
-    public var transport: TransportProtocol
-    public var serverAddress: IPv4Address
-    public var serverPort: UInt16
-
-    public init(virtualAddress: IPv4Address, virtualPort: UInt16, transport: TransportProtocol, serverAddress: IPv4Address, serverPort: UInt16) {
-        self.virtualAddress = virtualAddress
-        self.virtualPort = virtualPort
-        self.transport = transport
-        self.serverAddress = serverAddress
-        self.serverPort = serverPort
-    }
-
-    var service: String { "\(transport):\(virtualAddress):\(virtualPort)" }
-    var server: String { "\(serverAddress):\(serverPort)" }
-    public var description: String { "\(server) in \(service)" }
-
-    public static func < (left: HealthKey, right: HealthKey) -> Bool {
-        (left.virtualAddress.rawValue, left.virtualPort, left.transport.rawValue, left.serverAddress.rawValue, left.serverPort)
-            < (right.virtualAddress.rawValue, right.virtualPort, right.transport.rawValue, right.serverAddress.rawValue, right.serverPort)
-    }
-}

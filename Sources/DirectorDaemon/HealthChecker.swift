@@ -1,4 +1,5 @@
 import CDirectorShim
+import DirectorSync
 import DirectorWire
 import Synchronization
 #if canImport(Glibc)

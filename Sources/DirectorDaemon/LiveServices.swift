@@ -1,4 +1,5 @@
 import DirectorCore
+import DirectorSync
 import DirectorWire
 
 /// The services and timeouts a director applies now, and a stable id for every real server it

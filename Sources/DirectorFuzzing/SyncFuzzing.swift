@@ -132,8 +132,8 @@ public enum SyncFuzzing {
             (control: 4, body: unsigned(.ownership(version: 4, highestDataSequence: 2, action: .taken, clientNextHop: .zero,
                                                    ranges: [48...63]))),
             (control: 4, body: unsigned(.health(version: 1, reports: [
-                ServerHealthReport(virtualAddress: FuzzedFarm.virtualAddress, virtualPort: 80, transport: .tcp,
-                                   serverAddress: FuzzedFarm.pool[1].address, serverPort: 80, isUp: false),
+                ServerHealthReport(HealthKey(virtualAddress: FuzzedFarm.virtualAddress, virtualPort: 80, transport: .tcp,
+                                             serverAddress: FuzzedFarm.pool[1].address, serverPort: 80), isUp: false),
             ]))),
             (control: 0xFF, body: []),
         ]

@@ -64,12 +64,12 @@ public struct SyncCodec: Sendable {
             body.u16(UInt16(reports.count))
             body.zeros(6)
             for report in reports {
-                body.u32(report.virtualAddress.rawValue)
-                body.u16(report.virtualPort)
-                body.u8(report.transport.rawValue)
+                body.u32(report.server.virtualAddress.rawValue)
+                body.u16(report.server.virtualPort)
+                body.u8(report.server.transport.rawValue)
                 body.u8(report.isUp ? SyncWireFormat.serverUp : SyncWireFormat.serverDown)
-                body.u32(report.serverAddress.rawValue)
-                body.u16(report.serverPort)
+                body.u32(report.server.serverAddress.rawValue)
+                body.u16(report.server.serverPort)
                 body.u16(0)
             }
         }
@@ -189,8 +189,9 @@ public struct SyncCodec: Sendable {
                 guard state == SyncWireFormat.serverUp || state == SyncWireFormat.serverDown else { throw .malformedBody }
                 let serverAddress = IPv4Address(rawValue: try body.u32()), serverPort = try body.u16()
                 try body.skip(2)
-                reports.append(ServerHealthReport(virtualAddress: virtualAddress, virtualPort: virtualPort, transport: transport,
-                                                  serverAddress: serverAddress, serverPort: serverPort, isUp: state == SyncWireFormat.serverUp))
+                let server = HealthKey(virtualAddress: virtualAddress, virtualPort: virtualPort, transport: transport,
+                                       serverAddress: serverAddress, serverPort: serverPort)
+                reports.append(ServerHealthReport(server, isUp: state == SyncWireFormat.serverUp))
             }
             decoded = .health(version: version, reports: reports)
         }

@@ -1,5 +1,6 @@
 import CDirectorShim
 @testable import DirectorDaemon
+import DirectorSync
 import DirectorWire
 import Foundation
 import Synchronization

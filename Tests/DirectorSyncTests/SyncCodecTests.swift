@@ -31,8 +31,8 @@ let everyKind: [SyncBody] = [
 ]
 
 func healthReport(_ n: Int, isUp: Bool) -> ServerHealthReport {
-    ServerHealthReport(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80, transport: n % 2 == 0 ? .tcp : .udp,
-                       serverAddress: IPv4Address(198, 18, 2, UInt8(11 + n)), serverPort: 80, isUp: isUp)
+    ServerHealthReport(HealthKey(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80, transport: n % 2 == 0 ? .tcp : .udp,
+                                 serverAddress: IPv4Address(198, 18, 2, UInt8(11 + n)), serverPort: 80), isUp: isUp)
 }
 
 /// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec

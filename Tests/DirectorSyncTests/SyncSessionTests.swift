@@ -295,8 +295,9 @@ struct SyncSessionTests {
         var reports: [ServerHealthReport] = []
         for n in 0..<200 {
             let port = UInt16(1000 + n)
-            reports.append(ServerHealthReport(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp,
-                                              serverAddress: IPv4Address(198, 18, 2, 12), serverPort: port, isUp: n != 7))
+            let server = HealthKey(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp,
+                                   serverAddress: IPv4Address(198, 18, 2, 12), serverPort: port)
+            reports.append(ServerHealthReport(server, isUp: n != 7))
         }
         pair.a.session.shareHealth(reports, wallClock: pair.now)
         pair.step(milliseconds: 5)
