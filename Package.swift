@@ -4,6 +4,7 @@ import PackageDescription
 // Module map (top to bottom = the order a frame meets them):
 //   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
 //   CPrefetch       The prefetch intrinsic, for DirectorCore's table.
+//   CTLSClient      A TLS client session over OpenSSL, for the https health checks.
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
 //   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
@@ -41,6 +42,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("numa")]
         ),
         .target(name: "CPrefetch"),
+        // TLS for the https health checks (OpenSSL: libssl-dev).
+        .target(name: "CTLSClient", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(name: "DirectorWire"),
         .target(name: "DirectorCore", dependencies: ["DirectorWire", "CPrefetch"]),
         .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
@@ -51,7 +54,7 @@ let package = Package(
         .target(
             name: "DirectorDaemon",
             dependencies: [
-                "CDirectorShim", "DirectorWire", "DirectorCore", "PacketIO", "DirectorSync",
+                "CDirectorShim", "CTLSClient", "DirectorWire", "DirectorCore", "PacketIO", "DirectorSync",
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

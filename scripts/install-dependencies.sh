@@ -5,6 +5,8 @@ set -euo pipefail
 
 packages=(
   libnuma-dev   # libnuma: per-node memory for each worker
+  libssl-dev    # OpenSSL: the https health checks
+  openssl       # the tests' https server (openssl s_server) and its certificate
   nftables      # the host-stack guard (netdev ingress rule) and the benchmark's baseline
   iproute2      # ip netns, veth, bridge: the lab
   ethtool       # GRO off on director ports

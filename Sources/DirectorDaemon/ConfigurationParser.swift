@@ -261,7 +261,8 @@ public enum ConfigurationParser {
         let fields = try Fields(node, path: path, known: ["type", "port", "interval", "timeout", "rise", "fall", "path", "status", "body", "command"])
         let typeName = try fields.string("type", required: base == nil) ?? base!.probe.name
         var check = base ?? HealthCheck(probe: .tcp)
-        if check.probe.name != typeName { check.probe = .tcp }
+        // A type of its own starts that type afresh (http and https share their fields).
+        if check.probe.name != typeName, !(["http", "https"].contains(check.probe.name) && ["http", "https"].contains(typeName)) { check.probe = .tcp }
         func absent(_ names: [String]) throws(ConfigurationError) {
             for name in names where fields.optional(name) != nil {
                 throw ConfigurationError(field: Fields.join(path, name), problem: "is not a field of a \(typeName) check")
@@ -271,10 +272,10 @@ public enum ConfigurationParser {
         case "tcp":
             try absent(["path", "status", "body", "command"])
             check.probe = .tcp
-        case "http":
+        case "http", "https":
             try absent(["command"])
             var (requestPath, status, body) = ("/", 200, String?.none)
-            if case .http(let basePath, let baseStatus, let baseBody) = check.probe { (requestPath, status, body) = (basePath, baseStatus, baseBody) }
+            if case .http(let basePath, let baseStatus, let baseBody, _) = check.probe { (requestPath, status, body) = (basePath, baseStatus, baseBody) }
             if let text = try fields.string("path") {
                 // The path goes into the request line as it is: nothing that could end it.
                 guard text.hasPrefix("/"), text.utf8.count <= 1024, !text.contains(where: { $0.isWhitespace || $0.isNewline || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } ?? true }) else {
@@ -289,7 +290,7 @@ public enum ConfigurationParser {
                 }
                 body = text
             }
-            check.probe = .http(path: requestPath, status: status, bodyContains: body)
+            check.probe = .http(path: requestPath, status: status, bodyContains: body, usesTLS: typeName == "https")
         case "command":
             try absent(["path", "status", "body", "port"])
             if let node = fields.optional("command") {
@@ -299,7 +300,7 @@ public enum ConfigurationParser {
                 throw ConfigurationError(field: Fields.join(path, "command"), problem: "is required for a command check: the program and its arguments")
             }
         default:
-            throw ConfigurationError(field: Fields.join(path, "type"), problem: "expected tcp, http or command, got \"\(typeName)\"")
+            throw ConfigurationError(field: Fields.join(path, "type"), problem: "expected tcp, http, https or command, got \"\(typeName)\"")
         }
         if let value = try fields.integer("port", range: 1...65535) { check.port = UInt16(value) }
         if let value = try fields.seconds("interval") { check.intervalMilliseconds = value }

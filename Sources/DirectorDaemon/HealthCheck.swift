@@ -6,8 +6,9 @@ public struct HealthCheck: Sendable, Equatable {
     public enum Probe: Sendable, Equatable {
         /// Up when a TCP connection to the server's port opens.
         case tcp
-        /// Up when `GET path` answers `status` (and its body holds `bodyContains`, when given).
-        case http(path: String, status: Int, bodyContains: String?)
+        /// Up when `GET path` answers `status` (and its body holds `bodyContains`, when given);
+        /// over TLS when `usesTLS` (https; the certificate is not verified).
+        case http(path: String, status: Int, bodyContains: String?, usesTLS: Bool)
         /// Up when the program exits 0 within the timeout. `{address}` and `{port}` in its
         /// arguments become the server's.
         case command([String])
@@ -15,7 +16,7 @@ public struct HealthCheck: Sendable, Equatable {
         public var name: String {
             switch self {
             case .tcp: "tcp"
-            case .http: "http"
+            case .http(_, _, _, let usesTLS): usesTLS ? "https" : "http"
             case .command: "command"
             }
         }
@@ -60,7 +61,7 @@ public struct HealthCheck: Sendable, Equatable {
         fields += ["interval: \(seconds(intervalMilliseconds))", "timeout: \(seconds(timeoutMilliseconds))", "rise: \(rise)", "fall: \(fall)"]
         switch probe {
         case .tcp: break
-        case .http(let path, let status, let body):
+        case .http(let path, let status, let body, _):
             fields += ["path: \(quoted(path))", "status: \(status)"]
             if let body { fields.append("body: \(quoted(body))") }
         case .command(let arguments):

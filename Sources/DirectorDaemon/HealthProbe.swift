@@ -1,12 +1,12 @@
 import CDirectorShim
+import CTLSClient
 import DirectorWire
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// One check of one real server, in flight: a non-blocking socket connecting (tcp, http) and a
-/// request answered (http), or a program running (command). Nothing in it blocks: the checker
+/// One check of one real server, in flight: a non-blocking socket connecting (tcp, http, https),
+/// a TLS handshake (https) and a request answered (http, https), or a program running (command). Nothing in it blocks: the checker
 /// polls many at once, so a server that never answers costs its own timeout and nobody else's.
 final class HealthProbe {
     /// The most of an HTTP answer that is read; the status line and the start of the body are
@@ -20,9 +20,10 @@ final class HealthProbe {
 
     private enum Phase {
         case connecting
+        case handshaking
         case sending
         case reading
-        case running(Process)
+        case running(ChildProcess)
         case finished
     }
 
@@ -33,33 +34,33 @@ final class HealthProbe {
     private var response: [UInt8] = []
     private let check: HealthCheck
     private let timeoutMilliseconds: UInt64
+    private let address: IPv4Address
+    /// The TLS session of an https check, once connected.
+    private var tls: OpaquePointer?
+    /// What the TLS session waits for (it may need to write while reading, and the reverse).
+    private var tlsWantsWrite = false
 
     /// Starts checking `address`:`port` (the check's port when it has one); `device`: the
     /// interface the check leaves by (the back one: where the frames go). An outcome at once
     /// when the check could not even start.
     init(_ check: HealthCheck, address: IPv4Address, port: UInt16, device: String, now: UInt64) {
         self.check = check
+        self.address = address
         timeoutMilliseconds = check.timeoutMilliseconds
         deadline = now + check.timeoutMilliseconds
         let port = check.port ?? port
         switch check.probe {
         case .command(let words):
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: words[0])
-            process.arguments = words.dropFirst().map {
-                $0.replacingOccurrences(of: "{address}", with: "\(address)").replacingOccurrences(of: "{port}", with: "\(port)")
+            let arguments = [words[0]] + words.dropFirst().map {
+                $0.replacing("{address}", with: "\(address)").replacing("{port}", with: "\(port)")
             }
-            process.standardInput = FileHandle.nullDevice
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
             do {
-                try process.run()
-                phase = .running(process)
+                phase = .running(try ChildProcess(arguments))
             } catch {
-                early = .failed("\(words[0]) did not start: \(error)")
+                early = .failed("\(error)")
             }
         case .tcp, .http:
-            if case .http(let path, _, _) = check.probe {
+            if case .http(let path, _, _, _) = check.probe {
                 request = Array("GET \(path) HTTP/1.0\r\nHost: \(address):\(port)\r\nUser-Agent: director-health-check\r\nConnection: close\r\n\r\n".utf8)
             }
             early = connect(to: address, port: port, device: device)
@@ -94,11 +95,15 @@ final class HealthProbe {
     /// The poll(2) events the probe waits for; 0 when it waits on no socket (a program).
     var pollEvents: Int16 {
         switch phase {
-        case .connecting, .sending: Int16(POLLOUT)
-        case .reading: Int16(POLLIN)
+        case .connecting: Int16(POLLOUT)
+        case .handshaking: tlsEvents
+        case .sending: tls == nil ? Int16(POLLOUT) : tlsEvents
+        case .reading: tls == nil ? Int16(POLLIN) : tlsEvents
         case .running, .finished: 0
         }
     }
+
+    private var tlsEvents: Int16 { Int16(tlsWantsWrite ? POLLOUT : POLLIN) }
 
     /// Moves on after poll(2) reported `events` on the socket (or, for a program, after any
     /// wait); the outcome once there is one.
@@ -107,40 +112,101 @@ final class HealthProbe {
         case .finished:
             return nil
         case .running(let process):
-            guard !process.isRunning else { return nil }
-            let status = process.terminationStatus
-            phase = .finished
-            if process.terminationReason == .uncaughtSignal { return .failed("killed by signal \(status)") }
-            return status == 0 ? .passed : .failed("exit status \(status)")
+            switch process.exitStatus() {
+            case .running: return nil
+            case .exited(let status):
+                phase = .finished
+                return status == 0 ? .passed : .failed("exit status \(status)")
+            case .killed(let signal):
+                phase = .finished
+                return .failed("killed by signal \(signal)")
+            }
         case .connecting:
             guard events != 0 else { return nil }
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)
             if error != 0 { return finish(.failed("connect: \(String(cString: strerror(error)))")) }
-            guard case .http = check.probe else { return finish(.passed) }
-            phase = .sending
+            guard case .http(_, _, _, let usesTLS) = check.probe else { return finish(.passed) }
+            guard usesTLS else {
+                phase = .sending
+                return advance(events: Int16(POLLOUT))
+            }
+            tls = director_tls_new(descriptor, "\(address)")
+            guard tls != nil else { return finish(.failed("TLS: \(String(cString: director_tls_last_error()))")) }
+            phase = .handshaking
             return advance(events: Int16(POLLOUT))
+        case .handshaking:
+            guard events != 0 else { return nil }
+            switch director_tls_handshake(tls) {
+            case Int32(DIRECTOR_TLS_DONE):
+                phase = .sending
+                return advance(events: Int16(POLLOUT))
+            case Int32(DIRECTOR_TLS_WANTS_READ): tlsWantsWrite = false
+            case Int32(DIRECTOR_TLS_WANTS_WRITE): tlsWantsWrite = true
+            default: return finish(.failed("TLS \(String(cString: director_tls_last_error()))"))
+            }
+            return nil
         case .sending:
             guard events != 0 else { return nil }
-            let sent = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if sent < 0 {
-                return errno == EAGAIN ? nil : finish(.failed("sending the request: \(String(cString: strerror(errno)))"))
+            switch transmit() {
+            case .failure(let why): return finish(.failed("sending the request: \(why)"))
+            case .success(let sent?):
+                request.removeFirst(sent)
+                if request.isEmpty { phase = .reading }
+            case .success(nil): break
             }
-            request.removeFirst(sent)
-            if request.isEmpty { phase = .reading }
             return nil
         case .reading:
             guard events != 0 else { return nil }
             var chunk = [UInt8](repeating: 0, count: 16384)
-            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            if count < 0 {
-                return errno == EAGAIN ? nil : finish(.failed("reading the answer: \(String(cString: strerror(errno)))"))
+            let count: Int
+            switch receive(into: &chunk) {
+            case .failure(let why): return finish(.failed("reading the answer: \(why)"))
+            case .success(nil): return nil
+            case .success(let received?): count = received
             }
             response += chunk[..<count]
             guard count == 0 || response.count >= HealthProbe.responseLimit else { return nil }
-            guard case .http(_, let status, let body) = check.probe else { return finish(.passed) }
+            guard case .http(_, let status, let body, _) = check.probe else { return finish(.passed) }
             return finish(HealthProbe.judge(response, expectedStatus: status, bodyContains: body))
+        }
+    }
+
+    private struct Failure: Error { let why: String }
+
+    /// Sends what is left of the request (through TLS for https): how much went, or nil to wait.
+    private func transmit() -> Result<Int?, Failure> {
+        guard let tls else {
+            let sent = request.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent >= 0 { return .success(sent) }
+            return errno == EAGAIN ? .success(nil) : .failure(Failure(why: String(cString: strerror(errno))))
+        }
+        let sent = request.withUnsafeBytes { director_tls_write(tls, $0.baseAddress, $0.count) }
+        return tlsStep(sent)
+    }
+
+    /// Reads the answer (through TLS for https): how much came (0: all of it), or nil to wait.
+    private func receive(into chunk: inout [UInt8]) -> Result<Int?, Failure> {
+        guard let tls else {
+            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count >= 0 { return .success(count) }
+            return errno == EAGAIN ? .success(nil) : .failure(Failure(why: String(cString: strerror(errno))))
+        }
+        let count = chunk.withUnsafeMutableBytes { director_tls_read(tls, $0.baseAddress, $0.count) }
+        return tlsStep(count)
+    }
+
+    private func tlsStep(_ result: Int) -> Result<Int?, Failure> {
+        switch result {
+        case 0...: return .success(result)
+        case Int(DIRECTOR_TLS_WANTS_READ):
+            tlsWantsWrite = false
+            return .success(nil)
+        case Int(DIRECTOR_TLS_WANTS_WRITE):
+            tlsWantsWrite = true
+            return .success(nil)
+        default: return .failure(Failure(why: "TLS \(String(cString: director_tls_last_error()))"))
         }
     }
 
@@ -149,6 +215,7 @@ final class HealthProbe {
         let waited: String
         switch phase {
         case .connecting: waited = "no connection"
+        case .handshaking: waited = "no TLS handshake"
         case .sending, .reading: waited = "no whole answer"
         case .running: waited = "the program still running"
         case .finished: waited = "no outcome"
@@ -160,9 +227,11 @@ final class HealthProbe {
     func cancel() { _ = finish(.failed("cancelled")) }
 
     private func finish(_ outcome: Outcome) -> Outcome {
+        if let tls { director_tls_free(tls) }
+        tls = nil
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
-        if case .running(let process) = phase, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if case .running(let process) = phase { process.kill() }
         phase = .finished
         return outcome
     }

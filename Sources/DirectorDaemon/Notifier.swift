@@ -1,5 +1,4 @@
 import CDirectorShim
-import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -65,33 +64,35 @@ final class Notifier: @unchecked Sendable {
     }
 
     private func run(_ command: [String], _ event: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst()) + event
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
         ran.add(1, ordering: .relaxed)
-        let described = "\(command[0]) \(event.joined(separator: " "))"
+        let described = (command + event).joined(separator: " ")
+        let process: ChildProcess
         do {
-            try process.run()
+            process = try ChildProcess(command + event)
         } catch {
             failed.add(1, ordering: .relaxed)
-            Log.error("notify: \(described) did not start: \(error)")
+            Log.error("notify: \(error)")
             return
         }
         let deadline = director_monotonic_nanoseconds() / 1_000_000 + Notifier.timeoutMilliseconds
-        while process.isRunning, director_monotonic_nanoseconds() / 1_000_000 < deadline { usleep(5_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        var status = process.exitStatus()
+        while status == .running, director_monotonic_nanoseconds() / 1_000_000 < deadline {
+            usleep(5_000)
+            status = process.exitStatus()
+        }
+        switch status {
+        case .exited(0):
+            break
+        case .running:
+            process.kill()
             failed.add(1, ordering: .relaxed)
             Log.error("notify: \(described) still ran after \(Notifier.timeoutMilliseconds / 1000) s and was killed")
-            return
-        }
-        if process.terminationStatus != 0 || process.terminationReason != .exit {
+        case .exited(let code):
             failed.add(1, ordering: .relaxed)
-            Log.error("notify: \(described) failed (\(process.terminationReason == .exit ? "exit status" : "signal") \(process.terminationStatus))")
+            Log.error("notify: \(described) failed (exit status \(code))")
+        case .killed(let signal):
+            failed.add(1, ordering: .relaxed)
+            Log.error("notify: \(described) failed (killed by signal \(signal))")
         }
     }
 }

@@ -48,7 +48,7 @@ struct HealthCheckTests {
         \(servers)
         """, director: "  notify: [/bin/true, --site, lab]")
         let service = config.services[0]
-        let inherited = HealthCheck(probe: .http(path: "/health", status: 200, bodyContains: "ok"), intervalMilliseconds: 500,
+        let inherited = HealthCheck(probe: .http(path: "/health", status: 200, bodyContains: "ok", usesTLS: false), intervalMilliseconds: 500,
                                     timeoutMilliseconds: 250, rise: 3, fall: 2)
         #expect(service.healthCheck == inherited && service.realServers[0].healthCheck == inherited)
         #expect(service.realServers[1].healthCheck == HealthCheck(probe: .tcp, port: 8080, intervalMilliseconds: 500, timeoutMilliseconds: 250, rise: 3, fall: 5),
@@ -63,7 +63,7 @@ struct HealthCheckTests {
     @Test("what a health check cannot be is refused, naming the field")
     func refusals() {
         let cases: [(String, String, String)] = [
-            ("health_check: { type: ping }", "services[0].health_check.type", "expected tcp, http or command"),
+            ("health_check: { type: ping }", "services[0].health_check.type", "expected tcp, http, https or command"),
             ("health_check: { interval: 1 }", "services[0].health_check.type", "is required"),
             ("health_check: { type: tcp, interval: 1, timeout: 2 }", "services[0].health_check.timeout", "to the interval"),
             ("health_check: { type: tcp, rise: 0 }", "services[0].health_check.rise", "from 1 to 100"),
@@ -147,13 +147,14 @@ struct HealthCheckTests {
     @Test("the config dump writes health checks back as the parser reads them")
     func dumpRoundTrip() throws {
         let config = try parse("""
-            health_check: { type: http, path: /health, body: "say \\"ok\\"", interval: 0.5, timeout: 0.25 }
+            health_check: { type: https, path: /health, body: "say \\"ok\\"", interval: 0.5, timeout: 0.25 }
             on_server_down: reset
             fallback: { address: 198.18.2.99, mac: "02:00:00:00:02:99" }
         \(servers)
         """)
         let yaml = LiveServices(services: config.services, timeouts: config.timeouts).yaml
         let again = try ConfigurationParser.parse(yaml: "director:\n  front_interface: front\n" + yaml)
+        #expect(config.services[0].healthCheck?.probe == .http(path: "/health", status: 200, bodyContains: "say \"ok\"", usesTLS: true))
         #expect(again.services[0].healthCheck == config.services[0].healthCheck)
         #expect(again.services[0].realServers.map(\.healthCheck) == config.services[0].realServers.map(\.healthCheck))
         #expect(again.services[0].onServerDown == .reset && again.services[0].fallback == config.services[0].fallback)

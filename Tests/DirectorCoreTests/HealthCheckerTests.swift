@@ -104,7 +104,7 @@ struct HealthCheckerTests {
         let checker = HealthChecker(device: "", cpu: nil)
         checker.start { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
         defer { checker.stop() }
-        checker.check([target(.http(path: "/health", status: 200, bodyContains: "ok"), port: server.port)])
+        checker.check([target(.http(path: "/health", status: 200, bodyContains: "ok", usesTLS: false), port: server.port)])
         var seen = changes.wait(for: 1, seconds: 2)
         #expect(seen.first?.1 == false && seen.first?.2.contains("HTTP 500, expected 200") == true, "\(seen.first?.2 ?? "")")
         server.answer.withLock { $0 = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nall ok\n" }
@@ -112,6 +112,80 @@ struct HealthCheckerTests {
         #expect(seen.count == 2 && seen.last?.1 == true)
         let status = checker.statuses.withLock { $0.values.first }
         #expect(status?.isUp == true && status?.lastOutcome == "passed")
+    }
+
+    @Test("HTTPS: a TLS server's answer is judged like HTTP's (its certificate not verified); a server that speaks no TLS fails the handshake")
+    func https() throws {
+        let directory = "/tmp/director-https-check-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func openssl(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            process.arguments = arguments
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let certificate = try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=realserver", "-days", "1",
+                                       "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem"])
+        certificate.waitUntilExit()
+        try #require(certificate.terminationStatus == 0)
+        // A free port: the kernel's choice for a socket that is then closed.
+        let probe = try LoopbackServer(answer: nil)
+        let port = probe.port
+        probe.stop()
+        let server = try openssl(["s_server", "-accept", "127.0.0.1:\(port)", "-cert", "\(directory)/cert.pem", "-key", "\(directory)/key.pem", "-www", "-quiet"])
+        defer {
+            // SIGKILL: the test runner's threads block SIGTERM, and a child inherits the mask.
+            kill(server.processIdentifier, SIGKILL)
+            server.waitUntilExit()
+        }
+        let plain = try LoopbackServer(answer: "HTTP/1.0 200 OK\r\n\r\nok\n")
+        defer { plain.stop() }
+        usleep(500_000)
+
+        let changes = Changes()
+        let checker = HealthChecker(device: "", cpu: nil)
+        checker.start { key, isUp, why in changes.seen.withLock { $0.append((key, isUp, why)) } }
+        defer { checker.stop() }
+        var overTLS = target(.http(path: "/", status: 200, bodyContains: "s_server", usesTLS: true), port: port)
+        var notTLS = target(.http(path: "/", status: 200, bodyContains: nil, usesTLS: true), port: plain.port)
+        for index in [0, 1] {
+            var check = [overTLS, notTLS][index].check
+            (check.intervalMilliseconds, check.timeoutMilliseconds) = (200, 150)
+            if index == 0 { overTLS.check = check } else { notTLS.check = check }
+        }
+        checker.check([overTLS, notTLS])
+        let seen = changes.wait(for: 1, seconds: 3)
+        usleep(600_000)
+        let statuses = checker.statuses.withLock { $0 }
+        #expect(seen.count == 1 && seen.first?.0 == notTLS.key && seen.first?.2.contains("TLS") == true, "\(seen.map(\.2))")
+        #expect(statuses[overTLS.key]?.isUp == true && statuses[overTLS.key]?.lastOutcome == "passed", "\(statuses[overTLS.key]?.lastOutcome ?? "")")
+        #expect((statuses[overTLS.key]?.passed ?? 0) >= 3, "passed \(statuses[overTLS.key]?.passed ?? 0), failed \(statuses[overTLS.key]?.failed ?? 0)")
+    }
+
+    @Test("a command runs with no signal blocked, whatever the director's threads block")
+    func commandSignals() throws {
+        let marker = "/tmp/director-command-signals-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        var blocked = sigset_t(), previous = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGTERM)
+        sigaddset(&blocked, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &blocked, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let child = try ChildProcess(["/bin/sh", "-c", "grep SigBlk /proc/self/status > \(marker)"])
+        var status = child.exitStatus()
+        for _ in 0..<200 where status == .running {
+            usleep(10_000)
+            status = child.exitStatus()
+        }
+        #expect(status == .exited(0))
+        let line = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+        #expect(line.contains("0000000000000000"), "\(line)")
     }
 
     @Test("command: exit 0 is up, a failure or a program past its timeout is down; a removed target is forgotten")
