@@ -55,7 +55,9 @@ extension Director {
         checker.statuses.withLock { $0 }.sorted { $0.key < $1.key }.map { ServerHealthReport($0.key, isUp: $0.value.isUp) }
     }
 
-    /// Publishes a new snapshot when the pair's verdict changed, and says what changed.
+    /// Asks for a new snapshot when the pair's verdict changed, and says what changed. The
+    /// maintenance thread builds it (within 20 ms): the sync thread, which hears the peer's view
+    /// and its death, must not spend a snapshot's milliseconds in a turn.
     private func applyHealth(before: Set<HealthKey>, after: Set<HealthKey>, reason: String) {
         guard before != after else { return }
         for key in after.subtracting(before).sorted() {
@@ -66,7 +68,7 @@ extension Director {
             Log.info("health: \(key) is back in service (\(reason))")
             notifier.notify(["server", "up", key.serviceName, key.serverName])
         }
-        publishServices()
+        publishServicesSoon()
     }
 
     /// Health lines for `director stats`.

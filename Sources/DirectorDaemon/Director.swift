@@ -31,6 +31,7 @@ public final class Director: @unchecked Sendable {
     let live: Mutex<LiveServices>
     private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
+    private let servicesStale = Atomic<Bool>(false)
     private var maintenanceThread = DaemonThread()
     private let startedAt = director_monotonic_nanoseconds()
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
@@ -159,10 +160,10 @@ public final class Director: @unchecked Sendable {
 
     // MARK: - Real servers
 
-    /// ARP for the real servers whose MAC is not configured. Unresolved ones are logged and
+    /// ARP for the real servers (fallbacks included) whose MAC is not configured. Unresolved ones are logged and
     /// retried every second by the maintenance thread; their flows are counted drops meanwhile.
     func resolveRealServers(onlyMissing: Bool) {
-        let servers = live.withLock { $0.services.flatMap(\.realServers) }
+        let servers = live.withLock { LiveServices.servers(of: $0.services) }
         let configured = Set(servers.filter { $0.mac != nil }.map(\.address))
         let known = resolvedMACs.withLock { $0 }
         let wanted = Array(Set(servers.map(\.address)).subtracting(configured))
@@ -191,19 +192,26 @@ public final class Director: @unchecked Sendable {
     }
 
     /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
-    /// snapshot when a MAC changed.
+    /// snapshot when a MAC changed, or within 20 ms when the pair's health verdict changed on a
+    /// thread that must not spend the milliseconds a snapshot takes (the sync thread's turns).
     private func startMaintenance() {
         maintenanceThread.start {
             var tick = 0
             while !self.maintenanceStop.load(ordering: .relaxed) {
-                usleep(100_000)
+                usleep(20_000)
                 tick += 1
-                guard tick % 10 == 0 else { continue }
+                if self.servicesStale.exchange(false, ordering: .relaxed) { self.publishServices() }
+                guard tick % 50 == 0 else { continue }
                 let before = self.resolvedMACs.withLock { $0 }
-                self.resolveRealServers(onlyMissing: tick % 300 != 0)
+                self.resolveRealServers(onlyMissing: tick % 1500 != 0)
                 if self.resolvedMACs.withLock({ $0 }) != before { self.publishServices() }
             }
         }
+    }
+
+    /// Asks the maintenance thread for a new snapshot (see `startMaintenance`).
+    func publishServicesSoon() {
+        servicesStale.store(true, ordering: .relaxed)
     }
 
     // MARK: - What the sync thread reads and moves

@@ -29,7 +29,7 @@ struct LiveServices: Sendable {
     }
 
     /// Every server the services name: their real servers and their fallbacks.
-    private static func servers(of services: [Configuration.ServiceConfig]) -> [Configuration.RealServerConfig] {
+    static func servers(of services: [Configuration.ServiceConfig]) -> [Configuration.RealServerConfig] {
         services.flatMap(\.realServers) + services.compactMap(\.fallback)
     }
 
@@ -58,7 +58,7 @@ struct LiveServices: Sendable {
     /// The workers' snapshot: every service with its pool, and the retired servers. A server
     /// `down` (health checks) takes no new connection: weight 0, as a drained one; its
     /// connections are reset when its service says so. A service none of whose servers can take
-    /// a connection sends new ones to its fallback, when it has one.
+    /// a connection sends new ones to its fallback, when it has one (the last of its pool).
     func serviceTable(resolvedMACs: [IPv4Address: MACAddress], generation: UInt64, down: Set<HealthKey> = []) -> ServiceTable {
         func realServer(_ server: Configuration.RealServerConfig, weight: UInt32) -> RealServer {
             RealServer(id: ids[ServerKey(address: server.address, port: server.port)]!, address: server.address, port: server.port,
@@ -72,8 +72,10 @@ struct LiveServices: Sendable {
                 if isDown, service.onServerDown == .reset { resetting.insert(member.id) }
                 return member
             }
-            if let fallback = service.fallback, !pool.contains(where: { $0.weight > 0 }) {
-                pool.append(realServer(fallback, weight: 1))
+            // The fallback is always in the pool (its connections keep their destination when a
+            // server comes back), with a weight only while no other server can take a connection.
+            if let fallback = service.fallback {
+                pool.append(realServer(fallback, weight: pool.contains { $0.weight > 0 } ? 0 : 1))
             }
             return VirtualService(address: service.address, port: service.port, transport: service.transport, forwarding: service.forwarding,
                                   pool: pool, scheduler: service.scheduler, maglevTableSize: service.maglevTableSize)

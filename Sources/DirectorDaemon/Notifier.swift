@@ -11,7 +11,6 @@ import Glibc
 /// `timeout` is killed; a failure is logged; past `queueLimit` waiting events the oldest are
 /// dropped (and counted in the log).
 final class Notifier: @unchecked Sendable {
-    static let timeoutMilliseconds: UInt64 = 10_000
     static let queueLimit = 256
 
     private let command = Mutex<[String]?>(nil)
@@ -22,7 +21,11 @@ final class Notifier: @unchecked Sendable {
     let ran = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)
 
-    init(command: [String]?) {
+    /// A command still running after this long is killed.
+    let timeoutMilliseconds: UInt64
+
+    init(command: [String]?, timeoutMilliseconds: UInt64 = 10_000) {
+        self.timeoutMilliseconds = timeoutMilliseconds
         self.command.withLock { $0 = command }
     }
 
@@ -74,7 +77,7 @@ final class Notifier: @unchecked Sendable {
             Log.error("notify: \(error)")
             return
         }
-        let deadline = director_monotonic_nanoseconds() / 1_000_000 + Notifier.timeoutMilliseconds
+        let deadline = director_monotonic_nanoseconds() / 1_000_000 + timeoutMilliseconds
         var status = process.exitStatus()
         while status == .running, director_monotonic_nanoseconds() / 1_000_000 < deadline {
             usleep(5_000)
@@ -86,7 +89,7 @@ final class Notifier: @unchecked Sendable {
         case .running:
             process.kill()
             failed.add(1, ordering: .relaxed)
-            Log.error("notify: \(described) still ran after \(Notifier.timeoutMilliseconds / 1000) s and was killed")
+            Log.error("notify: \(described) still ran after \(timeoutMilliseconds) ms and was killed")
         case .exited(let code):
             failed.add(1, ordering: .relaxed)
             Log.error("notify: \(described) failed (exit status \(code))")

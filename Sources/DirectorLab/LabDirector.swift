@@ -32,6 +32,8 @@ public final class LabDirector: @unchecked Sendable {
         /// The service's `health_check:` (a flow-style mapping); nil: none.
         public var healthCheck: String?
         public var onServerDown: String?
+        /// The service's fallback server, by the lab's index (rs1 = 0).
+        public var fallbackRealServer: Int?
         /// `director.notify`: the program and its arguments.
         public var notifyCommand: [String]?
         public init() {}
@@ -98,6 +100,7 @@ public final class LabDirector: @unchecked Sendable {
         """
         if let check = settings.healthCheck { text += "    health_check: \(check)\n" }
         if let policy = settings.onServerDown { text += "    on_server_down: \(policy)\n" }
+        if let fallback = settings.fallbackRealServer { text += "    fallback: { address: \(Lab.realServerAddress(fallback)) }\n" }
         text += "    real_servers:\n"
         for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
             text += "      - { address: \(Lab.realServerAddress(server)), weight: \(settings.weights[server % settings.weights.count]) }\n"

@@ -208,4 +208,25 @@ struct HealthCheckerTests {
         usleep(200_000)
         #expect(checker.statuses.withLock { $0.keys.map(\.serverPort) } == [1])
     }
+
+    @Test("notify: each event runs the command with its words, in order; a failure and a command past its time are counted, the latter killed")
+    func notifications() throws {
+        let log = "/tmp/director-notify-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let notifier = Notifier(command: ["/bin/sh", "-c", "echo \"$*\" >> \(log); test \"$1\" != fail || exit 4; test \"$1\" != hang || sleep 30", "notify"],
+                                timeoutMilliseconds: 300)
+        notifier.start()
+        defer { notifier.stop() }
+        for event in [["peer", "dead", "2"], ["fail", "now"], ["hang", "on"], ["server", "up", "tcp:198.18.0.100:80", "198.18.2.12:80"]] {
+            notifier.notify(event)
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, notifier.ran.load(ordering: .relaxed) < 4 || ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").count < 4 {
+            usleep(20_000)
+        }
+        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(lines == ["peer dead 2", "fail now", "hang on", "server up tcp:198.18.0.100:80 198.18.2.12:80"])
+        usleep(100_000)
+        #expect(notifier.ran.load(ordering: .relaxed) == 4 && notifier.failed.load(ordering: .relaxed) == 2, "exit 4, and the one killed at 300 ms")
+    }
 }

@@ -140,5 +140,45 @@ extension LabSuites {
             #expect(Int(stats["connections_reset"] ?? 0) >= broken, "each broken download was one the director reset")
             #expect(resets >= broken, "the clients' stacks took the director's resets as valid")
         }
+        @Test("every real server of a service fails its check: new connections go to its fallback server; one back, they go to it again")
+        func fallbackServer() throws {
+            let lab = Lab(prefix: "thf", directors: 1)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.scheduler = "rr"
+            settings.servedRealServers = [0, 1]
+            settings.healthCheck = HealthCheckLabTests.check
+            settings.fallbackRealServer = 2
+            let director = try LabDirector(lab: lab, index: 0, settings: settings)
+            defer { director.stop() }
+            try director.start()
+            func answers() throws -> [Substring] {
+                try lab.fetchMany(path: "/whoami", count: 100, from: Lab.clientAddresses[0]).split(whereSeparator: \.isNewline).filter { $0.hasPrefix("rs") }
+            }
+            try waitUntil(seconds: 5, "both servers checked and up") {
+                HealthCheckLabTests.health(of: "\(Lab.realServerAddress(0)):80", at: director) == "up"
+                    && HealthCheckLabTests.health(of: HealthCheckLabTests.rs2, at: director) == "up"
+            }
+            let before = try answers()
+            try lab.setHealth(0, healthy: false)
+            try lab.setHealth(1, healthy: false)
+            try waitUntil(seconds: 4, "both servers out of service") {
+                HealthCheckLabTests.health(of: "\(Lab.realServerAddress(0)):80", at: director) == "down"
+                    && HealthCheckLabTests.health(of: HealthCheckLabTests.rs2, at: director) == "down"
+            }
+            usleep(100_000)
+            let allDown = try answers()
+            let listing = try Shell.run([LabDirector.binaryPath(), "services", "--socket", director.controlSocket]).output
+            try lab.setHealth(1, healthy: true)
+            try waitUntil(seconds: 4, "rs2 back") { HealthCheckLabTests.health(of: HealthCheckLabTests.rs2, at: director) == "up" }
+            usleep(100_000)
+            let oneBack = try answers()
+            print("fallback: 100 requests with both servers up: \(Set(before).sorted()); both down: \(Set(allDown).sorted()) (\(allDown.count) answered); rs2 back: \(Set(oneBack).sorted())")
+            #expect(before.count == 100 && !before.contains("rs3"))
+            #expect(allDown.count == 100 && allDown.allSatisfy { $0 == "rs3" }, "the fallback took every new connection")
+            #expect(listing.contains("\(Lab.realServerAddress(2)):80") && listing.contains("fallback"), "\(listing)")
+            #expect(oneBack.count == 100 && oneBack.allSatisfy { $0 == "rs2" }, "the fallback gives way to a server back in service")
+        }
     }
 }
