@@ -65,7 +65,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "DirectorLab"),
+        .target(name: "DirectorLab", dependencies: ["CDirectorShim"]),
         .executableTarget(
             name: "director-lab",
             dependencies: ["DirectorLab", "LoadGeneration", "PacketIO", "DirectorWire", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -116,6 +116,11 @@ public enum ConfigurationParser {
         return geometry
     }
 
+    /// Milliseconds as the file writes seconds (what `Fields.seconds` reads back).
+    static func secondsText(_ milliseconds: UInt64) -> String {
+        milliseconds % 1000 == 0 ? String(milliseconds / 1000) : String(Double(milliseconds) / 1000)
+    }
+
     nonisolated(unsafe) static let timeoutFields: [String: WritableKeyPath<ConnectionTimeouts, UInt64>] = [
         "tcp_established": \.established, "tcp_syn_sent": \.synSent, "tcp_syn_recv": \.synReceived,
         "tcp_fin_wait": \.finWait, "tcp_time_wait": \.timeWait, "tcp_close": \.close, "tcp_close_wait": \.closeWait,
@@ -261,8 +266,9 @@ public enum ConfigurationParser {
         let fields = try Fields(node, path: path, known: ["type", "port", "interval", "timeout", "rise", "fall", "path", "status", "body", "command"])
         let typeName = try fields.string("type", required: base == nil) ?? base!.probe.name
         var check = base ?? HealthCheck(probe: .tcp)
-        // A type of its own starts that type afresh (http and https share their fields).
-        if check.probe.name != typeName, !(["http", "https"].contains(check.probe.name) && ["http", "https"].contains(typeName)) { check.probe = .tcp }
+        // A type of its own starts that type afresh (https is http's fields over TLS).
+        func family(_ name: String) -> String { name == "https" ? "http" : name }
+        if family(check.probe.name) != family(typeName) { check.probe = .tcp }
         func absent(_ names: [String]) throws(ConfigurationError) {
             for name in names where fields.optional(name) != nil {
                 throw ConfigurationError(field: Fields.join(path, name), problem: "is not a field of a \(typeName) check")

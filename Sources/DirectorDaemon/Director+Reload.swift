@@ -26,14 +26,14 @@ extension Director {
             return refuse("reload: \(path) changes \(fixed.joined(separator: ", ")), which cannot change while the director runs (restart it for "
                 + (fixed.count == 1 ? "that" : "those") + "); nothing was changed")
         }
-        notifier.use(new.notifyCommand)
-        return apply(services: new.services, timeouts: new.timeouts, source: "reload of \(path)")
+        return apply(services: new.services, timeouts: new.timeouts, notifyCommand: new.notifyCommand, source: "reload of \(path)")
     }
 
     /// Makes `services` and `timeouts` the live ones and hands the workers the new snapshot;
     /// `source` (a reload, a command) names the change in the log and the reply. Changes nothing
     /// if a step before the snapshot fails.
-    func apply(services: [Configuration.ServiceConfig], timeouts: ConnectionTimeouts, source: String) -> String {
+    func apply(services: [Configuration.ServiceConfig], timeouts: ConnectionTimeouts, notifyCommand: [String]?? = .none,
+               source: String) -> String {
         let addresses = LiveServices.virtualAddresses(services)
         if let guardNow = hostGuard, guardNow.virtualAddresses != addresses {
             // Before the workers forward a new VIP, the host's stack must stop seeing its frames.
@@ -45,12 +45,14 @@ extension Director {
             }
             hostGuard = updated
         }
-        let summary: ReloadSummary
+        var summary: ReloadSummary
         do {
             summary = try live.withLock { live throws(ConfigurationError) in try live.replace(services: services, timeouts: timeouts) }
         } catch {
             return refuse("\(source): \(error); nothing was changed")
         }
+        // A reload's notify command (a live change leaves it alone).
+        if case .some(let command) = notifyCommand, notifier.use(command) { summary.notifyChanged = true }
         resolveRealServers(onlyMissing: true)
         publishServices()
         refreshHealthChecks()

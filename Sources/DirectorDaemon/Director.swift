@@ -50,11 +50,9 @@ public final class Director: @unchecked Sendable {
         board = CounterBoard(workerCount: configuration.workerCPUs.count)
         live = Mutex(LiveServices(services: configuration.services, timeouts: configuration.timeouts))
         notifier = Notifier(command: configuration.notifyCommand)
-        // The checks' thread runs on a CPU no worker (nor the sync thread) has, when there is one;
-        // they leave by the back interface, where the frames go.
+        // The checks leave by the back interface, where the frames go.
         let cpuCount = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let busy = Set(configuration.workerCPUs + [configuration.peer?.syncCPU].compactMap { $0 })
-        checker = HealthChecker(device: back.name, cpu: (0..<cpuCount).first { !busy.contains($0) })
+        checker = HealthChecker(device: back.name, cpu: HealthChecker.spareCPU(of: cpuCount, busy: configuration.workerCPUs + [configuration.peer?.syncCPU].compactMap { $0 }))
         // Paired, a dispatcher starts owning nothing: the sync thread gives it its share once it
         // has the peer's table, or every bucket if no peer answers.
         ownership = Mutex(configuration.peer == nil ? configuration.initialOwnership : .none(configuration.bucketCount))
@@ -378,14 +376,14 @@ public final class Director: @unchecked Sendable {
         var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC Health"]
         let own = checker.statuses.withLock { $0 }
         let board = health.withLock { $0 }
-        let fallbacks = Set(live.withLock { $0.services.compactMap { $0.fallback.map { "\($0.address):\($0.port)" } } })
+        let fallbacks = Set(live.withLock { $0.services.compactMap { service in service.fallback.map { HealthKey(service, $0) } } })
         for service in table.services {
             lines.append("\(service.transport.description.uppercased())  \(service.address):\(service.port) \(service.scheduler.kind.rawValue)")
             for server in service.pool {
                 let mac = server.mac == .zero ? "unresolved" : server.mac.description
                 let key = HealthKey(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
                                     serverAddress: server.address, serverPort: server.port)
-                let state = fallbacks.contains("\(server.address):\(server.port)") && own[key] == nil ? "fallback" : board.describe(key, ownIsUp: own[key]?.isUp)
+                let state = fallbacks.contains(key) ? "fallback" : board.describe(key, ownIsUp: own[key]?.isUp)
                 lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)  \(state)")
             }
         }

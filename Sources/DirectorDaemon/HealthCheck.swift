@@ -50,9 +50,7 @@ public struct HealthCheck: Sendable, Equatable {
 
     /// The check as the config file writes it (one line of flow-style YAML).
     var yaml: String {
-        func seconds(_ milliseconds: UInt64) -> String {
-            milliseconds % 1000 == 0 ? String(milliseconds / 1000) : String(Double(milliseconds) / 1000)
-        }
+        let seconds = ConfigurationParser.secondsText
         func quoted(_ text: String) -> String {
             "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }

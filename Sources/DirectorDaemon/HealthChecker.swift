@@ -54,6 +54,12 @@ final class HealthChecker: @unchecked Sendable {
         wanted.withLock { $0 = targets }
     }
 
+    /// The CPU the checks' thread runs on: the first of `cpuCount` that no worker (nor the sync
+    /// thread) has; nil when every one is taken (it then runs where the scheduler puts it).
+    static func spareCPU(of cpuCount: Int, busy: [Int]) -> Int? {
+        (0..<cpuCount).first { !busy.contains($0) }
+    }
+
     func start(onChange: @escaping @Sendable (HealthKey, _ isUp: Bool, _ why: String) -> Void) {
         self.onChange = onChange
         thread.start { self.run() }

@@ -101,9 +101,7 @@ struct LiveServices: Sendable {
 
     /// The `timeouts:` and `services:` sections of a config file that would run as this does now.
     var yaml: String {
-        func seconds(_ milliseconds: UInt64) -> String {
-            milliseconds % 1000 == 0 ? String(milliseconds / 1000) : String(Double(milliseconds) / 1000)
-        }
+        let seconds = ConfigurationParser.secondsText
         var lines = ["timeouts:"]
         for (name, path) in ConfigurationParser.timeoutFields.sorted(by: { $0.key < $1.key }) {
             lines.append("  \(name): \(seconds(timeouts[keyPath: path]))")
@@ -144,6 +142,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
     var serversRemoved: [String] = []
     var serversReweighted: [String] = []
     var checksChanged: [String] = []
+    var notifyChanged = false
     var timeoutsChanged = false
 
     init(old: [Configuration.ServiceConfig], new: [Configuration.ServiceConfig], timeoutsChanged: Bool) {
@@ -178,7 +177,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
 
     var isEmpty: Bool {
         servicesAdded.isEmpty && servicesRemoved.isEmpty && servicesChanged.isEmpty && serversAdded.isEmpty
-            && serversRemoved.isEmpty && serversReweighted.isEmpty && checksChanged.isEmpty && !timeoutsChanged
+            && serversRemoved.isEmpty && serversReweighted.isEmpty && checksChanged.isEmpty && !timeoutsChanged && !notifyChanged
     }
 
     var description: String {
@@ -191,6 +190,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
         if !serversRemoved.isEmpty { parts.append("real servers removed (their connections go on until they end): " + serversRemoved.joined(separator: ", ")) }
         if !serversReweighted.isEmpty { parts.append("weights: " + serversReweighted.joined(separator: ", ")) }
         if !checksChanged.isEmpty { parts.append("health checks changed: " + checksChanged.joined(separator: ", ")) }
+        if notifyChanged { parts.append("notify command changed") }
         if timeoutsChanged { parts.append("timeouts changed (for every connection from now on)") }
         return parts.joined(separator: "; ")
     }

@@ -29,8 +29,14 @@ final class Notifier: @unchecked Sendable {
         self.command.withLock { $0 = command }
     }
 
-    /// The command from now on (a reload may change it).
-    func use(_ new: [String]?) { command.withLock { $0 = new } }
+    /// The command from now on (a reload may change it); whether it differs from the last.
+    @discardableResult
+    func use(_ new: [String]?) -> Bool {
+        command.withLock { command in
+            defer { command = new }
+            return command != new
+        }
+    }
 
     func start() { thread.start { self.run() } }
 

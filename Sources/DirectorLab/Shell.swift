@@ -1,3 +1,4 @@
+import CDirectorShim
 import Foundation
 
 /// Runs lab commands (ip, nft, nginx, curl…) with posix_spawn and waitpid. Output goes to files,
@@ -41,33 +42,11 @@ public enum Shell {
 
     /// Starts a command with stdin from `input` and output appended to files; returns its PID.
     public static func spawn(_ arguments: [String], input: String = "/dev/null", output: String, errors: String? = nil) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, input, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        if let errors {
-            posix_spawn_file_actions_addopen(&actions, 2, errors, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        } else {
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        }
         let path = resolve(arguments[0])
         let argv = ([path] + arguments.dropFirst()).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
-        // The child starts with no signal blocked and every signal at its default: the calling
-        // thread (a test runner's, say) may block SIGINT and SIGTERM, and a child inheriting
-        // that mask could never be stopped by them.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let result = director_spawn(path, argv, input, output, errors, &pid)
         guard result == 0 else {
             throw CommandError(command: arguments, result: Result(status: -1, output: "", errorOutput: "posix_spawn: \(String(cString: strerror(result)))\n"))
         }

@@ -26,13 +26,13 @@ public struct SyncSocket: ~Copyable {
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUFFORCE, Int32(8 << 20), context)
             try SystemCall.setOption(fd, level: Int32(IPPROTO_IP), name: IP_TOS, Int32(0xC0), context)
             try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_PRIORITY, Int32(6), context)
-            var address = SyncSocket.socketAddress(local, port)
+            var address = sockaddr_in(local, port)
             try SystemCall.check("bind", context) {
                 withUnsafePointer(to: &address) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
             }
-            var destination = SyncSocket.socketAddress(peer, port)
+            var destination = sockaddr_in(peer, port)
             try SystemCall.check("connect", context + " (to the peer at \(peer):\(port))") {
                 withUnsafePointer(to: &destination) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -43,18 +43,11 @@ public struct SyncSocket: ~Copyable {
             throw error
         }
         descriptor = fd
-        self.peer = SyncSocket.socketAddress(peer, port)
+        self.peer = sockaddr_in(peer, port)
     }
 
     deinit { close(descriptor) }
 
-    private static func socketAddress(_ address: IPv4Address, _ port: UInt16) -> sockaddr_in {
-        var socketAddress = sockaddr_in()
-        socketAddress.sin_family = sa_family_t(AF_INET)
-        socketAddress.sin_port = port.bigEndian
-        socketAddress.sin_addr.s_addr = address.rawValue.bigEndian
-        return socketAddress
-    }
 
     /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full,
     /// or the peer's port unreachable: a connected UDP socket reports the ICMP error once).
@@ -95,5 +88,15 @@ public struct SyncSocket: ~Copyable {
     /// Waits until a datagram is waiting or `timeoutNanoseconds` passed.
     public func wait(timeoutNanoseconds: UInt64) {
         _ = director_wait_readable(descriptor, timeoutNanoseconds)
+    }
+}
+
+extension sockaddr_in {
+    /// An IPv4 socket address, in network byte order.
+    public init(_ address: IPv4Address, _ port: UInt16) {
+        self.init()
+        sin_family = sa_family_t(AF_INET)
+        sin_port = port.bigEndian
+        sin_addr.s_addr = address.rawValue.bigEndian
     }
 }

@@ -132,6 +132,13 @@ struct HealthCheckTests {
         #expect(board.down.isEmpty)
     }
 
+    @Test("the checks' thread takes the first CPU no worker or sync thread has, none when all are taken")
+    func spareCPU() {
+        #expect(HealthChecker.spareCPU(of: 4, busy: [0, 2, 1]) == 3)
+        #expect(HealthChecker.spareCPU(of: 8, busy: [2, 3]) == 0)
+        #expect(HealthChecker.spareCPU(of: 2, busy: [0, 1]) == nil)
+    }
+
     @Test("an HTTP answer passes on its status and, when asked, a text in its body")
     func httpJudgement() {
         func answer(_ text: String) -> [UInt8] { Array(text.utf8) }

@@ -93,6 +93,10 @@ struct LiveChangeTests {
         let service = try Self.edit("service add udp:198.18.0.101:53 rr").get()
         #expect(service.count == 2 && service[1].transport == .udp && service[1].scheduler == .roundRobin && service[1].realServers.isEmpty)
         #expect(try Self.edit("service remove 198.18.0.100:80").get().isEmpty)
+        // A server added at run time gets its service's health check.
+        var checked = Self.running.services
+        checked[0].healthCheck = HealthCheck(probe: .tcp, intervalMilliseconds: 500, timeoutMilliseconds: 250)
+        #expect(try Self.edit("server add 198.18.0.100:80 198.18.2.15", checked).get()[0].realServers.last?.healthCheck == checked[0].healthCheck)
     }
 
     @Test("wrong arguments are refused, naming what is wrong", arguments: [

@@ -67,6 +67,7 @@ extension LabSuites {
             case .checkAnswers500: try lab.setHealth(1, healthy: false)
             }
             let down = HealthCheckLabTests.whenBoth(directors, say: "down", of: HealthCheckLabTests.rs2, within: 5)
+            let statsWhileOut = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[0].controlSocket]).output
             let recoverAt = failedAt + 5
             usleep(UInt32(max(0, recoverAt - Double(Lab.monotonicNanoseconds()) / 1e9) * 1e6))
             let recoveredAt = Double(Lab.monotonicNanoseconds()) / 1e9
@@ -104,6 +105,9 @@ extension LabSuites {
             #expect(failures(back) == 0 && back.count >= 600)
             #expect(share(back) >= 0.2, "rs2 has its share again (mh gives it a third)")
             if failure == .checkAnswers500 { #expect(failures(detecting) == 0, "rs2 still served while its check failed") }
+            #expect(statsWhileOut.contains("director_real_servers_down{view=\"here\"} 1") && statsWhileOut.contains("director_real_servers_down{view=\"pair\"} 1"),
+                    "the gauges say one server is out")
+            #expect(!statsWhileOut.contains("director_health_checks{result=\"failed\"} 0\n") && !statsWhileOut.contains("director_health_checks{result=\"passed\"} 0\n"))
 
             let notes = (try? String(contentsOfFile: notifyLog, encoding: .utf8)) ?? ""
             let lines = notes.split(separator: "\n")
@@ -150,6 +154,8 @@ extension LabSuites {
             settings.servedRealServers = [0, 1]
             settings.healthCheck = HealthCheckLabTests.check
             settings.fallbackRealServer = 2
+            let firstLog = lab.stateDirectory + "/notify-1.log", secondLog = lab.stateDirectory + "/notify-2.log"
+            settings.notifyCommand = ["/bin/sh", "-c", "echo \"$*\" >> \(firstLog)", "notify"]
             let director = try LabDirector(lab: lab, index: 0, settings: settings)
             defer { director.stop() }
             try director.start()
@@ -179,6 +185,19 @@ extension LabSuites {
             #expect(allDown.count == 100 && allDown.allSatisfy { $0 == "rs3" }, "the fallback took every new connection")
             #expect(listing.contains("\(Lab.realServerAddress(2)):80") && listing.contains("fallback"), "\(listing)")
             #expect(oneBack.count == 100 && oneBack.allSatisfy { $0 == "rs2" }, "the fallback gives way to a server back in service")
+
+            // A reload with another notify command: said so, and the next event goes to it.
+            settings.notifyCommand = ["/bin/sh", "-c", "echo \"$*\" >> \(secondLog)", "notify"]
+            try LabDirector.config(lab: lab, index: 0, settings: settings, controlSocket: director.controlSocket)
+                .write(toFile: director.configPath, atomically: true, encoding: .utf8)
+            let reloaded = try ReloadLabTests.reload(director)
+            #expect(reloaded.output.contains("notify command changed"), "\(reloaded.output)")
+            try lab.setHealth(0, healthy: true)
+            let rs1Up = "server up tcp:\(Lab.virtualAddress):80 \(Lab.realServerAddress(0)):80"
+            try waitUntil(seconds: 4, "rs1's return notified to the new command") {
+                ((try? String(contentsOfFile: secondLog, encoding: .utf8)) ?? "").contains(rs1Up)
+            }
+            #expect(!((try? String(contentsOfFile: firstLog, encoding: .utf8)) ?? "").contains(rs1Up))
         }
     }
 }
