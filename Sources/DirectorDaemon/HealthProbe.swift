@@ -1,7 +1,6 @@
 import CDirectorShim
 import CTLSClient
 import DirectorWire
-import PacketIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,7 +80,13 @@ final class HealthProbe {
         // No TIME_WAIT left behind per check: a close resets the connection.
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        var target = sockaddr_in(address, port)
+        // Built here, not by PacketIO's: an initializer added to the C struct in another module
+        // is not found from this one in a clean build (the struct reaches the two modules
+        // through different Clang modules).
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = port.bigEndian
+        target.sin_addr.s_addr = address.rawValue.bigEndian
         let result = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -93,7 +93,7 @@ public struct SyncSocket: ~Copyable {
 
 extension sockaddr_in {
     /// An IPv4 socket address, in network byte order.
-    public init(_ address: IPv4Address, _ port: UInt16) {
+    init(_ address: IPv4Address, _ port: UInt16) {
         self.init()
         sin_family = sa_family_t(AF_INET)
         sin_port = port.bigEndian
