@@ -33,6 +33,20 @@ public final class Lab: @unchecked Sendable {
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
+    /// A director log line's UTC stamp ("2026-12-03T09:19:50.123Z") as seconds since the epoch.
+    public static func parseLogStamp(_ stamp: Substring) -> Double? {
+        let digits = stamp.split(whereSeparator: { !$0.isNumber }).compactMap { Int32($0) }
+        guard digits.count >= 7 else { return nil }
+        var parts = tm()
+        parts.tm_year = digits[0] - 1900
+        parts.tm_mon = digits[1] - 1
+        parts.tm_mday = digits[2]
+        parts.tm_hour = digits[3]
+        parts.tm_min = digits[4]
+        parts.tm_sec = digits[5]
+        return Double(timegm(&parts)) + Double(digits[6]) / 1000
+    }
+
     /// Every director's front port carries this MAC: to clients the pair is one machine.
     public static let virtualMAC = "02:18:00:00:00:64"
     /// A file a limited-rate download takes about ten seconds to fetch.
