@@ -65,6 +65,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     public var counters = WorkerCounters()
     public var changes: Sink
     public let load = ConnectionLoad()
+    public let traffic = TrafficCounters()
     public private(set) var settings: ForwarderSettings
     public private(set) var services: ServiceTable
     private var cursors: [SchedulerCursor]
@@ -153,6 +154,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         }
         let destination = services.destinationMAC(realServerID)
         guard destination != .zero else { return drop(.realServerUnresolved) }
+        traffic.countPacket(server: realServerID, service: services.statisticsID(ofService: serviceIndex), bytes: flow.packetLength)
         DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
         let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
         return .transmitOnBack(length: frame.byteCount, checksum: TransportChecksum(
@@ -224,6 +226,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         counters[.connectionsCreated] &+= 1
         counters[.connectionsReopened] &+= 1
         load.connectionOpened(realServerID, state: .synReceived)
+        traffic.countConnection(server: realServerID, service: services.statisticsID(ofService: serviceIndex))
         // "Created" claims the flow: the peer's replica follows, new server and all.
         changes.record(.created(table[slot]))
         return realServerID
@@ -310,6 +313,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         counters[.connectionsCreated] &+= 1
         clientSideMAC = flow.sourceMAC
         load.connectionOpened(realServerID, state: state)
+        traffic.countConnection(server: realServerID, service: services.statisticsID(ofService: serviceIndex))
         changes.record(.created(entry))
         return realServerID
     }

@@ -29,6 +29,11 @@ public final class ServiceTable: Sendable {
     /// Whether any server's connections are reset: the common case costs one test per frame.
     public let resetsAnyConnections: Bool
     private let realServerIDs: [UInt64: UInt16]
+    /// Each service's `statisticsID`, by position (read per packet: no `VirtualService` copy).
+    private let serviceStatisticsIDs: [UInt16]
+    /// Every real server id the snapshot names (pools and retired), each once: the ids whose
+    /// counts the workers publish.
+    public let realServerIDsInUse: [UInt16]
     private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
 
     public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
@@ -57,6 +62,8 @@ public final class ServiceTable: Sendable {
         }
         realServerIDs = ids
         realServersByID = byID
+        realServerIDsInUse = byID.keys.sorted()
+        serviceStatisticsIDs = services.map(\.statisticsID)
         var size = 16
         while size < services.count * 4 { size *= 2 }
         var index = [Int32](repeating: -1, count: size)
@@ -116,6 +123,11 @@ public final class ServiceTable: Sendable {
     /// Whether `realServerID` takes no new connection (see `quiesced`).
     public func isQuiesced(_ realServerID: UInt16) -> Bool {
         Int(realServerID) >= quiesced.count || quiesced[Int(realServerID)]
+    }
+
+    @inline(__always)
+    public func statisticsID(ofService position: Int) -> UInt16 {
+        serviceStatisticsIDs[position]
     }
 
     public func destinationMAC(_ realServerID: UInt16) -> MACAddress {

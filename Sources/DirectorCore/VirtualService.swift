@@ -35,9 +35,14 @@ public struct VirtualService: Sendable {
     public var forwarding: ForwardingMethod
     public var pool: [RealServer]
     public var scheduler: Scheduler
+    /// Stable id the control plane gives each (address, port, protocol), under which the workers
+    /// count its traffic (see `TrafficCounters`); a reload that reorders services keeps it.
+    public var statisticsID: UInt16
 
     public init(address: IPv4Address, port: UInt16, transport: TransportProtocol, forwarding: ForwardingMethod = .directRouting,
-                pool: [RealServer], scheduler: SchedulerKind, maglevTableSize: Int = MaglevScheduler.defaultTableSize) {
+                pool: [RealServer], scheduler: SchedulerKind, maglevTableSize: Int = MaglevScheduler.defaultTableSize,
+                statisticsID: UInt16 = 0) {
+        self.statisticsID = statisticsID
         self.address = address
         self.port = port
         self.transport = transport

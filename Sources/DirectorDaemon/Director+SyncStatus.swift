@@ -113,3 +113,97 @@ extension Director {
         return lines.joined(separator: "\n") + "\n"
     }
 }
+
+/// `director sync --json`: the pair as this director sees it, in a stable shape (fields are
+/// added, never renamed or removed). Durations in milliseconds; absent when not known.
+struct SyncJSONReport: Codable, Sendable {
+    var node: UInt8
+    var peerNode: UInt8
+    var peerAddress: String
+    var peerState: String
+    var peerHeardMillisecondsAgo: Double?
+    var caughtUp: Bool
+    var ownedBuckets: String
+    var ownedBucketCount: UInt32
+    var bucketCount: UInt32
+    var configuredShare: String
+    var automaticHandover: Bool
+    var dataSequenceSent: UInt64
+    var dataSequenceAcknowledged: UInt64
+    var missingDatagrams: Int
+    var replicaLagP50Microseconds: UInt64?
+    var replicaLagP99Microseconds: UInt64?
+    var recordsApplied: UInt64
+    var heartbeatsSent: UInt64
+    var heartbeatsReceived: UInt64
+    var heartbeatLongestLatenessMilliseconds: Double
+    var datagramsSent: UInt64
+    var datagramsReceived: UInt64
+    var datagramsRetransmitted: UInt64
+    var recordsSent: UInt64
+    var recordsReceived: UInt64
+    var rejected: [String: UInt64]
+    var lastPeerDeathSilenceMilliseconds: Double? = nil
+    var lastHandoverGapMilliseconds: Double? = nil
+    var fault: String? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case node, peerNode = "peer_node", peerAddress = "peer_address", peerState = "peer_state"
+        case peerHeardMillisecondsAgo = "peer_heard_ms_ago", caughtUp = "caught_up", ownedBuckets = "owned_buckets"
+        case ownedBucketCount = "owned_bucket_count", bucketCount = "bucket_count", configuredShare = "configured_share"
+        case automaticHandover = "automatic_handover", dataSequenceSent = "data_sequence_sent"
+        case dataSequenceAcknowledged = "data_sequence_acknowledged", missingDatagrams = "missing_datagrams"
+        case replicaLagP50Microseconds = "replica_lag_p50_us", replicaLagP99Microseconds = "replica_lag_p99_us"
+        case recordsApplied = "records_applied", heartbeatsSent = "heartbeats_sent", heartbeatsReceived = "heartbeats_received"
+        case heartbeatLongestLatenessMilliseconds = "heartbeat_longest_lateness_ms", datagramsSent = "datagrams_sent"
+        case datagramsReceived = "datagrams_received", datagramsRetransmitted = "datagrams_retransmitted"
+        case recordsSent = "records_sent", recordsReceived = "records_received", rejected
+        case lastPeerDeathSilenceMilliseconds = "last_peer_death_silence_ms", lastHandoverGapMilliseconds = "last_handover_gap_ms", fault
+    }
+}
+
+/// `director buckets show --json`.
+struct BucketsJSONReport: Codable, Sendable {
+    var node: UInt8
+    var bucketCount: UInt32
+    var ownedCount: UInt32
+    /// Inclusive ranges, low to high.
+    var owned: [[UInt32]]
+
+    enum CodingKeys: String, CodingKey { case node, bucketCount = "bucket_count", ownedCount = "owned_count", owned }
+}
+
+extension Director {
+    func syncJSON(_ sync: SyncThread) -> String {
+        let status = sync.status.withLock { $0 }
+        guard let peer = configuration.peer else { return "{}\n" }
+        let owned = currentOwnership
+        let lag = board.lagCounts()
+        func milliseconds(_ nanoseconds: UInt64?) -> Double? { nanoseconds.map { Double($0) / 1e6 } }
+        let counters = status.counters, liveness = status.liveness
+        var rejected: [String: UInt64] = [:]
+        for reason in SyncRejection.allCases { rejected[reason.name] = counters[rejected: reason] + liveness.rejected[reason.rawValue] }
+        let lagP50 = LatencyHistogram.percentile(0.5, of: lag), lagP99 = LatencyHistogram.percentile(0.99, of: lag)
+        var report = SyncJSONReport(
+            node: configuration.nodeID, peerNode: peer.nodeID, peerAddress: "\(peer.address):\(peer.syncPort)", peerState: status.peer.rawValue,
+            peerHeardMillisecondsAgo: milliseconds(status.lastHeardAgo), caughtUp: status.caughtUp, ownedBuckets: owned.description,
+            ownedBucketCount: UInt32(owned.ownedCount), bucketCount: owned.bucketCount, configuredShare: configuration.initialOwnership.description,
+            automaticHandover: status.automaticHandover, dataSequenceSent: status.highestDataSequenceSent,
+            dataSequenceAcknowledged: status.peerAcknowledged, missingDatagrams: status.missingDatagrams,
+            replicaLagP50Microseconds: lagP50, replicaLagP99Microseconds: lagP99, recordsApplied: lag.reduce(0, +),
+            heartbeatsSent: liveness.heartbeatsSent, heartbeatsReceived: liveness.heartbeatsReceived,
+            heartbeatLongestLatenessMilliseconds: Double(liveness.longestLateness) / 1e6, datagramsSent: counters.datagramsSent,
+            datagramsReceived: counters.datagramsReceived, datagramsRetransmitted: counters.datagramsRetransmitted,
+            recordsSent: counters.recordsSent, recordsReceived: counters.recordsReceived, rejected: rejected)
+        report.lastPeerDeathSilenceMilliseconds = milliseconds(status.deathSilence)
+        report.lastHandoverGapMilliseconds = milliseconds(status.lastHandoverGap)
+        report.fault = status.fault
+        return ServicesReport.encode(report)
+    }
+
+    func bucketsJSON() -> String {
+        let owned = currentOwnership
+        return ServicesReport.encode(BucketsJSONReport(node: configuration.nodeID, bucketCount: owned.bucketCount, ownedCount: UInt32(owned.ownedCount),
+                                                       owned: owned.ownedRanges.map { [$0.lowerBound, $0.upperBound] }))
+    }
+}

@@ -19,7 +19,10 @@ public final class Director: @unchecked Sendable {
     let front: NetworkInterface
     let back: NetworkInterface
     let board: CounterBoard
-    private var workers: [Worker] = []
+    let trafficBoard: TrafficBoard
+    /// Rates over the last seconds, sampled by the maintenance thread.
+    let rates = TrafficRates()
+    private(set) var workers: [Worker] = []
     private var snapshots: SnapshotExchange?
     private var control: ControlServer?
     var hostGuard: HostStackGuard?
@@ -48,6 +51,7 @@ public final class Director: @unchecked Sendable {
         front = try NetworkInterface(named: configuration.frontInterface)
         back = configuration.backInterface == configuration.frontInterface ? front : try NetworkInterface(named: configuration.backInterface)
         board = CounterBoard(workerCount: configuration.workerCPUs.count)
+        trafficBoard = TrafficBoard(workerCount: configuration.workerCPUs.count)
         live = Mutex(LiveServices(services: configuration.services, timeouts: configuration.timeouts))
         notifier = Notifier(command: configuration.notifyCommand)
         // The checks leave by the back interface, where the frames go.
@@ -89,7 +93,7 @@ public final class Director: @unchecked Sendable {
                                   settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
                                   ownership: ownership.withLock { $0 })
             do {
-                let worker = Worker(plan: plan, snapshots: exchange, board: board, link: configuration.peer == nil ? nil : try WorkerSyncLink())
+                let worker = Worker(plan: plan, snapshots: exchange, board: board, trafficBoard: trafficBoard, link: configuration.peer == nil ? nil : try WorkerSyncLink())
                 try worker.start()
                 workers.append(worker)
             } catch {
@@ -189,17 +193,20 @@ public final class Director: @unchecked Sendable {
         return live.withLock { $0.serviceTable(resolvedMACs: macs, generation: generation, down: down) }
     }
 
-    /// Re-resolves real servers (missing ones every second, all every 30 s) and publishes a new
+    /// Takes the rates' sample every second (the first at the start), re-resolves real servers
+    /// (missing ones every second, all every 30 s) and publishes a new
     /// snapshot when a MAC changed, or within 20 ms when the pair's health verdict changed on a
     /// thread that must not spend the milliseconds a snapshot takes (the sync thread's turns).
     private func startMaintenance() {
         maintenanceThread.start {
             var tick = 0
+            self.sampleRates()
             while !self.maintenanceStop.load(ordering: .relaxed) {
                 usleep(20_000)
                 tick += 1
                 if self.servicesStale.exchange(false, ordering: .relaxed) { self.publishServices() }
                 guard tick % 50 == 0 else { continue }
+                self.sampleRates()
                 let before = self.resolvedMACs.withLock { $0 }
                 self.resolveRealServers(onlyMissing: tick % 1500 != 0)
                 if self.resolvedMACs.withLock({ $0 }) != before { self.publishServices() }
@@ -216,6 +223,8 @@ public final class Director: @unchecked Sendable {
 
     var currentOwnership: BucketOwnership { ownership.withLock { $0 } }
     var currentServices: ServiceTable { snapshots!.snapshot }
+    /// nil before `start` has built the first snapshot.
+    var currentServicesIfStarted: ServiceTable? { snapshots?.snapshot }
 
     /// A new snapshot of the live services for the workers (they take it between bursts).
     /// Serialised, so that a reload and a MAC change never publish out of order.
@@ -227,6 +236,8 @@ public final class Director: @unchecked Sendable {
     }
 
     private let publishing = Mutex(())
+    /// One connection listing at a time (each worker has one mailbox).
+    let listingLock = Mutex(())
     /// One reload at a time (the control socket's and SIGHUP's).
     let reloadLock = Mutex(())
     var currentServicesGeneration: UInt64 { snapshots!.generation }
@@ -276,6 +287,7 @@ public final class Director: @unchecked Sendable {
             sync.setAutomaticHandover(true)
             return "automatic handovers resumed: the pair returns to its configured split\n"
         }
+        if words[0] == "show", words.dropFirst() == ["json"] { return bucketsJSON() }
         guard words[0] != "show" else {
             return "node \(configuration.nodeID) owns \(current.ownedCount) of \(current.bucketCount) buckets: \(current.description.isEmpty ? "none" : current.description)\n"
         }
@@ -322,6 +334,8 @@ public final class Director: @unchecked Sendable {
         if words.first == "buckets" { return bucketsCommand(Array(words.dropFirst().isEmpty ? ["show"] : words.dropFirst())) }
         if words.first == "fault" { return faultCommand(Array(words.dropFirst())) }
         if words.first == "server" || words.first == "service" { return liveChange(words) }
+        if words.first == "services" { return servicesCommand(Array(words.dropFirst())) }
+        if words.first == "connections" { return connectionsCommand(Array(words.dropFirst())) }
         switch command {
         case "stats":
             let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
@@ -329,8 +343,8 @@ public final class Director: @unchecked Sendable {
                 + board.prometheusText() + healthMetrics() + (sync.map { syncMetrics($0) } ?? "")
         case "sync":
             return sync.map { syncReport($0) } ?? "no peer configured: connection sync is off\n"
-        case "services":
-            return servicesListing()
+        case "sync json":
+            return sync.map { syncJSON($0) } ?? "{\"peer_state\":\"none\"}\n"
         case "ping":
             return "pong\n"
         case "reload":
@@ -338,7 +352,7 @@ public final class Director: @unchecked Sendable {
         case "config dump":
             return configurationDump()
         default:
-            return "unknown command \"\(command)\" (known: stats, services, buckets, sync, reload, server, service, config dump, fault, ping)\n"
+            return "unknown command \"\(command)\" (known: stats, services, connections, buckets, sync, reload, server, service, config dump, fault, ping)\n"
         }
     }
 
@@ -368,29 +382,5 @@ public final class Director: @unchecked Sendable {
         default:
             return "error: fault stall-worker WORKER MILLISECONDS | fault fail-ownership COUNT\n"
         }
-    }
-
-    /// Virtual services and their real servers, in the spirit of `ipvsadm -L -n`.
-    func servicesListing() -> String {
-        guard let table = snapshots?.snapshot else { return "not started\n" }
-        var lines = ["Prot LocalAddress:Port Scheduler", "  -> RemoteAddress:Port  Forward Weight MAC Health"]
-        let own = checker.statuses.withLock { $0 }
-        let board = health.withLock { $0 }
-        let fallbacks = Set(live.withLock { $0.services.compactMap { service in service.fallback.map { HealthKey(service, $0) } } })
-        for service in table.services {
-            lines.append("\(service.transport.description.uppercased())  \(service.address):\(service.port) \(service.scheduler.kind.rawValue)")
-            for server in service.pool {
-                let mac = server.mac == .zero ? "unresolved" : server.mac.description
-                let key = HealthKey(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
-                                    serverAddress: server.address, serverPort: server.port)
-                let state = fallbacks.contains(key) ? "fallback" : board.describe(key, ownIsUp: own[key]?.isUp)
-                lines.append("  -> \(server.address):\(server.port)  Route   \(server.weight)  \(mac)  \(state)")
-            }
-        }
-        if !table.retired.isEmpty {
-            lines.append("Removed by a reload (their connections go on until they end):")
-            for server in table.retired { lines.append("  -> \(server.address):\(server.port)  Route   0  \(server.mac == .zero ? "unresolved" : server.mac.description)") }
-        }
-        return lines.joined(separator: "\n") + "\n"
     }
 }

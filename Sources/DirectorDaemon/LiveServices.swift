@@ -11,12 +11,25 @@ struct LiveServices: Sendable {
     private(set) var services: [Configuration.ServiceConfig]
     private(set) var timeouts: ConnectionTimeouts
     private var ids: [ServerKey: UInt16] = [:]
+    /// A stable id for every service the director has had, under which its traffic is counted.
+    private var serviceIDs: [ServiceKey: UInt16] = [:]
     /// Every real server the director has had, by id, as last configured.
     private var known: [UInt16: Configuration.RealServerConfig] = [:]
 
     struct ServerKey: Hashable, Sendable {
         var address: IPv4Address
         var port: UInt16
+    }
+
+    struct ServiceKey: Hashable, Sendable {
+        var address: IPv4Address
+        var port: UInt16
+        var transport: TransportProtocol
+        init(_ service: Configuration.ServiceConfig) {
+            address = service.address
+            port = service.port
+            transport = service.transport
+        }
     }
 
     /// Ids run from 1; 0 is never a server's.
@@ -26,6 +39,7 @@ struct LiveServices: Sendable {
         self.services = services
         self.timeouts = timeouts
         for server in LiveServices.servers(of: services) { _ = id(for: server) }
+        for service in services { _ = serviceID(for: service) }
     }
 
     /// Every server the services name: their real servers and their fallbacks.
@@ -40,10 +54,15 @@ struct LiveServices: Sendable {
         guard ids.count + unseen.count <= LiveServices.largestID else {
             throw ConfigurationError(field: "services", problem: "more distinct real servers over this director's life than it can number (\(LiveServices.largestID)); restart it")
         }
+        let unseenServices = Set(new.map(ServiceKey.init)).subtracting(serviceIDs.keys)
+        guard serviceIDs.count + unseenServices.count <= LiveServices.largestID else {
+            throw ConfigurationError(field: "services", problem: "more distinct services over this director's life than it can number (\(LiveServices.largestID)); restart it")
+        }
         let summary = ReloadSummary(old: services, new: new, timeoutsChanged: newTimeouts != timeouts)
         services = new
         timeouts = newTimeouts
         for server in LiveServices.servers(of: new) { _ = id(for: server) }
+        for service in new { _ = serviceID(for: service) }
         return summary
     }
 
@@ -53,6 +72,23 @@ struct LiveServices: Sendable {
         ids[key] = id
         known[id] = server
         return id
+    }
+
+    private mutating func serviceID(for service: Configuration.ServiceConfig) -> UInt16 {
+        let key = ServiceKey(service)
+        let id = serviceIDs[key] ?? UInt16(serviceIDs.count + 1)
+        serviceIDs[key] = id
+        return id
+    }
+
+    /// The id under which `service`'s traffic is counted (0 for one not live).
+    func statisticsID(of service: Configuration.ServiceConfig) -> UInt16 {
+        serviceIDs[ServiceKey(service)] ?? 0
+    }
+
+    /// The id of the real server at `address`:`port` (0 for one the director never had).
+    func id(of address: IPv4Address, port: UInt16) -> UInt16 {
+        ids[ServerKey(address: address, port: port)] ?? 0
     }
 
     /// The workers' snapshot: every service with its pool, and the retired servers. A server
@@ -78,7 +114,8 @@ struct LiveServices: Sendable {
                 pool.append(realServer(fallback, weight: pool.contains { $0.weight > 0 } ? 0 : 1))
             }
             return VirtualService(address: service.address, port: service.port, transport: service.transport, forwarding: service.forwarding,
-                                  pool: pool, scheduler: service.scheduler, maglevTableSize: service.maglevTableSize)
+                                  pool: pool, scheduler: service.scheduler, maglevTableSize: service.maglevTableSize,
+                                  statisticsID: statisticsID(of: service))
         }
         let current = Set(LiveServices.servers(of: services).map { ServerKey(address: $0.address, port: $0.port) })
         let retired = known.sorted { $0.key < $1.key }.map(\.value)

@@ -42,6 +42,7 @@ final class Worker: @unchecked Sendable {
     let plan: WorkerPlan
     private let snapshots: SnapshotExchange
     private let board: CounterBoard
+    private let trafficBoard: TrafficBoard
     let link: WorkerSyncLink?
     private let stopping: Atomic<Bool>
     /// Loop iterations completed: the sync thread waits on it to know the worker has finished
@@ -60,16 +61,19 @@ final class Worker: @unchecked Sendable {
     /// Fault injection (`director fault stall-worker`): until this CLOCK_MONOTONIC time (ms) the
     /// worker sleeps instead of working, as a hung worker would.
     let stalledUntil = Atomic<UInt64>(0)
+    /// Requests for `director connections`.
+    let listings = ConnectionListingMailbox()
 
     /// How long a worker waits for frames before doing housekeeping anyway.
     static let pollTimeoutMilliseconds: Int32 = 10
     /// How often the kernel's ring-drop count is read, busy or idle (ms).
     static let dropReadIntervalMilliseconds: UInt64 = 100
 
-    init(plan: WorkerPlan, snapshots: SnapshotExchange, board: CounterBoard, link: WorkerSyncLink?) {
+    init(plan: WorkerPlan, snapshots: SnapshotExchange, board: CounterBoard, trafficBoard: TrafficBoard, link: WorkerSyncLink?) {
         self.plan = plan
         self.snapshots = snapshots
         self.board = board
+        self.trafficBoard = trafficBoard
         self.link = link
         stopping = Atomic(false)
         answersARP = Atomic(plan.settings.answersARP)
@@ -167,10 +171,12 @@ final class Worker: @unchecked Sendable {
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var nextDropRead: UInt64 = 0
+        var nextTrafficPublish: UInt64 = 0
         var housekeptAt: UInt64 = 0
         var linkDownSince: UInt64?
         var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
         var probeWalk: ProbeWalk?
+        var listing: ConnectionListingMailbox.Walk?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
         let idleSweepBudget = max(1024, forwarder.table.slotCount / 1000)
         let wakeupDescriptor = link?.wakeup.descriptor ?? -1
@@ -178,7 +184,8 @@ final class Worker: @unchecked Sendable {
             sleepWhileStalled()
             // A table walk for the peer's snapshot goes on without waiting for traffic.
             // A probe walk waits for traffic until the worker has seen the clients' next hop.
-            let walking = snapshotWalk != nil || (probeWalk.map { forwarder.clientSideMAC != .zero || $0.peerNextHop != .zero } ?? false)
+            if listing == nil, let request = listings.takeRequest() { listing = ConnectionListingMailbox.Walk(request) }
+            let walking = snapshotWalk != nil || listing != nil || (probeWalk.map { forwarder.clientSideMAC != .zero || $0.peerNextHop != .zero } ?? false)
             let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
             var woken = false
             let readiness = receive.waitForFrames(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
@@ -219,6 +226,7 @@ final class Worker: @unchecked Sendable {
             if let walk = probeWalk {
                 probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
+            if listing != nil, listings.step(&listing!, table: &forwarder.table) { listing = nil }
             let busy = readiness == .ready
             // Housekeeping once a millisecond while busy, not once a burst: a TPACKET_V2 ring hands
             // over a few frames at a time, and the sweep and the counters would cost more than
@@ -234,6 +242,10 @@ final class Worker: @unchecked Sendable {
                     nextDropRead = now + Worker.dropReadIntervalMilliseconds
                     ringDrops &+= receive.takeDropCount()
                     board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
+                }
+                if now >= nextTrafficPublish {
+                    nextTrafficPublish = now + TrafficBoard.publishIntervalMilliseconds
+                    trafficBoard.publish(worker: plan.index, load: forwarder.load, traffic: forwarder.traffic, table: forwarder.services)
                 }
                 let answers = answersARP.load(ordering: .relaxed)
                 if snapshots.generation != generation || answers != forwarder.settings.answersARP {

@@ -223,7 +223,9 @@ public final class Lab: @unchecked Sendable {
         error_log \(directory)/error.log warn;
         events { worker_connections 8192; }
         http {
-            access_log off;
+            # One line per request to the VIP (the health checks come to the server's own address).
+            log_format served '$server_addr $remote_addr:$remote_port $status';
+            access_log \(directory)/access.log served;
             client_body_temp_path \(directory)/body;
             proxy_temp_path \(directory)/proxy;
             fastcgi_temp_path \(directory)/fastcgi;
@@ -254,6 +256,12 @@ public final class Lab: @unchecked Sendable {
         try inNamespace(realServerNamespace(index), ["nginx", "-c", directory + "/nginx.conf", "-s", "stop"])
         let deadline = Date().addingTimeInterval(5)
         while FileManager.default.fileExists(atPath: directory + "/nginx.pid"), Date() < deadline { usleep(20_000) }
+    }
+
+    /// How many requests real server `index`'s nginx served on the VIP, by its access log.
+    public func requestsServed(_ index: Int) -> Int {
+        let log = (try? String(contentsOfFile: "\(stateDirectory)/\(Lab.realServerName(index))/access.log", encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").filter { $0.hasPrefix(Lab.virtualAddress + " ") }.count
     }
 
     /// Makes real server `index`'s /health answer 500 (false) or 200 "ok" (true); its other

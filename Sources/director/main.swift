@@ -8,7 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
-        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Buckets.self, Sync.self, Reload.self, Server.self, Service.self,
+        subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Connections.self, Buckets.self, Sync.self, Reload.self, Server.self, Service.self,
                       Config.self, Fault.self])
 }
 
@@ -95,9 +95,54 @@ struct Stats: ParsableCommand {
 }
 
 struct Services: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List virtual services and real servers, like ipvsadm -L -n.")
+    static let configuration = CommandConfiguration(
+        abstract: "List virtual services and real servers with their health and connections, like ipvsadm -L -n.",
+        discussion: """
+        Default columns: the weight in force (0 while drained or out of service), active
+        (ESTABLISHED) and inactive connections this director forwards, the real server's MAC, and
+        the pair's health verdict with each side's own. --stats: new connections, packets and IP
+        bytes since the start (ipvsadm --stats; a DR director sees only the clients' direction).
+        --rate: the same per second over the last 5 seconds. --json: all of it, one object.
+        """)
+    @Flag(help: "Totals: new connections, packets, bytes.") var stats = false
+    @Flag(help: "Rates over the last 5 seconds.") var rate = false
+    @Flag(help: "One JSON object (services, servers, health, connections, stats and rates).") var json = false
     @OptionGroup var options: ControlOptions
-    func run() throws { print(try ControlClient.send("services", to: try options.path()), terminator: "") }
+
+    func validate() throws {
+        if stats && rate { throw ValidationError("--stats or --rate, not both") }
+    }
+
+    func run() throws {
+        try control((["services"] + (stats ? ["stats"] : []) + (rate ? ["rate"] : []) + (json ? ["json"] : [])).joined(separator: " "), options)
+    }
+}
+
+struct Connections: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List connections, like ipvsadm -L -c -n: state, expiry, real server, own or a replica of the peer's.",
+        discussion: """
+        director connections --service 198.18.0.100:80 --server 198.18.2.11:80 --limit 50
+        director connections --client 198.18.1.10 --json
+        The workers walk their own shards between bursts: listing never stops the traffic. At most
+        100000 connections per listing.
+        """)
+    @Option(help: "Only this virtual service (ADDRESS:PORT).") var service: String?
+    @Option(help: "Only this real server (ADDRESS:PORT).") var server: String?
+    @Option(help: "Only this client address.") var client: String?
+    @Option(help: "At most this many connections.") var limit: Int?
+    @Flag(help: "One JSON object.") var json = false
+    @OptionGroup var options: ControlOptions
+
+    func run() throws {
+        var words = ["connections"]
+        if let service { words += ["service", service] }
+        if let server { words += ["server", server] }
+        if let client { words += ["client", client] }
+        if let limit { words += ["limit", String(limit)] }
+        if json { words.append("json") }
+        try control(words.joined(separator: " "), options)
+    }
 }
 
 struct Buckets: ParsableCommand {
@@ -115,10 +160,15 @@ struct Buckets: ParsableCommand {
         """)
     @Argument(help: "show, own, release, set or auto") var action = "show"
     @Argument(help: "Bucket ranges: all, none, or like 0-511,600.") var ranges: String?
+    @Flag(help: "show only: one JSON object.") var json = false
     @OptionGroup var options: ControlOptions
 
+    func validate() throws {
+        if json && action != "show" { throw ValidationError("--json goes with show only") }
+    }
+
     func run() throws {
-        let reply = try ControlClient.send(["buckets", action, ranges].compactMap { $0 }.joined(separator: " "), to: try options.path())
+        let reply = try ControlClient.send(["buckets", action, ranges, json ? "json" : nil].compactMap { $0 }.joined(separator: " "), to: try options.path())
         print(reply, terminator: "")
         if reply.hasPrefix("error") { throw ExitCode(1) }
     }
@@ -127,8 +177,9 @@ struct Buckets: ParsableCommand {
 struct Sync: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the pair: the peer's state, the buckets, the sync stream, replica lag, takeovers and handovers.")
+    @Flag(help: "One JSON object.") var json = false
     @OptionGroup var options: ControlOptions
-    func run() throws { print(try ControlClient.send("sync", to: try options.path()), terminator: "") }
+    func run() throws { print(try ControlClient.send(json ? "sync json" : "sync", to: try options.path()), terminator: "") }
 }
 
 struct Reload: ParsableCommand {

@@ -1,0 +1,98 @@
+import CDirectorShim
+import DirectorCore
+import DirectorWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `director connections`: the connection table, walked by the workers themselves.
+extension Director {
+    /// The most a listing returns, whatever its limit says: a reply stays a few megabytes.
+    static let connectionListingCeiling = 100_000
+    /// How long the workers get to walk their shards.
+    static let connectionListingTimeoutNanoseconds: UInt64 = 10_000_000_000
+
+    /// `connections [service ADDRESS:PORT] [server ADDRESS:PORT] [client ADDRESS] [limit N] [json]`.
+    func connectionsCommand(_ words: [Substring]) -> String {
+        var filter = ConnectionFilter(), limit = Director.connectionListingCeiling, json = false
+        var index = 0
+        func value() -> String? {
+            index += 1
+            return index < words.count ? String(words[index]) : nil
+        }
+        while index < words.count {
+            switch words[index] {
+            case "service":
+                guard let text = value(), let (address, port) = Director.endpoint(text) else {
+                    return "error: connections: service wants ADDRESS:PORT (like 198.18.0.100:80)\n"
+                }
+                filter.virtualAddress = address
+                filter.virtualPort = port
+            case "server":
+                guard let text = value(), let (address, port) = Director.endpoint(text) else {
+                    return "error: connections: server wants ADDRESS:PORT (like 198.18.2.11:80)\n"
+                }
+                let id = live.withLock { $0.id(of: address, port: port) }
+                // A server never had: nothing can match (id 0 is nobody's).
+                filter.realServerID = id
+            case "client":
+                guard let text = value(), let address = IPv4Address(text) else { return "error: connections: client wants an IPv4 address\n" }
+                filter.clientAddress = address
+            case "limit":
+                guard let text = value(), let count = Int(text), count > 0 else { return "error: connections: limit wants a positive number\n" }
+                limit = min(count, Director.connectionListingCeiling)
+            case "json":
+                json = true
+            default:
+                return "error: connections: unknown option \"\(words[index])\" (service, server, client, limit, json)\n"
+            }
+            index += 1
+        }
+        let report = listConnections(filter, limit: limit)
+        return json ? report.json() : report.text()
+    }
+
+    static func endpoint(_ text: String) -> (IPv4Address, UInt16)? {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let address = IPv4Address(String(parts[0])), let port = UInt16(parts[1]) else { return nil }
+        return (address, port)
+    }
+
+    /// Asks every worker for its matching entries and waits for them all (each walks its shard
+    /// between bursts; a stalled one is named in the report, not waited for forever).
+    func listConnections(_ filter: ConnectionFilter, limit: Int) -> ConnectionsReport {
+        listingLock.withLock { _ in
+            for worker in workers {
+                worker.listings.ask(.init(filter: filter, limit: limit))
+                worker.link?.wakeup.ring()
+            }
+            var results: [Int: ConnectionListingMailbox.Result] = [:]
+            let deadline = director_monotonic_nanoseconds() + Director.connectionListingTimeoutNanoseconds
+            while results.count < workers.count, director_monotonic_nanoseconds() < deadline {
+                for (index, worker) in workers.enumerated() where results[index] == nil {
+                    if let result = worker.listings.take() { results[index] = result }
+                }
+                if results.count < workers.count { usleep(1_000) }
+            }
+            let missing = workers.indices.filter { results[$0] == nil }
+            for index in missing { workers[index].listings.cancel() }
+            let table = currentServicesIfStarted
+            let now = director_monotonic_nanoseconds() / 1_000_000
+            var connections: [ConnectionsReport.Connection] = []
+            for (worker, result) in results {
+                for entry in result.entries {
+                    let server = table?.realServer(id: entry.realServerID).map { "\($0.address):\($0.port)" }
+                    connections.append(ConnectionsReport.Connection(
+                        transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",
+                        virtual: "\(entry.virtualAddress):\(entry.virtualPort)", realServer: server, state: entry.state.description,
+                        expiresInSeconds: entry.expiresAt > now ? Double(entry.expiresAt - now) / 1000 : 0,
+                        owner: entry.isReplica ? "replica" : "own", proven: entry.isProven, worker: worker))
+                }
+            }
+            connections.sort { ($0.virtual, $0.client) < ($1.virtual, $1.client) }
+            let truncated = results.values.contains { $0.truncated } || connections.count > limit
+            return ConnectionsReport(node: configuration.nodeID, connections: Array(connections.prefix(limit)), truncated: truncated,
+                                     workersMissing: missing)
+        }
+    }
+}

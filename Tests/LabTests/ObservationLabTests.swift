@@ -1,0 +1,91 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// What an operator sees: per-server connections and traffic that match what the real
+    /// servers served, and a connection listing that holds every live download.
+    @Suite("Lab: per-server statistics and the connection listing")
+    struct ObservationLabTests {
+        static func json(_ arguments: [String], _ director: LabDirector) throws -> [String: Any] {
+            let output = try Shell.run([LabDirector.binaryPath()] + arguments + ["--json", "--socket", director.controlSocket]).output
+            return try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any], "\(output)")
+        }
+
+        @Test("2,000 requests (wrr): each real server's new connections in services --stats --json equal the requests its nginx logged; packets add up per service and to the frames forwarded; --rate shows the traffic")
+        func perServerCountsMatchTheServers() throws {
+            let lab = Lab(prefix: "tob")
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.scheduler = "wrr"
+            let director = try LabDirector(lab: lab, index: 0, settings: settings)
+            defer { director.stop() }
+            try director.start()
+            usleep(1_100_000)   // the rates' first samples before the traffic
+            for client in Lab.clientAddresses.prefix(2) { _ = try lab.fetchMany(path: "/index.html", count: 1000, from: client) }
+            usleep(1_200_000)   // the workers publish every 100 ms, the rates take a sample every second
+            let rate = try ObservationLabTests.json(["services", "--rate"], director)
+            let report = try ObservationLabTests.json(["services", "--stats"], director)
+            let service = try #require((report["services"] as? [[String: Any]])?.first)
+            let servers = try #require(service["real_servers"] as? [[String: Any]])
+            func stats(_ object: [String: Any]) -> [String: UInt64] {
+                ((object["stats"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.uint64Value }
+            }
+            let counted = servers.map { stats($0)["connections"] ?? 0 }
+            let served = (0..<3).map { lab.requestsServed($0) }
+            let packets = servers.map { stats($0)["packets"] ?? 0 }
+            let forwarded = try director.stats()["frames_forwarded"] ?? 0
+            let rates = ((rate["services"] as? [[String: Any]])?.first?["rates"] as? [String: Any]) ?? [:]
+            let perSecond = (rates["connections_per_second"] as? NSNumber)?.doubleValue ?? 0
+            print("per-server statistics: director counted \(counted) new connections, nginx logged \(served) requests; packets \(packets) "
+                  + "(service \(stats(service)["packets"] ?? 0), frames forwarded \(forwarded)); \(String(format: "%.0f", perSecond)) connections/s over the last seconds")
+            #expect(served.reduce(0, +) == 2000, "every request was served")
+            #expect(counted == served.map(UInt64.init), "the director's count per server is what each server served")
+            #expect(packets.reduce(0, +) == stats(service)["packets"], "the service's packets are its servers'")
+            #expect(packets.reduce(0, +) == forwarded, "every forwarded frame is counted at its server")
+            #expect(stats(service)["connections"] == 2000 && (stats(service)["bytes"] ?? 0) > 2000 * 100)
+            #expect(perSecond > 0, "--rate saw the traffic")
+            #expect(servers.allSatisfy { $0["health"] as? String == "unchecked" && $0["weight"] as? Int != nil && $0["mac"] as? String != nil })
+            let text = try Shell.run([LabDirector.binaryPath(), "services", "--stats", "--socket", director.controlSocket]).output
+            #expect(text.contains("Conns") && text.contains("InPkts") && text.contains("\(Lab.realServerAddress(2)):80"), "\(text)")
+        }
+
+        @Test("director connections --json during 100 rate-limited downloads lists each as this director's ESTABLISHED connection to a real server; filters and the limit narrow it")
+        func connectionListingHoldsEveryDownload() throws {
+            let lab = Lab(prefix: "toc")
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            let director = try LabDirector(lab: lab, index: 0, settings: LabDirector.Settings())
+            defer { director.stop() }
+            try director.start()
+            let batch = try FailoverLabTests.Batch(lab)
+            usleep(3_000_000)
+            let live = try lab.inNamespace(lab.clientNamespace, ["ss", "-Htn", "state", "established", "dst", "\(Lab.virtualAddress):80"]).output
+                .split(separator: "\n").compactMap { line in line.split(separator: " ").first { $0.hasPrefix("198.18.1.") }.map(String.init) }
+            let listing = try ObservationLabTests.json(["connections"], director)
+            let connections = try #require(listing["connections"] as? [[String: Any]])
+            let established = Set(connections.filter { $0["state"] as? String == "ESTABLISHED" && $0["owner"] as? String == "own" }
+                .compactMap { $0["client"] as? String })
+            let toServers = Set(connections.compactMap { $0["real_server"] as? String })
+            let oneClient = try ObservationLabTests.json(["connections", "--client", Lab.clientAddresses[1]], director)["connections"] as? [[String: Any]] ?? []
+            let limited = try ObservationLabTests.json(["connections", "--limit", "7"], director)
+            let server = "\(Lab.realServerAddress(0)):80"
+            let oneServer = try ObservationLabTests.json(["connections", "--server", server], director)["connections"] as? [[String: Any]] ?? []
+            let text = try Shell.run([LabDirector.binaryPath(), "connections", "--limit", "3", "--socket", director.controlSocket]).output
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            print("connection listing: \(live.count) downloads established at the clients, \(connections.count) connections listed "
+                  + "(\(established.count) own ESTABLISHED), to \(toServers.sorted()); \(oneClient.count) from one client; "
+                  + "\(result.intact)/\(result.started) downloads intact")
+            #expect(live.count == result.started, "every download was running when listed")
+            #expect(Set(live).isSubset(of: established), "every live download is listed: missing \(Set(live).subtracting(established).sorted().prefix(5))")
+            #expect(toServers == Set((0..<3).map { "\(Lab.realServerAddress($0)):80" }))
+            #expect(oneClient.count == live.filter { $0.hasPrefix(Lab.clientAddresses[1] + ":") }.count && !oneClient.isEmpty)
+            #expect((limited["connections"] as? [Any])?.count == 7 && limited["truncated"] as? Bool == true)
+            #expect(!oneServer.isEmpty && oneServer.allSatisfy { $0["real_server"] as? String == server })
+            #expect(connections.allSatisfy { (($0["expires_in_seconds"] as? NSNumber)?.doubleValue ?? 0) > 0 && $0["proven"] as? Bool != nil })
+            #expect(text.contains("ESTABLISHED") && text.contains("more connections match"), "\(text)")
+            #expect(result.intact == result.started, "listing stopped no download")
+        }
+    }
+}
