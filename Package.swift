@@ -13,7 +13,7 @@ import PackageDescription
 //                   authentication, replay protection, the reliable record stream, liveness and
 //                   bucket handovers (no sockets: the daemon's sync thread runs it).
 //   DirectorDaemon  Config, workers, the sync thread, ARP resolution of real servers, host-stack guard,
-//                   control socket.
+//                   health checks, control socket, metrics and status page over HTTP.
 //   director        The production binary.
 //   DirectorFuzzing What one fuzzer input does to the forwarder and to the sync session: run by the
 //                   libFuzzer executables in Fuzz/ and, over the checked-in corpus, by the unit tests.
@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .target(
@@ -56,6 +57,10 @@ let package = Package(
             dependencies: [
                 "CDirectorShim", "CTLSClient", "DirectorWire", "DirectorCore", "PacketIO", "DirectorSync",
                 .product(name: "Yams", package: "Yams"),
+                // The metrics and status page's HTTP server.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(

@@ -117,7 +117,7 @@ struct Failover: ParsableCommand {
         Shell.wait(generator)
         Shell.wait(sink)
         let survivor = try directors[1].stats(binary: binary)
-        let declared = survivor["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+        let declared = survivor["sync_peer_declared_dead_at_ns"] ?? 0
         return Run(sink: try JSONDecoder().decode(SinkSummary.self, from: Data(contentsOf: URL(fileURLWithPath: sinkSummary))),
                    generator: try JSONDecoder().decode(GeneratorSummary.self, from: Data(contentsOf: URL(fileURLWithPath: generatorSummary))),
                    detectionMilliseconds: declared > killedAt ? Double(declared - killedAt) / 1e6 : nil,

@@ -28,6 +28,30 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     /// the client got a TCP reset (a UDP flow was scheduled afresh).
     case connectionsReset
 
+    /// What the counter counts, for the metrics' HELP line.
+    public var help: String {
+        switch self {
+        case .framesReceived: "Frames taken from the receive ring."
+        case .bytesReceived: "Bytes of the frames taken from the receive ring."
+        case .framesForwarded: "Frames queued for a real server on the transmit ring."
+        case .bytesForwarded: "Bytes of the frames queued for real servers."
+        case .arpRepliesSent: "ARP replies sent for the virtual addresses."
+        case .connectionsCreated: "Connections scheduled to a real server (new flows, reused ports, midstream pickups)."
+        case .connectionsExpired: "Own connections removed at the end of their timeout."
+        case .connectionsReclaimed: "Unproven connections given up for a new flow in a full shard."
+        case .midstreamPickups: "Flows without an entry picked up midstream (consistent schedulers only)."
+        case .replicasTakenOver: "Connections of the peer taken over here (a frame arrived for a replica)."
+        case .replicasApplied: "Replica changes from the peer applied to the table."
+        case .replicasRemoved: "Replicas removed because the peer said so or no longer has them."
+        case .replicasExpired: "Replicas removed at the end of their timeout."
+        case .replicasYielded: "Own connections the peer claimed (it took the flow over): kept as replicas."
+        case .ackProbesSent: "ACK probes sent to the clients of connections taken over."
+        case .connectionsProven: "Connections whose client proved a real conversation."
+        case .connectionsReopened: "SYNs that reused the ports of an ended connection, scheduled afresh."
+        case .connectionsReset: "Connections of a failed real server ended by a reset (on_server_down: reset)."
+        }
+    }
+
     public var name: String {
         switch self {
         case .framesReceived: "frames_received"

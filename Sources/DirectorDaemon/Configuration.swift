@@ -108,6 +108,28 @@ public struct Configuration: Sendable {
     /// Run with the event's words appended (`peer dead 2`, `server down tcp:198.18.0.100:80
     /// 198.18.2.12:80`, …), like keepalived's notify scripts; nil: no notifications.
     public var notifyCommand: [String]? = nil
+    /// Where `/metrics` and the status page are served over HTTP; nil: not at all.
+    public var metricsListen: ListenAddress? = nil
+
+    /// An IPv4 address and TCP port to listen on.
+    public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
+        public var address: IPv4Address
+        public var port: UInt16
+
+        public init(address: IPv4Address, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+
+        /// "127.0.0.1:9117"; nil for anything else (a port of 0 included).
+        public init?(_ text: String) {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let address = IPv4Address(String(parts[0])), let port = UInt16(parts[1]), port > 0 else { return nil }
+            self.init(address: address, port: port)
+        }
+
+        public var description: String { "\(address):\(port)" }
+    }
 
     public static let defaultControlSocket = "/run/director/director.sock"
 

@@ -25,7 +25,7 @@ public enum ConfigurationParser {
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
-            "receive_ring", "allow_fault_injection", "notify",
+            "receive_ring", "allow_fault_injection", "notify", "metrics_listen",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -85,7 +85,14 @@ public enum ConfigurationParser {
             }
             services.append(service)
         }
-        return Configuration(
+        var metricsListen: Configuration.ListenAddress?
+        if let text = try director.string("metrics_listen") {
+            guard let listen = Configuration.ListenAddress(text) else {
+                throw ConfigurationError(field: "director.metrics_listen", problem: "expected an IPv4 address and port like 127.0.0.1:9117, got \"\(text)\"")
+            }
+            metricsListen = listen
+        }
+        var configuration = Configuration(
             frontInterface: front, backInterface: back, workerCPUs: cpus, connectionCapacity: capacity,
             controlSocket: try director.string("control_socket") ?? Configuration.defaultControlSocket,
             hidesFramesFromHost: try director.bool("hide_frames_from_host") ?? true,
@@ -95,6 +102,8 @@ public enum ConfigurationParser {
             receiveRing: receiveRing, allowsFaultInjection: try director.bool("allow_fault_injection") ?? false,
             timeouts: timeouts, services: services,
             notifyCommand: try director.optional("notify").map { (node) throws(ConfigurationError) in try parseCommand(node, path: "director.notify") })
+        configuration.metricsListen = metricsListen
+        return configuration
     }
 
     /// `director.receive_ring`: the format, then sizes that default to the format's own.

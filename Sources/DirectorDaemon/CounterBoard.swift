@@ -1,5 +1,6 @@
 import CDirectorShim
 import DirectorCore
+import DirectorWire
 
 /// Where workers publish their counters for the control thread to read. Each worker owns one
 /// row and is its only writer; stores and loads are relaxed atomics (a reader needs each number
@@ -29,48 +30,46 @@ public final class CounterBoard: @unchecked Sendable {
         case transmitErrorsNoBuffers
         case transmitErrorsOther
 
-        var name: String {
+        /// The metric family (and its label, when several values share one), kind and help.
+        var metric: (name: String, label: (name: String, value: String)?, kind: MetricFamily.Kind, help: String) {
             switch self {
-            case .tableEntries: "connections"
-            case .tableCapacity: "connection_capacity"
-            case .ringDrops: "receive_ring_drops"
-            case .numaNode: "numa_node"
-            case .changesCreated: "connection_changes_created"
-            case .changesStateChanged: "connection_changes_state"
-            case .changesRemoved: "connection_changes_removed"
-            case .changesRefreshed: "connection_changes_refreshed"
-            case .syncRingFull: "sync_ring_full"
-            case .receiveRingBytes: "receive_ring_bytes"
-            case .frontLinkDownEvents: "front_link_down_events"
-            case .receiveErrors: "receive_errors"
-            case .transmitErrorsNetworkDown: "transmit_errors_network_down"
-            case .transmitErrorsNoBuffers: "transmit_errors_no_buffers"
-            case .transmitErrorsOther: "transmit_errors_other"
+            case .tableEntries: ("director_connections", nil, .gauge, "Entries in the worker's connection table, own and replicas.")
+            case .tableCapacity: ("director_connection_capacity", nil, .gauge, "Entries the worker's connection table holds at most.")
+            case .ringDrops: ("director_receive_ring_drops_total", nil, .counter, "Frames the kernel dropped because the receive ring was full.")
+            case .numaNode: ("director_numa_node", nil, .gauge, "The NUMA node of the worker's CPU and memory.")
+            case .changesCreated: ("director_connection_changes_total", ("kind", "created"), .counter, Gauge.changesHelp)
+            case .changesStateChanged: ("director_connection_changes_total", ("kind", "state"), .counter, Gauge.changesHelp)
+            case .changesRemoved: ("director_connection_changes_total", ("kind", "removed"), .counter, Gauge.changesHelp)
+            case .changesRefreshed: ("director_connection_changes_total", ("kind", "refreshed"), .counter, Gauge.changesHelp)
+            case .syncRingFull: ("director_sync_ring_full_total", nil, .counter, "Table changes lost because the worker's ring to the sync thread was full (the peer resyncs).")
+            case .receiveRingBytes: ("director_receive_ring_bytes", nil, .gauge, "Memory of the worker's receive ring.")
+            case .frontLinkDownEvents: ("director_front_link_down_events_total", nil, .counter, "Times the front interface went down under the worker.")
+            case .receiveErrors: ("director_receive_errors_total", nil, .counter, "Other errors of the receive socket.")
+            case .transmitErrorsNetworkDown: ("director_transmit_errors_total", ("kind", "network_down"), .counter, Gauge.transmitHelp)
+            case .transmitErrorsNoBuffers: ("director_transmit_errors_total", ("kind", "no_buffers"), .counter, Gauge.transmitHelp)
+            case .transmitErrorsOther: ("director_transmit_errors_total", ("kind", "other"), .counter, Gauge.transmitHelp)
             }
         }
 
-        var prometheusType: String {
-            switch self {
-            case .tableEntries, .tableCapacity, .numaNode, .receiveRingBytes: "gauge"
-            case .ringDrops, .changesCreated, .changesStateChanged, .changesRemoved, .changesRefreshed, .syncRingFull,
-                 .frontLinkDownEvents, .receiveErrors, .transmitErrorsNetworkDown, .transmitErrorsNoBuffers, .transmitErrorsOther: "counter"
-            }
-        }
+        private static let changesHelp = "Table changes by kind: the delta stream connection sync carries to the peer."
+        private static let transmitHelp = "Transmit ring sends the kernel refused, by kind (the frames are retried)."
     }
 
     public static let rowWidth = WorkerCounters.count + 32
     public let workerCount: Int
     private let slots: UnsafeMutablePointer<UInt64>
-    /// Per worker, `LatencyHistogram.bucketCount` counts of replica lag (peer's change → applied here).
+    /// Per worker, `LatencyHistogram.bucketCount` counts of replica lag (peer's change → applied
+    /// here), then their sum in microseconds.
     private let lag: UnsafeMutablePointer<UInt64>
+    private static let lagRowWidth = LatencyHistogram.bucketCount + 1
 
     public init(workerCount: Int) {
         precondition(Gauge.allCases.count <= CounterBoard.rowWidth - WorkerCounters.count)
         self.workerCount = workerCount
         slots = .allocate(capacity: workerCount * CounterBoard.rowWidth)
         slots.initialize(repeating: 0, count: workerCount * CounterBoard.rowWidth)
-        lag = .allocate(capacity: workerCount * LatencyHistogram.bucketCount)
-        lag.initialize(repeating: 0, count: workerCount * LatencyHistogram.bucketCount)
+        lag = .allocate(capacity: workerCount * CounterBoard.lagRowWidth)
+        lag.initialize(repeating: 0, count: workerCount * CounterBoard.lagRowWidth)
     }
 
     deinit {
@@ -80,15 +79,23 @@ public final class CounterBoard: @unchecked Sendable {
 
     /// Called by worker `worker` only: one replica applied `microseconds` after the peer's change.
     func recordLag(worker: Int, microseconds: UInt64) {
-        let slot = lag + worker * LatencyHistogram.bucketCount + LatencyHistogram.bucket(microseconds: microseconds)
+        let row = lag + worker * CounterBoard.lagRowWidth
+        let slot = row + LatencyHistogram.bucket(microseconds: microseconds)
         director_store_relaxed_u64(slot, director_load_relaxed_u64(slot) &+ 1)
+        let sum = row + LatencyHistogram.bucketCount
+        director_store_relaxed_u64(sum, director_load_relaxed_u64(sum) &+ microseconds)
     }
 
     /// Replica lag counts summed over the workers.
     func lagCounts() -> [UInt64] {
         (0..<LatencyHistogram.bucketCount).map { bucket in
-            (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * LatencyHistogram.bucketCount + bucket) }
+            (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * CounterBoard.lagRowWidth + bucket) }
         }
+    }
+
+    /// The sum of every replica lag counted, in microseconds.
+    func lagSumMicroseconds() -> UInt64 {
+        (0..<workerCount).reduce(0) { $0 &+ director_load_relaxed_u64(lag + $1 * CounterBoard.lagRowWidth + LatencyHistogram.bucketCount) }
     }
 
     /// Called by worker `worker` only.
@@ -110,17 +117,29 @@ public final class CounterBoard: @unchecked Sendable {
         counter(worker: worker, index: WorkerCounters.count + gauge.rawValue)
     }
 
-    /// Every counter and gauge in the Prometheus text format, one line per worker and name.
-    public func prometheusText() -> String {
-        var lines: [String] = []
-        for (name, index) in WorkerCounters.layout {
-            lines.append("# TYPE director_\(name) counter")
-            for worker in 0..<workerCount { lines.append("director_\(name){worker=\"\(worker)\"} \(counter(worker: worker, index: index))") }
+    /// Every counter and gauge, one sample per worker (and reason, for the frames not forwarded).
+    func metricFamilies() -> [MetricFamily] {
+        var families: [MetricFamily] = []
+        func perWorker(_ family: inout MetricFamily, index: Int, _ labels: [(name: String, value: String)] = []) {
+            for worker in 0..<workerCount { family.add(counter(worker: worker, index: index), [("worker", String(worker))] + labels) }
         }
+        for counter in WorkerCounter.allCases {
+            var family = MetricFamily("director_\(counter.name)_total", .counter, counter.help)
+            perWorker(&family, index: counter.rawValue)
+            families.append(family)
+        }
+        var dropped = MetricFamily("director_frames_dropped_total", .counter, "Frames not forwarded, by reason.")
+        for reason in DropReason.allCases { perWorker(&dropped, index: WorkerCounters.dropBase + reason.rawValue, [("reason", reason.name)]) }
+        var malformed = MetricFamily("director_frames_malformed_total", .counter, "Frames that could not be parsed, by what was wrong.")
+        for reason in MalformedReason.allCases { perWorker(&malformed, index: WorkerCounters.malformedBase + reason.rawValue, [("reason", reason.name)]) }
+        var passedOver = MetricFamily("director_frames_passed_over_total", .counter, "Frames that are not the director's business (not IPv4 TCP/UDP or ARP), by kind.")
+        for reason in PassOverReason.allCases { perWorker(&passedOver, index: WorkerCounters.passOverBase + reason.rawValue, [("reason", reason.name)]) }
+        families += [dropped, malformed, passedOver]
         for gauge in Gauge.allCases {
-            lines.append("# TYPE director_\(gauge.name) \(gauge.prometheusType)")
-            for worker in 0..<workerCount { lines.append("director_\(gauge.name){worker=\"\(worker)\"} \(self.gauge(worker: worker, gauge))") }
+            let metric = gauge.metric
+            if families.last?.name != metric.name { families.append(MetricFamily(metric.name, metric.kind, metric.help)) }
+            perWorker(&families[families.count - 1], index: WorkerCounters.count + gauge.rawValue, metric.label.map { [$0] } ?? [])
         }
-        return lines.joined(separator: "\n") + "\n"
+        return families
     }
 }

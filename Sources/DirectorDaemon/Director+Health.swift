@@ -71,18 +71,19 @@ extension Director {
         publishServicesSoon()
     }
 
-    /// Health lines for `director stats`.
-    func healthMetrics() -> String {
-        var lines = ["# TYPE director_health_checks counter"]
-        lines.append("director_health_checks{result=\"passed\"} \(checker.passedTotal.load(ordering: .relaxed))")
-        lines.append("director_health_checks{result=\"failed\"} \(checker.failedTotal.load(ordering: .relaxed))")
+    /// The health checks' metrics.
+    func healthMetricFamilies() -> [MetricFamily] {
+        var checks = MetricFamily("director_health_checks_total", .counter, "Health checks run by this director, by result.")
+        checks.add(checker.passedTotal.load(ordering: .relaxed), [("result", "passed")])
+        checks.add(checker.failedTotal.load(ordering: .relaxed), [("result", "failed")])
         let (ownDown, pairDown) = health.withLock { ($0.ownDown.count, $0.down.count) }
-        lines.append("# TYPE director_real_servers_down gauge")
-        lines.append("director_real_servers_down{view=\"here\"} \(ownDown)")
-        lines.append("director_real_servers_down{view=\"pair\"} \(pairDown)")
-        lines.append("# TYPE director_notifications counter")
-        lines.append("director_notifications{result=\"run\"} \(notifier.ran.load(ordering: .relaxed))")
-        lines.append("director_notifications{result=\"failed\"} \(notifier.failed.load(ordering: .relaxed))")
-        return lines.joined(separator: "\n") + "\n"
+        var down = MetricFamily("director_real_servers_down", .gauge,
+                                "Real servers out of service: by this director's own checks (here), or by the pair's verdict (pair).")
+        down.add(UInt64(ownDown), [("view", "here")])
+        down.add(UInt64(pairDown), [("view", "pair")])
+        var notifications = MetricFamily("director_notifications_total", .counter, "Runs of the notify command, by outcome.")
+        notifications.add(notifier.ran.load(ordering: .relaxed), [("result", "run")])
+        notifications.add(notifier.failed.load(ordering: .relaxed), [("result", "failed")])
+        return [checks, down, notifications]
     }
 }

@@ -83,6 +83,7 @@ extension Director {
         check("buckets", old.initialOwnership == new.initialOwnership)
         check("receive_ring", old.receiveRing == new.receiveRing)
         check("allow_fault_injection", old.allowsFaultInjection == new.allowsFaultInjection)
+        check("metrics_listen", old.metricsListen == new.metricsListen)
         return changed
     }
 }

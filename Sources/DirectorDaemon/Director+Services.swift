@@ -62,3 +62,38 @@ extension Director {
         rates.record(TrafficRates.Sample(at: director_monotonic_nanoseconds(), servers: servers, services: services))
     }
 }
+
+extension Director {
+    /// Per service and per real server: connections and traffic (as `ipvsadm --stats`, and as
+    /// node_exporter's ipvs collector names its labels), weight and health.
+    func trafficMetricFamilies() -> [MetricFamily] {
+        guard let report = servicesReport() else { return [] }
+        var serviceConnections = MetricFamily("director_service_connections_total", .counter, "Connections scheduled for the virtual service.")
+        var servicePackets = MetricFamily("director_service_packets_total", .counter, "Packets forwarded for the virtual service (clients' direction).")
+        var serviceBytes = MetricFamily("director_service_bytes_total", .counter, "IP bytes forwarded for the virtual service (clients' direction).")
+        var connections = MetricFamily("director_real_server_connections_total", .counter, "Connections scheduled to the real server.")
+        var packets = MetricFamily("director_real_server_packets_total", .counter, "Packets forwarded to the real server.")
+        var bytes = MetricFamily("director_real_server_bytes_total", .counter, "IP bytes forwarded to the real server.")
+        var active = MetricFamily("director_real_server_active_connections", .gauge, "The real server's ESTABLISHED connections this director forwards.")
+        var inactive = MetricFamily("director_real_server_inactive_connections", .gauge, "The real server's connections in other states this director forwards.")
+        var weight = MetricFamily("director_real_server_weight", .gauge, "The weight in force (0 while drained, out of service or retired).")
+        var up = MetricFamily("director_real_server_up", .gauge, "1 unless the pair's health checks have the real server out of service.")
+        for service in report.services {
+            let serviceLabel = [("service", service.name)]
+            serviceConnections.add(service.stats.connections, serviceLabel)
+            servicePackets.add(service.stats.packets, serviceLabel)
+            serviceBytes.add(service.stats.bytes, serviceLabel)
+            for server in service.realServers {
+                let labels = serviceLabel + [("real_server", server.name)]
+                connections.add(server.stats.connections, labels)
+                packets.add(server.stats.packets, labels)
+                bytes.add(server.stats.bytes, labels)
+                active.add(server.activeConnections, labels)
+                inactive.add(server.inactiveConnections, labels)
+                weight.add(UInt64(server.weight), labels)
+                up.add(server.health == "down" ? 0 : 1, labels)
+            }
+        }
+        return [serviceConnections, servicePackets, serviceBytes, connections, packets, bytes, active, inactive, weight, up]
+    }
+}

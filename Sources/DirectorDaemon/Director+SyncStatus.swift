@@ -3,69 +3,81 @@ import DirectorSync
 
 /// How the pair's state reads to an operator (`director sync`) and to a scraper (`director stats`).
 extension Director {
-    func syncMetrics(_ sync: SyncThread) -> String {
+    func syncMetricFamilies(_ sync: SyncThread) -> [MetricFamily] {
         let status = sync.status.withLock { $0 }
-        var lines: [String] = ["# TYPE director_sync_peer_state gauge"]
-        for state in [SyncSession.PeerState.unknown, .alive, .dead] {
-            lines.append("director_sync_peer_state{state=\"\(state.rawValue)\"} \(status.peer == state ? 1 : 0)")
-        }
+        var families: [MetricFamily] = []
+        var peerState = MetricFamily("director_sync_peer_state", .gauge, "1 for the peer's state as this director sees it.")
+        for state in [SyncSession.PeerState.unknown, .alive, .dead] { peerState.add(status.peer == state ? 1 : 0, [("state", state.rawValue)]) }
+        families.append(peerState)
         for (name, value) in status.counters.named {
-            lines.append("# TYPE director_sync_\(name) counter")
-            lines.append("director_sync_\(name) \(value)")
+            var family = MetricFamily("director_sync_\(name)_total", .counter, "Connection sync: \(name.replacingOccurrences(of: "_", with: " ")).")
+            family.add(value)
+            families.append(family)
         }
-        lines.append("# TYPE director_sync_rejected counter")
+        var rejected = MetricFamily("director_sync_rejected_total", .counter, "Datagrams refused on the sync and liveness channels, by reason.")
         for reason in SyncRejection.allCases {
-            lines.append("director_sync_rejected{channel=\"sync\",reason=\"\(reason.name)\"} \(status.counters[rejected: reason])")
-            lines.append("director_sync_rejected{channel=\"liveness\",reason=\"\(reason.name)\"} \(status.liveness.rejected[reason.rawValue])")
+            rejected.add(status.counters[rejected: reason], [("channel", "sync"), ("reason", reason.name)])
+            rejected.add(status.liveness.rejected[reason.rawValue], [("channel", "liveness"), ("reason", reason.name)])
         }
-        lines.append("# TYPE director_sync_longest_step_ns gauge")
-        for step in SyncThread.Step.allCases {
-            lines.append("director_sync_longest_step_ns{step=\"\(step.name)\"} \(status.longestStep[step.rawValue])")
-        }
-        let gauges: [(String, String, UInt64?)] = [
-            ("heartbeats_sent", "counter", status.liveness.heartbeatsSent),
-            ("heartbeats_received", "counter", status.liveness.heartbeatsReceived),
-            ("heartbeats_withheld", "counter", status.liveness.heartbeatsWithheld),
-            ("peer_incarnations_verified", "counter", status.liveness.incarnationsVerified),
-            ("heartbeat_send_errors", "counter", status.liveness.sendErrors),
-            ("heartbeat_longest_lateness_ns", "gauge", status.liveness.longestLateness),
-            ("fault", "gauge", status.fault == nil ? 0 : 1),
-            ("retransmissions_queued", "gauge", UInt64(status.retransmissionsQueued)),
-            ("foreign_datagrams", "counter", status.foreignDatagrams + status.liveness.foreignDatagrams),
-            ("send_errors", "counter", status.sendErrors),
-            ("records_unknown_real_server", "counter", status.recordsForUnknownServers),
-            ("records_unknown_service", "counter", status.recordsForUnknownServices),
-            ("replica_lifetimes_clamped", "counter", status.replicaLifetimesClamped),
-            ("inbound_ring_full", "counter", status.inboundRingFull),
-            ("caught_up", "gauge", status.caughtUp ? 1 : 0),
-            ("automatic_handover", "gauge", status.automaticHandover ? 1 : 0),
-            ("data_sequence_sent", "gauge", status.highestDataSequenceSent),
-            ("data_sequence_acknowledged", "gauge", status.peerAcknowledged),
-            ("missing_datagrams", "gauge", UInt64(status.missingDatagrams)),
-            ("peer_last_heard_ns_ago", "gauge", status.lastHeardAgo),
-            ("peer_declared_dead_at_monotonic_ns", "gauge", status.peerDeclaredDeadAt),
-            ("peer_death_silence_ns", "gauge", status.deathSilence),
-            ("took_all_buckets_at_monotonic_ns", "gauge", status.tookAllAt),
-            ("took_buckets_at_monotonic_ns", "gauge", status.tookBucketsAt),
-            ("last_handover_gap_ns", "gauge", status.lastHandoverGap),
-            ("longest_turn_ns", "gauge", status.longestTurn),
-            ("longest_turn_cpu_ns", "gauge", status.longestTurnCPU),
-            ("longest_wait_between_turns_ns", "gauge", status.longestWait),
+        families.append(rejected)
+        var steps = MetricFamily("director_sync_longest_step_seconds", .gauge, "The longest time one step of a sync thread turn took.")
+        for step in SyncThread.Step.allCases { steps.add(.seconds(nanoseconds: status.longestStep[step.rawValue]), [("step", step.name)]) }
+        families.append(steps)
+        let counters: [(String, UInt64, String)] = [
+            ("heartbeats_sent", status.liveness.heartbeatsSent, "Heartbeats sent to the peer."),
+            ("heartbeats_received", status.liveness.heartbeatsReceived, "Heartbeats received from the peer."),
+            ("heartbeats_withheld", status.liveness.heartbeatsWithheld, "Heartbeats not sent because a worker stopped making progress."),
+            ("peer_incarnations_verified", status.liveness.incarnationsVerified, "Peer incarnations verified by challenge."),
+            ("heartbeat_send_errors", status.liveness.sendErrors, "Heartbeats the kernel refused to send."),
+            ("foreign_datagrams", status.foreignDatagrams + status.liveness.foreignDatagrams, "Datagrams from sources other than the peer."),
+            ("send_errors", status.sendErrors, "Sync datagrams the kernel refused to send."),
+            ("records_unknown_real_server", status.recordsForUnknownServers, "Sync records naming a real server this director does not have."),
+            ("records_unknown_service", status.recordsForUnknownServices, "Sync records naming a service this director does not have."),
+            ("replica_lifetimes_clamped", status.replicaLifetimesClamped, "Replica lifetimes cut to this director's timeouts."),
+            ("inbound_ring_full", status.inboundRingFull, "Records not handed to a worker because its ring was full."),
         ]
-        for (name, type, value) in gauges {
+        for (name, value, help) in counters {
+            var family = MetricFamily("director_sync_\(name)_total", .counter, help)
+            family.add(value)
+            families.append(family)
+        }
+        let gauges: [(String, MetricValue?, String)] = [
+            ("heartbeat_longest_lateness_seconds", .seconds(nanoseconds: status.liveness.longestLateness), "The latest a heartbeat left after it was due."),
+            ("fault", .integer(status.fault == nil ? 0 : 1), "1 while the liveness thread withholds heartbeats (a worker stopped making progress)."),
+            ("retransmissions_queued", .integer(UInt64(status.retransmissionsQueued)), "Datagrams the peer asked for, waiting to be sent again."),
+            ("caught_up", .integer(status.caughtUp ? 1 : 0), "1 once this director holds the peer's whole table."),
+            ("automatic_handover", .integer(status.automaticHandover ? 1 : 0), "1 while the pair moves buckets by itself (0: paused by an operator)."),
+            ("data_sequence_sent", .integer(status.highestDataSequenceSent), "The highest sequence number of the record stream sent."),
+            ("data_sequence_acknowledged", .integer(status.peerAcknowledged), "The highest sequence number the peer acknowledged."),
+            ("missing_datagrams", .integer(UInt64(status.missingDatagrams)), "Datagrams of the peer's stream missing here."),
+            ("peer_last_heard_seconds", status.lastHeardAgo.map { .seconds(nanoseconds: $0) }, "Time since the peer was last heard."),
+            ("peer_declared_dead_at_seconds", status.peerDeclaredDeadAt.map { .seconds(nanoseconds: $0) }, "When the peer was last declared dead (CLOCK_MONOTONIC)."),
+            ("peer_death_silence_seconds", status.deathSilence.map { .seconds(nanoseconds: $0) }, "The silence after which the peer was last declared dead."),
+            ("took_all_buckets_at_seconds", status.tookAllAt.map { .seconds(nanoseconds: $0) }, "When this director last took every bucket (CLOCK_MONOTONIC)."),
+            ("took_buckets_at_seconds", status.tookBucketsAt.map { .seconds(nanoseconds: $0) }, "When this director last took buckets over (CLOCK_MONOTONIC)."),
+            ("last_handover_gap_seconds", status.lastHandoverGap.map { .seconds(nanoseconds: $0) }, "The longest time buckets had no owner in the last handover."),
+            ("longest_turn_seconds", .seconds(nanoseconds: status.longestTurn), "The longest sync thread turn."),
+            ("longest_turn_cpu_seconds", .seconds(nanoseconds: status.longestTurnCPU), "The most CPU time one sync thread turn used."),
+            ("longest_wait_between_turns_seconds", .seconds(nanoseconds: status.longestWait), "The longest wait between two sync thread turns."),
+        ]
+        for (name, value, help) in gauges {
             guard let value else { continue }
-            lines.append("# TYPE director_sync_\(name) \(type)")
-            lines.append("director_sync_\(name) \(value)")
+            var family = MetricFamily("director_sync_\(name)", .gauge, help)
+            family.add(value)
+            families.append(family)
         }
         let lag = board.lagCounts()
-        lines.append("# TYPE director_sync_replica_lag_microseconds summary")
-        for quantile in [0.5, 0.99, 0.999] {
-            if let value = LatencyHistogram.percentile(quantile, of: lag) {
-                lines.append("director_sync_replica_lag_microseconds{quantile=\"\(quantile)\"} \(value)")
-            }
+        var cumulative: UInt64 = 0
+        var buckets: [(bound: Double, count: UInt64)] = []
+        for (bucket, count) in lag.enumerated() {
+            cumulative += count
+            // One bound per power of two: a fixed set, small enough to read.
+            if bucket % 4 == 3, bucket < lag.count - 1 { buckets.append((Double(LatencyHistogram.upperBound(of: bucket)) / 1e6, cumulative)) }
         }
-        lines.append("director_sync_replica_lag_microseconds_count \(lag.reduce(0, +))")
-        return lines.joined(separator: "\n") + "\n"
+        var lagFamily = MetricFamily("director_sync_replica_lag_seconds", .histogram, "From the peer's change to its replica applied here.")
+        lagFamily.addHistogram(buckets, count: cumulative, sum: Double(board.lagSumMicroseconds()) / 1e6)
+        families.append(lagFamily)
+        return families
     }
 
     func syncReport(_ sync: SyncThread) -> String {
@@ -175,8 +187,12 @@ struct BucketsJSONReport: Codable, Sendable {
 
 extension Director {
     func syncJSON(_ sync: SyncThread) -> String {
+        syncJSONReport(sync).map { ServicesReport.encode($0) } ?? "{}\n"
+    }
+
+    func syncJSONReport(_ sync: SyncThread) -> SyncJSONReport? {
         let status = sync.status.withLock { $0 }
-        guard let peer = configuration.peer else { return "{}\n" }
+        guard let peer = configuration.peer else { return nil }
         let owned = currentOwnership
         let lag = board.lagCounts()
         func milliseconds(_ nanoseconds: UInt64?) -> Double? { nanoseconds.map { Double($0) / 1e6 } }
@@ -198,12 +214,14 @@ extension Director {
         report.lastPeerDeathSilenceMilliseconds = milliseconds(status.deathSilence)
         report.lastHandoverGapMilliseconds = milliseconds(status.lastHandoverGap)
         report.fault = status.fault
-        return ServicesReport.encode(report)
+        return report
     }
 
-    func bucketsJSON() -> String {
+    func bucketsJSON() -> String { ServicesReport.encode(bucketsJSONReport()) }
+
+    func bucketsJSONReport() -> BucketsJSONReport {
         let owned = currentOwnership
-        return ServicesReport.encode(BucketsJSONReport(node: configuration.nodeID, bucketCount: owned.bucketCount, ownedCount: UInt32(owned.ownedCount),
-                                                       owned: owned.ownedRanges.map { [$0.lowerBound, $0.upperBound] }))
+        return BucketsJSONReport(node: configuration.nodeID, bucketCount: owned.bucketCount, ownedCount: UInt32(owned.ownedCount),
+                                 owned: owned.ownedRanges.map { [$0.lowerBound, $0.upperBound] })
     }
 }

@@ -36,7 +36,8 @@ public final class Director: @unchecked Sendable {
     private let maintenanceStop = Atomic<Bool>(false)
     private let servicesStale = Atomic<Bool>(false)
     private var maintenanceThread = DaemonThread()
-    private let startedAt = director_monotonic_nanoseconds()
+    let startedAtRealtime = director_realtime_nanoseconds()
+    var metricsServer: MetricsServer?
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
     private let ownership: Mutex<BucketOwnership>
     /// What the pair's health checks say (see `HealthBoard`).
@@ -108,6 +109,12 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
+        do {
+            try startMetricsServer()
+        } catch {
+            stop()
+            throw error
+        }
         if let peer = configuration.peer {
             do {
                 guard let crossover = NetworkInterface.name(holding: peer.localAddress) else {
@@ -135,6 +142,8 @@ public final class Director: @unchecked Sendable {
     public func stop() {
         maintenanceStop.store(true, ordering: .relaxed)
         maintenanceThread.join()
+        metricsServer?.stop()
+        metricsServer = nil
         checker.stop()
         sync?.stop()
         sync = nil
@@ -338,9 +347,7 @@ public final class Director: @unchecked Sendable {
         if words.first == "connections" { return connectionsCommand(Array(words.dropFirst())) }
         switch command {
         case "stats":
-            let uptime = Double(director_monotonic_nanoseconds() - startedAt) / 1e9
-            return "# director: \(workers.count) worker(s), up \(Int(uptime)) s\n# receive ring per worker: \(configuration.receiveRing.summary)\n"
-                + board.prometheusText() + healthMetrics() + (sync.map { syncMetrics($0) } ?? "")
+            return metricsText()
         case "sync":
             return sync.map { syncReport($0) } ?? "no peer configured: connection sync is off\n"
         case "sync json":
@@ -354,6 +361,19 @@ public final class Director: @unchecked Sendable {
         default:
             return "unknown command \"\(command)\" (known: stats, services, connections, buckets, sync, reload, server, service, config dump, fault, ping)\n"
         }
+    }
+
+    /// Every metric, in the Prometheus text format (`director stats`, `/metrics`).
+    func metricsText() -> String {
+        var process = MetricFamily("director_start_time_seconds", .gauge, "When the director started, in seconds since the epoch.")
+        process.add(.seconds(nanoseconds: startedAtRealtime))
+        var workerCount = MetricFamily("director_workers", .gauge, "Worker threads, one per configured CPU.")
+        workerCount.add(UInt64(workers.count))
+        var build = MetricFamily("director_build_info", .gauge, "1, labelled with the director's version.")
+        build.add(1, [("version", DirectorVersion.current)])
+        let families = [build, process, workerCount] + board.metricFamilies() + trafficMetricFamilies() + healthMetricFamilies()
+            + (sync.map { syncMetricFamilies($0) } ?? [])
+        return MetricsExposition.render(families, node: configuration.nodeID)
     }
 
     /// `fault stall-worker N MS`: worker N sleeps for MS milliseconds, as a hung worker would.

@@ -36,6 +36,8 @@ public final class LabDirector: @unchecked Sendable {
         public var fallbackRealServer: Int?
         /// `director.notify`: the program and its arguments.
         public var notifyCommand: [String]?
+        /// `director.metrics_listen` (inside the director's namespace), e.g. "127.0.0.1:9117".
+        public var metricsListen: String?
         public init() {}
     }
 
@@ -74,6 +76,7 @@ public final class LabDirector: @unchecked Sendable {
           allow_fault_injection: \(settings.allowsFaultInjection)
 
         """
+        if let listen = settings.metricsListen { text += "  metrics_listen: \(listen)\n" }
         if let notify = settings.notifyCommand {
             text += "  notify: [" + notify.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ") + "]\n"
         }
@@ -173,13 +176,60 @@ public final class LabDirector: @unchecked Sendable {
 
     /// Counters from `director stats`, summed over workers: name → value.
     public func stats(binary: String = LabDirector.binaryPath()) throws -> [String: UInt64] {
-        let text = try Shell.run([binary, "stats", "--socket", controlSocket]).output
+        LabDirector.summed(try Shell.run([binary, "stats", "--socket", controlSocket]).output)
+    }
+
+    /// One sample of the metrics text.
+    public struct MetricSample: Sendable {
+        public var name: String
+        public var labels: [String: String]
+        public var value: Double
+    }
+
+    /// The samples of a Prometheus text (comments skipped; label values unescaped).
+    public static func samples(_ text: String) -> [MetricSample] {
+        text.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+            let series = line[..<space]
+            let name = String(series.prefix { $0 != "{" })
+            var labels: [String: String] = [:]
+            var rest = series.dropFirst(name.count).dropFirst()
+            while let equals = rest.firstIndex(of: "=") {
+                let label = String(rest[..<equals])
+                var value = "", escaped = false, index = rest.index(equals, offsetBy: 2)
+                while index < rest.endIndex {
+                    let character = rest[index]
+                    index = rest.index(after: index)
+                    if escaped { value.append(character == "n" ? "\n" : character); escaped = false } else if character == "\\" { escaped = true } else if character == "\"" { break } else { value.append(character) }
+                }
+                labels[label] = value
+                rest = rest[index...].drop { $0 == "," || $0 == "}" }
+            }
+            return MetricSample(name: name, labels: labels, value: value)
+        }
+    }
+
+    /// Metrics text summed over labels, by a short key: the family's name without `director_` and
+    /// `_total`; frames not forwarded by reason (`drop_<reason>`, `malformed_<reason>`,
+    /// `passed_over_<reason>`) and the families split by kind (`connection_changes_created`, …);
+    /// durations in seconds as nanoseconds, under `_ns` for `_seconds`.
+    public static func summed(_ text: String) -> [String: UInt64] {
         var totals: [String: UInt64] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            let parts = line.split(separator: " ")
-            guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
-            let name = String(parts[0].prefix { $0 != "{" }).replacingOccurrences(of: "director_", with: "")
-            totals[name, default: 0] += value
+        let split = ["director_frames_dropped_total": ("reason", "drop_"), "director_frames_malformed_total": ("reason", "malformed_"),
+                     "director_frames_passed_over_total": ("reason", "passed_over_"),
+                     "director_connection_changes_total": ("kind", "connection_changes_"), "director_transmit_errors_total": ("kind", "transmit_errors_")]
+        for sample in samples(text) {
+            var key = sample.name.replacingOccurrences(of: "director_", with: "")
+            if key.hasSuffix("_total") { key.removeLast("_total".count) }
+            var amount = sample.value
+            if let (label, prefix) = split[sample.name], let value = sample.labels[label] {
+                key = prefix + value
+            } else if key.hasSuffix("_seconds") {
+                key = key.dropLast("_seconds".count) + "_ns"
+                amount *= 1e9
+            }
+            guard amount >= 0, amount < 1.8e19 else { continue }
+            totals[key, default: 0] += UInt64(amount.rounded())
         }
         return totals
     }

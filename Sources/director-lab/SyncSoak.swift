@@ -142,7 +142,7 @@ struct SyncSoak: ParsableCommand {
         // Finally a real death under the same load.
         let killedAt = directors[1].kill9()
         usleep(500_000)
-        let declared = try directors[0].stats()["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+        let declared = try directors[0].stats()["sync_peer_declared_dead_at_ns"] ?? 0
         kill(flood, SIGTERM)
         Shell.wait(flood)
         let steps = lives.longestStep.sorted { $0.key < $1.key }.map { String(format: "%@ %.2f", $0.key, Double($0.value) / 1e6) }.joined(separator: ", ")
@@ -176,16 +176,17 @@ struct SyncSoak: ParsableCommand {
         for index in 0..<2 {
             let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[index].controlSocket]).output
             var deaths: UInt64 = 0
-            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-                let parts = line.split(separator: " ")
-                guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
-                if parts[0] == "director_sync_peer_deaths" { deaths = value }
-                if parts[0] == "director_sync_longest_turn_ns" { lives.longestTurn = max(lives.longestTurn, value) }
-                if parts[0] == "director_sync_longest_turn_cpu_ns" { lives.longestTurnCPU = max(lives.longestTurnCPU, value) }
-                if parts[0] == "director_sync_heartbeat_longest_lateness_ns" { lives.latestHeartbeat = max(lives.latestHeartbeat, value) }
-                if parts[0].hasPrefix("director_sync_longest_step_ns{step=\"") {
-                    let step = String(parts[0].dropFirst("director_sync_longest_step_ns{step=\"".count).dropLast(2))
-                    lives.longestStep[step] = max(lives.longestStep[step] ?? 0, value)
+            for sample in LabDirector.samples(text) {
+                let nanoseconds = UInt64(max(0, sample.value * 1e9))
+                switch sample.name {
+                case "director_sync_peer_deaths_total": deaths = UInt64(sample.value)
+                case "director_sync_longest_turn_seconds": lives.longestTurn = max(lives.longestTurn, nanoseconds)
+                case "director_sync_longest_turn_cpu_seconds": lives.longestTurnCPU = max(lives.longestTurnCPU, nanoseconds)
+                case "director_sync_heartbeat_longest_lateness_seconds": lives.latestHeartbeat = max(lives.latestHeartbeat, nanoseconds)
+                case "director_sync_longest_step_seconds":
+                    let step = sample.labels["step"] ?? "?"
+                    lives.longestStep[step] = max(lives.longestStep[step] ?? 0, nanoseconds)
+                default: break
                 }
             }
             let new = Int(deaths &- lives.deathsSeen[index])
@@ -197,13 +198,11 @@ struct SyncSoak: ParsableCommand {
         restartedSinceSample = [0, 0]
     }
 
-    /// The director's replica-lag quantiles (µs) as printed by `director stats`.
+    /// The director's replica-lag quantiles (µs) as `director sync --json` gives them.
     static func lagQuantiles(_ director: LabDirector) throws -> (p50: String, p99: String) {
-        let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", director.controlSocket]).output
-        func value(_ quantile: String) -> String {
-            text.split(separator: "\n").first { $0.hasPrefix("director_sync_replica_lag_microseconds{quantile=\"\(quantile)\"}") }
-                .map { String($0.split(separator: " ").last ?? "-") } ?? "-"
-        }
-        return (value("0.5"), value("0.99"))
+        let text = try Shell.run([LabDirector.binaryPath(), "sync", "--json", "--socket", director.controlSocket]).output
+        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+        func value(_ key: String) -> String { (report[key] as? NSNumber).map { "\($0)" } ?? "-" }
+        return (value("replica_lag_p50_us"), value("replica_lag_p99_us"))
     }
 }

@@ -80,7 +80,7 @@ struct Demo: ParsableCommand {
         let mediumSHA = try lab.sha256(of: Lab.mediumFileName)
         let intact = try lab.collectDownloads().filter { $0 == mediumSHA }.count
         let survivor = try directors[1].stats()
-        let declared = survivor["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+        let declared = survivor["sync_peer_declared_dead_at_ns"] ?? 0
         let detection = declared > killedAt ? String(format: "%.1f ms", Double(declared - killedAt) / 1e6) : "never"
         say("  \(intact) of 200 downloads completed intact; director 2 declared director 1 dead \(detection) after the kill "
             + "and carried \(survivor["replicas_taken_over"] ?? 0) of its connections from the synced replicas")

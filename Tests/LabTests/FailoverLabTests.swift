@@ -31,7 +31,7 @@ extension LabSuites {
 
         /// How long after `killedAt` (CLOCK_MONOTONIC ns) the survivor declared its peer dead, in ms.
         static func detection(by survivor: LabDirector, after killedAt: UInt64) throws -> Double {
-            let declared = try survivor.stats()["sync_peer_declared_dead_at_monotonic_ns"] ?? 0
+            let declared = try survivor.stats()["sync_peer_declared_dead_at_ns"] ?? 0
             return declared > killedAt ? Double(declared - killedAt) / 1e6 : .nan
         }
 

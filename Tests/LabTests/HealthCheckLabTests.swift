@@ -126,9 +126,10 @@ extension LabSuites {
             #expect(failures(back) == 0 && back.count >= 600)
             #expect(share(back) >= 0.2, "rs2 has its share again (mh gives it a third)")
             if failure == .checkAnswers500 { #expect(failures(detecting) == 0, "rs2 still served while its check failed") }
-            #expect(statsWhileOut.contains("director_real_servers_down{view=\"here\"} 1") && statsWhileOut.contains("director_real_servers_down{view=\"pair\"} 1"),
+            #expect(statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1") && statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"pair\"} 1"),
                     "the gauges say one server is out")
-            #expect(!statsWhileOut.contains("director_health_checks{result=\"failed\"} 0\n") && !statsWhileOut.contains("director_health_checks{result=\"passed\"} 0\n"))
+            #expect(!statsWhileOut.contains("director_health_checks_total{node=\"1\",result=\"failed\"} 0\n")
+                    && !statsWhileOut.contains("director_health_checks_total{node=\"1\",result=\"passed\"} 0\n"))
 
             let notes = (try? String(contentsOfFile: notifyLog, encoding: .utf8)) ?? ""
             let lines = notes.split(separator: "\n")

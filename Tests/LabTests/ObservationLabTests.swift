@@ -51,7 +51,7 @@ extension LabSuites {
             #expect(text.contains("Conns") && text.contains("InPkts") && text.contains("\(Lab.realServerAddress(2)):80"), "\(text)")
         }
 
-        @Test("director connections --json during 100 rate-limited downloads lists each as this director's ESTABLISHED connection to a real server; filters and the limit narrow it")
+        @Test("director connections --json during 200 rate-limited downloads lists each as this director's ESTABLISHED connection to a real server; filters and the limit narrow it")
         func connectionListingHoldsEveryDownload() throws {
             let lab = Lab(prefix: "toc")
             defer { lab.tearDown() }
@@ -86,6 +86,79 @@ extension LabSuites {
             #expect(connections.allSatisfy { (($0["expires_in_seconds"] as? NSNumber)?.doubleValue ?? 0) > 0 && $0["proven"] as? Bool != nil })
             #expect(text.contains("ESTABLISHED") && text.contains("more connections match"), "\(text)")
             #expect(result.intact == result.started, "listing stopped no download")
+        }
+
+        static let metricsListen = "127.0.0.1:9117"
+
+        /// `/metrics` of `director`, fetched by user nobody from inside the director's namespace.
+        static func scrape(_ lab: Lab, _ index: Int, path: String = "/metrics") throws -> Shell.Result {
+            try lab.inNamespace(lab.directorNamespace(index), ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                                               "curl", "-sS", "--max-time", "5", "http://\(metricsListen)\(path)"], check: false)
+        }
+
+        @Test("the pair serves /metrics over HTTP to a user without privileges during 4,000 connections: summed over both directors, each real server's connections match its nginx log within 1 %; promtool check metrics finds nothing to say")
+        func metricsOverHTTP() throws {
+            let lab = Lab(prefix: "tom", directors: 2)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.metricsListen = ObservationLabTests.metricsListen
+            let directors = try lab.startPair(settings: settings)
+            defer { for director in directors { director.stop() } }
+            let curls = try Lab.clientAddresses.enumerated().map { index, client in
+                try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", "8",
+                                 "--max-time", "20", "-H", "Connection: close", "--interface", client, "-o", "/dev/null",
+                                 "http://\(Lab.virtualAddress)/index.html?n=[1-1000]"], output: "\(lab.stateDirectory)/requests-\(index).log")
+            }
+            var scrapesDuring = 0, failedScrapes: [String] = []
+            while curls.contains(where: { Shell.exitStatus($0) == nil }) {
+                for index in 0..<2 {
+                    let result = try ObservationLabTests.scrape(lab, index)
+                    if result.status == 0, result.output.contains("director_real_server_connections_total{") { scrapesDuring += 1 } else {
+                        failedScrapes.append("\(result.status) \(result.errorOutput)")
+                    }
+                }
+                usleep(100_000)
+            }
+            for curl in curls { Shell.wait(curl) }
+            usleep(300_000)   // the workers publish every 100 ms
+            let texts = try (0..<2).map { try ObservationLabTests.scrape(lab, $0).output }
+            var counted: [String: Double] = [:]
+            for text in texts {
+                for sample in LabDirector.samples(text) where sample.name == "director_real_server_connections_total" {
+                    counted[sample.labels["real_server"] ?? "?", default: 0] += sample.value
+                }
+            }
+            let served = (0..<3).map { lab.requestsServed($0) }
+            let counts = (0..<3).map { counted["\(Lab.realServerAddress($0)):80"] ?? 0 }
+            let byNode = texts.map { LabDirector.summed($0)["real_server_connections"] ?? 0 }
+            print("metrics over HTTP: \(scrapesDuring) scrapes by nobody during the requests; connections counted by the pair \(counts.map { Int($0) }) "
+                  + "(node 1 \(byNode[0]), node 2 \(byNode[1])), nginx logged \(served)")
+            #expect(failedScrapes.isEmpty, "\(failedScrapes.prefix(3))")
+            #expect(scrapesDuring >= 2)
+            #expect(served.reduce(0, +) == 4000, "every request was served")
+            for (count, logged) in zip(counts, served) {
+                #expect(abs(count - Double(logged)) <= Double(logged) * 0.01, "counted \(count), served \(logged)")
+            }
+            #expect(byNode.allSatisfy { $0 > 0 }, "both directors forwarded a share")
+            for text in texts {
+                #expect(text.contains("director_build_info{node=") && text.contains("# HELP director_real_server_active_connections "))
+                #expect(!text.contains("# TYPE director_frames_received_total counter\n#"), "every family has samples")
+            }
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") {
+                for text in texts {
+                    let lint = try Shell.run(["promtool", "check", "metrics"], input: text, check: false)
+                    #expect(lint.status == 0 && lint.output.isEmpty && lint.errorOutput.isEmpty, "promtool: \(lint.output)\(lint.errorOutput)")
+                }
+            } else {
+                print("metrics over HTTP: promtool is not installed here (Debian's prometheus package has it); the text was parsed, not linted")
+                #expect(texts.allSatisfy { LabDirector.samples($0).count > 100 })
+            }
+            let notFound = try lab.inNamespace(lab.directorNamespace(0), ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                                          "http://\(ObservationLabTests.metricsListen)/nothing"]).output
+            let post = try lab.inNamespace(lab.directorNamespace(0), ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                                                                      "http://\(ObservationLabTests.metricsListen)/metrics"]).output
+            #expect(notFound == "404" && post == "405")
         }
     }
 }

@@ -85,7 +85,7 @@ extension LabSuites {
             let downAt = Date()
             try waitUntil(seconds: 1, "B serves every bucket while A's front is down") { try b.buckets("show").contains("owns 1024 of 1024") }
             // B's own stamp of the takeover, not the time the polling saw it (a CLI call takes a while under load).
-            let bTook = try b.stats()["sync_took_all_buckets_at_monotonic_ns"] ?? 0
+            let bTook = try b.stats()["sync_took_all_buckets_at_ns"] ?? 0
             let takenOver = bTook > downAtMonotonic ? Double(bTook - downAtMonotonic) / 1e9 : Date().timeIntervalSince(downAt)
             #expect(try a.buckets("show").contains("owns 0 of 1024"), "A let go of its buckets for B to take")
             usleep(UInt32(max(0, 2 - Date().timeIntervalSince(downAt)) * 1e6))
@@ -97,7 +97,7 @@ extension LabSuites {
             try waitUntil(seconds: 3, "A forwards again") {
                 try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && (a.stats()["frames_forwarded"] ?? 0) > forwardedBefore
             }
-            let tookBack = try a.stats()["sync_took_buckets_at_monotonic_ns"] ?? 0
+            let tookBack = try a.stats()["sync_took_buckets_at_ns"] ?? 0
             let back = tookBack > upAt ? Double(tookBack - upAt) / 1e6 : .nan
             let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
             let stats = try a.stats()

@@ -13,19 +13,12 @@ extension LabSuites {
         static let seconds = ProcessInfo.processInfo.environment["DIRECTOR_SYNC_FLOOD_SECONDS"].flatMap(Int.init) ?? 60
         static let rate = 200_000
 
-        /// `director_sync_rejected{channel=…,reason=…}` by channel and reason.
+        /// `director_sync_rejected_total{channel=…,reason=…}` by channel and reason.
         static func rejections(_ director: LabDirector) throws -> [String: UInt64] {
             let text = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", director.controlSocket]).output
             var counts: [String: UInt64] = [:]
-            for line in text.split(separator: "\n") where line.hasPrefix("director_sync_rejected{") {
-                let parts = line.split(separator: " ")
-                guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
-                let labels = parts[0].dropFirst("director_sync_rejected{".count).dropLast()
-                let fields = Dictionary(uniqueKeysWithValues: labels.split(separator: ",").map { pair in
-                    let halves = pair.split(separator: "=", maxSplits: 1)
-                    return (String(halves[0]), String(halves[1].dropFirst().dropLast()))
-                })
-                counts["\(fields["channel"] ?? "?")/\(fields["reason"] ?? "?")"] = value
+            for sample in LabDirector.samples(text) where sample.name == "director_sync_rejected_total" {
+                counts["\(sample.labels["channel"] ?? "?")/\(sample.labels["reason"] ?? "?")"] = UInt64(sample.value)
             }
             return counts
         }

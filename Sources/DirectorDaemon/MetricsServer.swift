@@ -1,0 +1,134 @@
+import CDirectorShim
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP side of observation (`director.metrics_listen`): `/metrics` for Prometheus, the
+/// status page at `/` and its data at `/status.json`. Served by swift-nio on one event-loop
+/// thread of its own, kept off the workers' CPUs when the host has others; nothing here needs
+/// root, and a scraper needs no account on the host.
+///
+/// Read-only and unauthenticated, like node_exporter: listen on loopback or a management
+/// network. A client gets `idleTimeout` between requests and at most `connectionLimit`
+/// connections are open at once, so idle or piled-up clients cannot exhaust the director's
+/// descriptors.
+final class MetricsServer: Sendable {
+    static let connectionLimit = 64
+    static let idleTimeout = TimeAmount.seconds(10)
+
+    struct Response: Sendable {
+        var status: HTTPResponseStatus
+        var contentType: String
+        var body: String
+
+        static func text(_ status: HTTPResponseStatus, _ body: String) -> Response {
+            Response(status: status, contentType: "text/plain; charset=utf-8", body: body)
+        }
+    }
+
+    private let group: MultiThreadedEventLoopGroup
+    private let channel: Channel
+    let localPort: Int
+
+    /// Binds and starts serving; `route` answers a GET or HEAD for a path (on the server's thread).
+    init(listen: Configuration.ListenAddress, cpu: Int?, route: @escaping @Sendable (String) -> Response) throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        if let cpu {
+            group.next().execute { _ = director_pin_current_thread(Int32(cpu)) }
+        }
+        let open = Atomic<Int>(0)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                guard open.add(1, ordering: .relaxed).newValue <= MetricsServer.connectionLimit else {
+                    open.subtract(1, ordering: .relaxed)
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: MetricsServer.idleTimeout))
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(MetricsRequestHandler(route: route))
+                }
+            }
+        do {
+            channel = try bootstrap.bind(host: "\(listen.address)", port: Int(listen.port)).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw MetricsServerError(description: "cannot listen for metrics on \(listen): \(error)")
+        }
+        self.group = group
+        localPort = channel.localAddress?.port ?? Int(listen.port)
+    }
+
+    func stop() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+struct MetricsServerError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// One HTTP/1.1 connection: GET and HEAD answered by the route, everything else refused;
+/// request bodies are read and dropped.
+private final class MetricsRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let route: @Sendable (String) -> MetricsServer.Response
+    private var request: HTTPRequestHead?
+
+    init(route: @escaping @Sendable (String) -> MetricsServer.Response) {
+        self.route = route
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            request = head
+        case .body:
+            break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let response: MetricsServer.Response
+        switch head.method {
+        case .GET, .HEAD:
+            let path = String(head.uri.prefix { $0 != "?" })
+            response = route(path)
+        default:
+            response = .text(.methodNotAllowed, "only GET and HEAD\n")
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Cache-Control", value: "no-store")
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        if response.status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
+        let body = context.channel.allocator.buffer(string: response.body)
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        let keepAlive = head.isKeepAlive
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+    }
+}
