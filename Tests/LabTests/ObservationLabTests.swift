@@ -160,5 +160,49 @@ extension LabSuites {
                                                                       "http://\(ObservationLabTests.metricsListen)/metrics"]).output
             #expect(notFound == "404" && post == "405")
         }
+
+        /// The browser script (Tests/Browser/status_page.py).
+        static let browserScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Browser/status_page.py").path
+
+        @Test("the status page in headless Chromium (the pair, 200 requests/s): loads without a console error, shows the pair and the services, and shows rs2 down within one refresh of the director saying so",
+              .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium")
+                       && FileManager.default.fileExists(atPath: "/usr/lib/python3/dist-packages/websocket"),
+                       "needs Debian's chromium and python3-websocket (scripts/install-dependencies.sh installs them)"))
+        func statusPageInABrowser() throws {
+            let lab = Lab(prefix: "tsp", directors: 2)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            var settings = LabDirector.Settings()
+            settings.metricsListen = ObservationLabTests.metricsListen
+            settings.healthCheck = HealthCheckLabTests.check
+            let directors = try lab.startPair(settings: settings)
+            defer { for director in directors { director.stop() } }
+            let requests = PacedRequests(lab, perSecond: 200, seconds: 12)
+            usleep(2_000_000)
+            let screenshot = lab.stateDirectory + "/status-page.png"
+            let run = try lab.inNamespace(lab.directorNamespace(0), [
+                "/usr/bin/python3", ObservationLabTests.browserScript, "http://\(ObservationLabTests.metricsListen)/", HealthCheckLabTests.rs2,
+                "\(lab.stateDirectory)/\(Lab.realServerName(1))/unhealthy", screenshot,
+            ], check: false)
+            _ = requests.finish()
+            // Kept for the README (`Documentation/status-page.png` is this file from a run).
+            let kept = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent(".build/status-page.png").path
+            try? FileManager.default.removeItem(atPath: kept)
+            try? FileManager.default.copyItem(atPath: screenshot, toPath: kept)
+            let result = try #require((try? JSONSerialization.jsonObject(with: Data(run.output.utf8))) as? [String: Any],
+                                      "the browser script said: \(run.output)\(run.errorOutput)")
+            let directorDown = try #require(result["director_down_after_s"] as? Double, "\(result)")
+            let pageDown = try #require(result["page_down_after_s"] as? Double, "\(result)")
+            let refresh = (result["refresh_ms"] as? Double ?? 0) / 1000
+            let errors = result["errors"] as? [String] ?? ["?"]
+            print(String(format: "status page: rs2 down in /status.json %.2f s after its /health failed, on the page %.2f s after (%.2f s later; refresh %.1f s); console errors: \(errors)",
+                         directorDown, pageDown, pageDown - directorDown, refresh))
+            #expect(result["title"] as? String == "director")
+            #expect(errors.isEmpty, "the page raised no console error: \(errors)")
+            #expect(pageDown - directorDown <= refresh + 0.5, "shown within one refresh of the director's verdict")
+            #expect(FileManager.default.fileExists(atPath: screenshot))
+        }
     }
 }
