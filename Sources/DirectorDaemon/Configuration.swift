@@ -110,6 +110,9 @@ public struct Configuration: Sendable {
     public var notifyCommand: [String]? = nil
     /// Where `/metrics` and the status page are served over HTTP; nil: not at all.
     public var metricsListen: ListenAddress? = nil
+    /// Lock the director's memory as it is touched (mlockall with MCL_ONFAULT): the data path
+    /// never waits for a page from swap. Needs CAP_IPC_LOCK.
+    public var locksMemory = true
 
     /// An IPv4 address and TCP port to listen on.
     public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {

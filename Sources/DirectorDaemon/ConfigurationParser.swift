@@ -25,7 +25,7 @@ public enum ConfigurationParser {
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
-            "receive_ring", "allow_fault_injection", "notify", "metrics_listen",
+            "receive_ring", "allow_fault_injection", "notify", "metrics_listen", "lock_memory",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -103,6 +103,7 @@ public enum ConfigurationParser {
             timeouts: timeouts, services: services,
             notifyCommand: try director.optional("notify").map { (node) throws(ConfigurationError) in try parseCommand(node, path: "director.notify") })
         configuration.metricsListen = metricsListen
+        configuration.locksMemory = try director.bool("lock_memory") ?? true
         return configuration
     }
 

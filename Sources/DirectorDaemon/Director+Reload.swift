@@ -9,7 +9,11 @@ extension Director {
     /// refused reload changes nothing. Connections keep their real servers (entries name them by
     /// a stable id); a removed server's connections go on to it until they end.
     public func reload() -> String {
-        reloadLock.withLock { _ in reloadUnderLock() }
+        reloadLock.withLock { _ in
+            systemd.reloading()
+            defer { systemd.ready() }
+            return reloadUnderLock()
+        }
     }
 
     private func reloadUnderLock() -> String {
@@ -84,6 +88,7 @@ extension Director {
         check("receive_ring", old.receiveRing == new.receiveRing)
         check("allow_fault_injection", old.allowsFaultInjection == new.allowsFaultInjection)
         check("metrics_listen", old.metricsListen == new.metricsListen)
+        check("lock_memory", old.locksMemory == new.locksMemory)
         return changed
     }
 }

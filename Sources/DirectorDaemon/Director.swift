@@ -44,6 +44,8 @@ public final class Director: @unchecked Sendable {
     let health = Mutex(HealthBoard())
     let checker: HealthChecker
     let notifier: Notifier
+    /// READY, RELOADING, STOPPING and the watchdog, when systemd runs the director.
+    let systemd = SystemdNotifier()
     /// Fault injection: this many coming ownership changes fail as a refused filter would.
     private let failingOwnershipChanges = Atomic<Int>(0)
 
@@ -69,7 +71,16 @@ public final class Director: @unchecked Sendable {
     public var virtualMAC: MACAddress { configuration.virtualMAC ?? front.mac }
 
     public func start() throws {
+        if let missing = Capability.missing(for: configuration, effective: Capability.effective()) {
+            throw StartError(description: missing)
+        }
         instanceLock = try InstanceLock(frontInterface: front.name)
+        if configuration.locksMemory {
+            // On fault, not at once: thread stacks and the sparse per-id arrays stay as small as used.
+            guard mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0 else {
+                throw StartError(description: "cannot lock the director's memory (director.lock_memory): \(String(cString: strerror(errno)))")
+            }
+        }
         Log.info("front \(front), back \(back), virtual MAC \(virtualMAC)")
         Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
         HostSettingsCheck.warnAboutDifferences(interfaces: [front.name, back.name], workerCPUs: configuration.workerCPUs)
@@ -137,9 +148,11 @@ public final class Director: @unchecked Sendable {
         Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
             + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
         Log.info("ready: \(live.withLock { $0.services.count }) virtual service(s), control socket \(configuration.controlSocket)")
+        systemd.ready()
     }
 
     public func stop() {
+        systemd.stopping()
         maintenanceStop.store(true, ordering: .relaxed)
         maintenanceThread.join()
         metricsServer?.stop()
@@ -209,10 +222,12 @@ public final class Director: @unchecked Sendable {
     private func startMaintenance() {
         maintenanceThread.start {
             var tick = 0
+            var watchdog = WorkerWatchdog()
             self.sampleRates()
             while !self.maintenanceStop.load(ordering: .relaxed) {
                 usleep(20_000)
                 tick += 1
+                self.feedWatchdog(&watchdog)
                 if self.servicesStale.exchange(false, ordering: .relaxed) { self.publishServices() }
                 guard tick % 50 == 0 else { continue }
                 self.sampleRates()
@@ -221,6 +236,35 @@ public final class Director: @unchecked Sendable {
                 if self.resolvedMACs.withLock({ $0 }) != before { self.publishServices() }
             }
         }
+    }
+
+    /// What the watchdog's feeder remembers between two looks at the workers.
+    struct WorkerWatchdog {
+        var fedAt: UInt64 = 0
+        var iterations: [UInt64] = []
+        var withheld = false
+    }
+
+    /// WATCHDOG=1 every half of systemd's `WatchdogSec=`, only while every worker has gone round
+    /// its loop since the last time (each does at least every 10 ms, busy or idle): a hung
+    /// worker stops the feeding, and systemd restarts the director.
+    private func feedWatchdog(_ state: inout WorkerWatchdog) {
+        guard let interval = systemd.watchdogFeedNanoseconds else { return }
+        let now = director_monotonic_nanoseconds()
+        guard now &- state.fedAt >= interval else { return }
+        let iterations = workers.map { $0.iterations.load(ordering: .relaxed) }
+        let stalled = zip(iterations, state.iterations).enumerated().filter { $0.element.0 == $0.element.1 }.map(\.offset)
+        if stalled.isEmpty || state.iterations.isEmpty {
+            systemd.watchdog()
+            if state.withheld { Log.info("watchdog: every worker makes progress again; feeding systemd's watchdog") }
+            state.withheld = false
+        } else if !state.withheld {
+            state.withheld = true
+            Log.error("watchdog: worker(s) \(stalled.map(String.init).joined(separator: ", ")) made no progress in \(interval / 1_000_000) ms; "
+                + "withholding systemd's watchdog (it restarts the director)")
+        }
+        state.fedAt = now
+        state.iterations = iterations
     }
 
     /// Asks the maintenance thread for a new snapshot (see `startMaintenance`).

@@ -17,6 +17,8 @@ public final class Lab: @unchecked Sendable {
     public let directorCount: Int
     public let stateDirectory: String
 
+    /// Where every lab keeps its files, a folder per prefix.
+    public static let stateRoot = "/tmp/director-lab"
     public static let virtualAddress = "198.18.0.100"
     public static let routerFront = "198.18.0.1"
     public static let routerClientSide = "198.18.1.1"
@@ -63,7 +65,7 @@ public final class Lab: @unchecked Sendable {
         self.prefix = prefix
         realServerCount = realServers
         directorCount = directors
-        stateDirectory = "/tmp/director-lab/\(prefix)"
+        stateDirectory = "\(Lab.stateRoot)/\(prefix)"
     }
 
     public var clientNamespace: String { "\(prefix)-client" }
@@ -201,7 +203,7 @@ public final class Lab: @unchecked Sendable {
         try "director lab\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
         try Shell.run(["dd", "if=/dev/urandom", "of=\(www)/\(Lab.largeFileName)", "bs=1M", "count=\(largeFileMegabytes)", "status=none"])
         try Shell.run(["dd", "if=/dev/urandom", "of=\(www)/\(Lab.mediumFileName)", "bs=64K", "count=16", "status=none"])
-        try Shell.run(["chmod", "-R", "a+rX", "/tmp/director-lab"])
+        try Shell.run(["chmod", "-R", "a+rX", Lab.stateRoot])
     }
 
     /// The sha256 of the large file, as the client must see it after a download.

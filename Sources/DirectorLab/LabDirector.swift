@@ -7,7 +7,17 @@ public final class LabDirector: @unchecked Sendable {
     public let configPath: String
     public let controlSocket: String
     public let logPath: String
+    private let directory: String
     private var pid: pid_t?
+    /// Run as this user (setpriv) with `capabilities` as ambient capabilities, as the systemd
+    /// unit runs it; nil: as root.
+    public var user: String?
+    public var capabilities = LabDirector.serviceCapabilities
+    /// Added to the director's environment (NOTIFY_SOCKET, WATCHDOG_USEC, …).
+    public var environment: [String: String] = [:]
+
+    /// The capabilities the unit gives the director (packaging/director.service), as setpriv names them.
+    public static let serviceCapabilities = ["net_raw", "net_admin", "sys_nice", "ipc_lock"]
 
     /// Settings the lab's director config is made from.
     public struct Settings: Sendable {
@@ -38,6 +48,8 @@ public final class LabDirector: @unchecked Sendable {
         public var notifyCommand: [String]?
         /// `director.metrics_listen` (inside the director's namespace), e.g. "127.0.0.1:9117".
         public var metricsListen: String?
+        /// Run the director as this user with the unit's capabilities (see `LabDirector.user`).
+        public var user: String?
         public init() {}
     }
 
@@ -46,12 +58,14 @@ public final class LabDirector: @unchecked Sendable {
         try self.init(namespace: lab.directorNamespace(index), directory: directory) { controlSocket in
             LabDirector.config(lab: lab, index: index, settings: settings, controlSocket: controlSocket)
         }
+        user = settings.user
     }
 
     /// A director in `namespace` with its files in `directory`; `config` makes the config text
     /// for the control socket it is given.
     public init(namespace: String, directory: String, config: (_ controlSocket: String) -> String) throws {
         self.namespace = namespace
+        self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         configPath = directory + "/director.yaml"
         controlSocket = directory + "/control.sock"
@@ -122,7 +136,24 @@ public final class LabDirector: @unchecked Sendable {
 
     /// Starts the director and waits until its control socket answers.
     public func start(binary: String = LabDirector.binaryPath()) throws {
-        let pid = try Shell.spawn(["ip", "netns", "exec", namespace, binary, "run", "--config", configPath], output: logPath)
+        var command = ["ip", "netns", "exec", namespace]
+        if !environment.isEmpty { command += ["env"] + environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
+        var program = binary
+        if let user {
+            // Its own copy where the user may run it (a checkout may sit under a private home),
+            // and its directory its own, for the control socket.
+            program = directory + "/director"
+            if !FileManager.default.fileExists(atPath: program) {
+                try FileManager.default.copyItem(atPath: binary, toPath: program)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: program)
+            }
+            try Shell.run(["chown", "\(user):", directory])
+            try Shell.run(["chmod", "a+rx", Lab.stateRoot, (directory as NSString).deletingLastPathComponent])
+            let caps = capabilities.map { "+" + $0 }.joined(separator: ",")
+            command += ["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--inh-caps=-all" + (caps.isEmpty ? "" : "," + caps),
+                        "--ambient-caps=-all" + (caps.isEmpty ? "" : "," + caps)]
+        }
+        let pid = try Shell.spawn(command + [program, "run", "--config", configPath], output: logPath)
         self.pid = pid
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {

@@ -28,9 +28,17 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the director in the foreground until SIGINT or SIGTERM; SIGHUP re-reads the config (as director reload does).")
     @Option(name: .long, help: "The YAML config file.") var config: String
+    @Option(name: .long, help: "Log from this level up: \(Log.levelNames.joined(separator: ", ")).") var logLevel = "info"
+
+    func validate() throws {
+        if !Log.levelNames.contains(logLevel) {
+            throw ValidationError("--log-level \(logLevel): expected one of \(Log.levelNames.joined(separator: ", "))")
+        }
+    }
 
     func run() throws {
         let configuration = try loadConfiguration(config)
+        _ = Log.bootstrap(nodeID: configuration.nodeID, levelName: logLevel)
         // Block the signals in every thread (threads inherit the mask), then wait for them here:
         // a signal never interrupts a worker, and SIGHUP's default (ending the process) never runs.
         var signals = sigset_t()
