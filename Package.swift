@@ -107,7 +107,8 @@ let package = Package(
         .testTarget(name: "DirectorFuzzingTests", dependencies: ["DirectorFuzzing"]),
         .testTarget(name: "DirectorWireTests", dependencies: ["DirectorWire"]),
         .testTarget(name: "DirectorSyncTests", dependencies: ["DirectorSync", "DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon", "DirectorSync", "CDirectorShim"]),
+        .testTarget(name: "DirectorCoreTests", dependencies: ["DirectorCore", "DirectorWire", "DirectorDaemon", "DirectorSync", "CDirectorShim", "DirectorLab",
+                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "LoadGenerationTests", dependencies: ["LoadGeneration", "DirectorWire"]),
         .testTarget(name: "LabTests", dependencies: ["DirectorLab", "DirectorDaemon", "PacketIO", "DirectorCore", "DirectorWire", "LoadGeneration"]),
     ]

@@ -50,6 +50,9 @@ struct ConfigurationTests {
         #expect(configuration.services[0].realServers[1].mac?.description == "02:00:00:00:02:12")
         #expect(configuration.services[1].transport == .udp && configuration.services[1].realServers[0].port == 53)
         #expect(configuration.bucketCount == 1024 && configuration.hidesFramesFromHost)
+        #expect(configuration.metricsListen == nil && configuration.locksMemory)
+        let observed = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  metrics_listen: 127.0.0.1:9117\n  lock_memory: false"))
+        #expect(observed.metricsListen?.description == "127.0.0.1:9117" && !observed.locksMemory)
     }
 
     @Test("each mistake is reported with the field it is in", arguments: [
@@ -86,6 +89,9 @@ struct ConfigurationTests {
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), heartbeat_port: 7439 }"), message: "director.peer.heartbeat_port: must differ from sync_port (7439)"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  peer: { node_id: 2, address: 198.18.3.2, local_address: 198.18.3.1, key: \(labKey), worker_stall_ms: 5 }"), message: "director.peer.worker_stall_ms: expected a whole number from 10 to 600000"),
         BadConfig(change: ("    real_servers:\n      - { address: 198.18.2.11, weight: 1 }", "    real_servers: [\n"), message: "not valid YAML"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: localhost:9117"), message: "director.metrics_listen: expected an IPv4 address and port like 127.0.0.1:9117, got \"localhost:9117\""),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: 127.0.0.1:0"), message: "director.metrics_listen: expected an IPv4 address and port"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  lock_memory: sometimes"), message: "director.lock_memory: expected true or false"),
     ])
     func badFile(_ bad: BadConfig) {
         #expect(valid.contains(bad.change.0), "fixture no longer applies")
