@@ -16,6 +16,16 @@ packages=(
   procps        # sysctl
   util-linux    # taskset: the benchmark pins NAPI threads
   linux-perf    # the benchmark's profile of the director's CPU
+  prometheus    # promtool: the tests lint /metrics with it
+  chromium      # the status page's test drives it headless
+  python3-websocket  # … over the DevTools protocol
+  fonts-dejavu-core  # … and its screenshot needs a font
+  lintian       # the package's test checks the .deb
+  dpkg-dev      # dpkg-deb, dpkg-architecture: scripts/package.sh
+  adduser       # the package's postinst makes user director
+  systemd       # systemd-analyze verify on the unit
+  man-db        # the package's test looks its man pages up
+  passwd        # useradd: the lab runs directors as user director
 )
 
 if [ "$(id -u)" -ne 0 ]; then

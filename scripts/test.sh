@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: unit tests (in-memory frames) and lab tests (namespaces, curl, nginx, the
-# real director binary). Runs as root.
+# real director binary, the .deb, a headless browser). Runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh
 swift build            # the lab tests run the director binary this builds
 # The flood tests run the production build: their rates are what it absorbs on two CPUs.
 swift build -c release --product director
+# The package's tests install and run the .deb this builds.
+bash scripts/package.sh >/dev/null
 swift test "$@"

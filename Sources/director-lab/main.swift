@@ -36,6 +36,8 @@ struct Demo: ParsableCommand {
     @OptionGroup var options: LabOptions
     @Option(help: "Requests from each of the two client addresses.") var requests = 500
     @Option(help: "Scheduler of the demo service (rr shows that the synced state, not hashing, carries connections).") var scheduler = "mh"
+    @Option(help: "Run the directors as this user with the systemd unit's four capabilities (made if missing, as the package makes it); root: as root.")
+    var user = "director"
 
     func run() throws {
         let lab = Lab(prefix: options.prefix, directors: 2)
@@ -43,6 +45,15 @@ struct Demo: ParsableCommand {
         say("building the lab (namespaces \(options.prefix)-*): client, router, flooding front bridge, two directors with one VIP and MAC, 3 nginx real servers")
         try lab.setUp()
         var settings = LabDirector.Settings()
+        if user != "root" {
+            if try Shell.run(["getent", "passwd", user], check: false).status != 0 {
+                try Shell.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", user])
+                say("made system user \(user) (the package's postinst makes it too)")
+            }
+            settings.user = user
+            say("the directors run as user \(user) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE and CAP_IPC_LOCK only, as the systemd unit runs them")
+        }
+        settings.metricsListen = "127.0.0.1:9117"
         settings.scheduler = scheduler
         settings.weights = [1, 2, 3]
         settings.timeouts = ["tcp_fin_wait": 2, "tcp_time_wait": 2, "tcp_close": 1]
@@ -66,6 +77,14 @@ struct Demo: ParsableCommand {
         for (index, counters) in stats.enumerated() {
             say("  director \(index + 1): \(counters["connections_created"] ?? 0) connections, \(counters["frames_forwarded"] ?? 0) frames forwarded, \(counters["arp_replies_sent"] ?? 0) ARP replies")
         }
+        usleep(200_000)   // the workers publish their per-server counts every 100 ms
+        say("director services --stats on director 1 (its half of the clients):")
+        for line in try Shell.run([LabDirector.binaryPath(), "services", "--stats", "--socket", directors[0].controlSocket]).output.split(separator: "\n") {
+            say("  " + line)
+        }
+        let metrics = try lab.inNamespace(lab.directorNamespace(0), ["curl", "-s", "http://127.0.0.1:9117/metrics"]).output
+        let excerpt = metrics.split(separator: "\n").filter { $0.hasPrefix("director_real_server_connections_total{") }
+        say("its /metrics (http://127.0.0.1:9117 in its namespace), per real server: " + excerpt.joined(separator: "; "))
 
         say("downloading the 50 MB file through the pair")
         let expected = try lab.largeFileSHA256()

@@ -8,6 +8,7 @@ struct DirectorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director",
         abstract: "A layer-4 load balancer: TPACKET_V3 rings, per-core workers, direct routing.",
+        version: DirectorVersion.current,
         subcommands: [Run.self, CheckConfig.self, Stats.self, Services.self, Connections.self, Buckets.self, Sync.self, Reload.self, Server.self, Service.self,
                       Config.self, Fault.self])
 }
