@@ -68,13 +68,20 @@ install -d -m 0755 "$root/DEBIAN"
 for script in postinst prerm postrm; do install -m 0755 "packaging/debian/$script" "$root/DEBIAN/$script"; done
 echo /etc/director/director.yaml > "$root/DEBIAN/conffiles"
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+# The libraries the binary links, as this distribution names and versions them.
+shlibs=$(mktemp -d)
+mkdir "$shlibs/debian"
+printf 'Source: director\n\nPackage: director\nArchitecture: any\n' > "$shlibs/debian/control"
+libraries=$(cd "$shlibs" && dpkg-shlibdeps -O "$root/usr/sbin/director" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+rm -rf "$shlibs"
+[ -n "$libraries" ] || { echo "package: dpkg-shlibdeps found no libraries for the binary" >&2; exit 1; }
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: director
 Version: $version
 Architecture: $architecture
 Maintainer: director maintainers <maintainers@director.example>
 Installed-Size: $installed_size
-Depends: libc6 (>= 2.34), libgcc-s1, libstdc++6, libnuma1, libssl3, nftables, adduser
+Depends: $libraries, nftables, adduser
 Recommends: iproute2, ethtool
 Section: net
 Priority: optional

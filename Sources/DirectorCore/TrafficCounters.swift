@@ -17,8 +17,8 @@ public struct TrafficCounters: ~Copyable {
     @usableFromInline let servers: UnsafeMutablePointer<UInt64>
     @usableFromInline let services: UnsafeMutablePointer<UInt64>
 
-    /// Zeroed by calloc: 1.5 MiB each, in pages the kernel hands over already zero and touches
-    /// only for the ids in use (as `ConnectionLoad`).
+    /// Zeroed by calloc: 1.5 MiB each, large enough that glibc maps them fresh, in zero pages
+    /// the kernel fills in only for the ids in use (as `ConnectionLoad`).
     public init() {
         let count = TrafficCounters.idCount * TrafficCounters.fieldCount
         servers = calloc(count, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: count)
@@ -30,7 +30,9 @@ public struct TrafficCounters: ~Copyable {
         free(services)
     }
 
-    /// One forwarded packet of `bytes` IP bytes to real server `server` of service `service`.
+    /// One packet of `bytes` IP bytes sent towards real server `server` of service `service`
+    /// (before the transmit ring: one the full ring drops is also counted as
+    /// `frames_dropped{reason="transmit_ring_full"}`).
     @inlinable @inline(__always)
     public func countPacket(server: UInt16, service: UInt16, bytes: Int) {
         let serverRow = servers + Int(server) &* TrafficCounters.fieldCount

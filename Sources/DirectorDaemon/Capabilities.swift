@@ -30,10 +30,11 @@ public enum Capability: Int, CaseIterable, Sendable, CustomStringConvertible {
 
     /// What `configuration` needs, and what for.
     public static func needed(by configuration: Configuration) -> [(Capability, String)] {
-        var needed: [(Capability, String)] = [(.netRaw, "packet sockets and rings on the front and back interfaces")]
-        if configuration.hidesFramesFromHost || configuration.peer != nil {
-            needed.append((.netAdmin, "the nftables tables that hide the VIPs' frames from the host stack and admit only the peer's sync datagrams"))
-        }
+        var needed: [(Capability, String)] = [
+            (.netRaw, "packet sockets and rings on the front and back interfaces"),
+            (.netAdmin, "the transmit socket's buffer beyond net.core.wmem_max, and the nftables tables that hide the VIPs' frames "
+                + "from the host stack and admit only the peer's sync datagrams"),
+        ]
         if let peer = configuration.peer, peer.syncRealtimePriority > 0 {
             needed.append((.sysNice, "SCHED_FIFO for the sync and liveness threads (director.peer.sync_realtime_priority)"))
         }

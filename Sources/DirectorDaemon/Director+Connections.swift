@@ -7,10 +7,12 @@ import Glibc
 
 /// `director connections`: the connection table, walked by the workers themselves.
 extension Director {
-    /// The most a listing returns, whatever its limit says: a reply stays a few megabytes.
+    /// The most a listing returns, whatever its limit says: a reply stays within about 11 MB of
+    /// text (20 MB of JSON), and each worker hands over at most this many 32-byte entries.
     static let connectionListingCeiling = 100_000
-    /// How long the workers get to walk their shards.
-    static let connectionListingTimeoutNanoseconds: UInt64 = 10_000_000_000
+    /// How long the workers get to walk their shards (a million slots take a busy worker about
+    /// 64 ms); a worker that does not answer by then (stalled) is named in the report.
+    static let connectionListingTimeoutNanoseconds: UInt64 = 2_000_000_000
 
     /// `connections [service ADDRESS:PORT] [server ADDRESS:PORT] [client ADDRESS] [limit N] [json]`.
     func connectionsCommand(_ words: [Substring]) -> String {
@@ -78,20 +80,20 @@ extension Director {
             for index in missing { workers[index].listings.cancel() }
             let table = currentServicesIfStarted
             let now = director_monotonic_nanoseconds() / 1_000_000
-            var connections: [ConnectionsReport.Connection] = []
-            for (worker, result) in results {
-                for entry in result.entries {
-                    let server = table?.realServer(id: entry.realServerID).map { "\($0.address):\($0.port)" }
-                    connections.append(ConnectionsReport.Connection(
-                        transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",
-                        virtual: "\(entry.virtualAddress):\(entry.virtualPort)", realServer: server, state: entry.state.description,
-                        expiresInSeconds: entry.expiresAt > now ? Double(entry.expiresAt - now) / 1000 : 0,
-                        owner: entry.isReplica ? "replica" : "own", proven: entry.isProven, worker: worker))
-                }
+            // Ordered and cut as plain entries; only what is shown becomes text.
+            var found = results.flatMap { worker, result in result.entries.map { (worker: worker, entry: $0) } }
+            found.sort { ($0.entry.virtualAddress, $0.entry.virtualPort, $0.entry.clientAddress, $0.entry.clientPort)
+                < ($1.entry.virtualAddress, $1.entry.virtualPort, $1.entry.clientAddress, $1.entry.clientPort) }
+            let connections = found.prefix(limit).map { worker, entry in
+                ConnectionsReport.Connection(
+                    transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",
+                    virtual: "\(entry.virtualAddress):\(entry.virtualPort)",
+                    realServer: table?.realServer(id: entry.realServerID).map { "\($0.address):\($0.port)" }, state: entry.state.description,
+                    expiresInSeconds: entry.expiresAt > now ? Double(entry.expiresAt - now) / 1000 : 0,
+                    owner: entry.isReplica ? "replica" : "own", proven: entry.isProven, worker: worker)
             }
-            connections.sort { ($0.virtual, $0.client) < ($1.virtual, $1.client) }
-            let truncated = results.values.contains { $0.truncated } || connections.count > limit
-            return ConnectionsReport(node: configuration.nodeID, connections: Array(connections.prefix(limit)), truncated: truncated,
+            let truncated = results.values.contains { $0.truncated } || found.count > limit
+            return ConnectionsReport(node: configuration.nodeID, connections: Array(connections), truncated: truncated,
                                      workersMissing: missing)
         }
     }

@@ -23,7 +23,7 @@ extension Director {
     func statusReport() -> StatusReport? {
         guard let services = servicesReport() else { return nil }
         return StatusReport(node: configuration.nodeID, version: DirectorVersion.current,
-                            uptimeSeconds: Double(director_realtime_nanoseconds() &- startedAtRealtime) / 1e9,
+                            uptimeSeconds: Double(director_monotonic_nanoseconds() - startedAtMonotonic) / 1e9,
                             buckets: bucketsJSONReport(), pair: sync.flatMap { syncJSONReport($0) }, services: services)
     }
 

@@ -65,7 +65,8 @@ extension Director {
 
 extension Director {
     /// Per service and per real server: connections and traffic (as `ipvsadm --stats`, and as
-    /// node_exporter's ipvs collector names its labels), weight and health.
+    /// node_exporter's ipvs collector names its labels), weight and health. A real server in two
+    /// services has its total under each (see `ServicesReport`).
     func trafficMetricFamilies() -> [MetricFamily] {
         guard let report = servicesReport() else { return [] }
         var serviceConnections = MetricFamily("director_service_connections_total", .counter, "Connections scheduled for the virtual service.")

@@ -37,6 +37,7 @@ public final class Director: @unchecked Sendable {
     private let servicesStale = Atomic<Bool>(false)
     private var maintenanceThread = DaemonThread()
     let startedAtRealtime = director_realtime_nanoseconds()
+    let startedAtMonotonic = director_monotonic_nanoseconds()
     var metricsServer: MetricsServer?
     /// The buckets this dispatcher accepts now; changed only through `setOwnership`.
     private let ownership: Mutex<BucketOwnership>
@@ -120,12 +121,6 @@ public final class Director: @unchecked Sendable {
         server.start()
         control = server
         startMaintenance()
-        do {
-            try startMetricsServer()
-        } catch {
-            stop()
-            throw error
-        }
         if let peer = configuration.peer {
             do {
                 guard let crossover = NetworkInterface.name(holding: peer.localAddress) else {
@@ -145,6 +140,13 @@ public final class Director: @unchecked Sendable {
             }
         }
         startHealthChecks()
+        // Last: its thread reads what start sets up (the sync thread among it).
+        do {
+            try startMetricsServer()
+        } catch {
+            stop()
+            throw error
+        }
         Log.info("node \(configuration.nodeID)\(configuration.peer.map { ", peer node \($0.nodeID) at \($0.address)" } ?? ""): "
             + "owns buckets \(ownership.withLock { $0.description }) of \(configuration.bucketCount); \(configuration.answersARP ? "answers" : "does not answer") ARP for the VIPs")
         Log.info("ready: \(live.withLock { $0.services.count }) virtual service(s), control socket \(configuration.controlSocket)")

@@ -13,12 +13,17 @@ import Glibc
 /// root, and a scraper needs no account on the host.
 ///
 /// Read-only and unauthenticated, like node_exporter: listen on loopback or a management
-/// network. A client gets `idleTimeout` between requests and at most `connectionLimit`
-/// connections are open at once, so idle or piled-up clients cannot exhaust the director's
-/// descriptors.
+/// network. At most `connectionLimit` connections are open at once; each is closed after
+/// `idleTimeout` without a byte, after `connectionLifetime` whatever it does, and after
+/// `requestsPerConnection` requests, so slow or idle clients cannot hold the slots for long. A
+/// connection whose client does not read its answers is not read from either (no answer is made
+/// until the last one has left), so the memory one client can make the director hold is one
+/// answer.
 final class MetricsServer: Sendable {
     static let connectionLimit = 64
     static let idleTimeout = TimeAmount.seconds(10)
+    static let connectionLifetime = TimeAmount.seconds(60)
+    static let requestsPerConnection = 1000
 
     struct Response: Sendable {
         var status: HTTPResponseStatus
@@ -50,6 +55,8 @@ final class MetricsServer: Sendable {
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in open.subtract(1, ordering: .relaxed) }
+                let lifetime = channel.eventLoop.scheduleTask(in: MetricsServer.connectionLifetime) { channel.close(promise: nil) }
+                channel.closeFuture.whenComplete { _ in lifetime.cancel() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: MetricsServer.idleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -77,13 +84,20 @@ struct MetricsServerError: Error, CustomStringConvertible {
 }
 
 /// One HTTP/1.1 connection: GET and HEAD answered by the route, everything else refused;
-/// request bodies are read and dropped.
-private final class MetricsRequestHandler: ChannelInboundHandler {
+/// request bodies are read and dropped. While the channel cannot take more output (the client
+/// is not reading its answers), the next answer waits, and so does every request behind it
+/// (the pipelining handler hands over one request at a time), and nothing more is read.
+private final class MetricsRequestHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let route: @Sendable (String) -> MetricsServer.Response
     private var request: HTTPRequestHead?
+    private var answered = 0
+    private var readPending = false
+    /// A request whose answer waits for the channel to drain.
+    private var waiting: HTTPRequestHead?
 
     init(route: @escaping @Sendable (String) -> MetricsServer.Response) {
         self.route = route
@@ -98,8 +112,24 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         case .end:
             guard let head = request else { return }
             request = nil
+            if context.channel.isWritable { respond(to: head, context: context) } else { waiting = head }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable { context.read() } else { readPending = true }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let head = waiting {
+            waiting = nil
             respond(to: head, context: context)
         }
+        if context.channel.isWritable, readPending {
+            readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -122,7 +152,8 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         if response.status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
         let body = context.channel.allocator.buffer(string: response.body)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
-        let keepAlive = head.isKeepAlive
+        answered += 1
+        let keepAlive = head.isKeepAlive && answered < MetricsServer.requestsPerConnection
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }

@@ -6,9 +6,10 @@ import Foundation
 /// connections and traffic as the workers counted them. Its JSON (`--json`) is a stable shape:
 /// fields are added, never renamed or removed.
 ///
-/// A real server in two services has one set of connection counts (connections name a server,
-/// not a service): both services show it. Traffic (`stats`, `rates`) is counted per service and
-/// per server alike.
+/// The workers count per real server (its address and port) and per service, not per pair of
+/// the two: a real server in two services shows the same figures, its total, in both (IPVS
+/// keeps them per service). A service's traffic is its own, counted apart; its connection
+/// counts are its servers' sums, so they hold the other service's too when a server is shared.
 struct ServicesReport: Codable, Sendable, Equatable {
     var node: UInt8
     var services: [Service]

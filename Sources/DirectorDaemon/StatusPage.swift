@@ -103,7 +103,7 @@ enum StatusPage {
     async function refresh() {
       const state = document.getElementById("state");
       try {
-        const response = await fetch("status.json", { cache: "no-store" });
+        const response = await fetch("status.json", { cache: "no-store", signal: AbortSignal.timeout(5000) });
         if (!response.ok) throw new Error("HTTP " + response.status);
         draw(await response.json());
         state.textContent = "updated " + new Date().toLocaleTimeString() + ", every " + refreshMilliseconds / 1000 + " s";

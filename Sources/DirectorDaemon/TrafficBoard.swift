@@ -19,7 +19,8 @@ final class TrafficBoard: @unchecked Sendable {
     private let servers: UnsafeMutablePointer<UInt64>
     private let services: UnsafeMutablePointer<UInt64>
 
-    /// Zeroed by calloc (2.5 + 1.5 MiB a worker, touched only for the ids in use).
+    /// Zeroed by calloc (2.5 + 1.5 MiB a worker, mapped fresh by glibc at that size: pages are
+    /// filled in only for the ids in use).
     init(workerCount: Int) {
         self.workerCount = workerCount
         let serverWords = workerCount * TrafficCounters.idCount * TrafficBoard.serverWidth

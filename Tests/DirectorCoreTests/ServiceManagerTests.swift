@@ -47,7 +47,7 @@ struct ServiceManagerTests {
         #expect(message.hasPrefix("missing capabilities CAP_NET_ADMIN (") && message.contains("CAP_IPC_LOCK (") && message.contains("AmbientCapabilities="))
         configuration.hidesFramesFromHost = false
         configuration.locksMemory = false
-        #expect(Capability.needed(by: configuration).map(\.0) == [.netRaw])
+        #expect(Capability.needed(by: configuration).map(\.0) == [.netRaw, .netAdmin])
         #expect(Capability.effective(status: "Name:\tdirector\nCapEff:\t0000000000807000\n") == 0x807000)
         #expect(Capability.effective(status: "garbage") == nil)
     }

@@ -76,7 +76,7 @@ extension LabSuites {
             let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
             print("connection listing: \(live.count) downloads established at the clients, \(connections.count) connections listed "
                   + "(\(established.count) own ESTABLISHED), to \(toServers.sorted()); \(oneClient.count) from one client; "
-                  + "\(result.intact)/\(result.started) downloads intact")
+                  + "\(result.intact)/\(result.started) downloads intact; director connections --limit 3:\n\(text)")
             #expect(live.count == result.started, "every download was running when listed")
             #expect(Set(live).isSubset(of: established), "every live download is listed: missing \(Set(live).subtracting(established).sorted().prefix(5))")
             #expect(toServers == Set((0..<3).map { "\(Lab.realServerAddress($0)):80" }))
