@@ -72,9 +72,15 @@ installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 shlibs=$(mktemp -d)
 mkdir "$shlibs/debian"
 printf 'Source: director\n\nPackage: director\nArchitecture: any\n' > "$shlibs/debian/control"
-libraries=$(cd "$shlibs" && dpkg-shlibdeps -O "$root/usr/sbin/director" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
+# (Its warning about the RPATH's $ORIGIN says only that it cannot look there.)
+libraries=$(cd "$shlibs" && dpkg-shlibdeps -O "$root/usr/sbin/director" 2> "$shlibs/errors" | sed -n 's/^shlibs:Depends=//p') || true
+if [ -z "$libraries" ]; then
+  echo "package: dpkg-shlibdeps found no libraries for the binary:" >&2
+  cat "$shlibs/errors" >&2
+  rm -rf "$shlibs"
+  exit 1
+fi
 rm -rf "$shlibs"
-[ -n "$libraries" ] || { echo "package: dpkg-shlibdeps found no libraries for the binary" >&2; exit 1; }
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: director
 Version: $version

@@ -82,8 +82,8 @@ extension Director {
             let now = director_monotonic_nanoseconds() / 1_000_000
             // Ordered and cut as plain entries; only what is shown becomes text.
             var found = results.flatMap { worker, result in result.entries.map { (worker: worker, entry: $0) } }
-            found.sort { ($0.entry.virtualAddress, $0.entry.virtualPort, $0.entry.clientAddress, $0.entry.clientPort)
-                < ($1.entry.virtualAddress, $1.entry.virtualPort, $1.entry.clientAddress, $1.entry.clientPort) }
+            found.sort { ($0.entry.virtualAddress, $0.entry.virtualPort, $0.entry.clientAddress, $0.entry.clientPort, $0.entry.key.transport.rawValue, $0.worker)
+                < ($1.entry.virtualAddress, $1.entry.virtualPort, $1.entry.clientAddress, $1.entry.clientPort, $1.entry.key.transport.rawValue, $1.worker) }
             let connections = found.prefix(limit).map { worker, entry in
                 ConnectionsReport.Connection(
                     transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",

@@ -98,6 +98,8 @@ private final class MetricsRequestHandler: ChannelDuplexHandler {
     private var readPending = false
     /// A request whose answer waits for the channel to drain.
     private var waiting: HTTPRequestHead?
+    /// The last answer said `Connection: close`: requests queued behind it get none.
+    private var closing = false
 
     init(route: @escaping @Sendable (String) -> MetricsServer.Response) {
         self.route = route
@@ -110,7 +112,7 @@ private final class MetricsRequestHandler: ChannelDuplexHandler {
         case .body:
             break
         case .end:
-            guard let head = request else { return }
+            guard let head = request, !closing else { return }
             request = nil
             if context.channel.isWritable { respond(to: head, context: context) } else { waiting = head }
         }
@@ -154,6 +156,7 @@ private final class MetricsRequestHandler: ChannelDuplexHandler {
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         answered += 1
         let keepAlive = head.isKeepAlive && answered < MetricsServer.requestsPerConnection
+        closing = !keepAlive
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: response.status, headers: headers))), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
