@@ -57,5 +57,5 @@ struct ConnectionsReport: Codable, Sendable, Equatable {
         text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
     }
 
-    func json() -> String { ServicesReport.encode(self) }
+    func json() -> String { JSONReport.encode(self) }
 }

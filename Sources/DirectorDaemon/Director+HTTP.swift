@@ -46,7 +46,7 @@ extension Director {
             return MetricsServer.Response(status: .ok, contentType: "text/html; charset=utf-8", body: StatusPage.html)
         case "/status.json":
             guard let report = statusReport() else { return .text(.serviceUnavailable, "not started\n") }
-            return MetricsServer.Response(status: .ok, contentType: "application/json", body: ServicesReport.encode(report))
+            return MetricsServer.Response(status: .ok, contentType: "application/json", body: JSONReport.encode(report))
         default:
             return .text(.notFound, "not found: /metrics, /status.json and the status page at /\n")
         }

@@ -187,7 +187,7 @@ struct BucketsJSONReport: Codable, Sendable {
 
 extension Director {
     func syncJSON(_ sync: SyncThread) -> String {
-        syncJSONReport(sync).map { ServicesReport.encode($0) } ?? "{}\n"
+        syncJSONReport(sync).map { JSONReport.encode($0) } ?? "{}\n"
     }
 
     func syncJSONReport(_ sync: SyncThread) -> SyncJSONReport? {
@@ -217,7 +217,7 @@ extension Director {
         return report
     }
 
-    func bucketsJSON() -> String { ServicesReport.encode(bucketsJSONReport()) }
+    func bucketsJSON() -> String { JSONReport.encode(bucketsJSONReport()) }
 
     func bucketsJSONReport() -> BucketsJSONReport {
         let owned = currentOwnership

@@ -125,15 +125,5 @@ struct ServicesReport: Codable, Sendable, Equatable {
         return figures.isEmpty ? name : padded + rest
     }
 
-    func json() -> String {
-        ServicesReport.encode(self)
-    }
-
-    /// Sorted keys and snake_case names: the shape scripts rely on.
-    static func encode<Value: Encodable>(_ value: Value) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(value) else { return "{}\n" }
-        return String(decoding: data, as: UTF8.self) + "\n"
-    }
+    func json() -> String { JSONReport.encode(self) }
 }
