@@ -13,14 +13,29 @@ public struct ForwarderSettings: Sendable {
     /// scheduler is consistent (mh, sh): another director's flow that moved here (IPVS calls this
     /// "sloppy TCP"). With rr/wrr/lc/wlc such a segment is dropped, since any choice would be a guess.
     public var picksUpMidstreamFlows: Bool
+    /// NAT: the real servers' default gateway on the back segment, which every director of the
+    /// pair answers for with one MAC (as the VIP on the front); nil: no NAT service.
+    public var gateway: NATGateway?
 
     public init(virtualMAC: MACAddress, backMAC: MACAddress, answersARP: Bool = true,
-                timeouts: ConnectionTimeouts = ConnectionTimeouts(), picksUpMidstreamFlows: Bool = true) {
+                timeouts: ConnectionTimeouts = ConnectionTimeouts(), picksUpMidstreamFlows: Bool = true, gateway: NATGateway? = nil) {
         self.virtualMAC = virtualMAC
         self.backMAC = backMAC
         self.answersARP = answersARP
         self.timeouts = timeouts
         self.picksUpMidstreamFlows = picksUpMidstreamFlows
+        self.gateway = gateway
+    }
+}
+
+/// The address NAT real servers route their replies through, and its MAC.
+public struct NATGateway: Sendable, Equatable {
+    public var address: IPv4Address
+    public var mac: MACAddress
+
+    public init(address: IPv4Address, mac: MACAddress) {
+        self.address = address
+        self.mac = mac
     }
 }
 
@@ -47,8 +62,11 @@ public struct TransportChecksum: Equatable, Sendable {
 public enum Verdict: Equatable, Sendable {
     /// Send the (rewritten) first `length` bytes on the back interface, to a real server.
     case transmitOnBack(length: Int, checksum: TransportChecksum)
-    /// Send the first `length` bytes back out of the front interface (an ARP reply).
-    case transmitOnFront(length: Int)
+    /// Send the (rewritten) first `length` bytes on the front interface, to a client (a NAT reply).
+    case transmitOnFront(length: Int, checksum: TransportChecksum)
+    /// Send the first `length` bytes back out of the interface the frame came in on (an ARP
+    /// reply, a TCP reset): rare frames, sent one by one.
+    case answer(length: Int)
     /// Not forwarded; the reason has been counted.
     case drop
 }
@@ -96,12 +114,13 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     // MARK: - The pipeline
 
     /// Processes one frame received on the front interface at monotonic time `now` (ms).
-    public mutating func process(_ frame: inout MutableRawSpan, now: UInt64) -> Verdict {
+    /// `checksumPending`: the sender left the transport checksum to offload (see `TransportChecksum`).
+    public mutating func process(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false) -> Verdict {
         counters[.framesReceived] &+= 1
         counters[.bytesReceived] &+= UInt64(frame.byteCount)
         switch FrameParser.parse(frame.bytes) {
         case .ipv4(let flow):
-            return forward(flow, &frame, now: now)
+            return forward(flow, &frame, now: now, checksumPending: checksumPending)
         case .arp(let message):
             return answer(message, &frame)
         case .passedOver(let reason):
@@ -124,7 +143,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     }
 
     @inline(__always)
-    private mutating func forward(_ flow: IPv4Flow, _ frame: inout MutableRawSpan, now: UInt64) -> Verdict {
+    private mutating func forward(_ flow: IPv4Flow, _ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool) -> Verdict {
         guard flow.destinationMAC == settings.virtualMAC else { return drop(.notAddressedToDirector) }
         guard let serviceIndex = services.find(address: flow.destination, port: flow.destinationPort, transport: flow.transport) else {
             return drop(.noVirtualService)
@@ -156,6 +175,10 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         guard destination != .zero else { return drop(.realServerUnresolved) }
         traffic.countPacket(server: realServerID, service: services.statisticsID(ofService: serviceIndex), bytes: flow.packetLength)
         DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
+        if services.translates(serviceIndex) {
+            let server = services.translatedDestination(realServerID)
+            NetworkAddressTranslation.rewriteDestination(&frame, of: flow, to: server.address, port: server.port, checksumPending: checksumPending)
+        }
         let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
         return .transmitOnBack(length: frame.byteCount, checksum: TransportChecksum(
             start: flow.transportOffset, fieldOffset: checksumField, end: flow.networkOffset + flow.packetLength))
@@ -248,7 +271,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         endConnection(slot: slot)
         // A client's reset needs no answer.
         guard !flow.tcpFlags.contains(.rst) else { return .drop }
-        return .transmitOnFront(length: TCPReset.answer(flow, in: &frame, from: settings.virtualMAC))
+        return .answer(length: TCPReset.answer(flow, in: &frame, from: settings.virtualMAC))
     }
 
     /// The first packet of a synced flow to arrive here: the replica becomes this worker's own
@@ -329,7 +352,93 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             targetMAC: message.senderMAC, targetAddress: message.senderAddress)
         else { return drop(.arpNotForVirtualAddress) }
         counters[.arpRepliesSent] &+= 1
-        return .transmitOnFront(length: length)
+        return .answer(length: length)
+    }
+
+    // MARK: - The back interface: NAT replies
+
+    /// Processes one frame received on the back interface: a real server's reply to a client of
+    /// a NAT service, sent to the gateway MAC (the kernel filter let through only the replies of
+    /// this dispatcher's buckets, computed from the client endpoint, the reply's destination, so
+    /// a flow meets the same dispatcher and worker in both directions), or ARP for the gateway.
+    ///
+    /// parse → (ARP) → the NAT service of the source → its connection → rewrite → verdict.
+    /// A reply only follows a connection: it never makes one, and it changes no state or
+    /// timeout (the client's side of a flow does that, as in direct routing).
+    public mutating func processReply(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false) -> Verdict {
+        counters[.framesReceived] &+= 1
+        counters[.bytesReceived] &+= UInt64(frame.byteCount)
+        switch FrameParser.parse(frame.bytes) {
+        case .ipv4(let flow):
+            return translateReply(flow, &frame, now: now, checksumPending: checksumPending)
+        case .arp(let message):
+            return answerForGateway(message, &frame)
+        case .passedOver(let reason):
+            counters[passedOver: reason] &+= 1
+            return .drop
+        case .malformed(let reason):
+            counters[malformed: reason] &+= 1
+            return .drop
+        }
+    }
+
+    @inline(__always)
+    private mutating func translateReply(_ flow: IPv4Flow, _ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool) -> Verdict {
+        guard let gateway = settings.gateway, flow.destinationMAC == gateway.mac else { return drop(.notAddressedToDirector) }
+        guard let source = services.findReplySource(address: flow.source, port: flow.sourcePort, transport: flow.transport) else {
+            return drop(.replyNotFromTranslatedServer)
+        }
+        let service = services.virtualEndpoint(ofService: source.service)
+        let key = FlowKey(clientAddress: flow.destination, clientPort: flow.destinationPort, virtualAddress: service.address,
+                          virtualPort: service.port, transport: flow.transport)
+        // The same client port may since have been scheduled to another server: that server's
+        // connection is not this reply's.
+        guard let slot = table.find(key, hash: key.tableHash), table[slot].realServerID == source.server else {
+            return drop(.replyWithoutConnection)
+        }
+        guard clientSideMAC != .zero else { return drop(.clientNextHopUnknown) }
+        // The peer's flow, answered here first: it is this worker's now (its client's next frame
+        // would say the same).
+        if table[slot].isReplica { takeOver(slot: slot, now: now, from: clientSideMAC) }
+        traffic.countPacket(server: source.server, service: services.statisticsID(ofService: source.service), bytes: flow.packetLength)
+        DirectRouting.rewrite(&frame, to: clientSideMAC, from: settings.virtualMAC)
+        NetworkAddressTranslation.rewriteSource(&frame, of: flow, to: service.address, port: service.port, checksumPending: checksumPending)
+        let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
+        return .transmitOnFront(length: frame.byteCount, checksum: TransportChecksum(
+            start: flow.transportOffset, fieldOffset: checksumField, end: flow.networkOffset + flow.packetLength))
+    }
+
+    /// ARP on the back segment: answer "who has the gateway?" with the gateway MAC (the duty
+    /// moves with the VIP's, so one director of a pair answers).
+    private mutating func answerForGateway(_ message: ARPMessage, _ frame: inout MutableRawSpan) -> Verdict {
+        guard message.operation == .request, settings.answersARP, let gateway = settings.gateway,
+              message.targetAddress == gateway.address else {
+            return drop(.arpNotForVirtualAddress)
+        }
+        guard let length = ARPCodec.write(
+            operation: .reply, into: &frame, ethernetDestination: message.senderMAC, ethernetSource: gateway.mac,
+            vlanID: message.vlanID, senderMAC: gateway.mac, senderAddress: gateway.address,
+            targetMAC: message.senderMAC, targetAddress: message.senderAddress)
+        else { return drop(.arpNotForVirtualAddress) }
+        counters[.arpRepliesSent] &+= 1
+        return .answer(length: length)
+    }
+
+    /// Where replies go when this worker has not seen a client frame yet (the peer's next hop,
+    /// handed over with a takeover): the router the clients' frames come through.
+    public mutating func learnClientSideMAC(_ mac: MACAddress) {
+        if clientSideMAC == .zero && mac != .zero && !mac.isGroup { clientSideMAC = mac }
+    }
+
+    /// The transmit stage's outcome for a `.transmitOnFront` frame (see `countTransmission`).
+    @inline(__always)
+    public mutating func countReplyTransmission(length: Int, queued: Bool) {
+        if queued {
+            counters[.repliesForwarded] &+= 1
+            counters[.bytesForwarded] &+= UInt64(length)
+        } else {
+            counters[drop: .transmitRingFull] &+= 1
+        }
     }
 
     @discardableResult @inline(__always)

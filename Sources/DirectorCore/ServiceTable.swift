@@ -35,6 +35,17 @@ public final class ServiceTable: Sendable {
     /// counts the workers publish.
     public let realServerIDsInUse: [UInt16]
     private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
+    /// By position: whether the service translates addresses (NAT) rather than routing directly.
+    private let translating: [Bool]
+    /// By real-server id: the address and port a NAT service's frames are rewritten to.
+    private let serverAddresses: [IPv4Address]
+    private let serverPorts: [UInt16]
+    /// Open-addressed index from a NAT real server's (address, port, protocol), the source of
+    /// its replies, to the service it serves and its id; -1 = empty.
+    private let replyIndex: [Int32]
+    private let replySources: [(key: UInt64, service: Int32, server: UInt16)]
+    /// Whether any service translates: only then do workers read the back interface.
+    public let hasTranslatingServices: Bool
 
     public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
                 resetting: Set<UInt16> = []) {
@@ -62,6 +73,35 @@ public final class ServiceTable: Sendable {
         }
         realServerIDs = ids
         realServersByID = byID
+        var addresses = [IPv4Address](repeating: IPv4Address(rawValue: 0), count: maxID + 1)
+        var ports = [UInt16](repeating: 0, count: maxID + 1)
+        for server in known {
+            addresses[Int(server.id)] = server.address
+            ports[Int(server.id)] = server.port
+        }
+        serverAddresses = addresses
+        serverPorts = ports
+        translating = services.map { $0.forwarding == .nat }
+        hasTranslatingServices = translating.contains(true)
+        // A real server's endpoint names one NAT service (the configuration checks it): its
+        // replies carry no VIP, so the endpoint is what finds the service. The first one wins.
+        var sources: [(key: UInt64, service: Int32, server: UInt16)] = []
+        for (position, service) in services.enumerated() where service.forwarding == .nat {
+            for server in service.pool {
+                let key = ServiceTable.packedKey(server.address, server.port, service.transport)
+                if !sources.contains(where: { $0.key == key }) { sources.append((key, Int32(position), server.id)) }
+            }
+        }
+        var replySize = 16
+        while replySize < sources.count * 4 { replySize *= 2 }
+        var replyIndex = [Int32](repeating: -1, count: replySize)
+        for (position, source) in sources.enumerated() {
+            var slot = ServiceTable.slot(source.key, size: replySize)
+            while replyIndex[slot] >= 0 { slot = (slot + 1) & (replySize - 1) }
+            replyIndex[slot] = Int32(position)
+        }
+        self.replyIndex = replyIndex
+        replySources = sources
         realServerIDsInUse = byID.keys.sorted()
         serviceStatisticsIDs = services.map(\.statisticsID)
         var size = 16
@@ -97,6 +137,38 @@ public final class ServiceTable: Sendable {
             if packedKeys[position] == key { return position }
             slot = (slot + 1) & (index.count - 1)
         }
+    }
+
+    /// The NAT service a real server's reply from (address, port) belongs to, and the server's
+    /// id, if a NAT service has that server.
+    @inline(__always)
+    public func findReplySource(address: IPv4Address, port: UInt16, transport: TransportProtocol) -> (service: Int, server: UInt16)? {
+        let key = ServiceTable.packedKey(address, port, transport)
+        var slot = ServiceTable.slot(key, size: replyIndex.count)
+        while true {
+            let position = Int(replyIndex[slot])
+            if position < 0 { return nil }
+            let source = replySources[position]
+            if source.key == key { return (Int(source.service), source.server) }
+            slot = (slot + 1) & (replyIndex.count - 1)
+        }
+    }
+
+    /// Whether the service at `position` translates addresses (NAT).
+    @inline(__always)
+    public func translates(_ position: Int) -> Bool { translating[position] }
+
+    /// The address and port NAT rewrites a flow of `realServerID` to.
+    @inline(__always)
+    public func translatedDestination(_ realServerID: UInt16) -> (address: IPv4Address, port: UInt16) {
+        (serverAddresses[Int(realServerID)], serverPorts[Int(realServerID)])
+    }
+
+    /// The VIP and port of the service at `position` (no `VirtualService` copy).
+    @inline(__always)
+    public func virtualEndpoint(ofService position: Int) -> (address: IPv4Address, port: UInt16) {
+        let key = packedKeys[position]
+        return (IPv4Address(rawValue: UInt32(truncatingIfNeeded: key >> 24)), UInt16(truncatingIfNeeded: key >> 8))
     }
 
     public func isVirtualAddress(_ address: IPv4Address) -> Bool {

@@ -22,9 +22,13 @@ public struct RealServer: Sendable, Equatable {
     }
 }
 
-/// How frames reach real servers. Direct routing only rewrites the destination MAC.
+/// How frames reach real servers.
 public enum ForwardingMethod: String, Sendable {
+    /// Only the destination MAC is rewritten; servers hold the VIP and answer clients directly.
     case directRouting = "dr"
+    /// The destination address and port are rewritten to the server's own; its replies come
+    /// back through a director (the servers' default gateway), which rewrites their source.
+    case nat
 }
 
 /// A virtual service: (VIP, port, protocol) → a pool of real servers and a scheduler.

@@ -6,6 +6,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case bytesReceived
     case framesForwarded
     case bytesForwarded
+    case repliesForwarded
     case arpRepliesSent
     case connectionsCreated
     case connectionsExpired
@@ -35,6 +36,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .bytesReceived: "Bytes of the frames taken from the receive ring."
         case .framesForwarded: "Frames queued for a real server on the transmit ring."
         case .bytesForwarded: "Bytes of the frames queued for real servers."
+        case .repliesForwarded: "NAT replies queued for a client on the front transmit ring."
         case .arpRepliesSent: "ARP replies sent for the virtual addresses."
         case .connectionsCreated: "Connections scheduled to a real server (new flows, reused ports, midstream pickups)."
         case .connectionsExpired: "Own connections removed at the end of their timeout."
@@ -57,6 +59,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .framesReceived: "frames_received"
         case .bytesReceived: "bytes_received"
         case .framesForwarded: "frames_forwarded"
+        case .repliesForwarded: "replies_forwarded"
         case .bytesForwarded: "bytes_forwarded"
         case .arpRepliesSent: "arp_replies_sent"
         case .connectionsCreated: "connections_created"
@@ -97,6 +100,13 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case timeToLiveZero
     case portZero
     case tcpFlagsImpossible
+    // The back interface (NAT replies).
+    /// A frame to the gateway MAC from an endpoint no NAT service has as a real server.
+    case replyNotFromTranslatedServer
+    /// A reply for a flow that has no connection here, or whose connection went to another server.
+    case replyWithoutConnection
+    /// A reply before this director has seen where the clients' frames come from.
+    case clientNextHopUnknown
 
     public var name: String {
         switch self {
@@ -115,6 +125,9 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .timeToLiveZero: "ttl_zero"
         case .portZero: "port_zero"
         case .tcpFlagsImpossible: "tcp_flags_impossible"
+        case .replyNotFromTranslatedServer: "reply_not_from_nat_server"
+        case .replyWithoutConnection: "reply_without_connection"
+        case .clientNextHopUnknown: "client_next_hop_unknown"
         }
     }
 }

@@ -110,6 +110,20 @@ public struct Configuration: Sendable {
     public var notifyCommand: [String]? = nil
     /// Where `/metrics` and the status page are served over HTTP; nil: not at all.
     public var metricsListen: ListenAddress? = nil
+    /// NAT: the real servers' default gateway, answered for by the director; nil: no NAT service.
+    public var natGateway: NATGatewayConfig? = nil
+
+    public struct NATGatewayConfig: Sendable, Equatable {
+        public var address: IPv4Address
+        /// nil: the virtual MAC (the segments differ, so the pair's one MAC serves both).
+        public var mac: MACAddress?
+
+        public init(address: IPv4Address, mac: MACAddress?) {
+            self.address = address
+            self.mac = mac
+        }
+    }
+
     /// Lock the director's memory as it is touched (mlockall with MCL_ONFAULT): the data path
     /// never waits for a page from swap. Needs CAP_IPC_LOCK.
     public var locksMemory = true

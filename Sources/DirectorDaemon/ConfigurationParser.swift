@@ -25,7 +25,7 @@ public enum ConfigurationParser {
         let director = try Fields(try top.required("director"), path: "director", known: [
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
-            "receive_ring", "allow_fault_injection", "notify", "metrics_listen", "lock_memory",
+            "receive_ring", "allow_fault_injection", "notify", "metrics_listen", "lock_memory", "nat_gateway",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -104,7 +104,52 @@ public enum ConfigurationParser {
             notifyCommand: try director.optional("notify").map { (node) throws(ConfigurationError) in try parseCommand(node, path: "director.notify") })
         configuration.metricsListen = metricsListen
         configuration.locksMemory = try director.bool("lock_memory") ?? true
+        if let node = director.optional("nat_gateway") {
+            configuration.natGateway = try parseNATGateway(node)
+        }
+        try checkTranslation(configuration)
         return configuration
+    }
+
+    /// `director.nat_gateway`: the address NAT real servers route through, and its MAC.
+    static func parseNATGateway(_ node: Node) throws(ConfigurationError) -> Configuration.NATGatewayConfig {
+        let path = "director.nat_gateway"
+        let fields = try Fields(node, path: path, known: ["address", "mac"])
+        var mac: MACAddress?
+        if let text = try fields.string("mac") {
+            guard let value = MACAddress(text), !value.isGroup, value != .zero else {
+                throw ConfigurationError(field: path + ".mac", problem: "expected a unicast MAC like 02:00:00:00:02:fe, got \"\(text)\"")
+            }
+            mac = value
+        }
+        return Configuration.NATGatewayConfig(address: try fields.address("address", required: true)!, mac: mac)
+    }
+
+    /// What NAT needs beyond each service's own fields: a gateway for the replies, a back
+    /// interface of its own for them, and real-server endpoints that name one NAT service each
+    /// (a reply carries no VIP: its source endpoint is what finds its service).
+    static func checkTranslation(_ configuration: Configuration) throws(ConfigurationError) {
+        let translating = configuration.services.enumerated().filter { $0.element.forwarding == .nat }
+        guard let first = translating.first else { return }
+        guard let gateway = configuration.natGateway else {
+            throw ConfigurationError(field: "director.nat_gateway", problem: "is required by services[\(first.offset)] (forwarding: nat): the address the real servers use as their default gateway, which the director answers for")
+        }
+        guard configuration.backInterface != configuration.frontInterface else {
+            throw ConfigurationError(field: "director.back_interface", problem: "NAT (services[\(first.offset)]) needs a back interface of its own, apart from front_interface (\(configuration.frontInterface))")
+        }
+        if let service = configuration.services.firstIndex(where: { $0.address == gateway.address }) {
+            throw ConfigurationError(field: "director.nat_gateway.address", problem: "\(gateway.address) is the virtual address of services[\(service)]")
+        }
+        var owners: [String: Int] = [:]
+        for (index, service) in translating {
+            for server in service.realServers + [service.fallback].compactMap({ $0 }) {
+                let endpoint = "\(service.transport) \(server.address):\(server.port)"
+                if let other = owners[endpoint], other != index {
+                    throw ConfigurationError(field: "services[\(index)].real_servers", problem: "\(endpoint) is also a real server of services[\(other)]; with NAT a server's address and port serve one service (its replies name no VIP): give it another port here")
+                }
+                owners[endpoint] = index
+            }
+        }
     }
 
     /// `director.receive_ring`: the format, then sizes that default to the format's own.
@@ -204,7 +249,7 @@ public enum ConfigurationParser {
         }
         let forwardingName = try fields.string("forwarding") ?? "dr"
         guard let forwarding = ForwardingMethod(rawValue: forwardingName) else {
-            throw ConfigurationError(field: path + ".forwarding", problem: "expected dr (direct routing), got \"\(forwardingName)\"")
+            throw ConfigurationError(field: path + ".forwarding", problem: "expected dr (direct routing) or nat (address and port translation), got \"\(forwardingName)\"")
         }
         let tableSize = try fields.integer("maglev_table_size", range: 3...1_000_003) ?? MaglevScheduler.defaultTableSize
         guard isPrime(tableSize) else {

@@ -41,7 +41,7 @@ extension Director {
         let addresses = LiveServices.virtualAddresses(services)
         if let guardNow = hostGuard, guardNow.virtualAddresses != addresses {
             // Before the workers forward a new VIP, the host's stack must stop seeing its frames.
-            let updated = HostStackGuard(interface: guardNow.interface, virtualAddresses: addresses)
+            let updated = HostStackGuard(interface: guardNow.interface, virtualAddresses: addresses, gateway: guardNow.gateway)
             do {
                 try updated.install()
             } catch {

@@ -71,6 +71,11 @@ public final class Director: @unchecked Sendable {
 
     public var virtualMAC: MACAddress { configuration.virtualMAC ?? front.mac }
 
+    /// The NAT real servers' gateway, with its MAC settled.
+    var natGateway: NATGateway? {
+        configuration.natGateway.map { NATGateway(address: $0.address, mac: $0.mac ?? virtualMAC) }
+    }
+
     public func start() throws {
         if let missing = Capability.missing(for: configuration, effective: Capability.effective()) {
             throw StartError(description: missing)
@@ -86,7 +91,8 @@ public final class Director: @unchecked Sendable {
         Log.info(NUMAPlacement.isAvailable ? "NUMA available: worker memory is placed on each CPU's node" : "NUMA unavailable: worker memory comes from the ordinary heap")
         HostSettingsCheck.warnAboutDifferences(interfaces: [front.name, back.name], workerCPUs: configuration.workerCPUs)
         if configuration.hidesFramesFromHost {
-            let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: LiveServices.virtualAddresses(configuration.services))
+            let hostGuard = HostStackGuard(interface: front.name, virtualAddresses: LiveServices.virtualAddresses(configuration.services),
+                                           gateway: natGateway.map { (back.name, "\($0.address)", "\($0.mac)") })
             try hostGuard.install()
             self.hostGuard = hostGuard
             Log.info("host stack guard: nftables table netdev \(hostGuard.tableName) drops frames for the virtual addresses before the host stack")
@@ -96,7 +102,8 @@ public final class Director: @unchecked Sendable {
         let exchange = SnapshotExchange(buildServiceTable(generation: 1))
         snapshots = exchange
         let settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
-                                         timeouts: configuration.timeouts)
+                                         timeouts: configuration.timeouts, gateway: natGateway)
+        if let gateway = natGateway { Log.info("NAT gateway \(gateway.address) at \(gateway.mac) on \(back.name): replies come back through it") }
         let perWorker = max(1, configuration.connectionCapacity / configuration.workerCPUs.count)
         Log.info("receive ring per worker: \(configuration.receiveRing.summary)")
         let fanoutGroup = UInt16(truncatingIfNeeded: getpid())
@@ -104,7 +111,7 @@ public final class Director: @unchecked Sendable {
             let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back,
                                   receiveRing: configuration.receiveRing, tableCapacity: perWorker,
                                   settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
-                                  ownership: ownership.withLock { $0 })
+                                  ownership: ownership.withLock { $0 }, workerCount: configuration.workerCPUs.count)
             do {
                 let worker = Worker(plan: plan, snapshots: exchange, board: board, trafficBoard: trafficBoard, link: configuration.peer == nil ? nil : try WorkerSyncLink())
                 try worker.start()
@@ -309,6 +316,11 @@ public final class Director: @unchecked Sendable {
         guard let socket = workers.first?.frontSocket, socket >= 0 else { return }
         let sent = GratuitousARP.announce(addresses, at: virtualMAC, through: socket)
         if sent < addresses.count { Log.warning("gratuitous ARP: \(addresses.count - sent) of \(addresses.count) announcements not sent") }
+        // The NAT gateway moves with the VIPs: the real servers' ARP caches must follow it.
+        if let gateway = natGateway, let backSocket = workers.first?.backSocket, backSocket >= 0,
+           GratuitousARP.announce([gateway.address], at: gateway.mac, through: backSocket) == 0 {
+            Log.warning("gratuitous ARP for the NAT gateway \(gateway.address) on \(back.name) not sent")
+        }
     }
 
     // MARK: - Bucket ownership

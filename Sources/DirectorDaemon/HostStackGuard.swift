@@ -8,13 +8,20 @@ import Foundation
 /// frames before the stack sees them, while packet sockets bound to ETH_P_ALL (taps run before
 /// the netdev ingress hook) still receive them. It also saves the CPU the stack would spend on
 /// them. Only frames for the virtual addresses are dropped; the host's own traffic is untouched.
+///
+/// With NAT, the back interface gets a chain too: the real servers' replies to the gateway MAC
+/// and ARP for the gateway address are the director's, never the host's (a host that forwards
+/// would route the replies to the clients untranslated).
 public struct HostStackGuard: Sendable {
     public let interface: String
     public let virtualAddresses: [String]
+    /// NAT: the back interface and the gateway the director answers for there.
+    public let gateway: (interface: String, address: String, mac: String)?
 
-    public init(interface: String, virtualAddresses: [String]) {
+    public init(interface: String, virtualAddresses: [String], gateway: (interface: String, address: String, mac: String)? = nil) {
         self.interface = interface
         self.virtualAddresses = virtualAddresses
+        self.gateway = gateway
     }
 
     /// One table per front interface, so two directors on one host never touch each other's.
@@ -35,9 +42,21 @@ public struct HostStackGuard: Sendable {
                 type filter hook ingress device "\(interface)" priority -500; policy accept;
                 ip daddr { \(addresses) } counter drop comment "IPv4 for the virtual addresses: the director forwards it"
                 arp daddr ip { \(addresses) } counter drop comment "ARP for the virtual addresses: the director answers it"
-            }
+            }\(gatewayChain)
         }
 
+        """
+    }
+
+    private var gatewayChain: String {
+        guard let gateway else { return "" }
+        return """
+
+            chain back_ingress {
+                type filter hook ingress device "\(gateway.interface)" priority -500; policy accept;
+                ether daddr \(gateway.mac) counter drop comment "NAT replies to the gateway MAC: the director translates them"
+                arp daddr ip \(gateway.address) counter drop comment "ARP for the NAT gateway: the director answers it"
+            }
         """
     }
 

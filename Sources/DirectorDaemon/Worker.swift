@@ -19,6 +19,8 @@ struct WorkerPlan: Sendable {
     let fanoutGroup: UInt16
     let bucketCount: UInt32
     let ownership: BucketOwnership
+    /// How many workers the director runs (the back filters split the replies among them).
+    let workerCount: Int
 }
 
 /// The rings between a worker and the sync thread, and the worker's wake-up call. Created by
@@ -54,6 +56,8 @@ final class Worker: @unchecked Sendable {
     private var thread: pthread_t?
     /// The receive socket, once the worker has opened it; the director swaps its filter.
     private let receiveSocket = Atomic<Int32>(-1)
+    /// The back interface's receive socket (NAT replies), -1 without NAT services.
+    private let backReceiveSocket = Atomic<Int32>(-1)
     /// Whether the front interface is down as the receive socket last reported it.
     let frontLinkDown = Atomic<Bool>(false)
     /// The MAC the worker's client frames come from (`Forwarder.clientSideMAC`), for the peer.
@@ -107,11 +111,19 @@ final class Worker: @unchecked Sendable {
     /// sent through it leave by the front (ARP replies, gratuitous ARP, ACK probes).
     var frontSocket: Int32 { receiveSocket.load(ordering: .acquiring) }
 
+    /// The receive socket on the back interface (-1 without NAT): frames sent through it leave
+    /// by the back (gratuitous ARP for the NAT gateway).
+    var backSocket: Int32 { backReceiveSocket.load(ordering: .acquiring) }
+
     /// Replaces this worker's ownership filter (atomic in the kernel; the ring stays open).
     func attach(_ ownership: BucketOwnership) throws(SystemCallError) {
         let socket = receiveSocket.load(ordering: .acquiring)
         guard socket >= 0 else { return }
         try OwnershipFilter.attach(ownership, to: socket)
+        let backSocket = backReceiveSocket.load(ordering: .acquiring)
+        if backSocket >= 0, let gateway = plan.settings.gateway {
+            try ReplyFilter.attach(ownership, gatewayMAC: gateway.mac, worker: plan.index, workers: plan.workerCount, to: backSocket)
+        }
     }
 
     /// Starts the thread and waits until its rings and table exist (or failed).
@@ -151,6 +163,18 @@ final class Worker: @unchecked Sendable {
                 fanoutProgram: FanoutProgram.instructions(bucketCount: plan.bucketCount), ownership: plan.ownership)
             receiveSocket.store(receive.socket, ordering: .releasing)
             var transmit = try PacketTransmitRing(interface: plan.back)
+            // NAT: the servers' replies come in on the back and leave by the front.
+            var replies: PacketReceiveRing?
+            var frontTransmit: PacketTransmitRing?
+            if let gateway = plan.settings.gateway {
+                let ring = try PacketReceiveRing(
+                    interface: plan.back, geometry: plan.receiveRing, fanoutGroup: 0, fanoutProgram: nil,
+                    filter: ReplyFilter.instructions(for: plan.ownership, gatewayMAC: gateway.mac, worker: plan.index, workers: plan.workerCount))
+                try ring.acceptFrames(to: gateway.mac, on: plan.back)
+                backReceiveSocket.store(ring.socket, ordering: .releasing)
+                replies = consume ring
+                frontTransmit = try PacketTransmitRing(interface: plan.front)
+            }
             guard let table = ConnectionTable(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
                 startup.withLock { $0 = "could not allocate a connection table of \(plan.tableCapacity) entries" }
                 return
@@ -160,14 +184,16 @@ final class Worker: @unchecked Sendable {
             board.publish(worker: plan.index, gauge: .numaNode, UInt64(plan.placement.node ?? 0))
             board.publish(worker: plan.index, gauge: .receiveRingBytes, UInt64(plan.receiveRing.byteCount))
             startup.withLock { $0 = "" }
-            loop(&receive, &transmit, &forwarder)
+            loop(&receive, &transmit, &replies, &frontTransmit, &forwarder)
         } catch {
             startup.withLock { $0 = "\(error)" }
         }
     }
 
-    private func loop(_ receive: inout PacketReceiveRing, _ transmit: inout PacketTransmitRing, _ forwarder: inout Forwarder<SyncFeed>) {
+    private func loop(_ receive: inout PacketReceiveRing, _ transmit: inout PacketTransmitRing,
+                      _ replies: inout PacketReceiveRing?, _ frontTransmit: inout PacketTransmitRing?, _ forwarder: inout Forwarder<SyncFeed>) {
         let frontSocket = receive.socket
+        let backSocket = replies?.socket ?? -1
         var generation = forwarder.services.generation
         var ringDrops: UInt64 = 0
         var nextDropRead: UInt64 = 0
@@ -188,7 +214,8 @@ final class Worker: @unchecked Sendable {
             let walking = snapshotWalk != nil || listing != nil || (probeWalk.map { forwarder.clientSideMAC != .zero || $0.peerNextHop != .zero } ?? false)
             let timeout = walking ? 0 : Worker.pollTimeoutMilliseconds
             var woken = false
-            let readiness = receive.waitForFrames(timeoutMilliseconds: timeout, orReadable: wakeupDescriptor, readable: &woken)
+            let readiness = receive.waitForFrames(timeoutMilliseconds: (replies?.hasFrames ?? false) ? 0 : timeout,
+                                                  orReadable: wakeupDescriptor, readable: &woken, alsoWatching: backSocket)
             let now = director_monotonic_nanoseconds() / 1_000_000
             if case .failed(let code) = readiness {
                 noteReceiveError(code, now: now, downSince: &linkDownSince)
@@ -206,20 +233,36 @@ final class Worker: @unchecked Sendable {
             }
             if readiness == .ready {
                 _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, metadata in
-                    switch forwarder.process(&frame, now: now) {
+                    switch forwarder.process(&frame, now: now, checksumPending: metadata.checksumPending) {
                     case .transmitOnBack(let length, let checksum):
                         let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: metadata.checksumPending ? checksum : nil,
                                                       vlanTag: metadata.vlanTag)
                         forwarder.countTransmission(length: length, queued: queued)
-                    case .transmitOnFront(let length):
+                    case .answer(let length):
                         _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: frontSocket, vlanTag: metadata.vlanTag)
-                    case .drop:
+                    case .transmitOnFront, .drop:
+                        break
+                    }
+                }
+            }
+            let repliesReady = replies?.hasFrames ?? false
+            if repliesReady {
+                _ = replies!.drainBurst { frame, metadata in
+                    switch forwarder.processReply(&frame, now: now, checksumPending: metadata.checksumPending) {
+                    case .transmitOnFront(let length, let checksum):
+                        let queued = frontTransmit!.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: metadata.checksumPending ? checksum : nil,
+                                                            vlanTag: metadata.vlanTag)
+                        forwarder.countReplyTransmission(length: length, queued: queued)
+                    case .answer(let length):
+                        _ = PacketReceiveRing.send(frame.bytes.extracting(0..<length), on: backSocket, vlanTag: metadata.vlanTag)
+                    case .transmitOnBack, .drop:
                         break
                     }
                 }
             }
             // Also after an idle wait: frames a failed send left queued go out with the next try.
             if transmit.hasPending, let failure = transmit.flush() { transmitErrors.count(failure) }
+            if frontTransmit?.hasPending ?? false, let failure = frontTransmit!.flush() { transmitErrors.count(failure) }
             if let walk = snapshotWalk, let outbound = link?.outbound {
                 snapshotWalk = continueSnapshot(walk, &forwarder, outbound)
             }
@@ -227,7 +270,7 @@ final class Worker: @unchecked Sendable {
                 probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
             if listing != nil, listings.step(&listing!, table: &forwarder.table) { listing = nil }
-            let busy = readiness == .ready
+            let busy = readiness == .ready || repliesReady
             // Housekeeping once a millisecond while busy, not once a burst: a TPACKET_V2 ring hands
             // over a few frames at a time, and the sweep and the counters would cost more than
             // the frames.
@@ -307,6 +350,8 @@ final class Worker: @unchecked Sendable {
             case .walkForSnapshot(let requestID):
                 snapshotWalk = (requestID, TableWalk())
             case .probeReplicas(let buckets, let nextHop):
+                // NAT replies of flows taken over go where the peer sent its clients' frames.
+                forwarder.learnClientSideMAC(nextHop)
                 probeWalk = (buckets, TableWalk(), nextHop, now + Worker.probeMACWaitMilliseconds)
             }
         }

@@ -6,12 +6,14 @@ import DirectorWire
 ///
 /// Chunk control byte (see `FuzzInput`): bits 0–5 are the time step, in 10 ms units when bit 6
 /// is clear and 30 s units when it is set (timeouts of every state are reachable); bit 7 runs the
-/// expiry sweep before the frame. The chunk's body is the frame.
+/// expiry sweep before the frame. The chunk's body is the frame, from the front; a body whose
+/// first byte is `backMarker` is a frame from the back (a NAT reply) after that byte.
 ///
 /// Beyond "no crash", it checks what a caller of `process` relies on: a verdict never names more
 /// bytes than the frame has, and the table never holds more entries than its capacity.
 public enum ForwarderFuzzing {
     public static let scratchLength = 2048
+    static let backMarker: UInt8 = 0xBA
 
     public static func run(_ input: UnsafeRawBufferPointer) {
         var forwarder = FuzzedFarm.forwarder()
@@ -23,11 +25,16 @@ public enum ForwarderFuzzing {
             let step = UInt64(chunk.control & 0x3F)
             now += chunk.control & 0x40 == 0 ? step * 10_000_000 : step * 30_000_000_000
             if chunk.control & 0x80 != 0 { forwarder.expire(now: now, budget: 64) }
-            let length = min(chunk.body.count, scratchLength)
-            scratch.copyMemory(from: UnsafeRawBufferPointer(rebasing: chunk.body[..<length]))
+            let fromBack = chunk.body.first == backMarker
+            let body = fromBack ? chunk.body.dropFirst() : chunk.body[...]
+            let length = min(body.count, scratchLength)
+            scratch.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.prefix(length)))
             var frame = UnsafeMutableRawBufferPointer(rebasing: scratch[..<length]).mutableBytes
-            switch forwarder.process(&frame, now: now) {
-            case .transmitOnBack(let sent, _), .transmitOnFront(let sent):
+            let pending = chunk.control & 1 == 1
+            let verdict = fromBack ? forwarder.processReply(&frame, now: now, checksumPending: pending)
+                                   : forwarder.process(&frame, now: now, checksumPending: pending)
+            switch verdict {
+            case .transmitOnBack(let sent, _), .transmitOnFront(let sent, _), .answer(let sent):
                 precondition(sent <= length, "a verdict of \(sent) bytes for a \(length)-byte frame")
             case .drop:
                 break
@@ -68,6 +75,18 @@ public enum ForwarderFuzzing {
         let tagged = PacketBuilder.arpRequest(from: FuzzedFarm.clientMAC, senderAddress: IPv4Address(198, 18, 0, 1),
                                               for: FuzzedFarm.virtualAddress, vlanID: 7)
         seeds.append(("arp-request-vlan", FuzzInput.encode([(control: 0, body: tagged)])))
+        // NAT: a connection through a translating service and the server's replies.
+        let server = FuzzedFarm.pool[0]
+        func reply(_ flags: TCPFlags, payload: Int = 0) -> [UInt8] {
+            [backMarker] + PacketBuilder().ethernet(from: server.mac, to: FuzzedFarm.gateway.mac)
+                .ipv4(from: server.address, to: IPv4Address(198, 18, 1, 10))
+                .tcp(sourcePort: 9443, destinationPort: 40000, flags: flags)
+                .payload([UInt8](repeating: 0x63, count: payload)).build()
+        }
+        let gatewayARP = [backMarker] + PacketBuilder.arpRequest(from: server.mac, senderAddress: server.address, for: FuzzedFarm.gateway.address)
+        seeds.append(("nat", FuzzInput.encode([(1, frame(8443, .syn)), (1, reply([.syn, .ack])), (1, frame(8443, .ack)),
+                                               (2, frame(8443, [.ack, .psh], payload: 100)), (1, reply([.ack, .psh], payload: 300)),
+                                               (0, gatewayARP)])))
         seeds.append(("reset", FuzzInput.encode([(control: 0, body: frame(80, .syn)), (control: 1, body: frame(80, .rst))])))
         // More flows than the table holds: reclaiming is reached.
         let fill = (0..<20).map { (control: UInt8(1), body: frame(443, .syn, clientPort: 30000 + UInt16($0))) }

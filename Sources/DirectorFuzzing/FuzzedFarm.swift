@@ -20,13 +20,21 @@ enum FuzzedFarm {
         (8080, .tcp, .weightedRoundRobin), (53, .udp, .roundRobin), (123, .udp, .leastConnection),
     ]
 
+    /// NAT services: (port, transport, the servers' port).
+    static let translatedListeners: [(UInt16, TransportProtocol, UInt16)] = [(8443, .tcp, 9443), (5000, .udp, 6000)]
+    static let gateway = NATGateway(address: IPv4Address(198, 18, 2, 254), mac: MACAddress(rawValue: 0x02_00_00_00_02_FE))
+
     static let services = ServiceTable(services: listeners.map { port, transport, scheduler in
         VirtualService(address: virtualAddress, port: port, transport: transport, pool: pool, scheduler: scheduler, maglevTableSize: 251)
+    } + translatedListeners.enumerated().map { index, listener in
+        let servers = pool.map { RealServer(id: $0.id + UInt16(10 * (index + 1)), address: $0.address, port: listener.2, weight: $0.weight, mac: $0.mac) }
+        return VirtualService(address: virtualAddress, port: listener.0, transport: listener.1, forwarding: .nat, pool: servers,
+                              scheduler: .maglev, maglevTableSize: 251)
     })
 
     /// A forwarder with a table small enough that a few frames fill it and reclaiming is reached.
     static func forwarder(capacity: Int = 16) -> Forwarder<ConnectionChangeCounter> {
         Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
-                  settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: backMAC), changes: ConnectionChangeCounter())
+                  settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: backMAC, gateway: gateway), changes: ConnectionChangeCounter())
     }
 }

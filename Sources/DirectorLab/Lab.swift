@@ -7,7 +7,11 @@ import Foundation
 ///                          └── back bridge ── director(s) back, real servers rs1..rs3 (nginx)
 ///                              198.18.2.0/24                    VIP on lo, arp_ignore=1, arp_announce=2
 ///
-/// Real servers answer clients directly through the router (direct routing). Every name starts
+/// Real servers answer clients directly through the router (direct routing). In a NAT lab
+/// (`routesThroughDirectors`) their default gateway is the NAT gateway address the directors
+/// answer for on the back segment instead, and only the replies of direct-routing services
+/// (from the VIP) go to the router; nginx listens on `translatedPort` too, for port mapping.
+/// Every name starts
 /// with the lab's prefix, so labs with different prefixes never collide, and `tearDown` removes
 /// everything with the prefix, including what an earlier, killed run left behind.
 /// All addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range).
@@ -16,6 +20,8 @@ public final class Lab: @unchecked Sendable {
     public let realServerCount: Int
     public let directorCount: Int
     public let stateDirectory: String
+    /// NAT: the real servers route through the directors' gateway address.
+    public let routesThroughDirectors: Bool
 
     /// Where every lab keeps its files, a folder per prefix.
     public static let stateRoot = "/tmp/director-lab"
@@ -27,6 +33,11 @@ public final class Lab: @unchecked Sendable {
     public static func realServerAddress(_ index: Int) -> String { "198.18.2.\(11 + index)" }
     public static func directorBackAddress(_ index: Int) -> String { "198.18.2.\(2 + index)" }
     public static func crossoverAddress(_ index: Int) -> String { "198.18.3.\(1 + index)" }
+    /// The NAT real servers' default gateway, which the directors answer for with one MAC.
+    public static let natGatewayAddress = "198.18.2.254"
+    public static let natGatewayMAC = "02:18:00:00:02:fe"
+    /// The port nginx also listens on at each real server's own address: NAT maps VIP:80 to it.
+    public static let translatedPort = 8080
     /// The pair's shared sync key in the lab (a real pair uses its own: `openssl rand -hex 32`).
     public static let syncKey = "6c61622d73796e632d6b65792d6f6e6c792d666f722d746865206c61622d2d2d"
 
@@ -60,9 +71,10 @@ public final class Lab: @unchecked Sendable {
     /// connection (nginx's limit_rate; `rate` like "4400k").
     public static func pacedPath(_ file: String, rate: String) -> String { "paced/\(rate)/\(file)" }
 
-    public init(prefix: String, realServers: Int = 3, directors: Int = 1) {
+    public init(prefix: String, realServers: Int = 3, directors: Int = 1, routesThroughDirectors: Bool = false) {
         precondition(prefix.count <= 6 && prefix.allSatisfy { $0.isLetter || $0.isNumber })
         self.prefix = prefix
+        self.routesThroughDirectors = routesThroughDirectors
         realServerCount = realServers
         directorCount = directors
         stateDirectory = "\(Lab.stateRoot)/\(prefix)"
@@ -150,6 +162,10 @@ public final class Lab: @unchecked Sendable {
         try plug(namespace, as: "front", into: "front", port: "d\(index + 1)-f")
         try inNamespace(namespace, ["ip", "link", "set", "front", "address", Lab.virtualMAC])
         try plug(namespace, as: "back", into: "back", port: "d\(index + 1)-b")
+        if routesThroughDirectors {
+            // The gateway MAC is shared like the VIP's: the switch must flood it to both directors.
+            try inNamespace(switchNamespace, ["bridge", "link", "set", "dev", "d\(index + 1)-b", "learning", "off", "flood", "on"])
+        }
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.directorBackAddress(index))/24", "dev", "back"])
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
         try inNamespace(namespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
@@ -181,7 +197,17 @@ public final class Lab: @unchecked Sendable {
         let namespace = realServerNamespace(index)
         try plug(namespace, as: "eth0", into: "back", port: Lab.realServerName(index))
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.realServerAddress(index))/24", "dev", "eth0"])
-        try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.routerBack])
+        if routesThroughDirectors {
+            // On a wire every frame fits the MTU; a veth would hand the directors the stack's
+            // 64 KiB TSO segments instead, which no ring slot holds.
+            try inNamespace(namespace, ["ethtool", "-K", "eth0", "tso", "off", "gso", "off"], check: false)
+            try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.natGatewayAddress])
+            // Direct routing's replies come from the VIP and still go straight to the router.
+            try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.routerBack, "table", "100"])
+            try inNamespace(namespace, ["ip", "rule", "add", "from", Lab.virtualAddress, "table", "100"])
+        } else {
+            try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.routerBack])
+        }
         try configureRealServerKernel(namespace)
     }
 
@@ -226,7 +252,7 @@ public final class Lab: @unchecked Sendable {
         events { worker_connections 8192; }
         http {
             # One line per request to the VIP (the health checks come to the server's own address).
-            log_format served '$server_addr $remote_addr:$remote_port $status';
+            log_format served '$server_addr:$server_port $remote_addr:$remote_port $status';
             access_log \(directory)/access.log served;
             client_body_temp_path \(directory)/body;
             proxy_temp_path \(directory)/proxy;
@@ -237,6 +263,8 @@ public final class Lab: @unchecked Sendable {
                 listen \(Lab.virtualAddress):80 backlog=4096;
                 # The director's health checks come to the server's own address.
                 listen \(Lab.realServerAddress(index)):80;
+                # NAT with port mapping sends VIP:80 here.
+                listen \(Lab.realServerAddress(index)):\(Lab.translatedPort) backlog=4096;
                 root \(stateDirectory)/www;
                 # 200 "ok", or 500 while the file `unhealthy` exists (see `setHealth`).
                 location = /health { if (-f \(directory)/unhealthy) { return 500; } default_type text/plain; return 200 "ok\\n"; }
@@ -260,10 +288,12 @@ public final class Lab: @unchecked Sendable {
         while FileManager.default.fileExists(atPath: directory + "/nginx.pid"), Date() < deadline { usleep(20_000) }
     }
 
-    /// How many requests real server `index`'s nginx served on the VIP, by its access log.
+    /// How many requests real server `index`'s nginx served on the VIP (direct routing) or on
+    /// its own address's translated port (NAT), by its access log.
     public func requestsServed(_ index: Int) -> Int {
         let log = (try? String(contentsOfFile: "\(stateDirectory)/\(Lab.realServerName(index))/access.log", encoding: .utf8)) ?? ""
-        return log.split(separator: "\n").filter { $0.hasPrefix(Lab.virtualAddress + " ") }.count
+        let translated = "\(Lab.realServerAddress(index)):\(Lab.translatedPort) "
+        return log.split(separator: "\n").filter { $0.hasPrefix(Lab.virtualAddress + ":") || $0.hasPrefix(translated) }.count
     }
 
     /// Makes real server `index`'s /health answer 500 (false) or 200 "ok" (true); its other

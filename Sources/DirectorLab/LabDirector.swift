@@ -50,6 +50,9 @@ public final class LabDirector: @unchecked Sendable {
         public var metricsListen: String?
         /// Run the director as this user with the unit's capabilities (see `LabDirector.user`).
         public var user: String?
+        /// The service's forwarding method: "dr", or "nat" (to `Lab.translatedPort`, through the
+        /// lab's NAT gateway; the lab must route through the directors).
+        public var forwarding = "dr"
         public init() {}
     }
 
@@ -91,6 +94,9 @@ public final class LabDirector: @unchecked Sendable {
 
         """
         if let listen = settings.metricsListen { text += "  metrics_listen: \(listen)\n" }
+        if settings.forwarding == "nat" {
+            text += "  nat_gateway: { address: \(Lab.natGatewayAddress), mac: \"\(Lab.natGatewayMAC)\" }\n"
+        }
         if let notify = settings.notifyCommand {
             text += "  notify: [" + notify.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ") + "]\n"
         }
@@ -113,14 +119,16 @@ public final class LabDirector: @unchecked Sendable {
             port: 80
             protocol: tcp
             scheduler: \(settings.scheduler)
+            forwarding: \(settings.forwarding)
 
         """
         if let check = settings.healthCheck { text += "    health_check: \(check)\n" }
         if let policy = settings.onServerDown { text += "    on_server_down: \(policy)\n" }
-        if let fallback = settings.fallbackRealServer { text += "    fallback: { address: \(Lab.realServerAddress(fallback)) }\n" }
+        let port = settings.forwarding == "nat" ? ", port: \(Lab.translatedPort)" : ""
+        if let fallback = settings.fallbackRealServer { text += "    fallback: { address: \(Lab.realServerAddress(fallback))\(port) }\n" }
         text += "    real_servers:\n"
         for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
-            text += "      - { address: \(Lab.realServerAddress(server)), weight: \(settings.weights[server % settings.weights.count]) }\n"
+            text += "      - { address: \(Lab.realServerAddress(server))\(port), weight: \(settings.weights[server % settings.weights.count]) }\n"
         }
         return text
     }

@@ -6,8 +6,8 @@ import DirectorCore
 /// before they are copied into the ring. Frames that are not IPv4 TCP/UDP (ARP, …) are accepted:
 /// the director decides about those itself.
 ///
-/// Ownership is compiled into the program as ranges of buckets: 3 instructions per range, at
-/// most 512 ranges for 1,024 buckets, well inside the kernel's 4,096-instruction limit. A change is a new program attached
+/// Ownership is compiled into the program as ranges of buckets (`ClassicBPF.acceptOwnedBuckets`).
+/// A change is a new program attached
 /// with SO_ATTACH_FILTER, which the kernel swaps atomically per socket: the ring stays open and
 /// the frames of buckets that stay owned keep flowing.
 public enum OwnershipFilter {
@@ -21,16 +21,7 @@ public enum OwnershipFilter {
         program.jump(BPF_JGE, 0, whenTrue: .label("range.0"), whenFalse: .next)   // always true: skip the next line
         program.label("not-flow")
         program.statement(BPF_RET | BPF_K, acceptAll)
-        let ranges = ownership.ownedRanges
-        for (index, range) in ranges.enumerated() {
-            let next = "range.\(index + 1)"
-            program.label("range.\(index)")
-            program.jump(BPF_JGT, range.upperBound, whenTrue: .label(next), whenFalse: .next)
-            program.jump(BPF_JGE, range.lowerBound, whenTrue: .next, whenFalse: .label(next))
-            program.statement(BPF_RET | BPF_K, acceptAll)
-        }
-        program.label("range.\(ranges.count)")
-        program.statement(BPF_RET | BPF_K, 0)
+        program.acceptOwnedBuckets(ownership, acceptAll: acceptAll)
         return program.assemble()
     }
 

@@ -25,11 +25,18 @@ public struct PacketReceiveRing: ~Copyable {
     public var socket: Int32 { mapping.socket }
 
     public init(interface: NetworkInterface, geometry: ReceiveRingGeometry = .standard,
-                fanoutGroup: UInt16, fanoutProgram: [sock_filter]?, ownership: BucketOwnership? = nil) throws(SystemCallError) {
+                fanoutGroup: UInt16, fanoutProgram: [sock_filter]?, ownership: BucketOwnership? = nil,
+                filter: [sock_filter]? = nil) throws(SystemCallError) {
         let context = "setting up a \(geometry.format.rawValue) receive ring on \(interface.name)"
         var mapping = try PacketSocketMapping(protocolNumber: PacketProtocol.all, context)
         // The filter goes on before bind: no frame of another dispatcher's bucket ever gets in.
         if let ownership { try OwnershipFilter.attach(ownership, to: mapping.socket) }
+        if let filter {
+            try filter.withUnsafeBufferPointer { (buffer) throws(SystemCallError) in
+                let program = sock_fprog(len: UInt16(buffer.count), filter: UnsafeMutablePointer(mutating: buffer.baseAddress))
+                try mapping.setOption(level: SOL_SOCKET, name: SO_ATTACH_FILTER, program, context + " (filter)")
+            }
+        }
         switch geometry.format {
         case .tpacketV3:
             try mapping.setOption(level: SOL_PACKET, name: PACKET_VERSION, Int32(TPACKET_V3.rawValue), context)
@@ -112,17 +119,24 @@ public struct PacketReceiveRing: ~Copyable {
         return waitForFrames(timeoutMilliseconds: timeoutMilliseconds, orReadable: -1, readable: &ignored)
     }
 
+    /// Whether frames are ready to drain now (no system call).
+    public var hasFrames: Bool { nextIsReady }
+
     /// Waits up to `timeoutMilliseconds` for frames, or for descriptor `other` to become
     /// readable (the worker's wake-up call); `readable` tells whether it did, so the caller reads
-    /// it only then. A pending socket error is read (which clears it), so a socket whose
-    /// interface went down does not make every later poll return at once.
-    public func waitForFrames(timeoutMilliseconds: Int32, orReadable other: Int32, readable: inout Bool) -> Readiness {
+    /// it only then. `alsoWatching` is a further descriptor that ends the wait (a second ring's
+    /// socket; the caller asks that ring itself). A pending socket error is read (which clears
+    /// it), so a socket whose interface went down does not make every later poll return at once.
+    public func waitForFrames(timeoutMilliseconds: Int32, orReadable other: Int32, readable: inout Bool,
+                              alsoWatching extra: Int32 = -1) -> Readiness {
         readable = false
         if nextIsReady { return .ready }
+        // Unused slots carry fd -1, which poll(2) skips.
         var descriptors = (pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: other, events: Int16(POLLIN), revents: 0))
+                           pollfd(fd: other, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: extra, events: Int16(POLLIN), revents: 0))
         _ = withUnsafeMutableBytes(of: &descriptors) { buffer in
-            poll(buffer.baseAddress!.assumingMemoryBound(to: pollfd.self), other >= 0 ? 2 : 1, timeoutMilliseconds)
+            poll(buffer.baseAddress!.assumingMemoryBound(to: pollfd.self), 3, timeoutMilliseconds)
         }
         readable = other >= 0 && descriptors.1.revents & Int16(POLLIN) != 0
         if nextIsReady { return .ready }
@@ -283,6 +297,21 @@ public struct PacketReceiveRing: ~Copyable {
             bytes.withUnsafeBytes { VLANTag.insert(vlanTag, copying: $0, into: tagged.baseAddress!) }
             return Glibc.send(socket, tagged.baseAddress, length, Int32(MSG_DONTWAIT)) == length
         }
+    }
+
+    /// Makes the interface accept frames sent to `mac` as well as to its own address
+    /// (PACKET_ADD_MEMBERSHIP, PACKET_MR_UNICAST): a shared gateway MAC on a NIC that filters
+    /// by destination. The membership lasts as long as the socket.
+    public func acceptFrames(to mac: MACAddress, on interface: NetworkInterface) throws(SystemCallError) {
+        var request = packet_mreq()
+        request.mr_ifindex = interface.index
+        request.mr_type = UInt16(PACKET_MR_UNICAST)
+        request.mr_alen = 6
+        withUnsafeMutableBytes(of: &request.mr_address) { bytes in
+            for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: mac.rawValue >> (40 - 8 * UInt64(index))) }
+        }
+        try SystemCall.setOption(socket, level: SOL_PACKET, name: PACKET_ADD_MEMBERSHIP, request,
+                                 "accepting frames to \(mac) on \(interface.name)")
     }
 
     /// The kernel's count of frames it dropped because this ring was full (PACKET_STATISTICS;

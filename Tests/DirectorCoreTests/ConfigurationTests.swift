@@ -92,6 +92,11 @@ struct ConfigurationTests {
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: localhost:9117"), message: "director.metrics_listen: expected an IPv4 address and port like 127.0.0.1:9117, got \"localhost:9117\""),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: 127.0.0.1:0"), message: "director.metrics_listen: expected an IPv4 address and port"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  lock_memory: sometimes"), message: "director.lock_memory: expected true or false"),
+        // NAT
+        BadConfig(change: ("scheduler: wrr", "scheduler: wrr\n    forwarding: tun"), message: "services[0].forwarding: expected dr (direct routing) or nat"),
+        BadConfig(change: ("scheduler: wrr", "scheduler: wrr\n    forwarding: nat"), message: "director.nat_gateway: is required by services[0] (forwarding: nat)"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  nat_gateway: { address: 198.18.2.254, mac: \"01:00:5e:00:00:01\" }"), message: "director.nat_gateway.mac: expected a unicast MAC"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  nat_gateway: { addr: 198.18.2.254 }"), message: "director.nat_gateway.addr: unknown field"),
     ])
     func badFile(_ bad: BadConfig) {
         #expect(valid.contains(bad.change.0), "fixture no longer applies")
@@ -102,6 +107,32 @@ struct ConfigurationTests {
         } catch {
             #expect(error.description.contains(bad.message), "got: \(error.description)")
         }
+    }
+
+    @Test("NAT: port mapping, the gateway's MAC defaulting to the virtual MAC; a back interface of its own; one NAT service per server endpoint")
+    func translation() throws {
+        let nat = valid.replacingOccurrences(of: "scheduler: wrr", with: "scheduler: wrr\n    forwarding: nat")
+            .replacingOccurrences(of: "{ address: 198.18.2.11, weight: 1 }", with: "{ address: 198.18.2.11, port: 8080, weight: 1 }")
+            .replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  nat_gateway: { address: 198.18.2.254 }")
+        let configuration = try ConfigurationParser.parse(yaml: nat)
+        #expect(configuration.services[0].forwarding == .nat)
+        #expect(configuration.services[0].realServers.map(\.port) == [8080, 80])
+        #expect(configuration.natGateway == Configuration.NATGatewayConfig(address: IPv4Address(198, 18, 2, 254), mac: nil))
+        func refusal(_ text: String) -> String {
+            do {
+                _ = try ConfigurationParser.parse(yaml: text)
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal(nat.replacingOccurrences(of: "back_interface: back", with: "back_interface: front")).contains("director.back_interface: NAT (services[0]) needs a back interface of its own"))
+        #expect(refusal(nat.replacingOccurrences(of: "address: 198.18.2.254", with: "address: 198.18.0.100")).contains("director.nat_gateway.address: 198.18.0.100 is the virtual address of services[0]"))
+        func second(port: Int) -> String {
+            nat + "\n  - address: 198.18.0.101\n    port: 80\n    forwarding: nat\n    real_servers:\n      - { address: 198.18.2.11, port: \(port) }\n"
+        }
+        #expect(refusal(second(port: 8080)).contains("services[2].real_servers: tcp 198.18.2.11:8080 is also a real server of services[0]"))
+        #expect(refusal(second(port: 8081)) == "accepted")
     }
 
     @Test("a pair: the lower id takes the lower half of the buckets and answers ARP")

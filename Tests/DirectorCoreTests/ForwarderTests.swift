@@ -201,7 +201,7 @@ struct ForwarderTests {
         var forwarder = makeForwarder()
         let request = PacketBuilder.arpRequest(from: clientMAC, senderAddress: client, for: vip)
         let (verdict, output) = forwarder.run(request)
-        #expect(verdict == .transmitOnFront(length: 42))
+        #expect(verdict == .answer(length: 42))
         let expected: [UInt8] = clientMAC.octets + vipMAC.octets + [0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]
             + vipMAC.octets + [198, 18, 0, 100] + clientMAC.octets + [198, 18, 1, 10]
         #expect(output == expected)
@@ -337,7 +337,7 @@ struct ForwarderTests {
         let data = toVIP.tcp(sourcePort: 41600, destinationPort: 80, flags: [.ack, .psh], sequence: 1001, acknowledgment: 5000)
             .payload(Array(repeating: 0x61, count: 10)).build()
         let (verdict, output) = forwarder.run(data)
-        guard case .transmitOnFront(let length) = verdict else { Issue.record("no reset: \(verdict)"); return }
+        guard case .answer(let length) = verdict else { Issue.record("no reset: \(verdict)"); return }
         let reset = Array(output.prefix(length))
         guard case .ipv4(let flow) = reset.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else { Issue.record("the reset does not parse"); return }
         #expect(flow.destinationMAC == clientMAC && flow.sourceMAC == vipMAC)

@@ -57,7 +57,12 @@ extension LabSuites {
         func failures() throws {
             let (lab, a, b) = try startPair(prefix: "tfo", scheduler: "mh")
             defer { a.stop(); b.stop(); lab.tearDown() }
+            try FailoverLabTests.failureSequence(lab, a, b)
+        }
 
+        /// The pair's failures one after another, each under a batch of 200 downloads: A killed,
+        /// A back, B killed and back, the crossover cut for 5 s.
+        static func failureSequence(_ lab: Lab, _ a: LabDirector, _ b: LabDirector) throws {
             // 1. A dies mid-transfer.
             let (result1, detection1) = try FailoverLabTests.killMidTransfer(lab, victim: a, survivor: b, "1 SIGKILL A")
             #expect(result1.intact == result1.started)

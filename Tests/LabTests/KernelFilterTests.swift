@@ -39,11 +39,16 @@ extension LabSuites {
 
         /// One SYN per flow, plus an ARP request, sent on kf0. A frame the ring refuses (full, on
         /// a busy machine) is offered again rather than lost.
-        func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress) {
+        /// `asReplies`: each flow's NAT reply instead, from a real server to the client endpoint.
+        func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress, asReplies: Bool = false) {
             var frames = KernelFilterTests.flows.map { flow in
-                PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
-                    .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
-                    .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
+                asReplies
+                    ? PacketBuilder().ethernet(from: MACAddress("02:00:00:00:02:0b")!, to: destination)
+                        .ipv4(from: IPv4Address(198, 18, 2, 11), to: flow.address)
+                        .tcp(sourcePort: 8080, destinationPort: flow.port, flags: [.syn, .ack]).build()
+                    : PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
+                        .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
+                        .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
             }
             frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
             for frame in frames {
@@ -70,7 +75,9 @@ extension LabSuites {
                 guard receive.waitForFrames(timeoutMilliseconds: 20) == .ready else { continue }
                 _ = receive.drainBurst { frame, _ in
                     switch FrameParser.parse(frame.bytes) {
-                    case .ipv4(let flow): flows.insert("\(flow.source):\(flow.sourcePort)")
+                    case .ipv4(let flow):
+                        // The client endpoint: the source of a client's frame, the destination of a reply.
+                        flows.insert(flow.sourcePort == 8080 ? "\(flow.destination):\(flow.destinationPort)" : "\(flow.source):\(flow.sourcePort)")
                     case .arp: arp += 1
                     default: break
                     }
@@ -100,6 +107,42 @@ extension LabSuites {
                         #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
                         #expect(received.arp == 1, "ARP passes whatever the ownership")
                     }
+                }
+            }
+        }
+
+        @Test("the reply filters: worker w of 3 gets the NAT replies to the gateway MAC whose client (destination) bucket is owned and ≡ w mod 3; ARP at worker 0 only")
+        func replyFilter() throws {
+            try withVethPair {
+                try insideNamespace {
+                    let gateway = MACAddress("02:18:00:00:02:fe")!
+                    var generator = SystemRandomNumberGenerator()
+                    let ownership = BucketOwnership(bucketCount: KernelFilterTests.bucketCount) { _ in Bool.random(using: &generator) }
+                    func ring(_ worker: Int) throws -> PacketReceiveRing {
+                        try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil,
+                                              filter: ReplyFilter.instructions(for: ownership, gatewayMAC: gateway, worker: worker, workers: 3))
+                    }
+                    var ring0 = try ring(0), ring1 = try ring(1), ring2 = try ring(2)
+                    var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
+                    sendFlows(&transmit, to: gateway, asReplies: true)
+                    // Not to the gateway MAC: nobody's reply.
+                    sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac, asReplies: true)
+                    func check(_ worker: Int, _ receive: inout PacketReceiveRing) {
+                        let expected = Set(KernelFilterTests.flows.filter {
+                            let bucket = KernelFilterTests.bucket($0)
+                            return ownership.owns(bucket) && Int(bucket) % 3 == worker
+                        }.map { "\($0.address):\($0.port)" })
+                        let received = drain(&receive, expectedFlows: expected.count, expectedARP: worker == 0 ? 2 : 0)
+                        #expect(received.flows == expected, "worker \(worker): \(received.flows.symmetricDifference(expected).count) flows disagree")
+                        #expect(received.arp == (worker == 0 ? 2 : 0), "worker \(worker) got \(received.arp) ARP frames")
+                    }
+                    check(0, &ring0)
+                    check(1, &ring1)
+                    check(2, &ring2)
+                    // A new ownership replaces the filter in place.
+                    try ReplyFilter.attach(.none(KernelFilterTests.bucketCount), gatewayMAC: gateway, worker: 0, workers: 3, to: ring0.socket)
+                    sendFlows(&transmit, to: gateway, asReplies: true)
+                    #expect(drain(&ring0, expectedARP: 1).flows.isEmpty, "no bucket owned, no reply")
                 }
             }
         }

@@ -1,0 +1,56 @@
+import DirectorWire
+
+/// NAT (IPVS's masquerading): a client's frame to VIP:port leaves for the real server's own
+/// address and port, and the server's reply, which comes back through a director (the servers'
+/// default gateway), leaves for the client from VIP:port again.
+///
+/// Only the fields that change are written, and the checksums follow incrementally (RFC 1624):
+/// the IPv4 header's for the address; the transport checksum for the address (it is in the
+/// pseudo-header) and the port. A frame whose sender left its transport checksum to offload
+/// (`checksumPending`) holds only the pseudo-header's sum in that field, not yet complemented:
+/// the address changes it, the port does not (the port is summed when the checksum is
+/// completed), as the kernel's `inet_proto_csum_replace4` does for CHECKSUM_PARTIAL. A UDP
+/// datagram sent without a checksum (zero) keeps none.
+public enum NetworkAddressTranslation {
+    /// In: destination VIP:port → the real server's address:port.
+    @inlinable @inline(__always)
+    public static func rewriteDestination(_ frame: inout MutableRawSpan, of flow: IPv4Flow, to address: IPv4Address, port: UInt16,
+                                          checksumPending: Bool) {
+        rewrite(&frame, flow, addressOffset: IPv4Header.destinationOffset, portOffset: 2,
+                from: (flow.destination, flow.destinationPort), to: (address, port), checksumPending: checksumPending)
+    }
+
+    /// Out: source real server address:port → VIP:port.
+    @inlinable @inline(__always)
+    public static func rewriteSource(_ frame: inout MutableRawSpan, of flow: IPv4Flow, to address: IPv4Address, port: UInt16,
+                                     checksumPending: Bool) {
+        rewrite(&frame, flow, addressOffset: IPv4Header.sourceOffset, portOffset: 0,
+                from: (flow.source, flow.sourcePort), to: (address, port), checksumPending: checksumPending)
+    }
+
+    @inlinable @inline(__always)
+    static func rewrite(_ frame: inout MutableRawSpan, _ flow: IPv4Flow, addressOffset: Int, portOffset: Int,
+                        from old: (address: IPv4Address, port: UInt16), to new: (address: IPv4Address, port: UInt16),
+                        checksumPending: Bool) {
+        let network = flow.networkOffset
+        let headerChecksum = frame.bigEndianUInt16(at: network + IPv4Header.checksumOffset)
+        frame.storeBigEndian(InternetChecksum.updated(headerChecksum, replacing: old.address.rawValue, with: new.address.rawValue),
+                             at: network + IPv4Header.checksumOffset)
+        frame.storeBigEndian(new.address.rawValue, at: network + addressOffset)
+        frame.storeBigEndian(new.port, at: flow.transportOffset + portOffset)
+
+        let field = flow.transportOffset + (flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset)
+        let checksum = frame.bigEndianUInt16(at: field)
+        if checksumPending {
+            // The pseudo-header's sum, uncomplemented: ~(~S + ~m + m') read the other way round.
+            frame.storeBigEndian(~InternetChecksum.updated(~checksum, replacing: old.address.rawValue, with: new.address.rawValue), at: field)
+            return
+        }
+        if flow.transport == .udp && checksum == 0 { return }
+        var updated = InternetChecksum.updated(checksum, replacing: old.address.rawValue, with: new.address.rawValue)
+        updated = InternetChecksum.updated(updated, replacing: old.port, with: new.port)
+        // In UDP, zero means "no checksum": a computed zero is sent as all ones (RFC 768).
+        if flow.transport == .udp && updated == 0 { updated = 0xFFFF }
+        frame.storeBigEndian(updated, at: field)
+    }
+}

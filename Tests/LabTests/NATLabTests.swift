@@ -1,0 +1,83 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// NAT with port mapping (VIP:80 → each server's own address, port 8080) through the pair:
+    /// the real servers' default gateway is the address both directors answer for with one MAC
+    /// on the back segment, and each director's back filter passes only the replies of its own
+    /// buckets, computed from the client endpoint.
+    @Suite("Lab: NAT with port mapping")
+    struct NATLabTests {
+        static var settings: LabDirector.Settings {
+            var settings = LabDirector.Settings()
+            settings.forwarding = "nat"
+            return settings
+        }
+
+        @Test("4,000 connections through the pair split about evenly, the 64 MiB download intact, servers see the clients' addresses, host stacks untouched")
+        func pair() throws {
+            let lab = Lab(prefix: "tnp", directors: 2, routesThroughDirectors: true)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 64)
+            var settings = NATLabTests.settings
+            settings.scheduler = "mh"
+            let directors = try lab.startPair(settings: settings)
+            let (a, b) = (directors[0], directors[1])
+            defer { a.stop(); b.stop() }
+            let hostsBefore = try (0..<2).map { try lab.snmpCounters(lab.directorNamespace($0)) }
+
+            nonisolated(unsafe) var outputs = [String](repeating: "", count: 4)
+            DispatchQueue.concurrentPerform(iterations: 4) { index in
+                outputs[index] = (try? lab.fetchMany(path: "/whoami", count: 1000, from: Lab.clientAddresses[index], parallel: 8)) ?? ""
+            }
+            let lines = outputs.joined(separator: "\n").split(separator: "\n")
+            let succeeded = lines.filter { $0 == "code=200" }.count
+            let perServer = (1...3).map { server in lines.filter { $0 == "rs\(server)" }.count }
+            let statsA = try a.stats(), statsB = try b.stats()
+            let createdA = Double(statsA["connections_created"] ?? 0), createdB = Double(statsB["connections_created"] ?? 0)
+            let shareA = createdA / max(1, createdA + createdB)
+            print("nat pair: \(succeeded)/4000 succeeded; per server \(perServer); node 1 created \(Int(createdA)), node 2 \(Int(createdB)) "
+                + "(node 1 share \(Int((shareA * 100).rounded())) %); replies forwarded \(statsA["replies_forwarded"] ?? 0) + \(statsB["replies_forwarded"] ?? 0)")
+            #expect(succeeded == 4000, "every connection succeeds")
+            #expect(abs(shareA - 0.5) <= 0.1, "node 1 took \(Int(createdA)), node 2 \(Int(createdB))")
+            #expect(createdA + createdB <= 4000 && createdA + createdB >= 3900, "no connection counted by both")
+            // Each director translated the replies of its own connections only.
+            for (name, stats) in [("node 1", statsA), ("node 2", statsB)] {
+                #expect((stats["replies_forwarded"] ?? 0) >= UInt64(Double(stats["connections_created"] ?? 0) * 2), "\(name) forwarded its replies")
+                #expect(stats["drop_reply_without_connection"] == 0 && stats["drop_client_next_hop_unknown"] == 0, "\(name): \(stats.filter { $0.key.hasPrefix("drop_") && $0.value > 0 })")
+            }
+
+            // The servers were reached on their own port and saw the clients' own addresses.
+            let log = try String(contentsOfFile: "\(lab.stateDirectory)/rs1/access.log", encoding: .utf8)
+            let translatedLines = log.split(separator: "\n").filter { $0.hasPrefix("\(Lab.realServerAddress(0)):\(Lab.translatedPort) ") }
+            #expect(!translatedLines.isEmpty && translatedLines.allSatisfy { $0.contains(" 198.18.1.1") }, "rs1's access log names the clients")
+
+            let expected = try lab.largeFileSHA256()
+            for client in Lab.clientAddresses.prefix(2) {
+                #expect(try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: client) == expected, "the 64 MiB file arrives intact from \(client)")
+            }
+
+            // Neither director host's own stack forwarded or answered a frame of the flows.
+            for index in 0..<2 {
+                let after = try lab.snmpCounters(lab.directorNamespace(index))
+                #expect(after["IpForwDatagrams"] == hostsBefore[index]["IpForwDatagrams"], "director \(index + 1)'s host forwarded nothing")
+                #expect(after["TcpOutRsts"] == hostsBefore[index]["TcpOutRsts"], "director \(index + 1)'s host reset nothing")
+            }
+            // The servers learnt the gateway from node 1's ARP answer only.
+            #expect(try b.stats()["arp_replies_sent"] == 0)
+            let neighbour = try lab.inNamespace(lab.realServerNamespace(0), ["ip", "neigh", "show", Lab.natGatewayAddress]).output
+            #expect(neighbour.contains(Lab.natGatewayMAC), "rs1's entry for the gateway: \(neighbour)")
+        }
+
+        @Test("rr: 200 downloads across SIGKILL of a director, its return and a cut crossover: none broken")
+        func failover() throws {
+            let (lab, a, b) = try startPair(prefix: "tnf", scheduler: "rr", settings: NATLabTests.settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            try FailoverLabTests.failureSequence(lab, a, b)
+            let stats = [try a.stats(), try b.stats()]
+            print("nat failover: replies forwarded \(stats.map { $0["replies_forwarded"] ?? 0 }), replicas taken over \(stats.map { $0["replicas_taken_over"] ?? 0 }), "
+                + "replies without a connection \(stats.map { $0["drop_reply_without_connection"] ?? 0 })")
+        }
+    }
+}
