@@ -123,6 +123,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return forward(flow, &frame, now: now, checksumPending: checksumPending)
         case .arp(let message):
             return answer(message, &frame)
+        case .icmpError(let error):
+            return relayToServer(error, &frame)
         case .passedOver(let reason):
             counters[passedOver: reason] &+= 1
             return .drop
@@ -341,6 +343,32 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         return realServerID
     }
 
+    /// An ICMP error about a packet the VIP sent a client (a router on the way could not deliver
+    /// it, or it was too big for the next hop): it goes to the real server of the connection, so
+    /// the server's stack hears of it (path MTU discovery goes on working). Translated for NAT;
+    /// as it came for direct routing, whose servers sent the packet from the VIP themselves.
+    private mutating func relayToServer(_ error: ICMPError, _ frame: inout MutableRawSpan) -> Verdict {
+        guard error.destinationMAC == settings.virtualMAC else { return drop(.notAddressedToDirector) }
+        // The quoted packet went from VIP:port to the client.
+        guard let serviceIndex = services.find(address: error.quotedSource, port: error.quotedSourcePort, transport: error.quotedTransport) else {
+            return drop(.noVirtualService)
+        }
+        let key = FlowKey(clientAddress: error.quotedDestination, clientPort: error.quotedDestinationPort, virtualAddress: error.quotedSource,
+                          virtualPort: error.quotedSourcePort, transport: error.quotedTransport)
+        guard let slot = table.find(key, hash: key.tableHash) else { return drop(.icmpErrorWithoutConnection) }
+        let realServerID = table[slot].realServerID
+        let destination = services.destinationMAC(realServerID)
+        guard destination != .zero else { return drop(.realServerUnresolved) }
+        DirectRouting.rewrite(&frame, to: destination, from: settings.backMAC)
+        if services.translates(serviceIndex) {
+            let server = services.translatedDestination(realServerID)
+            NetworkAddressTranslation.rewriteQuotedSource(&frame, of: error, to: server.address, port: server.port)
+        }
+        counters[.icmpErrorsRelayed] &+= 1
+        return .transmitOnBack(length: frame.byteCount, checksum: TransportChecksum(
+            start: error.icmpOffset, fieldOffset: ICMPHeader.checksumOffset, end: error.networkOffset + error.packetLength))
+    }
+
     /// ARP: answer "who has VIP?" with the VIP's MAC, rewriting the request into the reply.
     private mutating func answer(_ message: ARPMessage, _ frame: inout MutableRawSpan) -> Verdict {
         guard message.operation == .request, settings.answersARP, services.isVirtualAddress(message.targetAddress) else {
@@ -373,6 +401,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return translateReply(flow, &frame, now: now, checksumPending: checksumPending)
         case .arp(let message):
             return answerForGateway(message, &frame)
+        case .icmpError(let error):
+            return relayToClient(error, &frame)
         case .passedOver(let reason):
             counters[passedOver: reason] &+= 1
             return .drop
@@ -406,6 +436,30 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset
         return .transmitOnFront(length: frame.byteCount, checksum: TransportChecksum(
             start: flow.transportOffset, fieldOffset: checksumField, end: flow.networkOffset + flow.packetLength))
+    }
+
+    /// An ICMP error from the back about a packet of a NAT connection the director sent to its
+    /// real server (the server's port is closed, the packet did not fit a link): it goes to the
+    /// client as if about its packet to VIP:port, from the VIP.
+    private mutating func relayToClient(_ error: ICMPError, _ frame: inout MutableRawSpan) -> Verdict {
+        guard let gateway = settings.gateway, error.destinationMAC == gateway.mac else { return drop(.notAddressedToDirector) }
+        // The quoted packet went from the client to the server's address and port.
+        guard let source = services.findReplySource(address: error.quotedDestination, port: error.quotedDestinationPort,
+                                                    transport: error.quotedTransport) else {
+            return drop(.replyNotFromTranslatedServer)
+        }
+        let service = services.virtualEndpoint(ofService: source.service)
+        let key = FlowKey(clientAddress: error.quotedSource, clientPort: error.quotedSourcePort, virtualAddress: service.address,
+                          virtualPort: service.port, transport: error.quotedTransport)
+        guard let slot = table.find(key, hash: key.tableHash), table[slot].realServerID == source.server else {
+            return drop(.icmpErrorWithoutConnection)
+        }
+        guard clientSideMAC != .zero else { return drop(.clientNextHopUnknown) }
+        DirectRouting.rewrite(&frame, to: clientSideMAC, from: settings.virtualMAC)
+        NetworkAddressTranslation.rewriteQuotedDestination(&frame, of: error, to: service.address, port: service.port)
+        counters[.icmpErrorsRelayed] &+= 1
+        return .transmitOnFront(length: frame.byteCount, checksum: TransportChecksum(
+            start: error.icmpOffset, fieldOffset: ICMPHeader.checksumOffset, end: error.networkOffset + error.packetLength))
     }
 
     /// ARP on the back segment: answer "who has the gateway?" with the gateway MAC (the duty

@@ -54,3 +54,51 @@ public enum NetworkAddressTranslation {
         frame.storeBigEndian(updated, at: field)
     }
 }
+
+extension NetworkAddressTranslation {
+    /// An ICMP error from the client side about a reply that left as VIP:port: the quoted
+    /// source becomes the real server's address and port, and so does the outer destination,
+    /// so the server's stack matches it to its own packet (and lowers its path MTU on
+    /// "fragmentation needed"), as IPVS's `ip_vs_nat_icmp` does.
+    public static func rewriteQuotedSource(_ frame: inout MutableRawSpan, of error: ICMPError, to address: IPv4Address, port: UInt16) {
+        rewriteOuter(&frame, error, addressOffset: IPv4Header.destinationOffset, from: error.destination, to: address)
+        rewriteQuoted(&frame, error, addressOffset: IPv4Header.sourceOffset, portOffset: 0,
+                      from: (error.quotedSource, error.quotedSourcePort), to: (address, port))
+    }
+
+    /// An ICMP error from the back about a packet the director sent to a real server's address
+    /// and port: the quoted destination becomes VIP:port, and the outer source the VIP, so the
+    /// client's stack matches it to its connection to the VIP.
+    public static func rewriteQuotedDestination(_ frame: inout MutableRawSpan, of error: ICMPError, to address: IPv4Address, port: UInt16) {
+        rewriteOuter(&frame, error, addressOffset: IPv4Header.sourceOffset, from: error.source, to: address)
+        rewriteQuoted(&frame, error, addressOffset: IPv4Header.destinationOffset, portOffset: 2,
+                      from: (error.quotedDestination, error.quotedDestinationPort), to: (address, port))
+    }
+
+    private static func rewriteOuter(_ frame: inout MutableRawSpan, _ error: ICMPError, addressOffset: Int, from old: IPv4Address, to new: IPv4Address) {
+        let field = error.networkOffset + IPv4Header.checksumOffset
+        frame.storeBigEndian(InternetChecksum.updated(frame.bigEndianUInt16(at: field), replacing: old.rawValue, with: new.rawValue), at: field)
+        frame.storeBigEndian(new.rawValue, at: error.networkOffset + addressOffset)
+    }
+
+    /// The quoted header's address and port, its own checksum, and the ICMP checksum, which
+    /// covers all three (every field sits at an even offset from the ICMP header, so each is a
+    /// whole 16-bit word of its sum). The quoted transport checksum is left as it was: the
+    /// quote may end before it, and no stack checks it.
+    private static func rewriteQuoted(_ frame: inout MutableRawSpan, _ error: ICMPError, addressOffset: Int, portOffset: Int,
+                                      from old: (address: IPv4Address, port: UInt16), to new: (address: IPv4Address, port: UInt16)) {
+        let quotedChecksumField = error.quotedOffset + IPv4Header.checksumOffset
+        let oldQuotedChecksum = frame.bigEndianUInt16(at: quotedChecksumField)
+        let newQuotedChecksum = InternetChecksum.updated(oldQuotedChecksum, replacing: old.address.rawValue, with: new.address.rawValue)
+        frame.storeBigEndian(newQuotedChecksum, at: quotedChecksumField)
+        frame.storeBigEndian(new.address.rawValue, at: error.quotedOffset + addressOffset)
+        frame.storeBigEndian(new.port, at: error.quotedTransportOffset + portOffset)
+
+        let icmpChecksumField = error.icmpOffset + ICMPHeader.checksumOffset
+        var checksum = frame.bigEndianUInt16(at: icmpChecksumField)
+        checksum = InternetChecksum.updated(checksum, replacing: old.address.rawValue, with: new.address.rawValue)
+        checksum = InternetChecksum.updated(checksum, replacing: old.port, with: new.port)
+        checksum = InternetChecksum.updated(checksum, replacing: oldQuotedChecksum, with: newQuotedChecksum)
+        frame.storeBigEndian(checksum, at: icmpChecksumField)
+    }
+}

@@ -28,6 +28,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     /// A connection whose real server failed its health check, in a service that resets them:
     /// the client got a TCP reset (a UDP flow was scheduled afresh).
     case connectionsReset
+    /// ICMP errors about a connection passed on to its real server or its client.
+    case icmpErrorsRelayed
 
     /// What the counter counts, for the metrics' HELP line.
     public var help: String {
@@ -50,6 +52,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .ackProbesSent: "ACK probes sent to the clients of connections taken over."
         case .connectionsProven: "Connections whose client proved a real conversation."
         case .connectionsReopened: "SYNs that reused the ports of an ended connection, scheduled afresh."
+        case .icmpErrorsRelayed: "ICMP errors about a connection passed on to its real server (from the clients' side) or its client (NAT, from the back)."
         case .connectionsReset: "Connections of a failed real server ended by a reset (on_server_down: reset)."
         }
     }
@@ -75,6 +78,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .connectionsProven: "connections_proven"
         case .connectionsReopened: "connections_reopened"
         case .connectionsReset: "connections_reset"
+        case .icmpErrorsRelayed: "icmp_errors_relayed"
         }
     }
 }
@@ -107,6 +111,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case replyWithoutConnection
     /// A reply before this director has seen where the clients' frames come from.
     case clientNextHopUnknown
+    /// An ICMP error about a flow that has no connection here.
+    case icmpErrorWithoutConnection
 
     public var name: String {
         switch self {
@@ -128,6 +134,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .replyNotFromTranslatedServer: "reply_not_from_nat_server"
         case .replyWithoutConnection: "reply_without_connection"
         case .clientNextHopUnknown: "client_next_hop_unknown"
+        case .icmpErrorWithoutConnection: "icmp_error_without_connection"
         }
     }
 }

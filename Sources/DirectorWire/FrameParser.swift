@@ -91,10 +91,47 @@ public enum FrameParser {
             flow.transport = .udp
             flow.sourcePort = frame.bigEndianUInt16(at: transportOffset)
             flow.destinationPort = frame.bigEndianUInt16(at: transportOffset + 2)
+        case ICMPHeader.protocolNumber:
+            return parseICMPError(frame, flow, transportLength: transportLength)
         default:
             return .passedOver(.otherIPProtocol)
         }
         return .ipv4(flow)
+    }
+
+    /// ICMP: only errors about a TCP or UDP packet concern the director (they belong to its
+    /// flows); everything else ICMP is passed over like any other protocol.
+    static func parseICMPError(_ frame: RawSpan, _ outer: IPv4Flow, transportLength: Int) -> ParsedFrame {
+        let icmp = outer.transportOffset
+        // Only an error's shape is checked: other ICMP is not the director's business, whole or not.
+        guard transportLength >= 1 else { return .passedOver(.otherIPProtocol) }
+        let type = frame.byte(at: icmp)
+        guard type == ICMPHeader.destinationUnreachable || type == ICMPHeader.timeExceeded else { return .passedOver(.otherIPProtocol) }
+        guard transportLength >= ICMPHeader.length else { return .malformed(.truncatedICMPError) }
+        let quoted = icmp + ICMPHeader.length
+        let quotedAvailable = transportLength - ICMPHeader.length
+        guard quotedAvailable >= IPv4Header.minimumLength else { return .malformed(.truncatedICMPError) }
+        let versionAndLength = frame.byte(at: quoted)
+        let quotedHeaderLength = Int(versionAndLength & 0x0F) * 4
+        guard versionAndLength >> 4 == 4, quotedHeaderLength >= IPv4Header.minimumLength else { return .passedOver(.otherIPProtocol) }
+        // The ports: the first four bytes after the quoted header.
+        guard quotedAvailable >= quotedHeaderLength + 4 else { return .malformed(.truncatedICMPError) }
+        let transport: TransportProtocol
+        switch frame.byte(at: quoted + IPv4Header.protocolOffset) {
+        case TransportProtocol.tcp.rawValue: transport = .tcp
+        case TransportProtocol.udp.rawValue: transport = .udp
+        default: return .passedOver(.otherIPProtocol)
+        }
+        let ports = quoted + quotedHeaderLength
+        return .icmpError(ICMPError(
+            destinationMAC: outer.destinationMAC, sourceMAC: outer.sourceMAC, vlanID: outer.vlanID,
+            networkOffset: outer.networkOffset, icmpOffset: icmp, packetLength: outer.packetLength,
+            source: outer.source, destination: outer.destination, type: type, code: frame.byte(at: icmp + 1),
+            quotedOffset: quoted, quotedTransportOffset: ports,
+            quotedSource: IPv4Address(rawValue: frame.bigEndianUInt32(at: quoted + IPv4Header.sourceOffset)),
+            quotedDestination: IPv4Address(rawValue: frame.bigEndianUInt32(at: quoted + IPv4Header.destinationOffset)),
+            quotedTransport: transport,
+            quotedSourcePort: frame.bigEndianUInt16(at: ports), quotedDestinationPort: frame.bigEndianUInt16(at: ports + 2)))
     }
 }
 
@@ -123,6 +160,18 @@ public enum TCPHeader {
     public static let flagsOffset = 13
     public static let windowOffset = 14
     public static let checksumOffset = 16
+}
+
+/// ICMP header layout (RFC 792): type, code, checksum, four bytes that depend on the type
+/// (the next hop's MTU for "fragmentation needed"), then the quoted packet of an error.
+public enum ICMPHeader {
+    public static let protocolNumber: UInt8 = 1
+    public static let length = 8
+    public static let checksumOffset = 2
+    public static let destinationUnreachable: UInt8 = 3
+    public static let timeExceeded: UInt8 = 11
+    /// Destination unreachable, code 4: the packet was too big for the next hop (RFC 1191).
+    public static let fragmentationNeeded: UInt8 = 4
 }
 
 /// UDP header layout (RFC 768).

@@ -4,6 +4,9 @@ public enum ParsedFrame: Sendable, Equatable {
     case ipv4(IPv4Flow)
     /// An Ethernet/IPv4 ARP request or reply.
     case arp(ARPMessage)
+    /// An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a TCP
+    /// or UDP packet, whose quoted headers say which flow it is about.
+    case icmpError(ICMPError)
     /// Well-formed, but nothing the director handles (IPv6 for now, other EtherTypes, ICMP…).
     case passedOver(PassOverReason)
     /// Broken: counted by reason and dropped.
@@ -30,6 +33,34 @@ public struct IPv4Flow: Sendable, Equatable {
     /// Bytes of the IPv4 packet (its total length); the frame may carry Ethernet padding after it.
     public var packetLength: Int
     public var timeToLive: UInt8
+}
+
+/// An ICMP error message about a TCP or UDP packet (RFC 792; RFC 1191 for "fragmentation
+/// needed"): the outer packet's fields, and the quoted packet's addresses and ports, which it
+/// carries at least up to its ports (RFC 792's 64 bits of data).
+public struct ICMPError: Sendable, Equatable {
+    public var destinationMAC: MACAddress
+    public var sourceMAC: MACAddress
+    public var vlanID: UInt16?
+    /// Offset of the outer IPv4 header in the frame.
+    public var networkOffset: Int
+    /// Offset of the ICMP header.
+    public var icmpOffset: Int
+    /// Bytes of the outer IPv4 packet.
+    public var packetLength: Int
+    public var source: IPv4Address
+    public var destination: IPv4Address
+    public var type: UInt8
+    public var code: UInt8
+    /// Offset of the quoted IPv4 header.
+    public var quotedOffset: Int
+    /// Offset of the quoted transport header (its ports).
+    public var quotedTransportOffset: Int
+    public var quotedSource: IPv4Address
+    public var quotedDestination: IPv4Address
+    public var quotedTransport: TransportProtocol
+    public var quotedSourcePort: UInt16
+    public var quotedDestinationPort: UInt16
 }
 
 /// An ARP message for Ethernet and IPv4 (RFC 826).
@@ -76,6 +107,8 @@ public enum MalformedReason: Int, CaseIterable, Sendable {
     case truncatedUDPHeader
     case badUDPLength
     case truncatedARP
+    /// An ICMP error too short for its header and the quoted header and ports.
+    case truncatedICMPError
 
     public var name: String {
         switch self {
@@ -92,6 +125,7 @@ public enum MalformedReason: Int, CaseIterable, Sendable {
         case .truncatedUDPHeader: "truncated_udp_header"
         case .badUDPLength: "bad_udp_length"
         case .truncatedARP: "truncated_arp"
+        case .truncatedICMPError: "truncated_icmp_error"
         }
     }
 }

@@ -54,24 +54,51 @@ struct ClassicBPF {
     }
 
     /// Leaves the flow's client bucket (`ClientBucket`) in A, or jumps to `notFlow` for frames
-    /// that are not IPv4 TCP/UDP. Loads are relative to the network header (SKF_NET_OFF), which
-    /// works whether the skb's data starts there or at the MAC header.
+    /// that are not IPv4 TCP/UDP or an ICMP error about such a packet. Loads are relative to the
+    /// network header (SKF_NET_OFF), which works whether the skb's data starts there or at the
+    /// MAC header; a load beyond the frame ends the program with 0.
+    ///
+    /// An ICMP error belongs to the flow of the packet it quotes, whose client is at the other
+    /// end: a packet to the client (quoted destination) when the error comes from the clients'
+    /// side, a packet from it (quoted source) when it comes from the real servers' side.
     mutating func loadClientBucket(bucketCount: UInt32, client: ClientEndpoint = .source, notFlow: String) {
         let net = ClassicBPF.networkOffset
+        let quotedClient: ClientEndpoint = client == .source ? .destination : .source
         statement(BPF_LD | BPF_H | BPF_ABS, ClassicBPF.ancillaryProtocol)         // A = EtherType
         jump(BPF_JEQ, 0x0800, whenTrue: .next, whenFalse: .label(notFlow))
         statement(BPF_LD | BPF_B | BPF_ABS, net &+ 9)                              // A = IP protocol
         jump(BPF_JEQ, 6, whenTrue: .label("bucket.transport"), whenFalse: .next)
+        jump(BPF_JEQ, 17, whenTrue: .label("bucket.transport"), whenFalse: .next)
+        jump(BPF_JEQ, 1, whenTrue: .next, whenFalse: .label(notFlow))
+        // ICMP: an error (destination unreachable, time exceeded) quoting TCP or UDP.
+        loadHeaderLengthIntoX(at: net)                                             // X = outer header length
+        statement(BPF_LD | BPF_B | BPF_IND, net)                                   // A = ICMP type
+        jump(BPF_JEQ, 3, whenTrue: .label("bucket.error"), whenFalse: .next)
+        jump(BPF_JEQ, 11, whenTrue: .next, whenFalse: .label(notFlow))
+        label("bucket.error")
+        statement(BPF_LD | BPF_B | BPF_IND, net &+ 8 &+ 9)                         // A = quoted protocol
+        jump(BPF_JEQ, 6, whenTrue: .label("bucket.quoted"), whenFalse: .next)
         jump(BPF_JEQ, 17, whenTrue: .next, whenFalse: .label(notFlow))
-        label("bucket.transport")
-        statement(BPF_LD | BPF_B | BPF_ABS, net)                                   // A = version/IHL
+        label("bucket.quoted")
+        statement(BPF_LD | BPF_W | BPF_IND, net &+ 8 &+ quotedClient.addressOffset) // A = client address (quoted)
+        statement(BPF_ST, 1)                                                        // M[1] = it
+        statement(BPF_LD | BPF_B | BPF_IND, net &+ 8)                              // A = quoted version/IHL
         statement(BPF_ALU | BPF_AND | BPF_K, 0x0F)
         statement(BPF_ALU | BPF_LSH | BPF_K, 2)
-        statement(BPF_MISC | BPF_TAX)                                              // X = header length
+        statement(BPF_ALU | BPF_ADD | BPF_X)
+        statement(BPF_MISC | BPF_TAX)                                              // X = both header lengths
+        statement(BPF_LD | BPF_H | BPF_IND, net &+ 8 &+ quotedClient.portOffset)   // A = client port (quoted)
+        statement(BPF_ALU | BPF_MUL | BPF_K, ClientBucket.portMultiplier)
+        statement(BPF_MISC | BPF_TAX)
+        statement(BPF_LD | BPF_MEM, 1)                                             // A = client address
+        jump(BPF_JGE, 0, whenTrue: .label("bucket.mix"), whenFalse: .next)         // always
+        label("bucket.transport")
+        loadHeaderLengthIntoX(at: net)                                             // X = header length
         statement(BPF_LD | BPF_H | BPF_IND, net &+ client.portOffset)              // A = client port
         statement(BPF_ALU | BPF_MUL | BPF_K, ClientBucket.portMultiplier)
         statement(BPF_MISC | BPF_TAX)
         statement(BPF_LD | BPF_W | BPF_ABS, net &+ client.addressOffset)           // A = client address
+        label("bucket.mix")
         statement(BPF_ALU | BPF_XOR | BPF_X)                                       // x = address ^ port*K
         xorShiftRight(16)
         statement(BPF_ALU | BPF_MUL | BPF_K, ClientBucket.firstMultiplier)
@@ -96,6 +123,14 @@ struct ClassicBPF {
         }
         label("range.\(ranges.count)")
         statement(BPF_RET | BPF_K, 0)
+    }
+
+    /// X = the IPv4 header length at `offset` (its IHL × 4).
+    private mutating func loadHeaderLengthIntoX(at offset: UInt32) {
+        statement(BPF_LD | BPF_B | BPF_ABS, offset)
+        statement(BPF_ALU | BPF_AND | BPF_K, 0x0F)
+        statement(BPF_ALU | BPF_LSH | BPF_K, 2)
+        statement(BPF_MISC | BPF_TAX)
     }
 
     /// A ^= A >> shift, with X as scratch.

@@ -218,3 +218,127 @@ struct NetworkAddressTranslationTests {
         #expect(Array(sent.dropFirst(12)) == Array(syn.dropFirst(12)))
     }
 }
+
+/// ICMP errors about NAT connections, each way.
+@Suite("NAT: ICMP errors")
+struct ICMPErrorTranslationTests {
+    /// An ICMP error frame quoting the first 28 bytes (IP header and 8 of transport) of `quoted`'s
+    /// IP packet, with a valid ICMP checksum.
+    static func icmpError(type: UInt8 = 3, code: UInt8 = 4, mtu: UInt16 = 1400, quoting quoted: [UInt8], from source: IPv4Address,
+                          to destination: IPv4Address, macs: (MACAddress, MACAddress)) -> [UInt8] {
+        var body: [UInt8] = [type, code, 0, 0, 0, 0, UInt8(mtu >> 8), UInt8(mtu & 0xFF)] + Array(quoted[14..<(14 + 28)])
+        let checksum = body.withUnsafeBytes { InternetChecksum.checksum($0.bytes) }
+        body[2] = UInt8(checksum >> 8)
+        body[3] = UInt8(checksum & 0xFF)
+        return PacketBuilder().ethernet(from: macs.0, to: macs.1).ipv4(from: source, to: destination)
+            .with { $0.transport = .other(protocolNumber: 1) }.payload(body).build()
+    }
+
+    /// Whether every checksum in an ICMP error frame (outer IP, ICMP, quoted IP header) holds.
+    static func checksumsHold(_ frame: [UInt8]) -> Bool {
+        frame.withUnsafeBytes { bytes in
+            let all = bytes.bytes
+            let outer = all.extracting(14..<34), icmp = all.extracting(34..<all.byteCount), quoted = all.extracting(42..<62)
+            return InternetChecksum.sum(outer) == 0xFFFF && InternetChecksum.sum(icmp) == 0xFFFF && InternetChecksum.sum(quoted) == 0xFFFF
+        }
+    }
+
+    static let router = IPv4Address(198, 18, 0, 1)
+
+    @Test("from the clients' side, about a reply from VIP:80: relayed to the connection's server as about its own packet from 8080")
+    func towardsServer() throws {
+        var forwarder = makeTranslatingForwarder()
+        let syn = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+            .tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build()
+        let (_, sent) = forwarder.run(syn)
+        let server = try #require(servers.first { $0.mac == macAddress(sent[...]) })
+        // A 1,500-byte reply from the VIP did not fit the router's next link.
+        let reply = PacketBuilder().ethernet(from: vipMAC, to: clientMAC).ipv4(from: vip, to: client)
+            .tcp(sourcePort: 80, destinationPort: 40000, flags: [.ack, .psh], sequence: 5000).payload([UInt8](repeating: 7, count: 1460)).build()
+        let error = Self.icmpError(quoting: reply, from: Self.router, to: vip, macs: (clientMAC, vipMAC))
+        let (verdict, relayed) = forwarder.run(error)
+        guard case .transmitOnBack(let length, _) = verdict else {
+            Issue.record("not relayed: \(verdict)")
+            return
+        }
+        #expect(length == error.count && macAddress(relayed[...]) == server.mac)
+        #expect(Self.checksumsHold(relayed), "every checksum holds after the rewrite")
+        guard case .icmpError(let parsed) = relayed.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else {
+            Issue.record("not an ICMP error any more")
+            return
+        }
+        #expect(parsed.destination == server.address && parsed.source == Self.router)
+        #expect(parsed.quotedSource == server.address && parsed.quotedSourcePort == 8080)
+        #expect(parsed.quotedDestination == client && parsed.quotedDestinationPort == 40000)
+        #expect(parsed.type == 3 && parsed.code == 4 && Array(relayed[40..<42]) == [0x05, 0x78], "the next hop's MTU (1400) is kept")
+        #expect(forwarder.counter("icmp_errors_relayed") == 1)
+        // About a flow the director does not have: dropped, not guessed.
+        let stranger = PacketBuilder().ethernet(from: vipMAC, to: clientMAC).ipv4(from: vip, to: client)
+            .tcp(sourcePort: 80, destinationPort: 40001, flags: .ack).build()
+        #expect(forwarder.run(Self.icmpError(quoting: stranger, from: Self.router, to: vip, macs: (clientMAC, vipMAC))).0 == .drop)
+        #expect(forwarder.counter("drop_icmp_error_without_connection") == 1)
+    }
+
+    @Test("from the back, about a packet to a server's 8080: relayed to the client from the VIP, as about its packet to VIP:80")
+    func towardsClient() throws {
+        var forwarder = makeTranslatingForwarder()
+        let syn = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+            .tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build()
+        let (_, sent) = forwarder.run(syn)
+        let server = try #require(servers.first { $0.mac == macAddress(sent[...]) })
+        let error = Self.icmpError(code: 3, quoting: sent, from: server.address, to: client, macs: (server.mac, gateway.mac))
+        let (verdict, relayed) = forwarder.runReply(error)
+        guard case .transmitOnFront(let length, _) = verdict else {
+            Issue.record("not relayed: \(verdict)")
+            return
+        }
+        #expect(length == error.count && macAddress(relayed[...]) == clientMAC && macAddress(relayed[6...]) == vipMAC)
+        #expect(Self.checksumsHold(relayed))
+        guard case .icmpError(let parsed) = relayed.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else {
+            Issue.record("not an ICMP error any more")
+            return
+        }
+        #expect(parsed.source == vip && parsed.destination == client)
+        #expect(parsed.quotedSource == client && parsed.quotedSourcePort == 40000)
+        #expect(parsed.quotedDestination == vip && parsed.quotedDestinationPort == 80)
+        // The same error about the port of a server that is no NAT service's: dropped.
+        let other = PacketBuilder().ethernet(from: backMAC, to: server.mac).ipv4(from: client, to: server.address)
+            .tcp(sourcePort: 40000, destinationPort: 9999, flags: .syn).build()
+        #expect(forwarder.runReply(Self.icmpError(quoting: other, from: server.address, to: client, macs: (server.mac, gateway.mac))).0 == .drop)
+        #expect(forwarder.counter("drop_reply_not_from_nat_server") == 1)
+    }
+
+    @Test("direct routing: an ICMP error about the VIP's reply goes to the server unchanged but for the MACs")
+    func directRouting() {
+        var forwarder = makeTranslatingForwarder()
+        let syn = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+            .tcp(sourcePort: 40000, destinationPort: 443, flags: .syn).build()
+        _ = forwarder.run(syn)
+        let reply = PacketBuilder().ethernet(from: vipMAC, to: clientMAC).ipv4(from: vip, to: client)
+            .tcp(sourcePort: 443, destinationPort: 40000, flags: .ack).build()
+        let error = Self.icmpError(quoting: reply, from: Self.router, to: vip, macs: (clientMAC, vipMAC))
+        let (verdict, relayed) = forwarder.run(error)
+        guard case .transmitOnBack = verdict else {
+            Issue.record("not relayed: \(verdict)")
+            return
+        }
+        #expect(Array(relayed.dropFirst(12)) == Array(error.dropFirst(12)))
+    }
+
+    @Test("ICMP that is no error about TCP or UDP is passed over; a cut quote is malformed")
+    func otherICMP() {
+        var forwarder = makeTranslatingForwarder()
+        let echo = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+            .with { $0.transport = .other(protocolNumber: 1) }.payload([8, 0, 0xF7, 0xFF, 0, 0, 0, 0]).build()
+        #expect(forwarder.run(echo).0 == .drop)
+        #expect(forwarder.counter("passed_over_other_ip_protocol") == 1)
+        let reply = PacketBuilder().ethernet(from: vipMAC, to: clientMAC).ipv4(from: vip, to: client)
+            .tcp(sourcePort: 80, destinationPort: 40000, flags: .ack).build()
+        let cut = Array(Self.icmpError(quoting: reply, from: Self.router, to: vip, macs: (clientMAC, vipMAC)).dropLast(6))
+        var shortened = cut
+        shortened[16] = 0
+        shortened[17] = UInt8(cut.count - 14)   // the outer total length says so too
+        #expect(forwarder.run(shortened).0 == .drop)
+        #expect(forwarder.counter("malformed_truncated_icmp_error") == 1)
+    }
+}

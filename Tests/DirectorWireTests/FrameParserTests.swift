@@ -34,6 +34,10 @@ private let malformedFixtures: [MalformedFixture] = [
     .init(name: "UDP length beyond packet", frame: base.udp(sourcePort: 1, destinationPort: 53).with { $0.udpLengthOverride = 400 }.build(), reason: .badUDPLength),
     .init(name: "UDP length below header", frame: base.udp(sourcePort: 1, destinationPort: 53).with { $0.udpLengthOverride = 3 }.build(), reason: .badUDPLength),
     .init(name: "ARP body cut", frame: Array(PacketBuilder.arpRequest(from: clientMAC, senderAddress: client, for: vip).prefix(30)), reason: .truncatedARP),
+    .init(name: "ICMP error without the quoted ports", frame: base.with { $0.transport = .other(protocolNumber: 1) }
+        .payload([3, 4, 0, 0, 0, 0, 5, 120] + syn.build()[14..<(14 + 22)]).build(), reason: .truncatedICMPError),
+    .init(name: "ICMP error cut in its header", frame: base.with { $0.transport = .other(protocolNumber: 1) }.payload([11, 0, 0]).build(),
+          reason: .truncatedICMPError),
 ]
 
 @Suite("Frame parser")

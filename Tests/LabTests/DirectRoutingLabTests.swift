@@ -7,7 +7,7 @@ extension LabSuites {
     /// director binary.
     @Suite("Lab: one director in direct routing")
     struct DirectRoutingLabTests {
-        @Test("2,000 HTTP requests, wrr 1:2:3, a 50 MB download, no host-stack interference, entries expire")
+        @Test("2,000 HTTP requests, wrr 1:2:3, a 50 MB download, no host-stack interference, entries expire, path MTU discovery through the director")
         func directRouting() throws {
             let lab = Lab(prefix: "tdr")
             defer { lab.tearDown() }
@@ -75,6 +75,9 @@ extension LabSuites {
             let receivedByServers = try lab.tcpSegmentsAtRealServers() - serversBefore
             print("dr: director host TcpOutRsts +\((hostAfter["TcpOutRsts"] ?? 0) - (hostBefore["TcpOutRsts"] ?? 0)), IpForwDatagrams +\((hostAfter["IpForwDatagrams"] ?? 0) - (hostBefore["IpForwDatagrams"] ?? 0)); forwarded \(quiet["frames_forwarded"] ?? 0), real servers received \(receivedByServers)")
             #expect(UInt64(receivedByServers) == quiet["frames_forwarded"], "real servers received \(receivedByServers), director forwarded \(quiet["frames_forwarded"] ?? 0)")
+            // Direct routing's servers answer from the VIP: a router's ICMP errors about those answers
+            // come to the director, which passes them on to the connection's server.
+            try NATLabTests.checkPathMTUDiscovery(lab, directors: [director], "dr")
             #expect(director.stop() == 0, "the director stops cleanly on SIGTERM")
             let guardLeft = try lab.inNamespace(lab.directorNamespace(0), ["nft", "list", "tables"]).output
             #expect(!guardLeft.contains("director_front"), "the host-stack guard is removed on stop")

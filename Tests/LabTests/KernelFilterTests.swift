@@ -40,15 +40,26 @@ extension LabSuites {
         /// One SYN per flow, plus an ARP request, sent on kf0. A frame the ring refuses (full, on
         /// a busy machine) is offered again rather than lost.
         /// `asReplies`: each flow's NAT reply instead, from a real server to the client endpoint.
-        func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress, asReplies: Bool = false) {
+        /// `asICMPErrors`: an ICMP error about each flow instead, from the side the frames come
+        /// from (a router on the clients' side quoting a reply to the client; a real server
+        /// quoting a packet from the client).
+        func sendFlows(_ transmit: inout PacketTransmitRing, to destination: MACAddress, asReplies: Bool = false, asICMPErrors: Bool = false) {
             var frames = KernelFilterTests.flows.map { flow in
-                asReplies
-                    ? PacketBuilder().ethernet(from: MACAddress("02:00:00:00:02:0b")!, to: destination)
-                        .ipv4(from: IPv4Address(198, 18, 2, 11), to: flow.address)
-                        .tcp(sourcePort: 8080, destinationPort: flow.port, flags: [.syn, .ack]).build()
-                    : PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
-                        .ipv4(from: flow.address, to: IPv4Address(198, 18, 0, 100))
-                        .tcp(sourcePort: flow.port, destinationPort: 80, flags: .syn).build()
+                let reply = PacketBuilder().ethernet(from: MACAddress("02:00:00:00:02:0b")!, to: destination)
+                    .ipv4(from: IPv4Address(198, 18, 2, 11), to: flow.address)
+                    .tcp(sourcePort: 8080, destinationPort: flow.port, flags: [.syn, .ack]).build()
+                let request = PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
+                    .ipv4(from: flow.address, to: asReplies ? IPv4Address(198, 18, 2, 11) : IPv4Address(198, 18, 0, 100))
+                    .tcp(sourcePort: flow.port, destinationPort: asReplies ? 8080 : 80, flags: .syn).build()
+                guard asICMPErrors else { return asReplies ? reply : request }
+                // Quoting: from the clients' side a packet to the client, from the back one from it.
+                let quoted = asReplies ? request : PacketBuilder().ethernet(from: destination, to: destination)
+                    .ipv4(from: IPv4Address(198, 18, 0, 100), to: flow.address)
+                    .tcp(sourcePort: 80, destinationPort: flow.port, flags: .ack).build()
+                let body: [UInt8] = [3, 4, 0, 0, 0, 0, 5, 120] + Array(quoted[14..<42])
+                return PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: destination)
+                    .ipv4(from: IPv4Address(198, 18, 0, 1), to: asReplies ? flow.address : IPv4Address(198, 18, 0, 100))
+                    .with { $0.transport = .other(protocolNumber: 1) }.payload(body).build()
             }
             frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
             for frame in frames {
@@ -78,6 +89,9 @@ extension LabSuites {
                     case .ipv4(let flow):
                         // The client endpoint: the source of a client's frame, the destination of a reply.
                         flows.insert(flow.sourcePort == 8080 ? "\(flow.destination):\(flow.destinationPort)" : "\(flow.source):\(flow.sourcePort)")
+                    case .icmpError(let error):
+                        flows.insert(error.quotedDestinationPort == 8080 ? "\(error.quotedSource):\(error.quotedSourcePort)"
+                                                                         : "\(error.quotedDestination):\(error.quotedDestinationPort)")
                     case .arp: arp += 1
                     default: break
                     }
@@ -106,6 +120,10 @@ extension LabSuites {
                         let received = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
                         #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
                         #expect(received.arp == 1, "ARP passes whatever the ownership")
+                        // ICMP errors about replies to the clients: the quoted destination's bucket.
+                        sendFlows(&transmit, to: destination, asICMPErrors: true)
+                        let errors = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
+                        #expect(errors.flows == expected, "ICMP errors: \(errors.flows.symmetricDifference(expected).count) flows disagree")
                     }
                 }
             }
@@ -127,18 +145,23 @@ extension LabSuites {
                     sendFlows(&transmit, to: gateway, asReplies: true)
                     // Not to the gateway MAC: nobody's reply.
                     sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac, asReplies: true)
-                    func check(_ worker: Int, _ receive: inout PacketReceiveRing) {
+                    func check(_ worker: Int, _ receive: inout PacketReceiveRing, arp: Int = 2) {
                         let expected = Set(KernelFilterTests.flows.filter {
                             let bucket = KernelFilterTests.bucket($0)
                             return ownership.owns(bucket) && Int(bucket) % 3 == worker
                         }.map { "\($0.address):\($0.port)" })
-                        let received = drain(&receive, expectedFlows: expected.count, expectedARP: worker == 0 ? 2 : 0)
+                        let received = drain(&receive, expectedFlows: expected.count, expectedARP: worker == 0 ? arp : 0)
                         #expect(received.flows == expected, "worker \(worker): \(received.flows.symmetricDifference(expected).count) flows disagree")
-                        #expect(received.arp == (worker == 0 ? 2 : 0), "worker \(worker) got \(received.arp) ARP frames")
+                        #expect(received.arp == (worker == 0 ? arp : 0), "worker \(worker) got \(received.arp) ARP frames")
                     }
                     check(0, &ring0)
                     check(1, &ring1)
                     check(2, &ring2)
+                    // ICMP errors from the servers' side about the clients' packets: the quoted source's bucket.
+                    sendFlows(&transmit, to: gateway, asReplies: true, asICMPErrors: true)
+                    check(0, &ring0, arp: 1)
+                    check(1, &ring1, arp: 1)
+                    check(2, &ring2, arp: 1)
                     // A new ownership replaces the filter in place.
                     try ReplyFilter.attach(.none(KernelFilterTests.bucketCount), gatewayMAC: gateway, worker: 0, workers: 3, to: ring0.socket)
                     sendFlows(&transmit, to: gateway, asReplies: true)
@@ -161,6 +184,10 @@ extension LabSuites {
                     let odd = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 1 }.map { "\($0.address):\($0.port)" })
                     let atFirst = drain(&first, expectedFlows: even.count, expectedARP: 1)
                     let atSecond = drain(&second, expectedFlows: odd.count)
+                    // ICMP errors about replies to the clients follow their flows.
+                    sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac, asICMPErrors: true)
+                    #expect(drain(&first, expectedFlows: even.count, expectedARP: 1).flows == even)
+                    #expect(drain(&second, expectedFlows: odd.count).flows == odd)
                     // The kernel numbers group members in the order they joined.
                     #expect(atFirst.flows == even)
                     #expect(atSecond.flows == odd)

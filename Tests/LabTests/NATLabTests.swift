@@ -58,6 +58,8 @@ extension LabSuites {
                 #expect(try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: client) == expected, "the 64 MiB file arrives intact from \(client)")
             }
 
+            try NATLabTests.checkPathMTUDiscovery(lab, directors: [a, b], "nat")
+
             // Neither director host's own stack forwarded or answered a frame of the flows.
             for index in 0..<2 {
                 let after = try lab.snmpCounters(lab.directorNamespace(index))
@@ -68,6 +70,25 @@ extension LabSuites {
             #expect(try b.stats()["arp_replies_sent"] == 0)
             let neighbour = try lab.inNamespace(lab.realServerNamespace(0), ["ip", "neigh", "show", Lab.natGatewayAddress]).output
             #expect(neighbour.contains(Lab.natGatewayMAC), "rs1's entry for the gateway: \(neighbour)")
+        }
+
+        /// The router's link to the clients gets an MTU of 1,400: the servers' full-size segments
+        /// no longer fit it, the router says so to the VIP ("fragmentation needed"), and the
+        /// directors must pass that on to the connection's server, translated, or the downloads
+        /// hang (a path MTU black hole).
+        static func checkPathMTUDiscovery(_ lab: Lab, directors: [LabDirector], _ name: String) throws {
+            try lab.inNamespace(lab.routerNamespace, ["ip", "link", "set", "client", "mtu", "1400"])
+            defer { _ = try? lab.inNamespace(lab.routerNamespace, ["ip", "link", "set", "client", "mtu", "1500"]) }
+            let expected = try lab.sha256(of: Lab.mediumFileName)
+            let before = try directors.map { try $0.stats()["icmp_errors_relayed"] ?? 0 }.reduce(0, +)
+            var intact = 0
+            for client in Lab.clientAddresses {
+                if try lab.downloadSHA256(path: "/" + Lab.mediumFileName, from: client) == expected { intact += 1 }
+            }
+            let relayed = try directors.map { try $0.stats()["icmp_errors_relayed"] ?? 0 }.reduce(0, +) - before
+            print("\(name), path MTU 1400 on the clients' side: \(intact)/\(Lab.clientAddresses.count) downloads intact, \(relayed) ICMP errors relayed")
+            #expect(intact == Lab.clientAddresses.count, "every download through the narrow link completes")
+            #expect(relayed >= 1, "the router's \"fragmentation needed\" reached the servers through the directors")
         }
 
         @Test("rr: 200 downloads across SIGKILL of a director, its return and a cut crossover: none broken")
