@@ -122,12 +122,19 @@ struct ComparisonReport {
                 verdict(extra <= 1.1, String(format: "%@: CPU per frame at %@ at most 10 %% above the TPACKET_V3 ring's: %+.0f %%",
                                               DeviceKind.directorLowLatency.title, ComparisonReport.rateName(rate), (extra - 1) * 100))
             }
+            if rate == 200_000, let value = ratio(.cpuPerFrame, rate, of: .directorNAT, to: .nftablesDNAT) {
+                verdict(value <= 1.0, String(format: "%@: CPU per forwarded frame at %@ ≤ 1.0× conntrack DNAT's: %.2f×", DeviceKind.directorNAT.title,
+                                              ComparisonReport.rateName(rate), value))
+            }
             if rate == 200_000 {
                 for device in directors {
                     let loss = runs(device, rate).map(\.loss).max() ?? 0
                     verdict(loss == 0, String(format: "%@: no loss at 200k pps: %.3f %% at most", device.title, loss * 100))
                 }
             }
+        }
+        if let value = ratio(.forwardedRate, 0, of: .directorNAT, to: .nftablesDNAT) {
+            verdict(value >= 1.0, String(format: "%@: peak forwarded pps ≥ conntrack DNAT's: %.2f×", DeviceKind.directorNAT.title, value))
         }
         if let value = ratio(.forwardedRate, 0, to: .nftablesForward) {
             verdict(value >= 0.6, String(format: "peak forwarded pps ≥ 0.6× nftables DR's: %.2f×%@", value,

@@ -11,6 +11,9 @@ enum DeviceKind: String, CaseIterable, Sendable {
     case director
     /// The same with the low-latency TPACKET_V2 receive ring.
     case directorLowLatency = "director-v2"
+    /// The director translating (forwarding: nat), the job conntrack DNAT does: the destination
+    /// address becomes the real server's, checksums follow.
+    case directorNAT = "director-nat"
     /// Another build of the director (`compare --baseline PATH`, an earlier release say) with its
     /// own defaults: the same run tells whether this one costs more.
     case baseline
@@ -23,21 +26,22 @@ enum DeviceKind: String, CaseIterable, Sendable {
         switch self {
         case .director: "director (DR, mh, TPACKET_V3 ring)"
         case .directorLowLatency: "director (DR, mh, TPACKET_V2 ring)"
+        case .directorNAT: "director (NAT, mh, TPACKET_V3 ring)"
         case .baseline: "director, baseline build"
         case .nftablesForward: "nftables netdev fwd (DR)"
         case .nftablesDNAT: "nftables conntrack DNAT"
         }
     }
 
-    var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT ? .destinationNAT : .directRouting }
+    var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT || self == .directorNAT ? .destinationNAT : .directRouting }
 
-    var isDirector: Bool { self == .director || self == .directorLowLatency || self == .baseline }
+    var isDirector: Bool { self == .director || self == .directorLowLatency || self == .directorNAT || self == .baseline }
 
     /// The receive ring the director runs with, as its config says it: the format's defaults,
     /// or the fields of `custom` (e.g. "block_size: 262144, block_count: 32").
     func receiveRingConfig(_ custom: String?) -> String {
         switch (self, custom) {
-        case (.baseline, _), (.director, nil): ""   // the build's own defaults
+        case (.baseline, _), (.director, nil), (.directorNAT, nil): ""   // the build's own defaults
         case (.directorLowLatency, _): "  receive_ring: { format: tpacket_v2\(custom.map { ", " + $0 } ?? "") }\n"
         default: "  receive_ring: { format: tpacket_v3, \(custom!) }\n"
         }
@@ -71,7 +75,8 @@ final class DeviceUnderTest {
         let transport = plan.pattern == .udp ? "udp" : "tcp"
         let servers = PerformanceLab.realServers
         switch kind {
-        case .director, .directorLowLatency, .baseline:
+        case .director, .directorLowLatency, .directorNAT, .baseline:
+            let translates = kind == .directorNAT
             let director = try LabDirector(namespace: lab.deviceNamespace, directory: lab.stateDirectory + "/director") { controlSocket in
                 """
                 director:
@@ -81,12 +86,14 @@ final class DeviceUnderTest {
                   connection_capacity: \(connectionCapacity)
                   control_socket: \(controlSocket)
                   hide_frames_from_host: true
-                """ + "\n" + kind.receiveRingConfig(receiveRing) + """
+                """ + "\n" + kind.receiveRingConfig(receiveRing)
+                    + (translates ? "  nat_gateway: { address: \(PerformanceLab.natGatewayAddress) }\n" : "") + """
                 services:
                   - address: \(PerformanceLab.virtualAddress)
                     port: \(plan.destinationPort)
                     protocol: \(transport)
                     scheduler: mh
+                    forwarding: \(translates ? "nat" : "dr")
                     real_servers:
                 """ + "\n" + servers.map { "      - { address: \($0.address), weight: 1, mac: \($0.mac) }\n" }.joined()
             }

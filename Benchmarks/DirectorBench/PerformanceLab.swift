@@ -25,6 +25,8 @@ struct PerformanceLab {
         (MACAddress(rawValue: 0x02_18_00_00_02_0b + UInt64($0)), IPv4Address(198, 18, 2, UInt8(11 + $0)))
     }
     static let virtualAddress = "198.18.0.100"
+    /// The NAT device's gateway address on the sink's side (the one-way traffic has no replies).
+    static let natGatewayAddress = "198.18.2.254"
 
     let prefix: String
     var generatorNamespace: String { "\(prefix)-gen" }

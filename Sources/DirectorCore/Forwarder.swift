@@ -430,7 +430,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         // The peer's flow, answered here first: it is this worker's now (its client's next frame
         // would say the same).
         if table[slot].isReplica { takeOver(slot: slot, now: now, from: clientSideMAC) }
-        traffic.countPacket(server: source.server, service: services.statisticsID(ofService: source.service), bytes: flow.packetLength)
+        // The traffic counters count what comes in from clients (ipvsadm's InPkts); a reply is
+        // counted as forwarded only (`replies_forwarded`).
         DirectRouting.rewrite(&frame, to: clientSideMAC, from: settings.virtualMAC)
         NetworkAddressTranslation.rewriteSource(&frame, of: flow, to: service.address, port: service.port, checksumPending: checksumPending)
         let checksumField = flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset

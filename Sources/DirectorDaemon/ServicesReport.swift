@@ -89,22 +89,24 @@ struct ServicesReport: Codable, Sendable, Equatable {
             case .stats: lines.append(ServicesReport.columns(head, ServicesReport.totals(service.stats)))
             case .rate: lines.append(ServicesReport.columns(head, ServicesReport.perSecond(service.rates)))
             }
-            for server in service.realServers { lines.append(line(server, view)) }
+            // ipvsadm's names for the methods.
+            let method = service.forwarding == ForwardingMethod.nat.rawValue ? "Masq" : "Route"
+            for server in service.realServers { lines.append(line(server, view, method: method)) }
         }
         if !retired.isEmpty {
             lines.append("Removed by a reload (their connections go on until they end):")
-            for server in retired { lines.append(line(server, view)) }
+            for server in retired { lines.append(line(server, view, method: "-")) }
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    private func line(_ server: Server, _ view: View) -> String {
+    private func line(_ server: Server, _ view: View, method: String) -> String {
         let head = "  -> \(server.name)"
         switch view {
         case .connections:
             let health = server.health == "up" || server.health == "down"
                 ? "\(server.health) (here \(server.healthHere ?? "-"), peer \(server.healthPeer ?? "-"))" : server.health
-            return "\(head)  Route   \(server.weight)  \(server.activeConnections) \(server.inactiveConnections)  \(server.mac ?? "unresolved")  \(health)"
+            return "\(head)  \(method)   \(server.weight)  \(server.activeConnections) \(server.inactiveConnections)  \(server.mac ?? "unresolved")  \(health)"
         case .stats: return ServicesReport.columns(head, ServicesReport.totals(server.stats))
         case .rate: return ServicesReport.columns(head, ServicesReport.perSecond(server.rates))
         }
