@@ -42,7 +42,7 @@ public final class CounterBoard: @unchecked Sendable {
             case .changesRemoved: ("director_connection_changes_total", ("kind", "removed"), .counter, Gauge.changesHelp)
             case .changesRefreshed: ("director_connection_changes_total", ("kind", "refreshed"), .counter, Gauge.changesHelp)
             case .syncRingFull: ("director_sync_ring_full_total", nil, .counter, "Table changes lost because the worker's ring to the sync thread was full (the peer resyncs).")
-            case .receiveRingBytes: ("director_receive_ring_bytes", nil, .gauge, "Memory of the worker's receive ring.")
+            case .receiveRingBytes: ("director_receive_ring_bytes", nil, .gauge, "Memory of the worker's receive rings (the front's, and with NAT the back's).")
             case .frontLinkDownEvents: ("director_front_link_down_events_total", nil, .counter, "Times the front interface went down under the worker.")
             case .receiveErrors: ("director_receive_errors_total", nil, .counter, "Other errors of the receive socket.")
             case .transmitErrorsNetworkDown: ("director_transmit_errors_total", ("kind", "network_down"), .counter, Gauge.transmitHelp)

@@ -182,7 +182,7 @@ final class Worker: @unchecked Sendable {
             var forwarder = Forwarder(table: table, services: snapshots.snapshot, settings: plan.settings, changes: SyncFeed(ring: link?.outbound))
             board.publish(worker: plan.index, gauge: .tableCapacity, UInt64(plan.tableCapacity))
             board.publish(worker: plan.index, gauge: .numaNode, UInt64(plan.placement.node ?? 0))
-            board.publish(worker: plan.index, gauge: .receiveRingBytes, UInt64(plan.receiveRing.byteCount))
+            board.publish(worker: plan.index, gauge: .receiveRingBytes, UInt64(plan.receiveRing.byteCount * (replies == nil ? 1 : 2)))
             startup.withLock { $0 = "" }
             loop(&receive, &transmit, &replies, &frontTransmit, &forwarder)
         } catch {
@@ -283,7 +283,7 @@ final class Worker: @unchecked Sendable {
                 // when the count matters.
                 if now >= nextDropRead {
                     nextDropRead = now + Worker.dropReadIntervalMilliseconds
-                    ringDrops &+= receive.takeDropCount()
+                    ringDrops &+= receive.takeDropCount() &+ (replies?.takeDropCount() ?? 0)
                     board.publish(worker: plan.index, gauge: .ringDrops, ringDrops)
                 }
                 if now >= nextTrafficPublish {

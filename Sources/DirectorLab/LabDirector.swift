@@ -53,6 +53,9 @@ public final class LabDirector: @unchecked Sendable {
         /// The service's forwarding method: "dr", or "nat" (to `Lab.translatedPort`, through the
         /// lab's NAT gateway; the lab must route through the directors).
         public var forwarding = "dr"
+        /// A second service beside the first: VIP:`Lab.translatedPort` translated (NAT) to each
+        /// server's own `Lab.translatedPort`, so one pair runs both methods at once.
+        public var addsTranslatedService = false
         public init() {}
     }
 
@@ -94,7 +97,7 @@ public final class LabDirector: @unchecked Sendable {
 
         """
         if let listen = settings.metricsListen { text += "  metrics_listen: \(listen)\n" }
-        if settings.forwarding == "nat" {
+        if settings.forwarding == "nat" || settings.addsTranslatedService {
             text += "  nat_gateway: { address: \(Lab.natGatewayAddress), mac: \"\(Lab.natGatewayMAC)\" }\n"
         }
         if let notify = settings.notifyCommand {
@@ -129,6 +132,12 @@ public final class LabDirector: @unchecked Sendable {
         text += "    real_servers:\n"
         for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
             text += "      - { address: \(Lab.realServerAddress(server))\(port), weight: \(settings.weights[server % settings.weights.count]) }\n"
+        }
+        if settings.addsTranslatedService {
+            text += "  - address: \(Lab.virtualAddress)\n    port: \(Lab.translatedPort)\n    scheduler: \(settings.scheduler)\n    forwarding: nat\n    real_servers:\n"
+            for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
+                text += "      - { address: \(Lab.realServerAddress(server)), port: \(Lab.translatedPort) }\n"
+            }
         }
         return text
     }

@@ -139,6 +139,13 @@ public struct PacketReceiveRing: ~Copyable {
             poll(buffer.baseAddress!.assumingMemoryBound(to: pollfd.self), 3, timeoutMilliseconds)
         }
         readable = other >= 0 && descriptors.1.revents & Int16(POLLIN) != 0
+        // The other ring's socket error (its interface went down) is read here too, or every
+        // later poll would return at once; that ring's frames resume when the interface is back.
+        if extra >= 0 && descriptors.2.revents & Int16(POLLERR) != 0 {
+            var code: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(extra, SOL_SOCKET, SO_ERROR, &code, &length)
+        }
         if nextIsReady { return .ready }
         if descriptors.0.revents & Int16(POLLERR) != 0 {
             var code: Int32 = 0

@@ -91,6 +91,38 @@ extension LabSuites {
             #expect(relayed >= 1, "the router's \"fragmentation needed\" reached the servers through the directors")
         }
 
+        @Test("both methods in one pair: DR on VIP:80 and NAT on VIP:8080 share the servers (which route by source); both go on through a director's death")
+        func bothMethods() throws {
+            var settings = LabDirector.Settings()
+            settings.addsTranslatedService = true
+            let lab = Lab(prefix: "tnb", directors: 2, routesThroughDirectors: true)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            settings.scheduler = "mh"
+            let directors = try lab.startPair(settings: settings)
+            let (a, b) = (directors[0], directors[1])
+            defer { a.stop(); b.stop() }
+            func served(_ label: String) throws -> (direct: Int, translated: Int) {
+                nonisolated(unsafe) var outputs = [String](repeating: "", count: 4)
+                DispatchQueue.concurrentPerform(iterations: 4) { index in
+                    let path = index % 2 == 0 ? "/whoami" : ":\(Lab.translatedPort)/whoami"
+                    outputs[index] = (try? lab.fetchMany(path: path, count: 200, from: Lab.clientAddresses[index], parallel: 8)) ?? ""
+                }
+                let counts = outputs.map { $0.split(separator: "\n").filter { $0 == "code=200" }.count }
+                let result = (counts[0] + counts[2], counts[1] + counts[3])
+                print("both methods, \(label): \(result.0)/400 direct-routed and \(result.1)/400 translated requests succeeded")
+                return result
+            }
+            let before = try served("the pair")
+            #expect(before.direct == 400 && before.translated == 400)
+            let statsA = try a.stats(), statsB = try b.stats()
+            #expect((statsA["replies_forwarded"] ?? 0) > 0 && (statsB["replies_forwarded"] ?? 0) > 0, "both directors translated replies")
+            _ = a.kill9()
+            try waitUntil(seconds: 2, "B takes every bucket") { try b.buckets("show").contains("owns 1024 of 1024") }
+            let after = try served("B alone")
+            #expect(after.direct == 400 && after.translated == 400)
+        }
+
         @Test("rr: 200 downloads across SIGKILL of a director, its return and a cut crossover: none broken")
         func failover() throws {
             let (lab, a, b) = try startPair(prefix: "tnf", scheduler: "rr", settings: NATLabTests.settings)
