@@ -44,8 +44,6 @@ public final class ServiceTable: Sendable {
     /// its replies, to the service it serves and its id; -1 = empty.
     private let replyIndex: [Int32]
     private let replySources: [(key: UInt64, service: Int32, server: UInt16)]
-    /// Whether any service translates: only then do workers read the back interface.
-    public let hasTranslatingServices: Bool
 
     public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
                 resetting: Set<UInt16> = []) {
@@ -82,14 +80,14 @@ public final class ServiceTable: Sendable {
         serverAddresses = addresses
         serverPorts = ports
         translating = services.map { $0.forwarding == .nat }
-        hasTranslatingServices = translating.contains(true)
         // A real server's endpoint names one NAT service (the configuration checks it): its
         // replies carry no VIP, so the endpoint is what finds the service. The first one wins.
         var sources: [(key: UInt64, service: Int32, server: UInt16)] = []
+        var seen = Set<UInt64>()
         for (position, service) in services.enumerated() where service.forwarding == .nat {
             for server in service.pool {
                 let key = ServiceTable.packedKey(server.address, server.port, service.transport)
-                if !sources.contains(where: { $0.key == key }) { sources.append((key, Int32(position), server.id)) }
+                if seen.insert(key).inserted { sources.append((key, Int32(position), server.id)) }
             }
         }
         var replySize = 16
