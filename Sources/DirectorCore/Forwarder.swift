@@ -116,6 +116,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Processes one frame received on the front interface at monotonic time `now` (ms).
     /// `checksumPending`: the sender left the transport checksum to offload (see `TransportChecksum`).
     public mutating func process(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false) -> Verdict {
+        // The same steps as `processReply`'s, written out: a shared helper returning the parsed
+        // frame cost 22 instructions a frame in copies (callgrind, pipeline-benchmark --quick).
         counters[.framesReceived] &+= 1
         counters[.bytesReceived] &+= UInt64(frame.byteCount)
         switch FrameParser.parse(frame.bytes) {
@@ -374,9 +376,14 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         guard message.operation == .request, settings.answersARP, services.isVirtualAddress(message.targetAddress) else {
             return drop(.arpNotForVirtualAddress)
         }
+        return reply(to: message, &frame, from: settings.virtualMAC)
+    }
+
+    /// Rewrites an ARP request into the reply "`message.targetAddress` is at `mac`".
+    private mutating func reply(to message: ARPMessage, _ frame: inout MutableRawSpan, from mac: MACAddress) -> Verdict {
         guard let length = ARPCodec.write(
-            operation: .reply, into: &frame, ethernetDestination: message.senderMAC, ethernetSource: settings.virtualMAC,
-            vlanID: message.vlanID, senderMAC: settings.virtualMAC, senderAddress: message.targetAddress,
+            operation: .reply, into: &frame, ethernetDestination: message.senderMAC, ethernetSource: mac,
+            vlanID: message.vlanID, senderMAC: mac, senderAddress: message.targetAddress,
             targetMAC: message.senderMAC, targetAddress: message.senderAddress)
         else { return drop(.arpNotForVirtualAddress) }
         counters[.arpRepliesSent] &+= 1
@@ -470,13 +477,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
               message.targetAddress == gateway.address else {
             return drop(.arpNotForVirtualAddress)
         }
-        guard let length = ARPCodec.write(
-            operation: .reply, into: &frame, ethernetDestination: message.senderMAC, ethernetSource: gateway.mac,
-            vlanID: message.vlanID, senderMAC: gateway.mac, senderAddress: gateway.address,
-            targetMAC: message.senderMAC, targetAddress: message.senderAddress)
-        else { return drop(.arpNotForVirtualAddress) }
-        counters[.arpRepliesSent] &+= 1
-        return .answer(length: length)
+        return reply(to: message, &frame, from: gateway.mac)
     }
 
     /// Where replies go when this worker has not seen a client frame yet (the peer's next hop,
