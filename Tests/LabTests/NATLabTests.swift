@@ -123,6 +123,35 @@ extension LabSuites {
             #expect(after.direct == 400 && after.translated == 400)
         }
 
+        @Test("the back interface down for 2 s (the replies' ring loses its link): no worker spins, NAT requests go through again after link-up")
+        func backInterfaceDown() throws {
+            let lab = Lab(prefix: "tnd", routesThroughDirectors: true)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            let director = try LabDirector(lab: lab, settings: NATLabTests.settings)
+            defer { director.stop() }
+            try director.start()
+            func succeeded(_ count: Int) -> Int {
+                ((try? lab.fetchMany(path: "/whoami", count: count, from: Lab.clientAddresses[0], parallel: 4)) ?? "")
+                    .split(separator: "\n").filter { $0 == "code=200" }.count
+            }
+            #expect(succeeded(100) == 100)
+            let pid = try #require(director.processID)
+            let cpuAtStart = try PromiseUnderStressLabTests.cpuSeconds(pid)
+            usleep(2_000_000)
+            let cpuBefore = try PromiseUnderStressLabTests.cpuSeconds(pid)
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "back", "down"])
+            usleep(2_000_000)
+            let cpuWhileDown = try PromiseUnderStressLabTests.cpuSeconds(pid) - cpuBefore
+            try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "back", "up"])
+            try waitUntil(seconds: 10, "NAT requests succeed again") { succeeded(10) == 10 }
+            let after = succeeded(100)
+            print(String(format: "nat, back down 2 s: %.2f s of CPU while down (%.2f s in 2 s before); %d/100 requests after link-up",
+                         cpuWhileDown, cpuBefore - cpuAtStart, after))
+            #expect(cpuWhileDown < (cpuBefore - cpuAtStart) + 0.3, "something spun while the back interface was down")
+            #expect(after == 100)
+        }
+
         @Test("rr: 200 downloads across SIGKILL of a director, its return and a cut crossover: none broken")
         func failover() throws {
             let (lab, a, b) = try startPair(prefix: "tnf", scheduler: "rr", settings: NATLabTests.settings)
