@@ -58,6 +58,7 @@ extension SyncThread {
     /// holds is passed in the same turn.
     func continueHandover() {
         if takeAllPending { takeAll() }
+        if releaseAllPending { releaseAll() }
         for _ in 0..<4 where advanceHandover() {}
     }
 
@@ -180,8 +181,8 @@ extension SyncThread {
                 try director.setOwnership(all)
             } catch {
                 let now = director_monotonic_nanoseconds()
-                if now - lastTakeAllFailureLog >= 1_000_000_000 {
-                    lastTakeAllFailureLog = now
+                if now - lastFilterRetryLog >= 1_000_000_000 {
+                    lastFilterRetryLog = now
                     Log.error("sync: taking every bucket failed: \(error); retrying every turn")
                 }
                 return
@@ -200,6 +201,7 @@ extension SyncThread {
     func enterOrLeaveFault(_ fault: String?) {
         guard let fault else {
             Log.info("sync: fit to serve again")
+            releaseAllPending = false
             session.setFault(false)
             return
         }
@@ -210,11 +212,23 @@ extension SyncThread {
             Log.warning("sync: \(fault); no live peer to take over, so this dispatcher keeps its buckets")
             return
         }
+        Log.warning("sync: \(fault); stops accepting every bucket for the peer to take")
+        releaseAllPending = true
+        releaseAll()
+    }
+
+    /// Stops accepting every bucket (in fault, beside a live peer); retried every turn until the
+    /// filters take it.
+    private func releaseAll() {
         do {
             try director.setOwnership(.none(director.configuration.bucketCount))
-            Log.warning("sync: \(fault); stopped accepting every bucket for the peer to take")
+            releaseAllPending = false
         } catch {
-            Log.error("sync: \(fault); releasing every bucket failed: \(error)")
+            let now = director_monotonic_nanoseconds()
+            if now - lastFilterRetryLog >= 1_000_000_000 {
+                lastFilterRetryLog = now
+                Log.error("sync: releasing every bucket failed: \(error); retrying every turn")
+            }
         }
     }
 }

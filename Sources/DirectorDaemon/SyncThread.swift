@@ -83,7 +83,11 @@ final class SyncThread: @unchecked Sendable {
     /// Every bucket is to be taken (the peer died, or never came) and the filter change has not
     /// succeeded yet: retried every turn.
     var takeAllPending = false
-    var lastTakeAllFailureLog: UInt64 = 0
+    var lastFilterRetryLog: UInt64 = 0
+    /// Unfit to serve beside a live peer, this dispatcher lets go of every bucket, and the filter
+    /// change has not succeeded yet: retried every turn (the peer takes everything meanwhile, so
+    /// both would accept them).
+    var releaseAllPending = false
     /// The latest heartbeat handed to the session (its arrival time), and the fault seen last.
     private var heartbeatSeen: UInt64 = 0
     private var faultSeen: String?

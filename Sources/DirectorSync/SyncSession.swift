@@ -268,11 +268,13 @@ public struct SyncSession: ~Copyable {
     }
 
     /// Enters or leaves the fault state (see `isInFault`). Leaving it while no live peer serves
-    /// the buckets, this dispatcher takes them all.
+    /// the buckets (it died, or none came within the start-up grace), this dispatcher takes them
+    /// all. Beside a live peer it asks for its share, even if it once served alone: taking
+    /// everything then would have both accept the peer's buckets.
     public mutating func setFault(_ fault: Bool) {
         guard fault != isInFault else { return }
         isInFault = fault
-        if !fault, peer == .dead || tookAllAlone { events.append(.takeAll) }
+        if !fault, peer == .dead || (peer == .unknown && tookAllAlone) { events.append(.takeAll) }
     }
 
     private mutating func checkLiveness(now: UInt64) {

@@ -111,6 +111,32 @@ struct SyncUnderStressTests {
         #expect(pair.unservedBucketSteps <= 32, "the handback left the buckets unserved for at most a step")
     }
 
+    @Test("a dispatcher that once served alone, fit again beside a live peer, asks for its share: it never takes the peer's buckets")
+    func faultAfterServingAlone() {
+        var pair = SimulatedPair(startB: false)
+        pair.step(milliseconds: 1_100)
+        #expect(pair.a.ownership == .all(64), "no peer within the start-up grace: A serves everything")
+        pair.b = SimulatedNode(id: 2, peer: 1, share: .evenShare(64, node: 1, of: 2), now: pair.now, incarnation: 2)
+        pair.step(milliseconds: 300)
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare)
+        pair.a.silent = true
+        pair.a.session.setFault(true)
+        pair.a.ownership = .none(64)
+        pair.step(milliseconds: 100)
+        #expect(pair.b.ownership == .all(64), "B declared A dead and serves everything")
+        pair.a.silent = false
+        let eventsBefore = pair.a.events.count
+        pair.a.session.setFault(false)
+        var mostServedTwice = 0
+        for _ in 0..<300 {
+            pair.step()
+            mostServedTwice = max(mostServedTwice, pair.a.ownership.intersection(pair.b.ownership).ownedCount)
+        }
+        #expect(!pair.a.events[eventsBefore...].contains(.takeAll), "A asked for its share instead of taking everything")
+        #expect(mostServedTwice == 0, "no bucket was accepted by both: \(mostServedTwice) at most")
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare)
+    }
+
     @Test("a heartbeat on the sync channel, or anything else on the liveness channel, is refused")
     func channelsStayApart() {
         let codec = SyncCodec(key: key)!
