@@ -16,6 +16,15 @@ import DirectorWire
 ///     x ^= x >> 16
 ///
 /// (the finaliser is Chris Wellons' "lowbias32" integer hash: every input bit moves every output bit).
+///
+/// An IPv6 address is first folded into 32 bits, then goes through the same function:
+///
+///     a = w0;  a = a * 0x9E3779B1 ^ w1;  a = a * 0x9E3779B1 ^ w2;  a = a * 0x9E3779B1 ^ w3
+///
+/// with w0…w3 its four 32-bit words, first word first. Each step is a bijection of `a` (the
+/// multiplier is odd), so any two addresses that differ in one word fold differently; and an
+/// address whose first 96 bits are zero folds to its last word, so ::198.18.1.10 shares
+/// 198.18.1.10's bucket.
 public enum ClientBucket {
     public static let portMultiplier: UInt32 = 0x9E37_79B1
     public static let firstMultiplier: UInt32 = 0x7FEB_352D
@@ -30,6 +39,26 @@ public enum ClientBucket {
         x &*= secondMultiplier
         x ^= x >> 16
         return x
+    }
+
+    @inlinable @inline(__always)
+    public static func fold(_ address: IPv6Address) -> UInt32 {
+        let words = address.words
+        var a = words.0
+        a = a &* portMultiplier ^ words.1
+        a = a &* portMultiplier ^ words.2
+        a = a &* portMultiplier ^ words.3
+        return a
+    }
+
+    @inlinable @inline(__always)
+    public static func hash(address: IPv6Address, port: UInt16) -> UInt32 {
+        hash(address: IPv4Address(rawValue: fold(address)), port: port)
+    }
+
+    @inlinable @inline(__always)
+    public static func bucket(address: IPv6Address, port: UInt16, bucketCount: UInt32) -> UInt32 {
+        hash(address: address, port: port) & (bucketCount &- 1)
     }
 
     /// The bucket among `bucketCount` (a power of two).

@@ -127,6 +127,9 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return answer(message, &frame)
         case .icmpError(let error):
             return relayToServer(error, &frame)
+        case .ipv6, .icmpv6Error, .neighborSolicitation:
+            counters[passedOver: .ipv6] &+= 1
+            return .drop
         case .passedOver(let reason):
             counters[passedOver: reason] &+= 1
             return .drop
@@ -410,6 +413,9 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return answerForGateway(message, &frame)
         case .icmpError(let error):
             return relayToClient(error, &frame)
+        case .ipv6, .icmpv6Error, .neighborSolicitation:
+            counters[passedOver: .ipv6] &+= 1
+            return .drop
         case .passedOver(let reason):
             counters[passedOver: reason] &+= 1
             return .drop

@@ -22,6 +22,12 @@ extension RawSpan {
         unsafeLoad(fromByteOffset: offset, as: UInt8.self)
     }
 
+    /// A 128-bit IPv6 address stored at `offset`.
+    @inlinable @inline(__always)
+    public func ipv6Address(at offset: Int) -> IPv6Address {
+        IPv6Address(high: bigEndianUInt64(at: offset), low: bigEndianUInt64(at: offset + 8))
+    }
+
     /// A 48-bit MAC address stored at `offset`.
     @inlinable @inline(__always)
     public func macAddress(at offset: Int) -> MACAddress {
@@ -38,6 +44,17 @@ extension MutableRawSpan {
     @inlinable @inline(__always)
     public mutating func storeBigEndian(_ value: UInt32, at offset: Int) {
         storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
+    }
+
+    @inlinable @inline(__always)
+    public mutating func storeBigEndian(_ value: UInt64, at offset: Int) {
+        storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt64.self)
+    }
+
+    @inlinable @inline(__always)
+    public mutating func storeIPv6Address(_ address: IPv6Address, at offset: Int) {
+        storeBigEndian(address.high, at: offset)
+        storeBigEndian(address.low, at: offset + 8)
     }
 
     @inlinable @inline(__always)

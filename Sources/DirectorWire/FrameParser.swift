@@ -26,7 +26,8 @@ public enum FrameParser {
         case EtherType.arp:
             return ARPCodec.parse(frame, offset: networkOffset, destinationMAC: destinationMAC, vlanID: vlanID)
         case EtherType.ipv6:
-            return .passedOver(.ipv6)
+            return parseIPv6(frame, networkOffset: networkOffset, destinationMAC: destinationMAC,
+                             sourceMAC: sourceMAC, vlanID: vlanID)
         default:
             return .passedOver(.otherEtherType)
         }

@@ -27,6 +27,17 @@ public enum InternetChecksum {
         frame.storeBigEndian(value == 0 && fieldOffset == UDPHeader.checksumOffset ? 0xFFFF : value, at: start + fieldOffset)
     }
 
+    /// The sum of the IPv6 pseudo-header (RFC 8200 §8.1) that TCP, UDP and ICMPv6 checksums cover.
+    public static func pseudoHeaderSum(source: IPv6Address, destination: IPv6Address, length: UInt32, nextHeader: UInt8) -> UInt32 {
+        var total: UInt64 = 0
+        for half in [source.high, source.low, destination.high, destination.low] {
+            total &+= (half >> 48) &+ ((half >> 32) & 0xFFFF) &+ ((half >> 16) & 0xFFFF) &+ (half & 0xFFFF)
+        }
+        total &+= UInt64(length >> 16) &+ UInt64(length & 0xFFFF) &+ UInt64(nextHeader)
+        while total >> 16 != 0 { total = (total & 0xFFFF) &+ (total >> 16) }
+        return UInt32(total)
+    }
+
     /// RFC 1624: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from `old` to `new`.
     @inlinable
     public static func updated(_ checksum: UInt16, replacing old: UInt16, with new: UInt16) -> UInt16 {

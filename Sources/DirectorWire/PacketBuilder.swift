@@ -23,6 +23,12 @@ public struct PacketBuilder: Sendable {
     public var ttl: UInt8 = 64
     public var ipOptions: [UInt8] = []
     public var fragmentField: UInt16 = IPv4Header.dontFragmentBit
+    /// Set (both): the packet is IPv6, from and to these, with `ttl` as its hop limit.
+    public var source6: IPv6Address?
+    public var destination6: IPv6Address?
+    /// IPv6 extension headers, in order: each one's number and its bytes after the next-header
+    /// byte (which the builder fills in).
+    public var extensionHeaders: [(number: UInt8, body: [UInt8])] = []
     public var transport = Transport.tcp(sourcePort: 40000, destinationPort: 80, flags: .syn, sequence: 1, acknowledgment: 0)
     public var tcpOptions: [UInt8] = []
     public var payload: [UInt8] = []
@@ -58,6 +64,16 @@ public struct PacketBuilder: Sendable {
         return copy
     }
 
+    public func ipv6(from source: IPv6Address, to destination: IPv6Address, hopLimit: UInt8 = 64,
+                     extensionHeaders: [(number: UInt8, body: [UInt8])] = []) -> Self {
+        var copy = self
+        copy.source6 = source
+        copy.destination6 = destination
+        copy.ttl = hopLimit
+        copy.extensionHeaders = extensionHeaders
+        return copy
+    }
+
     public func tcp(sourcePort: UInt16, destinationPort: UInt16, flags: TCPFlags, sequence: UInt32 = 1, acknowledgment: UInt32 = 0) -> Self {
         var copy = self
         copy.transport = .tcp(sourcePort: sourcePort, destinationPort: destinationPort, flags: flags, sequence: sequence, acknowledgment: acknowledgment)
@@ -87,7 +103,7 @@ public struct PacketBuilder: Sendable {
         frame.reserveCapacity(64 + payload.count)
         frame += ethernetDestination.octets + ethernetSource.octets
         if let vlanID { frame += bigEndian(EtherType.vlan) + bigEndian(vlanID) }
-        frame += bigEndian(etherTypeOverride ?? EtherType.ipv4)
+        frame += bigEndian(etherTypeOverride ?? (source6 == nil ? EtherType.ipv4 : EtherType.ipv6))
 
         var transportBytes: [UInt8]
         let protocolNumber: UInt8
@@ -107,6 +123,12 @@ public struct PacketBuilder: Sendable {
             transportBytes = []
         }
         transportBytes += payload
+        if let source6, let destination6 {
+            frame += ipv6Packet(from: source6, to: destination6, protocolNumber: protocolNumber, transportBytes)
+            frame += [UInt8](repeating: 0, count: trailerPadding)
+            if let truncatedLength { frame = Array(frame.prefix(truncatedLength)) }
+            return frame
+        }
 
         let headerLength = IPv4Header.minimumLength + ipOptions.count
         let totalLength = totalLengthOverride ?? UInt16(headerLength + transportBytes.count)
@@ -134,6 +156,36 @@ public struct PacketBuilder: Sendable {
         frame += [UInt8](repeating: 0, count: trailerPadding)
         if let truncatedLength { frame = Array(frame.prefix(truncatedLength)) }
         return frame
+    }
+
+    /// The IPv6 header, the extension headers, and the transport bytes with their checksum
+    /// (TCP, UDP, ICMPv6: all cover the pseudo-header).
+    private func ipv6Packet(from source: IPv6Address, to destination: IPv6Address, protocolNumber: UInt8, _ transport: [UInt8]) -> [UInt8] {
+        var transportBytes = transport
+        let checksumOffset: Int? = switch protocolNumber {
+        case TransportProtocol.tcp.rawValue: TCPHeader.checksumOffset
+        case TransportProtocol.udp.rawValue: UDPHeader.checksumOffset
+        case ICMPv6Header.protocolNumber: ICMPv6Header.checksumOffset
+        default: nil
+        }
+        if let checksumOffset, transportBytes.count >= checksumOffset + 2 {
+            let pseudoSum = InternetChecksum.pseudoHeaderSum(source: source, destination: destination,
+                                                             length: UInt32(transportBytes.count), nextHeader: protocolNumber)
+            var value = transportBytes.withUnsafeBytes { InternetChecksum.checksum($0.bytes, initial: pseudoSum) }
+            if protocolNumber == TransportProtocol.udp.rawValue && value == 0 { value = 0xFFFF }
+            if transportChecksumLeftToOffload { value = UInt16(pseudoSum) }
+            transportBytes[checksumOffset] = UInt8(value >> 8)
+            transportBytes[checksumOffset + 1] = UInt8(value & 0xFF)
+        }
+        var chain: [UInt8] = []
+        for (index, header) in extensionHeaders.enumerated() {
+            let next = index + 1 < extensionHeaders.count ? extensionHeaders[index + 1].number : protocolNumber
+            chain += [next] + header.body
+        }
+        let payloadLength = totalLengthOverride ?? UInt16(chain.count + transportBytes.count)
+        var header: [UInt8] = [(versionOverride ?? 6) << 4, 0, 0, 0] + bigEndian(payloadLength)
+        header += [extensionHeaders.first?.number ?? protocolNumber, ttl] + source.octets + destination.octets
+        return header + chain + transportBytes
     }
 
     private func bigEndian(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xFF)] }

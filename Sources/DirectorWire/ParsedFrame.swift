@@ -7,7 +7,14 @@ public enum ParsedFrame: Sendable, Equatable {
     /// An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a TCP
     /// or UDP packet, whose quoted headers say which flow it is about.
     case icmpError(ICMPError)
-    /// Well-formed, but nothing the director handles (IPv6 for now, other EtherTypes, ICMP…).
+    /// An IPv6 TCP or UDP packet (or the first fragment of one) with its flow identity.
+    case ipv6(IPv6Flow)
+    /// An ICMPv6 error (destination unreachable, packet too big, time exceeded) about a TCP or
+    /// UDP packet.
+    case icmpv6Error(ICMPv6Error)
+    /// A Neighbor Solicitation (IPv6's "who has?", RFC 4861 §4.3).
+    case neighborSolicitation(NeighborSolicitation)
+    /// Well-formed, but nothing the director handles (other EtherTypes, other ICMP…).
     case passedOver(PassOverReason)
     /// Broken: counted by reason and dropped.
     case malformed(MalformedReason)
@@ -33,6 +40,65 @@ public struct IPv4Flow: Sendable, Equatable {
     /// Bytes of the IPv4 packet (its total length); the frame may carry Ethernet padding after it.
     public var packetLength: Int
     public var timeToLive: UInt8
+}
+
+/// The fields of an IPv6 TCP/UDP frame the data path needs, in host byte order.
+public struct IPv6Flow: Sendable, Equatable {
+    public var destinationMAC: MACAddress
+    public var sourceMAC: MACAddress
+    public var vlanID: UInt16?
+    /// Offset of the IPv6 header in the frame.
+    public var networkOffset: Int
+    /// Offset of the TCP/UDP header, after any extension headers.
+    public var transportOffset: Int
+    public var source: IPv6Address
+    public var destination: IPv6Address
+    public var transport: TransportProtocol
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    public var tcpFlags: TCPFlags
+    /// Bytes of the IPv6 packet: the fixed header and its payload length.
+    public var packetLength: Int
+    public var hopLimit: UInt8
+    /// The first fragment of a larger packet (a Fragment header with offset 0 and more to come).
+    public var isFirstFragment: Bool
+}
+
+/// An ICMPv6 error about a TCP or UDP packet (RFC 4443): the outer packet's fields, and the
+/// quoted packet's addresses and ports. Only a quoted packet whose TCP or UDP header follows its
+/// fixed header directly is understood (no extension headers in the quote).
+public struct ICMPv6Error: Sendable, Equatable {
+    public var destinationMAC: MACAddress
+    public var sourceMAC: MACAddress
+    public var vlanID: UInt16?
+    public var networkOffset: Int
+    public var icmpOffset: Int
+    public var packetLength: Int
+    public var source: IPv6Address
+    public var destination: IPv6Address
+    public var type: UInt8
+    public var code: UInt8
+    public var quotedOffset: Int
+    public var quotedTransportOffset: Int
+    public var quotedSource: IPv6Address
+    public var quotedDestination: IPv6Address
+    public var quotedTransport: TransportProtocol
+    public var quotedSourcePort: UInt16
+    public var quotedDestinationPort: UInt16
+}
+
+/// A Neighbor Solicitation (RFC 4861 §4.3) that passed the checks of §7.1.1: hop limit 255,
+/// code 0, at least 24 bytes, options of non-zero length.
+public struct NeighborSolicitation: Sendable, Equatable {
+    public var destinationMAC: MACAddress
+    public var sourceMAC: MACAddress
+    public var vlanID: UInt16?
+    /// `::` for duplicate address detection.
+    public var source: IPv6Address
+    public var destination: IPv6Address
+    public var target: IPv6Address
+    /// The Source Link-Layer Address option, if the solicitation carries one.
+    public var sourceLinkLayerAddress: MACAddress?
 }
 
 /// An ICMP error message about a TCP or UDP packet (RFC 792; RFC 1191 for "fragmentation
@@ -109,6 +175,14 @@ public enum MalformedReason: Int, CaseIterable, Sendable {
     case truncatedARP
     /// An ICMP error too short for its header and the quoted header and ports.
     case truncatedICMPError
+    case truncatedIPv6Header
+    /// An IPv6 extension header that runs past the packet's end.
+    case truncatedExtensionHeader
+    /// More IPv6 extension headers than `IPv6Header.extensionHeaderLimit` before the transport
+    /// header (the kernel filter walks as many, no more).
+    case tooManyExtensionHeaders
+    /// A Neighbor Discovery message that fails RFC 4861's validity checks.
+    case invalidNeighborDiscovery
 
     public var name: String {
         switch self {
@@ -126,6 +200,10 @@ public enum MalformedReason: Int, CaseIterable, Sendable {
         case .badUDPLength: "bad_udp_length"
         case .truncatedARP: "truncated_arp"
         case .truncatedICMPError: "truncated_icmp_error"
+        case .truncatedIPv6Header: "truncated_ipv6_header"
+        case .truncatedExtensionHeader: "truncated_extension_header"
+        case .tooManyExtensionHeaders: "too_many_extension_headers"
+        case .invalidNeighborDiscovery: "invalid_neighbor_discovery"
         }
     }
 }

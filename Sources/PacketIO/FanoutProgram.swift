@@ -3,7 +3,7 @@ import CDirectorShim
 /// The classic-BPF program that picks a frame's worker in the PACKET_FANOUT group: the client
 /// bucket, computed in the kernel, so one flow always meets one worker and one table shard. The
 /// kernel takes the result modulo the number of sockets in the group, so worker = bucket mod
-/// workers. Frames that are not IPv4 TCP/UDP (ARP above all) go to worker 0.
+/// workers. Frames that are no flow's (ARP and Neighbor Discovery above all) go to worker 0.
 public enum FanoutProgram {
     public static func instructions(bucketCount: UInt32) -> [sock_filter] {
         var program = ClassicBPF()

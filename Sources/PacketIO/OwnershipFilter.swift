@@ -3,7 +3,7 @@ import DirectorCore
 
 /// The packet filter in the dispatcher's kernel: a classic-BPF socket filter on every worker's
 /// receive socket that accepts the frames of the buckets this dispatcher owns and drops the rest
-/// before they are copied into the ring. Frames that are not IPv4 TCP/UDP (ARP, …) are accepted:
+/// before they are copied into the ring. Frames that are no flow's (ARP, Neighbor Discovery, …) are accepted:
 /// the director decides about those itself.
 ///
 /// Ownership is compiled into the program as ranges of buckets (`ClassicBPF.acceptOwnedBuckets`).

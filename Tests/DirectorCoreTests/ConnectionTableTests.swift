@@ -132,10 +132,27 @@ struct ClientBucketTests {
         (IPv4Address(198, 19, 255, 254), 33333, 0x59BD_EB7E),
     ]
 
+    /// IPv6 test vectors: the address folded to 32 bits, then the same function.
+    static let vectors6: [(address: String, port: UInt16, fold: UInt32, hash: UInt32)] = [
+        ("2001:2::1:10", 40000, 0xE018_5032, 0x713E_E4B4),
+        ("2001:2::1:11", 80, 0xE018_5033, 0x9B7F_6422),
+        ("::", 0, 0x0000_0000, 0x0000_0000),
+        ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535, 0x6A54_D560, 0x72EE_DB86),
+        ("2001:db8::7", 1, 0x2116_A93F, 0x0CC4_D32A),
+        ("2001:2:0:ffff::fffe", 33333, 0x97DE_1C83, 0x135A_0E4A),
+        ("::198.18.1.10", 40000, 0xC612_010A, 0x4622_E88D),
+        ("fe80::1", 546, 0xE680_0001, 0x9169_7A5F),
+    ]
+
     @Test("matches the published test vectors (computed independently)")
-    func vectorsMatch() {
+    func vectorsMatch() throws {
         for vector in ClientBucketTests.vectors {
             #expect(ClientBucket.hash(address: vector.address, port: vector.port) == vector.hash, "\(vector.address):\(vector.port)")
+        }
+        for vector in ClientBucketTests.vectors6 {
+            let address = try #require(IPv6Address(vector.address))
+            #expect(ClientBucket.fold(address) == vector.fold, "fold of \(vector.address)")
+            #expect(ClientBucket.hash(address: address, port: vector.port) == vector.hash, "[\(vector.address)]:\(vector.port)")
         }
     }
 
@@ -151,6 +168,18 @@ struct ClientBucketTests {
             let chiSquare = counts.reduce(0) { $0 + ($1 - 64) * ($1 - 64) / 64 }
             // 1023 degrees of freedom: mean 1023, standard deviation 45; allow five of them.
             #expect(chiSquare < 1023 + 5 * 45, "varying \(vary): chi-square \(chiSquare)")
+        }
+        // IPv6: clients numbered in the last word (one /64), and in the network's words.
+        for vary in ["interface identifier", "prefix"] {
+            var counts = [Double](repeating: 0, count: 1024)
+            let base = IPv6Address("2001:2::1:10")!
+            for n in 0..<65536 {
+                let address = vary == "prefix" ? IPv6Address(high: base.high &+ UInt64(n) << 16, low: base.low)
+                                               : IPv6Address(high: base.high, low: base.low &+ UInt64(n))
+                counts[Int(ClientBucket.bucket(address: address, port: 443, bucketCount: 1024))] += 1
+            }
+            let chiSquare = counts.reduce(0) { $0 + ($1 - 64) * ($1 - 64) / 64 }
+            #expect(chiSquare < 1023 + 5 * 45, "IPv6, varying the \(vary): chi-square \(chiSquare)")
         }
     }
 }

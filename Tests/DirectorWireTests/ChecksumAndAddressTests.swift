@@ -59,3 +59,42 @@ struct PartialChecksumTests {
         #expect(partial == full)
     }
 }
+
+@Suite("IPv6 addresses")
+struct IPv6AddressTests {
+    /// Text in, canonical text out (RFC 5952); nil: refused.
+    static let fixtures: [(text: String, canonical: String?)] = [
+        ("2001:2::1:10", "2001:2::1:10"),
+        ("2001:0002:0000:0000:0000:0000:0001:0010", "2001:2::1:10"),
+        ("::", "::"),
+        ("::1", "::1"),
+        ("1::", "1::"),
+        ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),     // the first of equal runs
+        ("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"),   // one zero group stays
+        ("2001:DB8::A", "2001:db8::a"),
+        ("::ffff:198.18.0.100", "::ffff:c612:64"),
+        ("fe80::1:2:3:4:5:6", "fe80:0:1:2:3:4:5:6"),
+        ("1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"),
+        ("", nil), (":", nil), (":::", nil), ("1::2::3", nil), ("1:2:3:4:5:6:7", nil), ("1:2:3:4:5:6:7:8:9", nil),
+        ("12345::", nil), ("g::", nil), ("1:2:3:4:5:6:7::8", nil), ("::198.18.0", nil), ("198.18.0.1::", nil),
+        ("fe80::1%eth0", nil), ("2001:2::/48", nil), (" ::1", nil),
+    ]
+
+    @Test("text parses to the canonical form, or is refused")
+    func parsing() {
+        for fixture in IPv6AddressTests.fixtures {
+            #expect(IPv6Address(fixture.text)?.description == fixture.canonical, "\(fixture.text)")
+        }
+    }
+
+    @Test("words, octets, order, multicast mappings")
+    func parts() throws {
+        let address = try #require(IPv6Address("2001:2::1:10"))
+        #expect(address.words == (0x2001_0002, 0, 0, 0x0001_0010))
+        #expect(address.octets == [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0x10])
+        #expect(try #require(IPv6Address("2001:2::1:f")) < address && address < IPv6Address("2001:2::2:0")!)
+        #expect(address.solicitedNodeMulticast.description == "ff02::1:ff01:10")
+        #expect(address.solicitedNodeMulticast.multicastMAC.description == "33:33:ff:01:00:10")
+        #expect(address.solicitedNodeMulticast.isMulticast && !address.isMulticast)
+    }
+}

@@ -29,6 +29,42 @@ extension LabSuites {
             ClientBucket.bucket(address: flow.address, port: flow.port, bucketCount: bucketCount)
         }
 
+        /// IPv6 clients: the IPv6 test vectors, then clients spread over four /64s.
+        static let flows6: [(address: IPv6Address, port: UInt16)] = {
+            var flows: [(address: IPv6Address, port: UInt16)] = [
+                (IPv6Address("2001:2::1:10")!, 40000), (IPv6Address("2001:2::1:11")!, 80), (IPv6Address("2001:2:0:ffff::fffe")!, 33333),
+            ]
+            for n in 0..<400 {
+                flows.append((IPv6Address(high: 0x2001_0002_0000_0000 | UInt64(1 + n % 4), low: UInt64(n % 3) << 32 | UInt64(10 + n % 200)),
+                              UInt16(20_000 + n * 37)))
+            }
+            return flows
+        }()
+
+        static let virtualAddress6 = IPv6Address("2001:2::100")!
+        static let realServer6 = IPv6Address("2001:2::2:11")!
+
+        /// What the kernel must find in front of the transport header, frame after frame: the
+        /// chains `FrameParser` walks, up to its bound.
+        static let extensionChains: [[(number: UInt8, body: [UInt8])]] = [
+            [],
+            [(0, [0, 1, 4, 0, 0, 0, 0])],
+            [(0, [0, 1, 4, 0, 0, 0, 0]), (43, [2, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 16)), (60, [0, 1, 4, 0, 0, 0, 0])],
+            [(44, [0, 0, 1, 0, 0, 0x12, 0x34])],
+            [(0, [0, 1, 4, 0, 0, 0, 0]), (60, [1, 1, 12, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 8)), (44, [0, 0, 1, 0, 0, 0, 9]),
+             (60, [0, 1, 4, 0, 0, 0, 0])],
+        ]
+
+        static func bucket6(_ flow: (address: IPv6Address, port: UInt16)) -> UInt32 {
+            ClientBucket.bucket(address: flow.address, port: flow.port, bucketCount: bucketCount)
+        }
+
+        /// The client endpoints `drain` reports for both families' flows that pass `include`.
+        static func expectedFlows(_ include: (UInt32) -> Bool) -> Set<String> {
+            Set(flows.filter { include(bucket($0)) }.map { "\($0.address):\($0.port)" }
+                + flows6.filter { include(bucket6($0)) }.map { "[\($0.address)]:\($0.port)" })
+        }
+
         func insideNamespace<T>(_ body: () throws -> T) throws -> T {
             try LabTests.insideNamespace(KernelFilterTests.namespace, body)
         }
@@ -62,6 +98,7 @@ extension LabSuites {
                     .with { $0.transport = .other(protocolNumber: 1) }.payload(body).build()
             }
             frames.append(PacketBuilder.arpRequest(from: MACAddress("02:00:00:00:01:01")!, senderAddress: IPv4Address(198, 18, 0, 1), for: IPv4Address(198, 18, 0, 100)))
+            frames += ipv6Frames(to: destination, asReplies: asReplies, asICMPErrors: asICMPErrors)
             for frame in frames {
                 for _ in 0..<1000 {
                     if frame.withUnsafeBytes({ transmit.enqueue($0.bytes) }) { break }
@@ -71,12 +108,47 @@ extension LabSuites {
             }
         }
 
-        /// What reaches the ring: TCP client endpoints and the number of ARP frames. Reads until
+        /// The IPv6 twin of each kind of frame `sendFlows` sends, the extension header chains in
+        /// turn; then a Neighbor Solicitation (not a flow's, like ARP) and a SYN behind five
+        /// extension headers (beyond the bound: no flow's either, here as in `FrameParser`).
+        func ipv6Frames(to destination: MACAddress, asReplies: Bool, asICMPErrors: Bool) -> [[UInt8]] {
+            let vip = KernelFilterTests.virtualAddress6, server = KernelFilterTests.realServer6
+            let clientSide = MACAddress("02:00:00:00:01:01")!
+            var frames = KernelFilterTests.flows6.enumerated().map { index, flow in
+                let chain = KernelFilterTests.extensionChains[index % KernelFilterTests.extensionChains.count]
+                let reply = PacketBuilder().ethernet(from: MACAddress("02:00:00:00:02:0b")!, to: destination)
+                    .ipv6(from: server, to: flow.address, extensionHeaders: chain)
+                    .tcp(sourcePort: 8080, destinationPort: flow.port, flags: [.syn, .ack]).build()
+                let request = PacketBuilder().ethernet(from: clientSide, to: destination)
+                    .ipv6(from: flow.address, to: asReplies ? server : vip, extensionHeaders: chain)
+                    .tcp(sourcePort: flow.port, destinationPort: asReplies ? 8080 : 80, flags: .syn).build()
+                guard asICMPErrors else { return asReplies ? reply : request }
+                let quoted = asReplies ? PacketBuilder().ipv6(from: flow.address, to: server).tcp(sourcePort: flow.port, destinationPort: 8080, flags: .ack).build()
+                                       : PacketBuilder().ipv6(from: vip, to: flow.address).tcp(sourcePort: 80, destinationPort: flow.port, flags: .ack).build()
+                // ICMPv6 inside a fragment is no error the parser reads: no fragment header here.
+                return PacketBuilder().ethernet(from: clientSide, to: destination)
+                    .ipv6(from: asReplies ? server : IPv6Address("2001:2::1")!, to: asReplies ? flow.address : vip,
+                          extensionHeaders: chain.filter { $0.number != IPv6Header.fragment })
+                    .with { $0.transport = .other(protocolNumber: 58) }.payload([2, 0, 0, 0, 0, 0, 5, 0x28] + quoted[14..<(14 + 48)]).build()
+            }
+            let solicitation = PacketBuilder().ethernet(from: clientSide, to: vip.solicitedNodeMulticast.multicastMAC)
+                .ipv6(from: IPv6Address("2001:2::1")!, to: vip.solicitedNodeMulticast, hopLimit: 255)
+                .with { $0.transport = .other(protocolNumber: 58) }.payload([135, 0, 0, 0, 0, 0, 0, 0] + vip.octets + [1, 1] + clientSide.octets).build()
+            let buried = PacketBuilder().ethernet(from: clientSide, to: destination)
+                .ipv6(from: KernelFilterTests.flows6[0].address, to: vip, extensionHeaders: Array(repeating: (60, [0, 1, 4, 0, 0, 0, 0]), count: 5))
+                .tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build()
+            frames += [solicitation, buried]
+            return frames
+        }
+
+        /// What reaches the ring: TCP client endpoints (IPv6 ones in brackets), the number of ARP
+        /// frames, and of IPv6 frames that are no flow's (a solicitation, a SYN behind too many
+        /// extension headers). Reads until
         /// `expectedFlows` flows and `expectedARP` ARP frames have arrived (at most 5 s), then 200 ms
         /// more, so a frame that should not be there has time to show up too.
-        func drain(_ receive: inout PacketReceiveRing, expectedFlows: Int = 0, expectedARP: Int = 0) -> (flows: Set<String>, arp: Int) {
+        func drain(_ receive: inout PacketReceiveRing, expectedFlows: Int = 0, expectedARP: Int = 0) -> (flows: Set<String>, arp: Int, notFlows6: Int) {
             var flows = Set<String>()
-            var arp = 0
+            var arp = 0, notFlows6 = 0
             let start = Date()
             var completeSince: Date?
             while true {
@@ -92,12 +164,19 @@ extension LabSuites {
                     case .icmpError(let error):
                         flows.insert(error.quotedDestinationPort == 8080 ? "\(error.quotedSource):\(error.quotedSourcePort)"
                                                                          : "\(error.quotedDestination):\(error.quotedDestinationPort)")
+                    case .ipv6(let flow):
+                        flows.insert(flow.sourcePort == 8080 ? "[\(flow.destination)]:\(flow.destinationPort)" : "[\(flow.source)]:\(flow.sourcePort)")
+                    case .icmpv6Error(let error):
+                        flows.insert(error.quotedDestinationPort == 8080 ? "[\(error.quotedSource)]:\(error.quotedSourcePort)"
+                                                                         : "[\(error.quotedDestination)]:\(error.quotedDestinationPort)")
+                    case .neighborSolicitation: notFlows6 += 1
+                    case .malformed(.tooManyExtensionHeaders): notFlows6 += 1
                     case .arp: arp += 1
                     default: break
                     }
                 }
             }
-            return (flows, arp)
+            return (flows, arp, notFlows6)
         }
 
         @Test("the ownership filter passes exactly the owned buckets, before and after an ownership change")
@@ -115,11 +194,12 @@ extension LabSuites {
                     for ownership in [scattered, complement, .evenShare(KernelFilterTests.bucketCount, node: 1, of: 2)] {
                         try OwnershipFilter.attach(ownership, to: receive.socket)
                         _ = drain(&receive)   // what was queued before the new filter
-                        let expected = Set(KernelFilterTests.flows.filter { ownership.owns(KernelFilterTests.bucket($0)) }.map { "\($0.address):\($0.port)" })
+                        let expected = KernelFilterTests.expectedFlows { ownership.owns($0) }
                         sendFlows(&transmit, to: destination)
                         let received = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
                         #expect(received.flows == expected, "ownership \(ownership.ownedCount) buckets: \(received.flows.symmetricDifference(expected).count) flows disagree")
                         #expect(received.arp == 1, "ARP passes whatever the ownership")
+                        #expect(received.notFlows6 == 2, "Neighbor Discovery, and what is no flow's, pass whatever the ownership")
                         // ICMP errors about replies to the clients: the quoted destination's bucket.
                         sendFlows(&transmit, to: destination, asICMPErrors: true)
                         let errors = drain(&receive, expectedFlows: expected.count, expectedARP: 1)
@@ -146,13 +226,11 @@ extension LabSuites {
                     // Not to the gateway MAC: nobody's reply.
                     sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac, asReplies: true)
                     func check(_ worker: Int, _ receive: inout PacketReceiveRing, arp: Int = 2) {
-                        let expected = Set(KernelFilterTests.flows.filter {
-                            let bucket = KernelFilterTests.bucket($0)
-                            return ownership.owns(bucket) && Int(bucket) % 3 == worker
-                        }.map { "\($0.address):\($0.port)" })
+                        let expected = KernelFilterTests.expectedFlows { ownership.owns($0) && Int($0) % 3 == worker }
                         let received = drain(&receive, expectedFlows: expected.count, expectedARP: worker == 0 ? arp : 0)
                         #expect(received.flows == expected, "worker \(worker): \(received.flows.symmetricDifference(expected).count) flows disagree")
                         #expect(received.arp == (worker == 0 ? arp : 0), "worker \(worker) got \(received.arp) ARP frames")
+                        #expect(received.notFlows6 == 0, "worker \(worker): nothing on the back is taken but replies and ARP")
                     }
                     check(0, &ring0)
                     check(1, &ring1)
@@ -180,8 +258,8 @@ extension LabSuites {
                     var second = try PacketReceiveRing(interface: NetworkInterface(named: "kf1"), fanoutGroup: group, fanoutProgram: program)
                     var transmit = try PacketTransmitRing(interface: NetworkInterface(named: "kf0"))
                     sendFlows(&transmit, to: try NetworkInterface(named: "kf1").mac)
-                    let even = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 0 }.map { "\($0.address):\($0.port)" })
-                    let odd = Set(KernelFilterTests.flows.filter { KernelFilterTests.bucket($0) % 2 == 1 }.map { "\($0.address):\($0.port)" })
+                    let even = KernelFilterTests.expectedFlows { $0 % 2 == 0 }
+                    let odd = KernelFilterTests.expectedFlows { $0 % 2 == 1 }
                     let atFirst = drain(&first, expectedFlows: even.count, expectedARP: 1)
                     let atSecond = drain(&second, expectedFlows: odd.count)
                     // ICMP errors about replies to the clients follow their flows.
@@ -192,6 +270,7 @@ extension LabSuites {
                     #expect(atFirst.flows == even)
                     #expect(atSecond.flows == odd)
                     #expect(atFirst.arp == 1 && atSecond.arp == 0, "frames that are not flows go to worker 0")
+                    #expect(atFirst.notFlows6 == 2 && atSecond.notFlows6 == 0, "Neighbor Discovery, and what is no flow's, go to worker 0")
                 }
             }
         }
