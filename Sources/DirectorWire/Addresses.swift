@@ -3,7 +3,7 @@
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
 
-    public init(rawValue: UInt64) { self.rawValue = rawValue & 0xFFFF_FFFF_FFFF }
+    @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue & 0xFFFF_FFFF_FFFF }
 
     public init(_ octets: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) {
         let bytes = [octets.0, octets.1, octets.2, octets.3, octets.4, octets.5]
@@ -22,8 +22,10 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(rawValue: value)
     }
 
-    public static let broadcast = MACAddress(rawValue: 0xFFFF_FFFF_FFFF)
-    public static let zero = MACAddress(rawValue: 0)
+    // Computed, not stored: a stored static is reached through a lazy-initialisation check, a
+    // call on every frame that compares a MAC with one.
+    @inlinable public static var broadcast: MACAddress { MACAddress(rawValue: 0xFFFF_FFFF_FFFF) }
+    @inlinable public static var zero: MACAddress { MACAddress(rawValue: 0) }
 
     public var isBroadcast: Bool { rawValue == 0xFFFF_FFFF_FFFF }
     /// The group bit (least significant bit of the first octet): multicast and broadcast.

@@ -7,7 +7,9 @@ extension FrameParser {
     /// A first fragment (offset 0) whose transport header is whole is a flow's frame like any
     /// other; a later fragment carries no ports, so it can be neither scheduled nor matched to a
     /// connection: it is dropped and counted (`fragment`), as IPv4 fragments are.
-    @inline(__always)
+    ///
+    /// Not inlined into `parse`: the IPv4 path does not pay for this one's registers and stack.
+    @inline(never)
     static func parseIPv6(
         _ frame: RawSpan, networkOffset: Int, destinationMAC: MACAddress, sourceMAC: MACAddress, vlanID: UInt16?
     ) -> ParsedFrame {
@@ -98,8 +100,7 @@ extension FrameParser {
         return .icmpv6Error(ICMPv6Error(
             destinationMAC: outer.destinationMAC, sourceMAC: outer.sourceMAC, vlanID: outer.vlanID,
             networkOffset: outer.networkOffset, icmpOffset: icmp, packetLength: outer.packetLength,
-            source: outer.source, destination: outer.destination, type: type, code: frame.byte(at: icmp + 1),
-            quotedOffset: quoted, quotedTransportOffset: ports,
+            type: type, code: frame.byte(at: icmp + 1), quotedOffset: quoted,
             quotedSource: frame.ipv6Address(at: quoted + IPv6Header.sourceOffset),
             quotedDestination: frame.ipv6Address(at: quoted + IPv6Header.destinationOffset),
             quotedTransport: transport,

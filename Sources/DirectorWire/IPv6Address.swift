@@ -4,7 +4,7 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public var high: UInt64
     public var low: UInt64
 
-    public init(high: UInt64, low: UInt64) {
+    @inlinable public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
     }
@@ -63,7 +63,7 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
         (0..<16).map { UInt8(truncatingIfNeeded: ($0 < 8 ? high : low) >> UInt64(56 - 8 * ($0 % 8))) }
     }
 
-    public static let zero = IPv6Address(high: 0, low: 0)
+    @inlinable public static var zero: IPv6Address { IPv6Address(high: 0, low: 0) }
 
     /// Multicast (ff00::/8).
     public var isMulticast: Bool { high >> 56 == 0xFF }

@@ -185,7 +185,9 @@ struct FrameParserTests {
         let frame = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv6(from: IPv6Address("2001:2::1")!, to: vip6)
             .with { $0.transport = .other(protocolNumber: 58) }.payload([2, 0, 0, 0, 0, 0, 5, 0x28] + quoted[14...]).build()
         guard case .icmpv6Error(let error) = parse(frame) else { Issue.record("not an ICMPv6 error"); return }
-        #expect(error.type == ICMPv6Header.packetTooBig && error.code == 0 && error.destination == vip6)
+        #expect(error.type == ICMPv6Header.packetTooBig && error.code == 0 && error.packetLength == 40 + 8 + 60)
+        #expect(frame.withUnsafeBytes { error.outerDestination(in: $0.bytes) } == vip6
+                && frame.withUnsafeBytes { error.outerSource(in: $0.bytes) } == IPv6Address("2001:2::1")!)
         #expect(error.quotedSource == vip6 && error.quotedDestination == client6 && error.quotedTransport == .tcp)
         #expect(error.quotedSourcePort == 80 && error.quotedDestinationPort == 40000)
         #expect(error.icmpOffset == 54 && error.quotedOffset == 62 && error.quotedTransportOffset == 102)
