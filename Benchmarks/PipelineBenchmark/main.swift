@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 struct NoChanges: ConnectionChangeSink {
-    mutating func record(_ change: ConnectionChange) {}
+    mutating func record(_ change: ConnectionChange<IPv4Address>) {}
 }
 
 let vipMAC = MACAddress("02:00:00:00:00:64")!
@@ -27,7 +27,7 @@ func makeForwarder(capacity: Int) -> Forwarder<NoChanges> {
     let pool = (0..<10).map { RealServer(id: UInt16($0 + 1), address: IPv4Address(198, 18, 2, UInt8(11 + $0)), port: 80, weight: 1,
                                          mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64($0))) }
     let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: pool, scheduler: .maglev)])
-    return Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
+    return Forwarder(table: ConnectionTable<IPv4Address>(capacity: capacity)!, services: services,
                      settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: MACAddress("02:00:00:00:00:b0")!), changes: NoChanges())
 }
 

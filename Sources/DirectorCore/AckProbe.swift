@@ -14,7 +14,7 @@ import DirectorWire
 public enum AckProbe {
     /// The probe for a connection entry, towards `clientSideMAC` (the next hop the clients' frames
     /// come from), sent as `virtualMAC`.
-    public static func frame(for entry: ConnectionEntry, from virtualMAC: MACAddress, to clientSideMAC: MACAddress) -> [UInt8] {
+    public static func frame(for entry: ConnectionEntry<IPv4Address>, from virtualMAC: MACAddress, to clientSideMAC: MACAddress) -> [UInt8] {
         let key = entry.key
         // Half the sequence space away from anything the flow is likely to use.
         let sequence = entry.keyHash &* 0x9E37_79B1 ^ 0x8000_0000
@@ -25,7 +25,7 @@ public enum AckProbe {
     }
 
     /// Whether a replica's connection is one to probe: TCP, and in a state where data flows.
-    public static func applies(to entry: ConnectionEntry) -> Bool {
+    public static func applies(to entry: ConnectionEntry<IPv4Address>) -> Bool {
         entry.isReplica && entry.key.transport == .tcp && (entry.state == .established || entry.state == .closeWait)
     }
 }

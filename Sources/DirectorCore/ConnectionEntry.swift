@@ -1,6 +1,6 @@
 import DirectorWire
 
-/// One slot of a connection table: 32 bytes, two to a cache line.
+/// One slot of a connection table. For IPv4, 32 bytes, two to a cache line:
 ///
 ///      0               4               8       10      12  13  14  15
 ///     +---------------+---------------+-------+-------+---+---+---+---+
@@ -9,9 +9,12 @@ import DirectorWire
 ///     | rs id |synced | key hash      | expires at (ms, monotonic)    |
 ///     +-------+-------+---------------+-------------------------------+
 ///     16      18      20              24                              32
-public struct ConnectionEntry: Sendable, Equatable {
-    public var clientAddress: IPv4Address
-    public var virtualAddress: IPv4Address
+///
+/// For IPv6 the same fields with 16-byte addresses: 56 bytes (the two addresses take 24 bytes
+/// more), in a table of their own so that IPv4 connections keep their 32.
+public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
+    public var clientAddress: Address
+    public var virtualAddress: Address
     public var clientPort: UInt16
     public var virtualPort: UInt16
     @usableFromInline var transportNumber: UInt8
@@ -29,13 +32,13 @@ public struct ConnectionEntry: Sendable, Equatable {
     /// Monotonic milliseconds at which the entry expires unless refreshed.
     public var expiresAt: UInt64
 
-    @usableFromInline static let occupiedFlag: UInt8 = 1
+    @usableFromInline static var occupiedFlag: UInt8 { 1 }
     /// Set on entries copied from the peer dispatcher (used by connection sync).
-    @usableFromInline static let replicaFlag: UInt8 = 2
+    @usableFromInline static var replicaFlag: UInt8 { 2 }
     /// Set once the client has shown a real conversation (see `isProven`).
-    @usableFromInline static let provenFlag: UInt8 = 4
+    @usableFromInline static var provenFlag: UInt8 { 4 }
 
-    public init(key: FlowKey, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
+    public init(key: FlowKey<Address>, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
         clientAddress = key.clientAddress
         virtualAddress = key.virtualAddress
         clientPort = key.clientPort
@@ -70,13 +73,13 @@ public struct ConnectionEntry: Sendable, Equatable {
         set { flags = newValue ? flags | ConnectionEntry.provenFlag : flags & ~ConnectionEntry.provenFlag }
     }
 
-    public var key: FlowKey {
+    public var key: FlowKey<Address> {
         FlowKey(clientAddress: clientAddress, clientPort: clientPort, virtualAddress: virtualAddress,
                 virtualPort: virtualPort, transport: TransportProtocol(rawValue: transportNumber) ?? .tcp)
     }
 
     @inlinable @inline(__always)
-    func matches(_ key: FlowKey) -> Bool {
+    func matches(_ key: FlowKey<Address>) -> Bool {
         clientAddress == key.clientAddress && clientPort == key.clientPort
             && virtualAddress == key.virtualAddress && virtualPort == key.virtualPort
             && transportNumber == key.transport.rawValue

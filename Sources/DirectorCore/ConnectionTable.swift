@@ -4,30 +4,30 @@ import DirectorWire
 import Glibc
 #endif
 
-/// One worker's shard of the connection table: open addressing with linear probing over a
-/// preallocated array of 32-byte entries, one writer (its worker), no locks, no allocation after
-/// `init`.
+/// One worker's shard of the connection table of one address family: open addressing with
+/// linear probing over a preallocated array of entries (32 bytes for IPv4, 56 for IPv6), one
+/// writer (its worker), no locks, no allocation after `init`.
 ///
 /// - Capacity is fixed: there are `capacity × 3/2` slots, so the load factor never passes 2/3
 ///   and an unsuccessful probe stays short (Knuth: ½(1 + 1/(1−α)²) ≈ 5 slots at α = 2/3).
-///   That is 48 bytes of table per connection at full capacity.
+///   That is 48 bytes of table per IPv4 connection at full capacity (84 per IPv6 one).
 /// - Deletion shifts later entries of the probe run back (Knuth's Algorithm R), so there are no
 ///   tombstones and lookups never slow down with churn.
 /// - Expiry is incremental: `expire(now:budget:)` examines a bounded number of slots from a
 ///   cursor that walks the table round and round; there is never a stop-the-world sweep.
-public struct ConnectionTable: ~Copyable {
+public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     public let capacity: Int
     public let slotCount: Int
     public private(set) var count = 0
-    @usableFromInline let slots: UnsafeMutablePointer<ConnectionEntry>
+    @usableFromInline let slots: UnsafeMutablePointer<ConnectionEntry<Address>>
     private let memory: TableMemory
     private var sweepCursor = 0
 
     /// How far from a new flow's home slot `insert` looks for an unproven entry to reclaim when
     /// the shard is full (a bounded search, like the approximate LRU of Katran's per-CPU tables).
-    public static let reclaimWindow = 64
+    public static var reclaimWindow: Int { 64 }
 
-    public static let bytesPerSlot = MemoryLayout<ConnectionEntry>.stride
+    public static var bytesPerSlot: Int { MemoryLayout<ConnectionEntry<Address>>.stride }
 
     public init?(capacity: Int, memory: TableMemory = .heap) {
         precondition(capacity > 0)
@@ -39,7 +39,7 @@ public struct ConnectionTable: ~Copyable {
         // one cache miss, not a cache miss plus a page walk (advice only; harmless if refused).
         if byteCount >= TableMemory.hugePageThreshold { _ = madvise(raw, byteCount, MADV_HUGEPAGE) }
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
-        slots = raw.bindMemory(to: ConnectionEntry.self, capacity: slotCount)
+        slots = raw.bindMemory(to: ConnectionEntry<Address>.self, capacity: slotCount)
         self.memory = memory
     }
 
@@ -63,7 +63,7 @@ public struct ConnectionTable: ~Copyable {
 
     /// The slot holding `key`, if any.
     @inlinable
-    public func find(_ key: FlowKey, hash: UInt32) -> Int? {
+    public func find(_ key: FlowKey<Address>, hash: UInt32) -> Int? {
         var slot = homeSlot(hash)
         while true {
             let entry = slots[slot]
@@ -74,7 +74,7 @@ public struct ConnectionTable: ~Copyable {
     }
 
     @inlinable
-    public subscript(slot: Int) -> ConnectionEntry {
+    public subscript(slot: Int) -> ConnectionEntry<Address> {
         get { slots[slot] }
         nonmutating _modify { yield &slots[slot] }
     }
@@ -83,7 +83,7 @@ public struct ConnectionTable: ~Copyable {
         case inserted(slot: Int)
         /// The shard was full; an unproven entry (half-open, or never shown real: see
         /// `ConnectionEntry.isProven`) was given up for the new flow.
-        case insertedByReclaiming(slot: Int, reclaimed: ConnectionEntry)
+        case insertedByReclaiming(slot: Int, reclaimed: ConnectionEntry<Address>)
         /// The shard was full and nothing could be reclaimed: the flow is not recorded.
         case full
     }
@@ -92,7 +92,7 @@ public struct ConnectionTable: ~Copyable {
     /// gives up the unproven entry nearest its expiry near the new one's home slot;
     /// `reclaimingOwnEntries: false` limits that to replicas, so the peer's records never push
     /// out this worker's own flows.
-    public mutating func insert(_ entry: ConnectionEntry, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
+    public mutating func insert(_ entry: ConnectionEntry<Address>, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
         if count < capacity {
             return .inserted(slot: place(entry))
         }
@@ -102,7 +102,7 @@ public struct ConnectionTable: ~Copyable {
         return .insertedByReclaiming(slot: place(entry), reclaimed: reclaimed)
     }
 
-    private mutating func place(_ entry: ConnectionEntry) -> Int {
+    private mutating func place(_ entry: ConnectionEntry<Address>) -> Int {
         var slot = homeSlot(entry.keyHash)
         while slots[slot].isOccupied { slot = nextSlot(slot) }
         slots[slot] = entry
@@ -151,7 +151,7 @@ public struct ConnectionTable: ~Copyable {
     /// Examines up to `budget` slots from where the last call stopped; removes every entry that
     /// expired at or before `now`, handing each to `expired` first. Returns how many it removed.
     @discardableResult
-    public mutating func expire(now: UInt64, budget: Int, _ expired: (ConnectionEntry) -> Void) -> Int {
+    public mutating func expire(now: UInt64, budget: Int, _ expired: (ConnectionEntry<Address>) -> Void) -> Int {
         var removed = 0
         var examined = 0
         while examined < budget && count > 0 {
@@ -172,7 +172,7 @@ public struct ConnectionTable: ~Copyable {
     /// Continues `walk` over up to `budget` slots, asking `body` what to do with each entry: a
     /// whole-table pass in bounded steps (a snapshot for the peer, purging stale replicas), never
     /// a stop-the-world loop.
-    public mutating func continueWalk(_ walk: inout TableWalk, budget: Int, _ body: (ConnectionEntry) -> TableWalk.Step) {
+    public mutating func continueWalk(_ walk: inout TableWalk, budget: Int, _ body: (ConnectionEntry<Address>) -> TableWalk.Step) {
         var examined = 0
         while examined < budget && walk.nextSlot < slotCount {
             examined += 1
@@ -194,21 +194,18 @@ public struct ConnectionTable: ~Copyable {
     }
 
     /// Calls `body` with every live entry (for status listings; not for the data path).
-    public func forEach(_ body: (ConnectionEntry) -> Void) {
+    public func forEach(_ body: (ConnectionEntry<Address>) -> Void) {
         for slot in 0..<slotCount where slots[slot].isOccupied { body(slots[slot]) }
     }
 }
 
 extension ConnectionEntry {
-    @usableFromInline static let empty = ConnectionEntry(
-        key: FlowKey(clientAddress: IPv4Address(rawValue: 0), clientPort: 0, virtualAddress: IPv4Address(rawValue: 0), virtualPort: 0, transport: .tcp),
-        keyHash: 0, state: .none, realServerID: 0, expiresAt: 0)
-        .clearingOccupied()
-
-    private func clearingOccupied() -> ConnectionEntry {
-        var copy = self
-        copy.flags = 0
-        return copy
+    /// An unoccupied slot (all zero, as a new table's).
+    static var empty: ConnectionEntry<Address> {
+        var entry = ConnectionEntry(key: FlowKey(clientAddress: .zero, clientPort: 0, virtualAddress: .zero, virtualPort: 0, transport: .tcp),
+                                    keyHash: 0, state: .none, realServerID: 0, expiresAt: 0)
+        entry.flags = 0
+        return entry
     }
 }
 
@@ -225,5 +222,5 @@ public struct TableWalk: Sendable {
 
     public init() {}
 
-    public func isFinished(in table: borrowing ConnectionTable) -> Bool { nextSlot >= table.slotCount }
+    public func isFinished<Address>(in table: borrowing ConnectionTable<Address>) -> Bool { nextSlot >= table.slotCount }
 }

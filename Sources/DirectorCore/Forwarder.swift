@@ -79,7 +79,7 @@ public enum Verdict: Equatable, Sendable {
 /// with another thread, so nothing in it is locked. It does no I/O: the daemon runs it on ring
 /// frames, tests run it on byte arrays.
 public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
-    public var table: ConnectionTable
+    public var table: ConnectionTable<IPv4Address>
     public var counters = WorkerCounters()
     public var changes: Sink
     public let load = ConnectionLoad()
@@ -95,7 +95,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     public private(set) var clientSideMAC = MACAddress.zero
     private var purge: TableWalk?
 
-    public init(table: consuming ConnectionTable, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
+    public init(table: consuming ConnectionTable<IPv4Address>, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
         self.table = table
         self.services = services
         self.settings = settings
@@ -238,7 +238,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// a new connection would follow the old one to its server, whatever the weights say now:
     /// a client whose connection a dead server refused, and that reuses its port, would be sent
     /// to that server again.
-    private mutating func reopen(slot: Int, key: FlowKey, serviceIndex: Int, now: UInt64) -> UInt16? {
+    private mutating func reopen(slot: Int, key: FlowKey<IPv4Address>, serviceIndex: Int, now: UInt64) -> UInt16? {
         let service = services.services[serviceIndex]
         guard let member = service.scheduler.select(key, pool: service.pool, cursor: &cursors[serviceIndex], load: load) else {
             drop(.noRealServerAvailable)
@@ -297,7 +297,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// A frame no honest client sends never makes an entry (see `IPv4Flow.implausibility`). Frames
     /// of a flow that has one skip that check: their addresses and ports passed it when the
     /// entry was made, and the few instructions it costs are not spent on every frame.
-    private mutating func admit(_ key: FlowKey, hash: UInt32, flow: IPv4Flow, serviceIndex: Int, now: UInt64) -> UInt16? {
+    private mutating func admit(_ key: FlowKey<IPv4Address>, hash: UInt32, flow: IPv4Flow, serviceIndex: Int, now: UInt64) -> UInt16? {
         if let forged = flow.implausibility {
             drop(forged)
             return nil
@@ -532,7 +532,7 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// the flow: it created it or took it over, so it sees the flow's packets and this worker no
     /// longer does. A replica never counts in the load the least-connection schedulers see until
     /// it turns live.
-    public mutating func apply(_ update: ReplicaUpdate, now: UInt64) {
+    public mutating func apply(_ update: ReplicaUpdate<IPv4Address>, now: UInt64) {
         switch update {
         case let .upsert(key, state, realServerID, lifetime, claimsFlow, proven):
             let hash = key.tableHash

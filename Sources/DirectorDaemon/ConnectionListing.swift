@@ -9,7 +9,7 @@ struct ConnectionFilter: Sendable, Equatable {
     var realServerID: UInt16?
     var clientAddress: IPv4Address?
 
-    func matches(_ entry: ConnectionEntry) -> Bool {
+    func matches(_ entry: ConnectionEntry<IPv4Address>) -> Bool {
         (virtualAddress == nil || entry.virtualAddress == virtualAddress) && (virtualPort == nil || entry.virtualPort == virtualPort)
             && (realServerID == nil || entry.realServerID == realServerID) && (clientAddress == nil || entry.clientAddress == clientAddress)
     }
@@ -28,7 +28,7 @@ final class ConnectionListingMailbox: Sendable {
     }
 
     struct Result: Sendable {
-        var entries: [ConnectionEntry]
+        var entries: [ConnectionEntry<IPv4Address>]
         /// More matched than `limit`.
         var truncated: Bool
     }
@@ -37,7 +37,7 @@ final class ConnectionListingMailbox: Sendable {
     struct Walk {
         let request: Request
         var walk = TableWalk()
-        var found: [ConnectionEntry] = []
+        var found: [ConnectionEntry<IPv4Address>] = []
         var truncated = false
 
         init(_ request: Request) {
@@ -90,7 +90,7 @@ final class ConnectionListingMailbox: Sendable {
     }
 
     /// Worker side: one bounded step; true once the listing is finished and delivered.
-    func step(_ listing: inout Walk, table: inout ConnectionTable) -> Bool {
+    func step(_ listing: inout Walk, table: inout ConnectionTable<IPv4Address>) -> Bool {
         let filter = listing.request.filter, limit = listing.request.limit
         var walk = listing.walk
         table.continueWalk(&walk, budget: ConnectionListingMailbox.stepBudget) { entry in

@@ -334,7 +334,7 @@ final class SyncThread: @unchecked Sendable {
             switch event {
             case .apply(let records, let changedAt):
                 for record in records {
-                    let update: ReplicaUpdate
+                    let update: ReplicaUpdate<IPv4Address>
                     switch record.replicaDecision(services: services, timeouts: timeouts) {
                     case .apply(let checked, let clamped):
                         update = checked

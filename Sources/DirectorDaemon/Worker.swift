@@ -175,7 +175,7 @@ final class Worker: @unchecked Sendable {
                 replies = consume ring
                 frontTransmit = try PacketTransmitRing(interface: plan.front)
             }
-            guard let table = ConnectionTable(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
+            guard let table = ConnectionTable<IPv4Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
                 startup.withLock { $0 = "could not allocate a connection table of \(plan.tableCapacity) entries" }
                 return
             }

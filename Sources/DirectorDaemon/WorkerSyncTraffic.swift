@@ -8,9 +8,9 @@ import Glibc
 /// What a worker hands the sync thread through its outbound ring.
 enum WorkerReport: Sendable {
     /// A change of one of the worker's own connections, at wall-clock time `changedAt` (ns).
-    case change(ConnectionChange, changedAt: UInt64)
+    case change(ConnectionChange<IPv4Address>, changedAt: UInt64)
     /// One entry of the table walk answering the peer's snapshot request.
-    case snapshotEntry(ConnectionEntry, requestID: UInt64)
+    case snapshotEntry(ConnectionEntry<IPv4Address>, requestID: UInt64)
     /// The worker's walk for `requestID` is complete.
     case snapshotEnd(requestID: UInt64)
 }
@@ -18,7 +18,7 @@ enum WorkerReport: Sendable {
 /// What the sync thread hands a worker through its inbound ring, in the order it must happen.
 enum WorkerInstruction: Sendable {
     /// A peer's record for this worker's shard; `changedAt` is when the peer made the change.
-    case apply(ReplicaUpdate, changedAt: UInt64)
+    case apply(ReplicaUpdate<IPv4Address>, changedAt: UInt64)
     case beginResync
     case completeResync
     /// Walk the table and report every entry for the peer's snapshot `requestID`.
@@ -42,7 +42,7 @@ struct SyncFeed: ConnectionChangeSink {
         self.ring = ring
     }
 
-    mutating func record(_ change: ConnectionChange) {
+    mutating func record(_ change: ConnectionChange<IPv4Address>) {
         counts.record(change)
         guard let ring else { return }
         if !ring.push(.change(change, changedAt: changedAt)) { ringFull &+= 1 }

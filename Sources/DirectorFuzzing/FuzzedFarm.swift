@@ -34,7 +34,7 @@ enum FuzzedFarm {
 
     /// A forwarder with a table small enough that a few frames fill it and reclaiming is reached.
     static func forwarder(capacity: Int = 16) -> Forwarder<ConnectionChangeCounter> {
-        Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
+        Forwarder(table: ConnectionTable<IPv4Address>(capacity: capacity)!, services: services,
                   settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: backMAC, gateway: gateway), changes: ConnectionChangeCounter())
     }
 }

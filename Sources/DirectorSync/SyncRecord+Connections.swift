@@ -6,7 +6,7 @@ extension SyncRecord {
     /// port. The lifetime it carries is the entry's remaining one plus the state's
     /// `replicaMargin` (see the wire format: the replica must outlive the owner's entry). Nil when the entry's real server is no
     /// longer in the service table.
-    public init?(_ change: ConnectionChange, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
+    public init?(_ change: ConnectionChange<IPv4Address>, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
         let kind: Change = switch change {
         case .created: .created
         case .stateChanged: .stateChanged
@@ -17,12 +17,12 @@ extension SyncRecord {
     }
 
     /// Describes one entry of a table snapshot: a refresh, flagged when the entry is a replica.
-    public init?(snapshotOf entry: ConnectionEntry, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
+    public init?(snapshotOf entry: ConnectionEntry<IPv4Address>, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
         self.init(entry, as: .refreshed, services: services, now: now, timeouts: timeouts)
         if entry.isReplica { flags |= SyncWireFormat.replicaRecordFlag }
     }
 
-    private init?(_ entry: ConnectionEntry, as kind: Change, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
+    private init?(_ entry: ConnectionEntry<IPv4Address>, as kind: Change, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
         guard let server = services.realServer(id: entry.realServerID) else { return nil }
         let key = entry.key
         let remaining = entry.expiresAt > now ? entry.expiresAt - now : 0
@@ -35,7 +35,7 @@ extension SyncRecord {
                   remainingLifetime: UInt32(clamping: remaining + margin))
     }
 
-    public var key: FlowKey {
+    public var key: FlowKey<IPv4Address> {
         FlowKey(clientAddress: clientAddress, clientPort: clientPort, virtualAddress: virtualAddress,
                 virtualPort: virtualPort, transport: transport)
     }
@@ -67,7 +67,7 @@ extension SyncRecord {
 public enum ReplicaDecision: Equatable, Sendable {
     /// Hand it to the flow's worker. `lifetimeClamped`: the peer asked for longer than this
     /// director's own timeouts allow (counted; the pair should share its timeouts).
-    case apply(ReplicaUpdate, lifetimeClamped: Bool)
+    case apply(ReplicaUpdate<IPv4Address>, lifetimeClamped: Bool)
     /// No service here with the record's VIP, port and protocol.
     case unknownService
     /// The service exists, but the real server is not one of its own.

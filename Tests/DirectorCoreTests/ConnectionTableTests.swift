@@ -2,12 +2,12 @@ import DirectorCore
 import DirectorWire
 import Testing
 
-func flowKey(_ n: Int, port: UInt16 = 80) -> FlowKey {
+func flowKey(_ n: Int, port: UInt16 = 80) -> FlowKey<IPv4Address> {
     FlowKey(clientAddress: IPv4Address(rawValue: 0xC612_0000 | UInt32(n & 0xFFFF)), clientPort: UInt16(truncatingIfNeeded: 1024 + (n >> 16)),
             virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: port, transport: .tcp)
 }
 
-func entry(_ key: FlowKey, state: ConnectionState = .established, expiresAt: UInt64 = 1_000, server: UInt16 = 1, proven: Bool = false) -> ConnectionEntry {
+func entry(_ key: FlowKey<IPv4Address>, state: ConnectionState = .established, expiresAt: UInt64 = 1_000, server: UInt16 = 1, proven: Bool = false) -> ConnectionEntry<IPv4Address> {
     var entry = ConnectionEntry(key: key, keyHash: key.tableHash, state: state, realServerID: server, expiresAt: expiresAt)
     entry.isProven = proven
     return entry
@@ -15,17 +15,29 @@ func entry(_ key: FlowKey, state: ConnectionState = .established, expiresAt: UIn
 
 @Suite("Connection table")
 struct ConnectionTableTests {
-    @Test("an entry is 32 bytes; the table holds at most 48 bytes per connection")
+    @Test("an entry is 32 bytes for IPv4 (56 for IPv6); the table holds at most 48 bytes per IPv4 connection (84 per IPv6 one)")
     func layout() {
-        #expect(MemoryLayout<ConnectionEntry>.size == 32 && MemoryLayout<ConnectionEntry>.stride == 32)
-        let table = ConnectionTable(capacity: 100_000)!
+        #expect(MemoryLayout<ConnectionEntry<IPv4Address>>.size == 32 && MemoryLayout<ConnectionEntry<IPv4Address>>.stride == 32)
+        #expect(MemoryLayout<ConnectionEntry<IPv6Address>>.stride == 56)
+        let table = ConnectionTable<IPv4Address>(capacity: 100_000)!
         #expect(Double(table.memoryFootprint) / 100_000 <= 48.01)
+        let table6 = ConnectionTable<IPv6Address>(capacity: 100_000)!
+        #expect(Double(table6.memoryFootprint) / 100_000 <= 84.01)
     }
 
-    @Test("matches a dictionary model under random insert, lookup and delete")
+    @Test("matches a dictionary model under random insert, lookup and delete (IPv4, then IPv6 clients in one /64)")
     func modelCheck() {
-        var table = ConnectionTable(capacity: 2_000)!
-        var model: [FlowKey: UInt16] = [:]
+        check { flowKey($0) }
+        // Clients that differ only in their interface identifier, as one /64's do.
+        check { n in
+            FlowKey(clientAddress: IPv6Address(high: 0x2001_0002_0000_0001, low: UInt64(n & 0xFFFF) << 7), clientPort: UInt16(truncatingIfNeeded: 1024 + (n >> 16)),
+                    virtualAddress: IPv6Address("2001:2::100")!, virtualPort: 80, transport: .tcp)
+        }
+    }
+
+    private func check<Address>(_ flowKey: (Int) -> FlowKey<Address>) {
+        var table = ConnectionTable<Address>(capacity: 2_000)!
+        var model: [FlowKey<Address>: UInt16] = [:]
         var generator = SystemRandomNumberGenerator()
         for step in 0..<60_000 {
             let key = flowKey(Int.random(in: 0..<3_000, using: &generator))
@@ -36,7 +48,8 @@ struct ConnectionTableTests {
                 if Bool.random(using: &generator) { table.remove(at: slot); model[key] = nil }
             } else if model.count < table.capacity {
                 let server = UInt16.random(in: 1...9, using: &generator)
-                guard case .inserted = table.insert(entry(key, server: server)) else { Issue.record("insert failed"); return }
+                guard case .inserted = table.insert(ConnectionEntry(key: key, keyHash: key.tableHash, state: .established, realServerID: server,
+                                                                    expiresAt: 1_000)) else { Issue.record("insert failed"); return }
                 model[key] = server
             }
             #expect(table.count == model.count)
@@ -49,7 +62,7 @@ struct ConnectionTableTests {
 
     @Test("a full shard refuses a new flow when every entry is proven")
     func fullOfProven() {
-        var table = ConnectionTable(capacity: 64)!
+        var table = ConnectionTable<IPv4Address>(capacity: 64)!
         for n in 0..<64 {
             guard case .inserted(let slot) = table.insert(entry(flowKey(n), proven: true)) else { Issue.record("insert \(n) refused below capacity"); return }
             #expect(table.find(flowKey(n), hash: flowKey(n).tableHash) == slot)
@@ -61,7 +74,7 @@ struct ConnectionTableTests {
 
     @Test("a full shard reclaims the unproven entry nearest its expiry, never a proven one")
     func reclaim() {
-        var table = ConnectionTable(capacity: 32)!
+        var table = ConnectionTable<IPv4Address>(capacity: 32)!
         for n in 0..<32 {
             let state: ConnectionState = n % 4 == 0 ? .synReceived : .established
             // The proven ones expire first: proof, not age, is what protects an entry.
@@ -76,7 +89,7 @@ struct ConnectionTableTests {
 
     @Test("expiry is incremental and removes only what is due")
     func expiry() {
-        var table = ConnectionTable(capacity: 1_000)!
+        var table = ConnectionTable<IPv4Address>(capacity: 1_000)!
         for n in 0..<1_000 { _ = table.insert(entry(flowKey(n), expiresAt: n < 600 ? 100 : 10_000)) }
         var removed = 0
         let first = table.expire(now: 500, budget: 100) { _ in removed += 1 }

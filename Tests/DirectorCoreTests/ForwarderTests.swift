@@ -10,8 +10,8 @@ private let vip = IPv4Address(198, 18, 0, 100)
 private let toVIP = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
 
 struct RecordingSink: ConnectionChangeSink {
-    var changes: [ConnectionChange] = []
-    mutating func record(_ change: ConnectionChange) { changes.append(change) }
+    var changes: [ConnectionChange<IPv4Address>] = []
+    mutating func record(_ change: ConnectionChange<IPv4Address>) { changes.append(change) }
 }
 
 func makeForwarder(_ scheduler: SchedulerKind = .maglev, weights: [UInt32] = [1, 1, 1], capacity: Int = 1024,
@@ -20,7 +20,7 @@ func makeForwarder(_ scheduler: SchedulerKind = .maglev, weights: [UInt32] = [1,
         VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: scheduler),
         VirtualService(address: vip, port: 53, transport: .udp, pool: pool(weights), scheduler: scheduler),
     ])
-    return Forwarder(table: ConnectionTable(capacity: capacity)!, services: services,
+    return Forwarder(table: ConnectionTable<IPv4Address>(capacity: capacity)!, services: services,
                      settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC, timeouts: timeouts), changes: RecordingSink())
 }
 
@@ -291,7 +291,7 @@ struct ForwarderTests {
         var servers = pool([1])
         servers[0].mac = .zero
         let table = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .maglev)])
-        var forwarder = Forwarder(table: ConnectionTable(capacity: 16)!, services: table,
+        var forwarder = Forwarder(table: ConnectionTable<IPv4Address>(capacity: 16)!, services: table,
                                   settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC), changes: RecordingSink())
         let (verdict, _) = forwarder.run(toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).build())
         #expect(verdict == .drop && forwarder.counters[drop: .realServerUnresolved] == 1)

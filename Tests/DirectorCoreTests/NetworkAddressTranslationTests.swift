@@ -23,7 +23,7 @@ private func makeTranslatingForwarder(scheduler: SchedulerKind = .roundRobin) ->
         VirtualService(address: vip, port: 53, transport: .udp, forwarding: .nat, pool: udpServers, scheduler: scheduler),
         VirtualService(address: vip, port: 443, transport: .tcp, pool: drServers, scheduler: scheduler),
     ])
-    return Forwarder(table: ConnectionTable(capacity: 1024)!, services: services,
+    return Forwarder(table: ConnectionTable<IPv4Address>(capacity: 1024)!, services: services,
                      settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC, gateway: gateway), changes: RecordingSink())
 }
 

@@ -19,7 +19,7 @@ struct ObservationTests {
             VirtualService(address: vip, port: 80, transport: .tcp, pool: pool([1]), scheduler: .maglev, statisticsID: 7),
             VirtualService(address: vip, port: 53, transport: .udp, pool: pool([1]), scheduler: .maglev, statisticsID: 9),
         ])
-        var forwarder = Forwarder(table: ConnectionTable(capacity: 64)!, services: services,
+        var forwarder = Forwarder(table: ConnectionTable<IPv4Address>(capacity: 64)!, services: services,
                                   settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: MACAddress("02:00:00:00:00:b0")!), changes: RecordingSink())
         let syn = toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build()
         let data = toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: [.ack, .psh]).payload([UInt8](repeating: 1, count: 100)).build()
@@ -77,7 +77,7 @@ struct ObservationTests {
 
     @Test("the connection listing: a worker walks its table in bounded steps, keeps what the filter matches up to the limit, says when more matched; a cancelled listing delivers nothing")
     func listing() throws {
-        guard var table = ConnectionTable(capacity: 50_000) else {
+        guard var table = ConnectionTable<IPv4Address>(capacity: 50_000) else {
             Issue.record("no table")
             return
         }

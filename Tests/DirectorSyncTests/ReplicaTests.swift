@@ -8,8 +8,8 @@ private let vip = IPv4Address(198, 18, 0, 100)
 private let client = IPv4Address(198, 18, 1, 10)
 
 struct ChangeLog: ConnectionChangeSink {
-    var changes: [ConnectionChange] = []
-    mutating func record(_ change: ConnectionChange) { changes.append(change) }
+    var changes: [ConnectionChange<IPv4Address>] = []
+    mutating func record(_ change: ConnectionChange<IPv4Address>) { changes.append(change) }
 }
 
 /// A director's forwarder with rr over three real servers. `order` permutes the pool: the two
@@ -20,7 +20,7 @@ func director(order: [Int] = [0, 1, 2], timeouts: ConnectionTimeouts = Connectio
                    mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64(index)))
     }
     let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .roundRobin)])
-    return Forwarder(table: ConnectionTable(capacity: 64)!, services: services,
+    return Forwarder(table: ConnectionTable<IPv4Address>(capacity: 64)!, services: services,
                      settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: MACAddress("02:00:00:00:00:b0")!, timeouts: timeouts),
                      changes: ChangeLog())
 }
@@ -221,7 +221,7 @@ struct ReplicaLifetimeTests {
         _ = owner.run(segment(port: 40001, flags: .ack), now: 1_001)
         _ = owner.run(segment(port: 40001, flags: [.ack, .psh], data: Array("GET /".utf8)), now: 1_002)
         try owner.sync(to: &peer, now: 1_003)
-        func replica(_ port: UInt16) -> ConnectionEntry? {
+        func replica(_ port: UInt16) -> ConnectionEntry<IPv4Address>? {
             let key = FlowKey(clientAddress: client, clientPort: port, virtualAddress: vip, virtualPort: 80, transport: .tcp)
             return peer.table.find(key, hash: key.tableHash).map { peer.table[$0] }
         }

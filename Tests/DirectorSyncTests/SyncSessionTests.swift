@@ -27,10 +27,10 @@ struct SimulatedNode: ~Copyable {
     var silent = false
     /// Takes that fail, as when the kernel refuses the new filter.
     var failingTakes = 0
-    var ownTable: [FlowKey: SyncRecord] = [:]
-    var replica: [FlowKey: SyncRecord] = [:]
+    var ownTable: [FlowKey<IPv4Address>: SyncRecord] = [:]
+    var replica: [FlowKey<IPv4Address>: SyncRecord] = [:]
     /// Replicas written since the current resync began (the daemon's workers mark them with an epoch).
-    var touchedSinceResync: Set<FlowKey> = []
+    var touchedSinceResync: Set<FlowKey<IPv4Address>> = []
     var ownership: BucketOwnership
     var events: [SyncEvent] = []
     var peerHealth: [(version: UInt64, reports: [ServerHealthReport])] = []
@@ -204,7 +204,7 @@ func churn(_ pair: inout SimulatedPair, onA: Bool, milliseconds: Int, perStep: I
 }
 
 /// Compares what matters to forwarding: which flows exist and where they go, in which state.
-func sameFlows(_ left: [FlowKey: SyncRecord], _ right: [FlowKey: SyncRecord]) -> Bool {
+func sameFlows(_ left: [FlowKey<IPv4Address>: SyncRecord], _ right: [FlowKey<IPv4Address>: SyncRecord]) -> Bool {
     guard left.count == right.count else { return false }
     return left.allSatisfy { key, record in
         guard let other = right[key] else { return false }

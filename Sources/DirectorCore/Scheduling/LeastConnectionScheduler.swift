@@ -4,7 +4,7 @@ public struct LeastConnectionScheduler: RealServerScheduler {
     public init() {}
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         var best: Int?
         var bestOverhead = UInt64.max
         for index in pool.indices where pool[index].weight > 0 {

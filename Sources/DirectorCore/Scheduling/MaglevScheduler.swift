@@ -63,10 +63,10 @@ public struct MaglevScheduler: RealServerScheduler {
     }
 
     @inlinable
-    public func slot(for flow: FlowKey) -> Int { Int(flow.tableHash % UInt32(tableSize)) }
+    public func slot<Address>(for flow: FlowKey<Address>) -> Int { Int(flow.tableHash % UInt32(tableSize)) }
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         let index = lookup[slot(for: flow)]
         return index == MaglevScheduler.unassigned ? nil : Int(index)
     }

@@ -3,7 +3,7 @@ public struct RoundRobinScheduler: RealServerScheduler {
     public init() {}
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         guard !pool.isEmpty else { return nil }
         var index = cursor.position
         for _ in 0..<pool.count {

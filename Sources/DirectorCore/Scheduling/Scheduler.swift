@@ -9,7 +9,7 @@ import DirectorWire
 public protocol RealServerScheduler: Sendable {
     /// The index in the pool of the real server for a new flow, or nil if no member can take it
     /// (every weight is zero).
-    func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int?
+    func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int?
 }
 
 /// Per-worker, per-service scheduler state (round-robin position and current weight).
@@ -65,7 +65,7 @@ public enum Scheduler: Sendable {
     }
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         switch self {
         case .roundRobin(let s): s.select(flow, pool: pool, cursor: &cursor, load: load)
         case .weightedRoundRobin(let s): s.select(flow, pool: pool, cursor: &cursor, load: load)

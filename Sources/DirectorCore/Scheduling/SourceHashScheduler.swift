@@ -29,9 +29,9 @@ public struct SourceHashScheduler: RealServerScheduler {
     }
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         // Knuth's multiplicative hash of the address, top 8 bits (IPVS uses the same constant).
-        let bucket = Int((flow.clientAddress.rawValue &* 2_654_435_761) >> 24)
+        let bucket = Int((flow.clientAddress.sourceHashWord &* 2_654_435_761) >> 24)
         let index = buckets[bucket]
         return index >= 0 ? index : nil
     }

@@ -12,7 +12,7 @@ public struct WeightedRoundRobinScheduler: RealServerScheduler {
     }
 
     @inlinable
-    public func select(_ flow: FlowKey, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
+    public func select<Address>(_ flow: FlowKey<Address>, pool: [RealServer], cursor: inout SchedulerCursor, load: borrowing ConnectionLoad) -> Int? {
         guard maximumWeight > 0, !pool.isEmpty else { return nil }
         var index = cursor.position
         // At most one full cycle of weights over the pool: maxWeight/step passes of pool.count.
