@@ -9,7 +9,7 @@ let virtualAddress = IPv4Address(198, 18, 0, 100)
 let virtualMAC = MACAddress("02:18:00:00:00:64")!
 
 /// Flow n: clients spread over 198.19.0.0/16 and the port range.
-func key(_ n: Int) -> FlowKey {
+func key(_ n: Int) -> FlowKey<IPv4Address> {
     FlowKey(clientAddress: IPv4Address(rawValue: IPv4Address(198, 19, 0, 0).rawValue &+ UInt32(n % 65_000)), clientPort: UInt16(1024 + n / 65_000),
             virtualAddress: virtualAddress, virtualPort: 80, transport: .tcp)
 }
@@ -22,11 +22,11 @@ func realServers(_ count: Int) -> [RealServer] {
 /// A table holding `size` established connections, and a scattered sample of their keys: as
 /// many as there are, up to 4 M (more than any cache holds).
 final class FilledTable {
-    var table: ConnectionTable
-    let sample: [(key: FlowKey, hash: UInt32)]
+    var table: ConnectionTable<IPv4Address>
+    let sample: [(key: FlowKey<IPv4Address>, hash: UInt32)]
 
     init(size: Int) {
-        table = ConnectionTable(capacity: size * 9 / 8 + 64)!
+        table = ConnectionTable<IPv4Address>(capacity: size * 9 / 8 + 64)!
         for n in 0..<size {
             let key = key(n)
             _ = table.insert(ConnectionEntry(key: key, keyHash: key.tableHash, state: .established, realServerID: 1, expiresAt: .max))
@@ -40,7 +40,7 @@ final class FilledTable {
 }
 
 struct NoChanges: ConnectionChangeSink {
-    mutating func record(_ change: ConnectionChange) {}
+    mutating func record(_ change: ConnectionChange<IPv4Address>) {}
 }
 
 let tableSizes = [1_000, 100_000, 1_000_000, 10_000_000]
@@ -122,7 +122,7 @@ let benchmarks: @Sendable () -> Void = {
     // pick, insert, DR rewrite. Each run starts from an empty table.
     Benchmark("New connection: SYN → Maglev → insert → rewrite", configuration: perOperation()) { benchmark in
         let services = ServiceTable(services: [VirtualService(address: virtualAddress, port: 80, transport: .tcp, pool: realServers(10), scheduler: .maglev)])
-        var forwarder = Forwarder(table: ConnectionTable(capacity: 1 << 20)!, services: services,
+        var forwarder = Forwarder(table: ConnectionTable<IPv4Address>(capacity: 1 << 20)!, services: services,
                                   settings: ForwarderSettings(virtualMAC: virtualMAC, backMAC: MACAddress("02:18:00:00:02:01")!), changes: NoChanges())
         let syn = PacketBuilder().ethernet(from: MACAddress("02:18:00:00:01:01")!, to: virtualMAC).ipv4(from: IPv4Address(198, 19, 0, 1), to: virtualAddress)
             .tcp(sourcePort: 1024, destinationPort: 80, flags: .syn).build()
