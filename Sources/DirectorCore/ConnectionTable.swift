@@ -13,6 +13,8 @@ import Glibc
 ///   That is 48 bytes of table per IPv4 connection at full capacity (84 per IPv6 one).
 /// - Deletion shifts later entries of the probe run back (Knuth's Algorithm R), so there are no
 ///   tombstones and lookups never slow down with churn.
+/// - Callers in other modules (the worker's walks, listings) get copies specialised for each
+///   family (`@_specialize(exported:)`), not the generic code.
 /// - Expiry is incremental: `expire(now:budget:)` examines a bounded number of slots from a
 ///   cursor that walks the table round and round; there is never a stop-the-world sweep.
 public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
@@ -92,6 +94,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     /// gives up the unproven entry nearest its expiry near the new one's home slot;
     /// `reclaimingOwnEntries: false` limits that to replicas, so the peer's records never push
     /// out this worker's own flows.
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
     public mutating func insert(_ entry: ConnectionEntry<Address>, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
         if count < capacity {
             return .inserted(slot: place(entry))
@@ -129,6 +133,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
 
     /// Empties `slot` and moves later members of its probe run back so every entry stays
     /// reachable from its home slot.
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
     public mutating func remove(at slot: Int) {
         var hole = slot
         var probe = slot
@@ -150,6 +156,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
 
     /// Examines up to `budget` slots from where the last call stopped; removes every entry that
     /// expired at or before `now`, handing each to `expired` first. Returns how many it removed.
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
     @discardableResult
     public mutating func expire(now: UInt64, budget: Int, _ expired: (ConnectionEntry<Address>) -> Void) -> Int {
         var removed = 0
@@ -172,6 +180,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     /// Continues `walk` over up to `budget` slots, asking `body` what to do with each entry: a
     /// whole-table pass in bounded steps (a snapshot for the peer, purging stale replicas), never
     /// a stop-the-world loop.
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
     public mutating func continueWalk(_ walk: inout TableWalk, budget: Int, _ body: (ConnectionEntry<Address>) -> TableWalk.Step) {
         var examined = 0
         while examined < budget && walk.nextSlot < slotCount {
@@ -194,6 +204,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     }
 
     /// Calls `body` with every live entry (for status listings; not for the data path).
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
     public func forEach(_ body: (ConnectionEntry<Address>) -> Void) {
         for slot in 0..<slotCount where slots[slot].isOccupied { body(slots[slot]) }
     }

@@ -218,8 +218,14 @@ extension SyncThread {
     }
 
     /// Stops accepting every bucket (in fault, beside a live peer); retried every turn until the
-    /// filters take it.
+    /// filters take it, or until the peer is no longer alive to take them (then this side keeps
+    /// them, as it would have had the peer been dead at the fault).
     private func releaseAll() {
+        guard session.peer == .alive else {
+            releaseAllPending = false
+            Log.warning("sync: the peer is no longer alive; this dispatcher keeps its buckets")
+            return
+        }
         do {
             try director.setOwnership(.none(director.configuration.bucketCount))
             releaseAllPending = false

@@ -365,6 +365,9 @@ final class SyncThread: @unchecked Sendable {
                 // A restarted peer's view starts over (and its versions with it).
                 if restarted { director.forgetPeerHealth() }
                 healthShareDue = true
+                // Unfit to serve: the peer is here now to take every bucket (it hears no
+                // heartbeat from this side), so this side lets go of them.
+                if session.isInFault { releaseAllPending = true }
             case .peerDead(let silence):
                 local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
                 local.deathSilence = silence

@@ -274,6 +274,12 @@ public struct SyncSession: ~Copyable {
     public mutating func setFault(_ fault: Bool) {
         guard fault != isInFault else { return }
         isInFault = fault
+        // The daemon abandons a handover under way when it enters a fault: no release or take is
+        // pending any more, so once fit again this side asks for its share like any other time.
+        if fault {
+            releasing = false
+            taking = false
+        }
         if !fault, peer == .dead || (peer == .unknown && tookAllAlone) { events.append(.takeAll) }
     }
 

@@ -22,6 +22,7 @@ extension FrameParser {
         var nextHeader = frame.byte(at: networkOffset + IPv6Header.nextHeaderOffset)
         var offset = networkOffset + IPv6Header.length
         var isFirstFragment = false
+        var hasFragmentHeader = false
         var walked = 0
         while IPv6Header.isExtensionHeader(nextHeader) {
             guard walked < IPv6Header.extensionHeaderLimit else { return .malformed(.tooManyExtensionHeaders) }
@@ -31,6 +32,7 @@ extension FrameParser {
                 let offsetAndFlags = frame.bigEndianUInt16(at: offset + 2)
                 guard offsetAndFlags & IPv6Header.fragmentOffsetMask == 0 else { return .malformed(.fragment) }
                 isFirstFragment = isFirstFragment || offsetAndFlags & IPv6Header.moreFragmentsBit != 0
+                hasFragmentHeader = true
                 nextHeader = frame.byte(at: offset)
                 offset += 8
             } else {
@@ -65,7 +67,9 @@ extension FrameParser {
             flow.transport = .udp
             flow.sourcePort = frame.bigEndianUInt16(at: offset)
             flow.destinationPort = frame.bigEndianUInt16(at: offset + 2)
-        case ICMPv6Header.protocolNumber where !isFirstFragment:
+        // ICMPv6 in a fragment (even an atomic one) is not read: the quote may be cut, and
+        // Neighbor Discovery in a fragment is to be ignored (RFC 6980).
+        case ICMPv6Header.protocolNumber where !hasFragmentHeader:
             return parseICMPv6(frame, flow, transportLength: transportLength)
         default:
             return .passedOver(.otherIPProtocol)
@@ -108,12 +112,19 @@ extension FrameParser {
     }
 
     /// RFC 4861 §7.1.1: a solicitation from off-link (hop limit below 255), with a code, too short,
-    /// for a multicast target, or with an option of length zero is invalid; so is one from `::`
-    /// (duplicate address detection) that carries a source link-layer address or is not sent to
-    /// a multicast address.
+    /// with a wrong checksum, for a multicast target, or with an option of length zero is
+    /// invalid; so is one from `::` (duplicate address detection) that carries a source
+    /// link-layer address or is not sent to the target's solicited-node address.
     static func parseNeighborSolicitation(_ frame: RawSpan, _ outer: IPv6Flow, length: Int) -> ParsedFrame {
         let icmp = outer.transportOffset
         guard outer.hopLimit == 255, length >= NeighborDiscovery.solicitationLength, frame.byte(at: icmp + 1) == 0 else {
+            return .malformed(.invalidNeighborDiscovery)
+        }
+        // Rare frames, so the whole message is summed: the pseudo-header and the message make
+        // all ones when the checksum is right.
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: outer.source, destination: outer.destination, length: UInt32(length),
+                                                      nextHeader: ICMPv6Header.protocolNumber)
+        guard InternetChecksum.sum(frame.extracting(icmp..<(icmp + length)), initial: pseudo) == 0xFFFF else {
             return .malformed(.invalidNeighborDiscovery)
         }
         let target = frame.ipv6Address(at: icmp + NeighborDiscovery.targetOffset)
@@ -132,7 +143,7 @@ extension FrameParser {
         }
         let fromUnspecified = outer.source == .zero
         guard !(fromUnspecified && linkLayer != nil) else { return .malformed(.invalidNeighborDiscovery) }
-        guard !fromUnspecified || outer.destination.isMulticast else { return .malformed(.invalidNeighborDiscovery) }
+        guard !fromUnspecified || outer.destination == target.solicitedNodeMulticast else { return .malformed(.invalidNeighborDiscovery) }
         return .neighborSolicitation(NeighborSolicitation(
             destinationMAC: outer.destinationMAC, sourceMAC: outer.sourceMAC, vlanID: outer.vlanID,
             source: outer.source, destination: outer.destination, target: target, sourceLinkLayerAddress: linkLayer))

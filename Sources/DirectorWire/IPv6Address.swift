@@ -32,7 +32,8 @@ public struct IPv6Address: Hashable, Comparable, Sendable, CustomStringConvertib
                     guard let v4 = IPv4Address(String(field)) else { return nil }
                     result += [UInt16(v4.rawValue >> 16), UInt16(v4.rawValue & 0xFFFF)]
                 } else {
-                    guard (1...4).contains(field.count), let group = UInt16(field, radix: 16) else { return nil }
+                    // Hex digits only: the integer initialiser would also take a sign ("+1").
+                    guard (1...4).contains(field.count), field.allSatisfy(\.isHexDigit), let group = UInt16(field, radix: 16) else { return nil }
                     result.append(group)
                 }
             }

@@ -29,10 +29,10 @@ public enum InternetChecksum {
 
     /// The sum of the IPv6 pseudo-header (RFC 8200 §8.1) that TCP, UDP and ICMPv6 checksums cover.
     public static func pseudoHeaderSum(source: IPv6Address, destination: IPv6Address, length: UInt32, nextHeader: UInt8) -> UInt32 {
-        var total: UInt64 = 0
-        for half in [source.high, source.low, destination.high, destination.low] {
-            total &+= (half >> 48) &+ ((half >> 32) & 0xFFFF) &+ ((half >> 16) & 0xFFFF) &+ (half & 0xFFFF)
+        @inline(__always) func words(_ half: UInt64) -> UInt64 {
+            (half >> 48) &+ ((half >> 32) & 0xFFFF) &+ ((half >> 16) & 0xFFFF) &+ (half & 0xFFFF)
         }
+        var total = words(source.high) &+ words(source.low) &+ words(destination.high) &+ words(destination.low)
         total &+= UInt64(length >> 16) &+ UInt64(length & 0xFFFF) &+ UInt64(nextHeader)
         while total >> 16 != 0 { total = (total & 0xFFFF) &+ (total >> 16) }
         return UInt32(total)

@@ -21,13 +21,20 @@ public enum ReplyFilter {
 
     public static func instructions(for ownership: BucketOwnership, gatewayMAC: MACAddress, worker: Int, workers: Int) -> [sock_filter] {
         var program = ClassicBPF()
+        // The exits past the bucket code are BPF_JA: a conditional jump reaches only 255
+        // instructions, and the bucket code is most of that.
         program.statement(BPF_LD | BPF_H | BPF_ABS, ClassicBPF.ancillaryProtocol)      // A = EtherType
-        program.jump(BPF_JEQ, UInt32(EtherType.arp), whenTrue: .label("arp"), whenFalse: .next)
+        program.jump(BPF_JEQ, UInt32(EtherType.arp), whenTrue: .next, whenFalse: .label("not-arp"))
+        program.jumpAlways(to: "arp")
+        program.label("not-arp")
         // The destination MAC: the gateway's, or not a reply.
         program.statement(BPF_LD | BPF_W | BPF_ABS, ClassicBPF.linkLayerOffset)
-        program.jump(BPF_JEQ, UInt32(truncatingIfNeeded: gatewayMAC.rawValue >> 16), whenTrue: .next, whenFalse: .label("drop"))
+        program.jump(BPF_JEQ, UInt32(truncatingIfNeeded: gatewayMAC.rawValue >> 16), whenTrue: .next, whenFalse: .label("other-mac"))
         program.statement(BPF_LD | BPF_H | BPF_ABS, ClassicBPF.linkLayerOffset &+ 4)
-        program.jump(BPF_JEQ, UInt32(truncatingIfNeeded: gatewayMAC.rawValue & 0xFFFF), whenTrue: .next, whenFalse: .label("drop"))
+        program.jump(BPF_JEQ, UInt32(truncatingIfNeeded: gatewayMAC.rawValue & 0xFFFF), whenTrue: .label("gateway-mac"), whenFalse: .next)
+        program.label("other-mac")
+        program.jumpAlways(to: "drop")
+        program.label("gateway-mac")
         program.loadClientBucket(bucketCount: ownership.bucketCount, client: .destination, notFlow: "drop")
         program.statement(BPF_ST, 0)                                                    // M[0] = bucket
         program.statement(BPF_ALU | BPF_MOD | BPF_K, UInt32(workers))

@@ -75,6 +75,10 @@ private let malformedFixtures: [MalformedFixture] = [
     .init(name: "Neighbor Solicitation with an option of length 0",
           frame: solicitation(for: vip6).payload([135, 0, 0, 0, 0, 0, 0, 0] + vip6.octets + [1, 0, 0, 0, 0, 0, 0, 0]).build(),
           reason: .invalidNeighborDiscovery),
+    .init(name: "Neighbor Solicitation with a wrong checksum",
+          frame: { var frame = solicitation(for: vip6).build(); frame[14 + 40 + 2] ^= 0x01; return frame }(), reason: .invalidNeighborDiscovery),
+    .init(name: "Neighbor Solicitation from :: to all nodes, not the solicited-node address",
+          frame: solicitation(for: vip6, from: .zero).with { $0.destination6 = NeighborDiscovery.allNodes }.build(), reason: .invalidNeighborDiscovery),
     .init(name: "ICMPv6 error without the quoted ports", frame: base6.with { $0.transport = .other(protocolNumber: 58) }
         .payload([2, 0, 0, 0, 0, 0, 5, 0] + syn6.build()[14..<(14 + 42)]).build(), reason: .truncatedICMPError),
 ]
@@ -138,6 +142,9 @@ struct FrameParserTests {
         #expect(parse(base6.with { $0.transport = .other(protocolNumber: 59) }.build()) == .passedOver(.otherIPProtocol))
         #expect(parse(base6.with { $0.transport = .other(protocolNumber: 50) }.payload([0, 0, 0, 1, 0, 0, 0, 1]).build()) == .passedOver(.otherIPProtocol))
         #expect(parse(base6.with { $0.transport = .other(protocolNumber: 58) }.payload([136, 0, 0, 0, 0x20, 0, 0, 0] + vip6.octets).build())
+                == .passedOver(.otherIPProtocol))
+        // Neighbor Discovery in a fragment, even an atomic one, is ignored (RFC 6980).
+        #expect(parse(solicitation(for: vip6).with { $0.extensionHeaders = [fragmentHeader(offset: 0, more: false)] }.build())
                 == .passedOver(.otherIPProtocol))
     }
 

@@ -276,3 +276,26 @@ extension LabSuites {
         }
     }
 }
+
+/// The kernel programs as assembled, without a kernel: the classic-BPF limits they must stay
+/// inside whatever the ownership (runs beside the unit tests; no namespace).
+@Suite("Kernel programs, assembled")
+struct KernelProgramAssemblyTests {
+    @Test("the worst ownership (every other bucket) stays inside 4,096 instructions, and no conditional jump comes near its 255 reach")
+    func limits() {
+        let worst = BucketOwnership(bucketCount: 1024) { $0 % 2 == 0 }
+        #expect(worst.ownedRanges.count == 512)
+        let programs = [
+            ("ownership filter", OwnershipFilter.instructions(for: worst)),
+            ("reply filter", ReplyFilter.instructions(for: worst, gatewayMAC: MACAddress("02:18:00:00:02:fe")!, worker: 1, workers: 2)),
+            ("fan-out program", FanoutProgram.instructions(bucketCount: 1024)),
+        ]
+        for (name, program) in programs {
+            #expect(program.count <= 4096, "\(name): \(program.count) instructions")
+            // BPF_JA (0x05 with BPF_JMP) carries its offset in k; the others in jt and jf.
+            let conditional = program.filter { $0.code & 0x07 == 0x05 && $0.code & 0xF0 != 0x00 }
+            let longest = conditional.map { max(Int($0.jt), Int($0.jf)) }.max() ?? 0
+            #expect(longest <= 128, "\(name): a conditional jump of \(longest) instructions (the limit is 255)")
+        }
+    }
+}
