@@ -23,7 +23,7 @@ public enum ARPCodec {
 
     /// Bytes an ARP frame needs (Ethernet header, optional tag, ARP body), before padding.
     public static func frameLength(vlanID: UInt16?) -> Int {
-        EthernetHeader.length + (vlanID == nil ? 0 : EthernetHeader.vlanTagLength) + length
+        EthernetHeader.length(vlanID: vlanID) + length
     }
 
     /// Writes an ARP frame into `frame` and returns its length, or nil if it does not fit.
@@ -34,16 +34,8 @@ public enum ARPCodec {
     ) -> Int? {
         let total = frameLength(vlanID: vlanID)
         guard frame.byteCount >= total else { return nil }
-        frame.storeMACAddress(ethernetDestination, at: EthernetHeader.destinationOffset)
-        frame.storeMACAddress(ethernetSource, at: EthernetHeader.sourceOffset)
-        var offset = EthernetHeader.etherTypeOffset
-        if let vlanID {
-            frame.storeBigEndian(EtherType.vlan, at: offset)
-            frame.storeBigEndian(vlanID & 0x0FFF, at: offset + 2)
-            offset += EthernetHeader.vlanTagLength
-        }
-        frame.storeBigEndian(EtherType.arp, at: offset)
-        offset += 2
+        let offset = EthernetHeader.write(into: &frame, destination: ethernetDestination, source: ethernetSource, vlanID: vlanID,
+                                          etherType: EtherType.arp)
         frame.storeBigEndian(UInt16(1), at: offset)
         frame.storeBigEndian(EtherType.ipv4, at: offset + 2)
         frame.storeBytes(of: UInt8(6), toByteOffset: offset + 4, as: UInt8.self)

@@ -15,6 +15,25 @@ public enum EthernetHeader {
     public static let etherTypeOffset = 12
     /// An 802.1Q tag: TPID (0x8100) then 16 bits of PCP/DEI/VID, before the real EtherType.
     public static let vlanTagLength = 4
+
+    /// Bytes of the header, with the tag if there is one.
+    public static func length(vlanID: UInt16?) -> Int { length + (vlanID == nil ? 0 : vlanTagLength) }
+
+    /// Writes the header (destination, source, the tag if any, `etherType`) at the frame's start
+    /// and returns where the payload begins. The caller has checked that the frame is long enough.
+    public static func write(into frame: inout MutableRawSpan, destination: MACAddress, source: MACAddress, vlanID: UInt16?,
+                             etherType: UInt16) -> Int {
+        frame.storeMACAddress(destination, at: destinationOffset)
+        frame.storeMACAddress(source, at: sourceOffset)
+        var offset = etherTypeOffset
+        if let vlanID {
+            frame.storeBigEndian(EtherType.vlan, at: offset)
+            frame.storeBigEndian(vlanID & 0x0FFF, at: offset + 2)
+            offset += vlanTagLength
+        }
+        frame.storeBigEndian(etherType, at: offset)
+        return offset + 2
+    }
 }
 
 /// TCP control bits (RFC 9293 §3.1), as found in the 13th byte of the header.

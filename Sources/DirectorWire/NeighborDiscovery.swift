@@ -19,7 +19,7 @@ public enum NeighborDiscovery {
 
     /// Bytes an advertisement frame needs.
     public static func advertisementFrameLength(vlanID: UInt16?) -> Int {
-        EthernetHeader.length + (vlanID == nil ? 0 : EthernetHeader.vlanTagLength) + IPv6Header.length + advertisementLength
+        EthernetHeader.length(vlanID: vlanID) + IPv6Header.length + advertisementLength
     }
 
     /// Writes the advertisement "`target` is at `mac`" into `frame` and returns its length, or nil
@@ -32,16 +32,8 @@ public enum NeighborDiscovery {
     ) -> Int? {
         let total = advertisementFrameLength(vlanID: vlanID)
         guard frame.byteCount >= total else { return nil }
-        frame.storeMACAddress(ethernetDestination, at: EthernetHeader.destinationOffset)
-        frame.storeMACAddress(ethernetSource, at: EthernetHeader.sourceOffset)
-        var offset = EthernetHeader.etherTypeOffset
-        if let vlanID {
-            frame.storeBigEndian(EtherType.vlan, at: offset)
-            frame.storeBigEndian(vlanID & 0x0FFF, at: offset + 2)
-            offset += EthernetHeader.vlanTagLength
-        }
-        frame.storeBigEndian(EtherType.ipv6, at: offset)
-        let network = offset + 2
+        let network = EthernetHeader.write(into: &frame, destination: ethernetDestination, source: ethernetSource, vlanID: vlanID,
+                                           etherType: EtherType.ipv6)
         frame.storeBigEndian(UInt32(0x6000_0000), at: network)
         frame.storeBigEndian(UInt16(advertisementLength), at: network + IPv6Header.payloadLengthOffset)
         frame.storeBytes(of: ICMPv6Header.protocolNumber, toByteOffset: network + IPv6Header.nextHeaderOffset, as: UInt8.self)
