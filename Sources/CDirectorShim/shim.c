@@ -55,6 +55,9 @@ int director_spawn(const char *path, char *const argv[], const char *input, cons
     } else {
         posix_spawn_file_actions_adddup2(&actions, 1, 2);
     }
+    // Nothing else of this process reaches the child: a daemon it starts (a notify script's, a
+    // lab's nginx) would otherwise hold the director's sockets open for as long as it lives.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
     sigset_t none, all;

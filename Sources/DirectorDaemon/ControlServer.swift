@@ -207,7 +207,7 @@ public enum ControlClient {
     }
 }
 
-private func socket_unix() -> Int32 { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0) }
+private func socket_unix() -> Int32 { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
 
 extension String {
     func trimmingWhitespace() -> String {

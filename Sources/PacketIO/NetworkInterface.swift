@@ -23,7 +23,7 @@ public struct NetworkInterface: Sendable, CustomStringConvertible {
         }
         self.name = name
         self.index = Int32(index)
-        let fd = try SystemCall.check("socket", "querying interface \(name)") { socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0) }
+        let fd = try SystemCall.check("socket", "querying interface \(name)") { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         defer { close(fd) }
         var request = NetworkInterface.request(for: name)
         try SystemCall.check("ioctl(SIOCGIFHWADDR)", "reading the MAC address of \(name)") { ioctl(fd, UInt(SIOCGIFHWADDR), &request) }

@@ -10,10 +10,10 @@ public enum NetworkNamespace {
     /// Runs `body` inside the namespace at `path` (e.g. /var/run/netns/NAME, as `ip netns` makes
     /// them), then moves the thread back to the namespace it was in.
     public static func run<T>(in path: String, _ body: () throws -> T) throws -> T {
-        let original = open("/proc/thread-self/ns/net", O_RDONLY)
+        let original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
         guard original >= 0 else { throw SystemCallError(call: "open", context: "opening this thread's network namespace", errno: director_errno()) }
         defer { close(original) }
-        let target = open(path, O_RDONLY)
+        let target = open(path, O_RDONLY | O_CLOEXEC)
         guard target >= 0 else { throw SystemCallError(call: "open", context: "opening network namespace \(path)", errno: director_errno()) }
         defer { close(target) }
         let entered = director_enter_network_namespace(target)

@@ -70,7 +70,7 @@ enum SystemCall {
     }
 
     static func packetSocket(protocolNumber: UInt16, _ context: String) throws(SystemCallError) -> Int32 {
-        try check("socket", context) { socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(protocolNumber.bigEndian)) }
+        try check("socket", context) { socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(protocolNumber.bigEndian)) }
     }
 }
 

@@ -20,7 +20,7 @@ private final class LoopbackServer: @unchecked Sendable {
 
     init(answer: String?) throws {
         self.answer = Mutex(answer)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         descriptor = fd
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -189,6 +189,23 @@ struct HealthCheckerTests {
         #expect(status == .exited(0))
         let line = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
         #expect(line.contains("0000000000000000"), "\(line)")
+    }
+
+    @Test("a command inherits none of the director's descriptors, not even one left open across exec")
+    func commandDescriptors() throws {
+        // A descriptor without close-on-exec, as a library might leave one: a daemon the command
+        // starts would hold it (a listening socket, the packet ring) for as long as it lives.
+        let inheritable = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        try #require(inheritable > 2)
+        defer { close(inheritable) }
+        // `$$` is the shell itself and `[` is built in: the shell's own descriptors are looked at.
+        let child = try ChildProcess(["/bin/sh", "-c", "[ ! -e /proc/$$/fd/\(inheritable) ] && [ ! -e /proc/$$/fd/3 ]"])
+        var status = child.exitStatus()
+        for _ in 0..<200 where status == .running {
+            usleep(10_000)
+            status = child.exitStatus()
+        }
+        #expect(status == .exited(0), "descriptor \(inheritable) or 3 reached the command")
     }
 
     @Test("command: exit 0 is up, a failure or a program past its timeout is down; a removed target is forgotten")

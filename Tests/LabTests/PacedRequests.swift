@@ -58,7 +58,7 @@ final class PacedRequests: @unchecked Sendable {
 
     /// One GET /whoami on a connection of its own, a second at most for each step.
     private static func fetch(from client: String) -> (server: String?, failure: String?) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (nil, "socket") }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 1, tv_usec: 0)

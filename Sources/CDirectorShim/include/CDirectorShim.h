@@ -119,7 +119,7 @@ int director_peer_credentials(int fd, uint32_t *uid, int32_t *pid);
 
 /// posix_spawn(3) of `path` with `argv` (NULL-terminated), standard input from `input`, output
 /// to `output` (created and appended to) and errors to `errors` (or to the output when NULL),
-/// with no signal blocked and every signal at its default: the calling thread may block the
+/// no other descriptor of this process, with no signal blocked and every signal at its default: the calling thread may block the
 /// signals a daemon waits for (SIGHUP, SIGINT, SIGTERM), and a child inheriting that mask
 /// could never be stopped by them, nor anything it runs in turn. 0 and `*pid`, or an errno.
 int director_spawn(const char *path, char *const argv[], const char *input, const char *output, const char *errors, pid_t *pid);
