@@ -11,6 +11,7 @@ import Glibc
 
 struct NoChanges: ConnectionChangeSink {
     mutating func record(_ change: ConnectionChange<IPv4Address>) {}
+    mutating func record(_ change: ConnectionChange<IPv6Address>) {}
 }
 
 let vipMAC = MACAddress("02:00:00:00:00:64")!

@@ -40,6 +40,7 @@ public enum ReplicaUpdate<Address: FlowAddress>: Sendable, Equatable {
 /// existential: the forwarder is specialised for its sink.
 public protocol ConnectionChangeSink: ~Copyable {
     mutating func record(_ change: ConnectionChange<IPv4Address>)
+    mutating func record(_ change: ConnectionChange<IPv6Address>)
 }
 
 /// Counts changes by kind. The daemon publishes the counts (`connection_changes_*` in
@@ -52,7 +53,10 @@ public struct ConnectionChangeCounter: ConnectionChangeSink {
 
     public init() {}
 
-    public mutating func record(_ change: ConnectionChange<IPv4Address>) {
+    public mutating func record(_ change: ConnectionChange<IPv4Address>) { count(change) }
+    public mutating func record(_ change: ConnectionChange<IPv6Address>) { count(change) }
+
+    private mutating func count<Address>(_ change: ConnectionChange<Address>) {
         switch change {
         case .created: created += 1
         case .stateChanged: stateChanges += 1

@@ -38,6 +38,7 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
     /// Set once the client has shown a real conversation (see `isProven`).
     @usableFromInline static var provenFlag: UInt8 { 4 }
 
+    @inlinable
     public init(key: FlowKey<Address>, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
         clientAddress = key.clientAddress
         virtualAddress = key.virtualAddress
@@ -51,14 +52,17 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
         self.expiresAt = expiresAt
     }
 
+    @inlinable
     public var state: ConnectionState {
         get { ConnectionState(rawValue: stateNumber) ?? .none }
         set { stateNumber = newValue.rawValue }
     }
 
+    @inlinable
     public var isOccupied: Bool { flags & ConnectionEntry.occupiedFlag != 0 }
     /// A copy of the peer dispatcher's connection, kept so this one can carry the flow if the
     /// peer fails or hands the bucket over. It turns live when a packet of the flow arrives here.
+    @inlinable
     public var isReplica: Bool {
         get { flags & ConnectionEntry.replicaFlag != 0 }
         set { flags = newValue ? flags | ConnectionEntry.replicaFlag : flags & ~ConnectionEntry.replicaFlag }
@@ -68,11 +72,13 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
     /// (TCP) or a second datagram (UDP). A DR director never sees the server's answers, so two
     /// forged frames (a SYN, then an ACK) make an ESTABLISHED entry; until it is proven it keeps
     /// the SYN_RECV timeout and a new flow may take its place in a full shard (`ConnectionTable`).
+    @inlinable
     public var isProven: Bool {
         get { flags & ConnectionEntry.provenFlag != 0 }
         set { flags = newValue ? flags | ConnectionEntry.provenFlag : flags & ~ConnectionEntry.provenFlag }
     }
 
+    @inlinable
     public var key: FlowKey<Address> {
         FlowKey(clientAddress: clientAddress, clientPort: clientPort, virtualAddress: virtualAddress,
                 virtualPort: virtualPort, transport: TransportProtocol(rawValue: transportNumber) ?? .tcp)

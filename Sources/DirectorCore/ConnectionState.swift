@@ -37,6 +37,7 @@ public enum ConnectionState: UInt8, Sendable, CaseIterable, CustomStringConverti
 
     /// The client has closed its side or the connection was reset: a SYN for the same ports is a
     /// new connection (a SYN never follows a FIN or RST within one).
+    @inlinable
     public var hasEnded: Bool {
         switch self {
         case .finWait, .timeWait, .close, .closeWait, .lastAck: true

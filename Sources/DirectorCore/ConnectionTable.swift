@@ -20,7 +20,9 @@ import Glibc
 public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     public let capacity: Int
     public let slotCount: Int
-    public private(set) var count = 0
+    /// Entries in the shard.
+    public var count: Int { occupiedCount }
+    @usableFromInline var occupiedCount = 0
     @usableFromInline let slots: UnsafeMutablePointer<ConnectionEntry<Address>>
     private let memory: TableMemory
     private var sweepCursor = 0
@@ -40,7 +42,7 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
         // A large shard is read at random: ask for transparent huge pages so that a lookup costs
         // one cache miss, not a cache miss plus a page walk (advice only; harmless if refused).
         if byteCount >= TableMemory.hugePageThreshold { _ = madvise(raw, byteCount, MADV_HUGEPAGE) }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        if !memory.comesZeroed { raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount) }
         slots = raw.bindMemory(to: ConnectionEntry<Address>.self, capacity: slotCount)
         self.memory = memory
     }
@@ -96,8 +98,9 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     /// out this worker's own flows.
     @_specialize(exported: true, where Address == IPv4Address)
     @_specialize(exported: true, where Address == IPv6Address)
+    @inlinable
     public mutating func insert(_ entry: ConnectionEntry<Address>, reclaimingOwnEntries: Bool = true) -> InsertOutcome {
-        if count < capacity {
+        if occupiedCount < capacity {
             return .inserted(slot: place(entry))
         }
         guard let victim = unprovenSlotNearestExpiry(near: homeSlot(entry.keyHash), includingOwn: reclaimingOwnEntries) else { return .full }
@@ -106,17 +109,19 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
         return .insertedByReclaiming(slot: place(entry), reclaimed: reclaimed)
     }
 
-    private mutating func place(_ entry: ConnectionEntry<Address>) -> Int {
+    @inlinable
+    mutating func place(_ entry: ConnectionEntry<Address>) -> Int {
         var slot = homeSlot(entry.keyHash)
         while slots[slot].isOccupied { slot = nextSlot(slot) }
         slots[slot] = entry
-        count += 1
+        occupiedCount += 1
         return slot
     }
 
     /// Forged handshakes make entries that are never proven; real clients prove theirs within a
     /// round trip, so under a flood the new flows take the forged ones' places, never the other way.
-    private func unprovenSlotNearestExpiry(near home: Int, includingOwn: Bool) -> Int? {
+    @inlinable
+    func unprovenSlotNearestExpiry(near home: Int, includingOwn: Bool) -> Int? {
         var best: Int?
         var bestExpiry = UInt64.max
         var slot = home
@@ -135,6 +140,7 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     /// reachable from its home slot.
     @_specialize(exported: true, where Address == IPv4Address)
     @_specialize(exported: true, where Address == IPv6Address)
+    @inlinable
     public mutating func remove(at slot: Int) {
         var hole = slot
         var probe = slot
@@ -151,7 +157,7 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
             }
         }
         slots[hole] = ConnectionEntry.empty
-        count -= 1
+        occupiedCount -= 1
     }
 
     /// Examines up to `budget` slots from where the last call stopped; removes every entry that
@@ -213,6 +219,7 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
 
 extension ConnectionEntry {
     /// An unoccupied slot (all zero, as a new table's).
+    @inlinable
     static var empty: ConnectionEntry<Address> {
         var entry = ConnectionEntry(key: FlowKey(clientAddress: .zero, clientPort: 0, virtualAddress: .zero, virtualPort: 0, transport: .tcp),
                                     keyHash: 0, state: .none, realServerID: 0, expiresAt: 0)

@@ -10,6 +10,19 @@ public protocol FlowAddress: Hashable, Comparable, Sendable, CustomStringConvert
     static func tableWord(client: Self, virtual: Self) -> UInt64
     /// 32 bits of the address for the source-hash scheduler.
     var sourceHashWord: UInt32 { get }
+    /// The whole address as two words, for indexes that compare plain integers (an IPv4
+    /// address in the second, the first zero).
+    var indexWords: (first: UInt64, second: UInt64) { get }
+
+    // What the pipeline asks of its family's half of the services and the sink: the generic
+    // steps call these, and each family answers from its own index or overload.
+
+    /// The position of the service of this family at `address`:`port`, if there is one.
+    static func findService(in services: ServiceTable, address: Self, port: UInt16, transport: TransportProtocol) -> Int?
+    /// The address and port NAT rewrites a flow of `realServerID` to.
+    static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: Self, port: UInt16)
+    /// Hands `change` to the sink's overload for this family.
+    static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<Self>, to sink: inout Sink)
 }
 
 extension IPv4Address: FlowAddress {
@@ -23,6 +36,24 @@ extension IPv4Address: FlowAddress {
 
     @inlinable @inline(__always)
     public var sourceHashWord: UInt32 { rawValue }
+
+    @inlinable @inline(__always)
+    public var indexWords: (first: UInt64, second: UInt64) { (0, UInt64(rawValue)) }
+
+    @inlinable @inline(__always)
+    public static func findService(in services: ServiceTable, address: IPv4Address, port: UInt16, transport: TransportProtocol) -> Int? {
+        services.find(address: address, port: port, transport: transport)
+    }
+
+    @inlinable @inline(__always)
+    public static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: IPv4Address, port: UInt16) {
+        services.translatedDestination(realServerID)
+    }
+
+    @inlinable @inline(__always)
+    public static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<IPv4Address>, to sink: inout Sink) {
+        sink.record(change)
+    }
 }
 
 extension IPv6Address: FlowAddress {
@@ -38,4 +69,22 @@ extension IPv6Address: FlowAddress {
 
     @inlinable @inline(__always)
     public var sourceHashWord: UInt32 { ClientBucket.fold(self) }
+
+    @inlinable @inline(__always)
+    public var indexWords: (first: UInt64, second: UInt64) { (high, low) }
+
+    @inlinable @inline(__always)
+    public static func findService(in services: ServiceTable, address: IPv6Address, port: UInt16, transport: TransportProtocol) -> Int? {
+        services.find(address: address, port: port, transport: transport)
+    }
+
+    @inlinable @inline(__always)
+    public static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: IPv6Address, port: UInt16) {
+        services.translatedDestination6(realServerID)
+    }
+
+    @inlinable @inline(__always)
+    public static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<IPv6Address>, to sink: inout Sink) {
+        sink.record(change)
+    }
 }

@@ -9,6 +9,7 @@ public struct FlowKey<Address: FlowAddress>: Hashable, Sendable, CustomStringCon
     public var virtualPort: UInt16
     public var transport: TransportProtocol
 
+    @inlinable
     public init(clientAddress: Address, clientPort: UInt16, virtualAddress: Address, virtualPort: UInt16, transport: TransportProtocol) {
         self.clientAddress = clientAddress
         self.virtualAddress = virtualAddress
@@ -33,19 +34,5 @@ public struct FlowKey<Address: FlowAddress>: Hashable, Sendable, CustomStringCon
     public var description: String {
         "\(transport) \(Address.self == IPv6Address.self ? "[\(clientAddress)]" : "\(clientAddress)"):\(clientPort) -> "
             + "\(Address.self == IPv6Address.self ? "[\(virtualAddress)]" : "\(virtualAddress)"):\(virtualPort)"
-    }
-}
-
-extension FlowKey<IPv4Address> {
-    public init(_ flow: IPv4Flow) {
-        self.init(clientAddress: flow.source, clientPort: flow.sourcePort, virtualAddress: flow.destination,
-                  virtualPort: flow.destinationPort, transport: flow.transport)
-    }
-}
-
-extension FlowKey<IPv6Address> {
-    public init(_ flow: IPv6Flow) {
-        self.init(clientAddress: flow.source, clientPort: flow.sourcePort, virtualAddress: flow.destination,
-                  virtualPort: flow.destinationPort, transport: flow.transport)
     }
 }

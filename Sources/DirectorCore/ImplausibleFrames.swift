@@ -22,11 +22,34 @@ extension IPv4Flow {
         let sourceBits = source.rawValue, firstOctet = sourceBits >> 24
         if firstOctet == 0 || firstOctet == 127 || firstOctet >= 224 || sourceBits == destination.rawValue { return .sourceAddressImpossible }
         if timeToLive == 0 { return .timeToLiveZero }
-        if sourcePort == 0 || destinationPort == 0 { return .portZero }
-        guard case .tcp = transport else { return nil }
-        let bits = tcpFlags.rawValue
-        let syn: UInt8 = 0x02, rst: UInt8 = 0x04, ack: UInt8 = 0x10
-        if bits & ack != 0 ? bits & syn != 0 : (bits != syn && bits != rst) { return .tcpFlagsImpossible }
-        return nil
+        return transportImplausibility(sourcePort: sourcePort, destinationPort: destinationPort, transport: transport, tcpFlags: tcpFlags)
     }
+}
+
+extension IPv6Flow {
+    /// The IPv6 form of `IPv4Flow.implausibility`. A source that cannot be a client's (RFC 4291,
+    /// RFC 6890): the unspecified address `::`, loopback `::1`, multicast `ff00::/8`, an
+    /// IPv4-mapped address `::ffff:0:0/96` (never on the wire, RFC 4291 §2.5.5.2), or the VIP
+    /// itself; hop limit 0 is counted as TTL 0.
+    @inlinable @inline(__always)
+    public var implausibility: DropReason? {
+        if sourceMAC.rawValue & 0x0100_0000_0000 != 0 { return .sourceMACGroup }
+        let high = source.high, low = source.low
+        if high >> 56 == 0xFF || (high == 0 && (low <= 1 || low >> 32 == 0xFFFF)) || (high == destination.high && low == destination.low) {
+            return .sourceAddressImpossible
+        }
+        if hopLimit == 0 { return .timeToLiveZero }
+        return transportImplausibility(sourcePort: sourcePort, destinationPort: destinationPort, transport: transport, tcpFlags: tcpFlags)
+    }
+}
+
+/// Ports and TCP control bits no stack sends (see `IPv4Flow.implausibility`).
+@inlinable @inline(__always)
+func transportImplausibility(sourcePort: UInt16, destinationPort: UInt16, transport: TransportProtocol, tcpFlags: TCPFlags) -> DropReason? {
+    if sourcePort == 0 || destinationPort == 0 { return .portZero }
+    guard case .tcp = transport else { return nil }
+    let bits = tcpFlags.rawValue
+    let syn: UInt8 = 0x02, rst: UInt8 = 0x04, ack: UInt8 = 0x10
+    if bits & ack != 0 ? bits & syn != 0 : (bits != syn && bits != rst) { return .tcpFlagsImpossible }
+    return nil
 }

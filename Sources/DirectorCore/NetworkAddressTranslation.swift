@@ -56,6 +56,42 @@ public enum NetworkAddressTranslation {
 }
 
 extension NetworkAddressTranslation {
+    /// The IPv6 forms: no header checksum, the same transport checksum rules (an IPv6 UDP
+    /// datagram always has a checksum, RFC 8200 §8.1, so zero is never left alone).
+    @inlinable @inline(__always)
+    public static func rewriteDestination(_ frame: inout MutableRawSpan, of flow: IPv6Flow, to address: IPv6Address, port: UInt16,
+                                          checksumPending: Bool) {
+        rewrite(&frame, flow, addressOffset: IPv6Header.destinationOffset, portOffset: 2,
+                from: (flow.destination, flow.destinationPort), to: (address, port), checksumPending: checksumPending)
+    }
+
+    @inlinable @inline(__always)
+    public static func rewriteSource(_ frame: inout MutableRawSpan, of flow: IPv6Flow, to address: IPv6Address, port: UInt16,
+                                     checksumPending: Bool) {
+        rewrite(&frame, flow, addressOffset: IPv6Header.sourceOffset, portOffset: 0,
+                from: (flow.source, flow.sourcePort), to: (address, port), checksumPending: checksumPending)
+    }
+
+    @inlinable @inline(__always)
+    static func rewrite(_ frame: inout MutableRawSpan, _ flow: IPv6Flow, addressOffset: Int, portOffset: Int,
+                        from old: (address: IPv6Address, port: UInt16), to new: (address: IPv6Address, port: UInt16),
+                        checksumPending: Bool) {
+        frame.storeIPv6Address(new.address, at: flow.networkOffset + addressOffset)
+        frame.storeBigEndian(new.port, at: flow.transportOffset + portOffset)
+        let field = flow.transportOffset + (flow.transport == .tcp ? TCPHeader.checksumOffset : UDPHeader.checksumOffset)
+        let checksum = frame.bigEndianUInt16(at: field)
+        if checksumPending {
+            frame.storeBigEndian(~InternetChecksum.updated(~checksum, replacing: old.address, with: new.address), at: field)
+            return
+        }
+        var updated = InternetChecksum.updated(checksum, replacing: old.address, with: new.address)
+        updated = InternetChecksum.updated(updated, replacing: old.port, with: new.port)
+        if flow.transport == .udp && updated == 0 { updated = 0xFFFF }
+        frame.storeBigEndian(updated, at: field)
+    }
+}
+
+extension NetworkAddressTranslation {
     /// An ICMP error from the client side about a reply that left as VIP:port: the quoted
     /// source becomes the real server's address and port, and so does the outer destination,
     /// so the server's stack matches it to its own packet (and lowers its path MTU on
@@ -100,5 +136,20 @@ extension NetworkAddressTranslation {
         checksum = InternetChecksum.updated(checksum, replacing: old.port, with: new.port)
         checksum = InternetChecksum.updated(checksum, replacing: oldQuotedChecksum, with: newQuotedChecksum)
         frame.storeBigEndian(checksum, at: icmpChecksumField)
+    }
+
+    /// The IPv6 form of `rewriteQuotedSource(_:of:to:port:)`: there is no header checksum, and
+    /// the ICMPv6 checksum covers the outer addresses (its pseudo-header) and the quote.
+    public static func rewriteQuotedSource(_ frame: inout MutableRawSpan, of error: ICMPv6Error, to address: IPv6Address, port: UInt16) {
+        let outer = error.outerDestination(in: frame.bytes)
+        frame.storeIPv6Address(address, at: error.networkOffset + IPv6Header.destinationOffset)
+        frame.storeIPv6Address(address, at: error.quotedOffset + IPv6Header.sourceOffset)
+        frame.storeBigEndian(port, at: error.quotedTransportOffset)
+        let field = error.icmpOffset + ICMPHeader.checksumOffset
+        var checksum = frame.bigEndianUInt16(at: field)
+        checksum = InternetChecksum.updated(checksum, replacing: outer, with: address)
+        checksum = InternetChecksum.updated(checksum, replacing: error.quotedSource, with: address)
+        checksum = InternetChecksum.updated(checksum, replacing: error.quotedSourcePort, with: port)
+        frame.storeBigEndian(checksum, at: field)
     }
 }

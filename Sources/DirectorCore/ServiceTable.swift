@@ -7,12 +7,17 @@ public final class ServiceTable: Sendable {
     public let services: [VirtualService]
     /// Real-server MAC by real-server id (`MACAddress.zero` = not resolved yet).
     public let destinationMACs: [MACAddress]
-    /// Open-addressed index from (VIP, port, protocol) to a position in `services`; -1 = empty.
-    private let index: [Int32]
-    /// Each service's packed (VIP, port, protocol), by position: the lookup compares these
-    /// plain words and never copies a `VirtualService` (whose arrays would cost ARC per packet).
-    private let packedKeys: [UInt64]
-    private let virtualAddresses: [IPv4Address]
+    /// The IPv4 services, by (VIP, port, protocol).
+    @usableFromInline let index4: ServiceIndex
+    /// The IPv6 services, by (VIP, port, protocol).
+    @usableFromInline let index6: ServiceIndex
+    private let virtualAddresses4: [IPv4Address]
+    private let virtualAddresses6: [IPv6Address]
+    /// By position: each service's VIP (zero in the other family's array) and port, read per
+    /// NAT reply without a `VirtualService` copy.
+    @usableFromInline let serviceAddresses4: [IPv4Address]
+    @usableFromInline let serviceAddresses6: [IPv6Address]
+    @usableFromInline let servicePorts: [UInt16]
     public let generation: UInt64
     /// Real servers no service has any more (removed by a reload): no new flow goes to them, and
     /// the connections they still have go on to them until they end, as IPVS keeps a removed
@@ -22,28 +27,33 @@ public final class ServiceTable: Sendable {
     public let timeouts: ConnectionTimeouts?
     /// By real-server id: whether its connections are reset (it failed its health check and
     /// its service says `on_server_down: reset`).
-    private let resetting: [Bool]
+    @usableFromInline let resetting: [Bool]
     /// By real-server id: whether it takes no new connection (weight 0 wherever it serves: drained,
     /// failed its health check, or retired).
-    private let quiesced: [Bool]
+    @usableFromInline let quiesced: [Bool]
     /// Whether any server's connections are reset: the common case costs one test per frame.
     public let resetsAnyConnections: Bool
-    private let realServerIDs: [UInt64: UInt16]
+    private let realServerIDs: [RealServerEndpoint: UInt16]
     /// Each service's `statisticsID`, by position (read per packet: no `VirtualService` copy).
-    private let serviceStatisticsIDs: [UInt16]
+    @usableFromInline let serviceStatisticsIDs: [UInt16]
     /// Every real server id the snapshot names (pools and retired), each once: the ids whose
     /// counts the workers publish.
     public let realServerIDsInUse: [UInt16]
-    private let realServersByID: [UInt16: (address: IPv4Address, port: UInt16)]
+    private let realServersByID: [UInt16: RealServerEndpoint]
     /// By position: whether the service translates addresses (NAT) rather than routing directly.
-    private let translating: [Bool]
-    /// By real-server id: the address and port a NAT service's frames are rewritten to.
-    private let serverAddresses: [IPv4Address]
-    private let serverPorts: [UInt16]
-    /// Open-addressed index from a NAT real server's (address, port, protocol), the source of
-    /// its replies, to the service it serves and its id; -1 = empty.
-    private let replyIndex: [Int32]
-    private let replySources: [(key: UInt64, service: Int32, server: UInt16)]
+    @usableFromInline let translating: [Bool]
+    /// By real-server id: the address and port a NAT service's frames are rewritten to (zero
+    /// for a server of the other family).
+    @usableFromInline let serverAddresses4: [IPv4Address]
+    @usableFromInline let serverAddresses6: [IPv6Address]
+    @usableFromInline let serverPorts: [UInt16]
+    /// NAT real servers by (address, port, protocol), the source of their replies: the position
+    /// of the service each serves.
+    @usableFromInline let replyIndex4: ServiceIndex
+    @usableFromInline let replyIndex6: ServiceIndex
+    /// By position in the reply index: the real server's id.
+    @usableFromInline let replyServers4: [UInt16]
+    @usableFromInline let replyServers6: [UInt16]
 
     public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
                 resetting: Set<UInt16> = []) {
@@ -63,144 +73,170 @@ public final class ServiceTable: Sendable {
         for server in services.flatMap(\.pool) where server.weight > 0 { takesNone[Int(server.id)] = false }
         quiesced = takesNone
         resetsAnyConnections = flags.contains(true)
-        var ids: [UInt64: UInt16] = [:]
-        var byID: [UInt16: (address: IPv4Address, port: UInt16)] = [:]
+        var ids: [RealServerEndpoint: UInt16] = [:]
+        var byID: [UInt16: RealServerEndpoint] = [:]
         for server in known {
-            ids[UInt64(server.address.rawValue) << 16 | UInt64(server.port)] = server.id
-            byID[server.id] = (server.address, server.port)
+            let endpoint = RealServerEndpoint(address: server.address, port: server.port)
+            ids[endpoint] = server.id
+            byID[server.id] = endpoint
         }
         realServerIDs = ids
         realServersByID = byID
-        var addresses = [IPv4Address](repeating: IPv4Address(rawValue: 0), count: maxID + 1)
+        var addresses4 = [IPv4Address](repeating: .zero, count: maxID + 1)
+        var addresses6 = [IPv6Address](repeating: .zero, count: maxID + 1)
         var ports = [UInt16](repeating: 0, count: maxID + 1)
         for server in known {
-            addresses[Int(server.id)] = server.address
+            switch server.address {
+            case .v4(let address): addresses4[Int(server.id)] = address
+            case .v6(let address): addresses6[Int(server.id)] = address
+            }
             ports[Int(server.id)] = server.port
         }
-        serverAddresses = addresses
+        serverAddresses4 = addresses4
+        serverAddresses6 = addresses6
         serverPorts = ports
         translating = services.map { $0.forwarding == .nat }
         // A real server's endpoint names one NAT service (the configuration checks it): its
         // replies carry no VIP, so the endpoint is what finds the service. The first one wins.
-        var sources: [(key: UInt64, service: Int32, server: UInt16)] = []
-        var seen = Set<UInt64>()
+        var sources4: [(key: ServiceIndex.Key, service: Int, server: UInt16)] = []
+        var sources6: [(key: ServiceIndex.Key, service: Int, server: UInt16)] = []
         for (position, service) in services.enumerated() where service.forwarding == .nat {
             for server in service.pool {
-                let key = ServiceTable.packedKey(server.address, server.port, service.transport)
-                if seen.insert(key).inserted { sources.append((key, Int32(position), server.id)) }
+                switch server.address {
+                case .v4(let address):
+                    let key = ServiceIndex.Key(address: address, port: server.port, transport: service.transport)
+                    if !sources4.contains(where: { $0.key == key }) { sources4.append((key, position, server.id)) }
+                case .v6(let address):
+                    let key = ServiceIndex.Key(address: address, port: server.port, transport: service.transport)
+                    if !sources6.contains(where: { $0.key == key }) { sources6.append((key, position, server.id)) }
+                }
             }
         }
-        var replySize = 16
-        while replySize < sources.count * 4 { replySize *= 2 }
-        var replyIndex = [Int32](repeating: -1, count: replySize)
-        for (position, source) in sources.enumerated() {
-            var slot = ServiceTable.slot(source.key, size: replySize)
-            while replyIndex[slot] >= 0 { slot = (slot + 1) & (replySize - 1) }
-            replyIndex[slot] = Int32(position)
-        }
-        self.replyIndex = replyIndex
-        replySources = sources
+        replyIndex4 = ServiceIndex(sources4.map { ($0.key, $0.service) })
+        replyIndex6 = ServiceIndex(sources6.map { ($0.key, $0.service) })
+        replyServers4 = sources4.map(\.server)
+        replyServers6 = sources6.map(\.server)
         realServerIDsInUse = byID.keys.sorted()
         serviceStatisticsIDs = services.map(\.statisticsID)
-        var size = 16
-        while size < services.count * 4 { size *= 2 }
-        var index = [Int32](repeating: -1, count: size)
+        var entries4: [(ServiceIndex.Key, Int)] = []
+        var entries6: [(ServiceIndex.Key, Int)] = []
         for (position, service) in services.enumerated() {
-            var slot = ServiceTable.slot(ServiceTable.packedKey(service.address, service.port, service.transport), size: size)
-            while index[slot] >= 0 { slot = (slot + 1) & (size - 1) }
-            index[slot] = Int32(position)
+            switch service.address {
+            case .v4(let address): entries4.append((ServiceIndex.Key(address: address, port: service.port, transport: service.transport), position))
+            case .v6(let address): entries6.append((ServiceIndex.Key(address: address, port: service.port, transport: service.transport), position))
+            }
         }
-        self.index = index
-        packedKeys = services.map { ServiceTable.packedKey($0.address, $0.port, $0.transport) }
-        virtualAddresses = Array(Set(services.map(\.address))).sorted()
+        index4 = ServiceIndex(entries4)
+        index6 = ServiceIndex(entries6)
+        serviceAddresses4 = services.map { $0.address.v4 ?? .zero }
+        serviceAddresses6 = services.map { $0.address.v6 ?? .zero }
+        servicePorts = services.map(\.port)
+        virtualAddresses4 = Array(Set(services.compactMap(\.address.v4))).sorted()
+        virtualAddresses6 = Array(Set(services.compactMap(\.address.v6))).sorted()
     }
 
+    /// The position of the IPv4 service for (address, port, transport), if there is one.
     @inlinable @inline(__always)
-    static func packedKey(_ address: IPv4Address, _ port: UInt16, _ transport: TransportProtocol) -> UInt64 {
-        UInt64(address.rawValue) << 24 | UInt64(port) << 8 | UInt64(transport.rawValue)
-    }
-
-    @inlinable @inline(__always)
-    static func slot(_ key: UInt64, size: Int) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 40) & (size - 1)
-    }
-
-    /// The position of the service for (address, port, transport), if there is one.
     public func find(address: IPv4Address, port: UInt16, transport: TransportProtocol) -> Int? {
-        let key = ServiceTable.packedKey(address, port, transport)
-        var slot = ServiceTable.slot(key, size: index.count)
-        while true {
-            let position = Int(index[slot])
-            if position < 0 { return nil }
-            if packedKeys[position] == key { return position }
-            slot = (slot + 1) & (index.count - 1)
-        }
+        index4.find(ServiceIndex.Key(address: address, port: port, transport: transport))
+    }
+
+    /// The position of the IPv6 service for (address, port, transport), if there is one.
+    @inlinable @inline(__always)
+    public func find(address: IPv6Address, port: UInt16, transport: TransportProtocol) -> Int? {
+        index6.find(ServiceIndex.Key(address: address, port: port, transport: transport))
     }
 
     /// The NAT service a real server's reply from (address, port) belongs to, and the server's
     /// id, if a NAT service has that server.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func findReplySource(address: IPv4Address, port: UInt16, transport: TransportProtocol) -> (service: Int, server: UInt16)? {
-        let key = ServiceTable.packedKey(address, port, transport)
-        var slot = ServiceTable.slot(key, size: replyIndex.count)
-        while true {
-            let position = Int(replyIndex[slot])
-            if position < 0 { return nil }
-            let source = replySources[position]
-            if source.key == key { return (Int(source.service), source.server) }
-            slot = (slot + 1) & (replyIndex.count - 1)
-        }
+        replyIndex4.findEntry(ServiceIndex.Key(address: address, port: port, transport: transport)).map { ($0.service, replyServers4[$0.entry]) }
+    }
+
+    /// The IPv6 form of `findReplySource`.
+    @inlinable @inline(__always)
+    public func findReplySource(address: IPv6Address, port: UInt16, transport: TransportProtocol) -> (service: Int, server: UInt16)? {
+        replyIndex6.findEntry(ServiceIndex.Key(address: address, port: port, transport: transport)).map { ($0.service, replyServers6[$0.entry]) }
     }
 
     /// Whether the service at `position` translates addresses (NAT).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func translates(_ position: Int) -> Bool { translating[position] }
 
-    /// The address and port NAT rewrites a flow of `realServerID` to.
-    @inline(__always)
+    /// The address and port NAT rewrites a flow of `realServerID` (an IPv4 server) to.
+    @inlinable @inline(__always)
     public func translatedDestination(_ realServerID: UInt16) -> (address: IPv4Address, port: UInt16) {
-        (serverAddresses[Int(realServerID)], serverPorts[Int(realServerID)])
+        (serverAddresses4[Int(realServerID)], serverPorts[Int(realServerID)])
     }
 
-    /// The VIP and port of the service at `position` (no `VirtualService` copy).
-    @inline(__always)
+    /// The address and port NAT rewrites a flow of `realServerID` (an IPv6 server) to.
+    @inlinable @inline(__always)
+    public func translatedDestination6(_ realServerID: UInt16) -> (address: IPv6Address, port: UInt16) {
+        (serverAddresses6[Int(realServerID)], serverPorts[Int(realServerID)])
+    }
+
+    /// The VIP and port of the IPv4 service at `position` (no `VirtualService` copy).
+    @inlinable @inline(__always)
     public func virtualEndpoint(ofService position: Int) -> (address: IPv4Address, port: UInt16) {
-        let key = packedKeys[position]
-        return (IPv4Address(rawValue: UInt32(truncatingIfNeeded: key >> 24)), UInt16(truncatingIfNeeded: key >> 8))
+        (serviceAddresses4[position], servicePorts[position])
+    }
+
+    /// The VIP and port of the IPv6 service at `position`.
+    @inlinable @inline(__always)
+    public func virtualEndpoint6(ofService position: Int) -> (address: IPv6Address, port: UInt16) {
+        (serviceAddresses6[position], servicePorts[position])
     }
 
     public func isVirtualAddress(_ address: IPv4Address) -> Bool {
-        virtualAddresses.contains(address)
+        virtualAddresses4.contains(address)
     }
+
+    public func isVirtualAddress(_ address: IPv6Address) -> Bool {
+        virtualAddresses6.contains(address)
+    }
+
+    /// Whether any service is IPv6 (a worker then answers Neighbor Solicitations for its VIPs).
+    public var hasIPv6Services: Bool { !virtualAddresses6.isEmpty }
 
     /// The stable id of the real server at `address`:`port`, if any service has it (for replicas,
     /// which name real servers by address because the two directors number them independently).
+    public func realServerID(address: IPAddress, port: UInt16) -> UInt16? {
+        realServerIDs[RealServerEndpoint(address: address, port: port)]
+    }
+
     public func realServerID(address: IPv4Address, port: UInt16) -> UInt16? {
-        realServerIDs[UInt64(address.rawValue) << 16 | UInt64(port)]
+        realServerID(address: .v4(address), port: port)
     }
 
     /// The address and port of a real server id (to describe an entry to the peer).
-    public func realServer(id: UInt16) -> (address: IPv4Address, port: UInt16)? {
-        realServersByID[id]
+    public func realServer(id: UInt16) -> (address: IPAddress, port: UInt16)? {
+        realServersByID[id].map { ($0.address, $0.port) }
     }
 
     /// Whether the connections of `realServerID` are reset (see `resetting`).
-    @inline(__always)
+    @inlinable @inline(__always)
     public func resetsConnections(of realServerID: UInt16) -> Bool {
         resetsAnyConnections && Int(realServerID) < resetting.count && resetting[Int(realServerID)]
     }
 
     /// Whether `realServerID` takes no new connection (see `quiesced`).
-    public func isQuiesced(_ realServerID: UInt16) -> Bool {
+    @inlinable public func isQuiesced(_ realServerID: UInt16) -> Bool {
         Int(realServerID) >= quiesced.count || quiesced[Int(realServerID)]
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func statisticsID(ofService position: Int) -> UInt16 {
         serviceStatisticsIDs[position]
     }
 
-    public func destinationMAC(_ realServerID: UInt16) -> MACAddress {
+    @inlinable public func destinationMAC(_ realServerID: UInt16) -> MACAddress {
         Int(realServerID) < destinationMACs.count ? destinationMACs[Int(realServerID)] : .zero
     }
+}
+
+/// A real server's address and port: how replicas and reloads name it.
+struct RealServerEndpoint: Hashable {
+    var address: IPAddress
+    var port: UInt16
 }

@@ -7,11 +7,16 @@ import Glibc
 public struct TableMemory: Sendable {
     public var allocate: @Sendable (_ byteCount: Int) -> UnsafeMutableRawPointer?
     public var release: @Sendable (_ pointer: UnsafeMutableRawPointer, _ byteCount: Int) -> Void
+    /// The memory comes zeroed and untouched (a fresh anonymous mapping): the table does not
+    /// write its zeros itself, so a shard takes resident memory only as it fills. An IPv6 shard
+    /// that never sees an IPv6 flow then costs address space, not RAM.
+    public var comesZeroed: Bool
 
     public init(allocate: @escaping @Sendable (Int) -> UnsafeMutableRawPointer?,
-                release: @escaping @Sendable (UnsafeMutableRawPointer, Int) -> Void) {
+                release: @escaping @Sendable (UnsafeMutableRawPointer, Int) -> Void, comesZeroed: Bool = false) {
         self.allocate = allocate
         self.release = release
+        self.comesZeroed = comesZeroed
     }
 
     /// Tables at least this large ask for transparent huge pages (see `ConnectionTable`).
@@ -26,4 +31,13 @@ public struct TableMemory: Sendable {
             return posix_memalign(&pointer, alignment, byteCount) == 0 ? pointer : nil
         },
         release: { pointer, _ in free(pointer) })
+
+    /// A private anonymous mapping of its own: zero pages until written.
+    public static let anonymousMapping = TableMemory(
+        allocate: { byteCount in
+            let pointer = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            return pointer == MAP_FAILED ? nil : pointer
+        },
+        release: { pointer, byteCount in munmap(pointer, byteCount) },
+        comesZeroed: true)
 }

@@ -5,7 +5,8 @@ public struct RealServer: Sendable, Equatable {
     /// Stable id the control plane gives each (address, port): connection entries refer to real
     /// servers by it, so entries stay valid across reloads that reorder or shrink pools.
     public var id: UInt16
-    public var address: IPv4Address
+    /// Of the service's family.
+    public var address: IPAddress
     public var port: UInt16
     /// Relative share of new connections; 0 means quiesced: existing connections continue, new
     /// ones go elsewhere (as with `ipvsadm -e -w 0`).
@@ -14,6 +15,10 @@ public struct RealServer: Sendable, Equatable {
     public var mac: MACAddress
 
     public init(id: UInt16, address: IPv4Address, port: UInt16, weight: UInt32, mac: MACAddress) {
+        self.init(id: id, address: .v4(address), port: port, weight: weight, mac: mac)
+    }
+
+    public init(id: UInt16, address: IPAddress, port: UInt16, weight: UInt32, mac: MACAddress) {
         self.id = id
         self.address = address
         self.port = port
@@ -31,9 +36,10 @@ public enum ForwardingMethod: String, Sendable {
     case nat
 }
 
-/// A virtual service: (VIP, port, protocol) → a pool of real servers and a scheduler.
+/// A virtual service: (VIP, port, protocol) → a pool of real servers and a scheduler. One
+/// family: its real servers have addresses of the VIP's family (as IPVS has it for DR and NAT).
 public struct VirtualService: Sendable {
-    public var address: IPv4Address
+    public var address: IPAddress
     public var port: UInt16
     public var transport: TransportProtocol
     public var forwarding: ForwardingMethod
@@ -46,6 +52,13 @@ public struct VirtualService: Sendable {
     public init(address: IPv4Address, port: UInt16, transport: TransportProtocol, forwarding: ForwardingMethod = .directRouting,
                 pool: [RealServer], scheduler: SchedulerKind, maglevTableSize: Int = MaglevScheduler.defaultTableSize,
                 statisticsID: UInt16 = 0) {
+        self.init(address: .v4(address), port: port, transport: transport, forwarding: forwarding, pool: pool, scheduler: scheduler,
+                  maglevTableSize: maglevTableSize, statisticsID: statisticsID)
+    }
+
+    public init(address: IPAddress, port: UInt16, transport: TransportProtocol, forwarding: ForwardingMethod = .directRouting,
+                pool: [RealServer], scheduler: SchedulerKind, maglevTableSize: Int = MaglevScheduler.defaultTableSize,
+                statisticsID: UInt16 = 0) {
         self.statisticsID = statisticsID
         self.address = address
         self.port = port
@@ -55,5 +68,5 @@ public struct VirtualService: Sendable {
         self.scheduler = Scheduler(kind: scheduler, pool: pool, maglevTableSize: maglevTableSize)
     }
 
-    public var name: String { "\(transport) \(address):\(port)" }
+    public var name: String { "\(transport) \(address.description(port: port))" }
 }

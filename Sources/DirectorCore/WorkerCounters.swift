@@ -30,6 +30,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case connectionsReset
     /// ICMP errors about a connection passed on to its real server or its client.
     case icmpErrorsRelayed
+    case neighborAdvertisementsSent
 
     /// What the counter counts, for the metrics' HELP line.
     public var help: String {
@@ -54,6 +55,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .connectionsReopened: "SYNs that reused the ports of an ended connection, scheduled afresh."
         case .icmpErrorsRelayed: "ICMP errors about a connection passed on to its real server (from the clients' side) or its client (NAT, from the back)."
         case .connectionsReset: "Connections of a failed real server ended by a reset (on_server_down: reset)."
+        case .neighborAdvertisementsSent: "Neighbor Advertisements sent for the IPv6 virtual addresses."
         }
     }
 
@@ -79,6 +81,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .connectionsReopened: "connections_reopened"
         case .connectionsReset: "connections_reset"
         case .icmpErrorsRelayed: "icmp_errors_relayed"
+        case .neighborAdvertisementsSent: "neighbor_advertisements_sent"
         }
     }
 }
@@ -93,6 +96,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case connectionTableFull
     case noConnectionForNonSYN
     case arpNotForVirtualAddress
+    /// A Neighbor Solicitation for an address that is no IPv6 VIP here.
+    case neighborSolicitationNotForVirtualAddress
     case transmitRingFull
     /// A replica from the peer found no room in the shard.
     case replicaTableFull
@@ -123,6 +128,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .connectionTableFull: "connection_table_full"
         case .noConnectionForNonSYN: "no_connection_for_non_syn"
         case .arpNotForVirtualAddress: "arp_not_for_virtual_address"
+        case .neighborSolicitationNotForVirtualAddress: "neighbor_solicitation_not_for_virtual_address"
         case .transmitRingFull: "transmit_ring_full"
         case .replicaTableFull: "replica_table_full"
         case .replicaUnknownRealServer: "replica_unknown_real_server"

@@ -41,8 +41,7 @@ extension Director {
         }
         let services = table.services.map { service in
             let servers = service.pool.map { member in
-                server(member, key: HealthKey(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
-                                              serverAddress: member.address, serverPort: member.port))
+                server(member, key: HealthKey(service, member))
             }
             return ServicesReport.Service(
                 transport: "\(service.transport)", address: "\(service.address)", port: service.port, scheduler: service.scheduler.kind.rawValue,

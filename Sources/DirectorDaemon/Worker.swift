@@ -175,11 +175,15 @@ final class Worker: @unchecked Sendable {
                 replies = consume ring
                 frontTransmit = try PacketTransmitRing(interface: plan.front)
             }
-            guard let table = ConnectionTable<IPv4Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
-                startup.withLock { $0 = "could not allocate a connection table of \(plan.tableCapacity) entries" }
+            // The IPv6 shard has the same capacity; its memory becomes resident only as IPv6
+            // flows fill it.
+            guard let table = ConnectionTable<IPv4Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory),
+                  let table6 = ConnectionTable<IPv6Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
+                startup.withLock { $0 = "could not allocate connection tables of \(plan.tableCapacity) entries" }
                 return
             }
-            var forwarder = Forwarder(table: table, services: snapshots.snapshot, settings: plan.settings, changes: SyncFeed(ring: link?.outbound))
+            var forwarder = Forwarder(table: table, table6: table6, services: snapshots.snapshot, settings: plan.settings,
+                                      changes: SyncFeed(ring: link?.outbound))
             board.publish(worker: plan.index, gauge: .tableCapacity, UInt64(plan.tableCapacity))
             board.publish(worker: plan.index, gauge: .numaNode, UInt64(plan.placement.node ?? 0))
             board.publish(worker: plan.index, gauge: .receiveRingBytes, UInt64(plan.receiveRing.byteCount * (replies == nil ? 1 : 2)))

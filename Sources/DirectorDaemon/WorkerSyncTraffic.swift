@@ -47,6 +47,12 @@ struct SyncFeed: ConnectionChangeSink {
         guard let ring else { return }
         if !ring.push(.change(change, changedAt: changedAt)) { ringFull &+= 1 }
     }
+
+    /// Counted only: the sync wire (version 4) carries IPv4 connections, and the configuration
+    /// takes no IPv6 service yet, so no worker has an IPv6 connection to report.
+    mutating func record(_ change: ConnectionChange<IPv6Address>) {
+        counts.record(change)
+    }
 }
 
 /// An eventfd that wakes a worker out of its wait for frames: the sync thread rings it after

@@ -76,14 +76,14 @@ public enum ForwarderFuzzing {
                                               for: FuzzedFarm.virtualAddress, vlanID: 7)
         seeds.append(("arp-request-vlan", FuzzInput.encode([(control: 0, body: tagged)])))
         // NAT: a connection through a translating service and the server's replies.
-        let server = FuzzedFarm.pool[0]
+        let server = FuzzedFarm.pool[0], serverAddress = FuzzedFarm.serverAddress(0)
         func reply(_ flags: TCPFlags, payload: Int = 0) -> [UInt8] {
             [backMarker] + PacketBuilder().ethernet(from: server.mac, to: FuzzedFarm.gateway.mac)
-                .ipv4(from: server.address, to: IPv4Address(198, 18, 1, 10))
+                .ipv4(from: serverAddress, to: IPv4Address(198, 18, 1, 10))
                 .tcp(sourcePort: 9443, destinationPort: 40000, flags: flags)
                 .payload([UInt8](repeating: 0x63, count: payload)).build()
         }
-        let gatewayARP = [backMarker] + PacketBuilder.arpRequest(from: server.mac, senderAddress: server.address, for: FuzzedFarm.gateway.address)
+        let gatewayARP = [backMarker] + PacketBuilder.arpRequest(from: server.mac, senderAddress: serverAddress, for: FuzzedFarm.gateway.address)
         seeds.append(("nat", FuzzInput.encode([(1, frame(8443, .syn)), (1, reply([.syn, .ack])), (1, frame(8443, .ack)),
                                                (2, frame(8443, [.ack, .psh], payload: 100)), (1, reply([.ack, .psh], payload: 300)),
                                                (0, gatewayARP)])))

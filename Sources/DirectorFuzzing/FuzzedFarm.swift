@@ -9,8 +9,11 @@ enum FuzzedFarm {
     static let virtualAddress = IPv4Address(198, 18, 0, 100)
     static let clientMAC = MACAddress(rawValue: 0x02_00_00_00_01_01)
 
+    /// The address of the real server at `index` of `pool`.
+    static func serverAddress(_ index: Int) -> IPv4Address { IPv4Address(198, 18, 2, UInt8(11 + index)) }
+
     static let pool: [RealServer] = (0..<3).map { (index: Int) -> RealServer in
-        RealServer(id: UInt16(index + 1), address: IPv4Address(198, 18, 2, UInt8(11 + index)), port: 80, weight: UInt32(index + 1),
+        RealServer(id: UInt16(index + 1), address: serverAddress(index), port: 80, weight: UInt32(index + 1),
                    mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64(index)))
     }
 

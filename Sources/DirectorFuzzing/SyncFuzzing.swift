@@ -110,7 +110,7 @@ public enum SyncFuzzing {
             let listener = FuzzedFarm.listeners.first { $0.0 == port }!
             return SyncRecord(change: change, state: state, transport: listener.1, flags: 0x02, clientAddress: IPv4Address(198, 18, 1, 10),
                               clientPort: 40000, virtualAddress: FuzzedFarm.virtualAddress, virtualPort: port,
-                              realServerAddress: FuzzedFarm.pool[server].address, realServerPort: 80, remainingLifetime: 900_000)
+                              realServerAddress: FuzzedFarm.serverAddress(server), realServerPort: 80, remainingLifetime: 900_000)
         }
         // The first challenge of the harness's liveness channel is 1: the peer echoes it.
         let heartbeat = SyncBody.heartbeat(HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 2, bucketCount: 64, ownedBuckets: 32),
@@ -133,7 +133,7 @@ public enum SyncFuzzing {
                                                    ranges: [48...63]))),
             (control: 4, body: unsigned(.health(version: 1, reports: [
                 ServerHealthReport(HealthKey(virtualAddress: FuzzedFarm.virtualAddress, virtualPort: 80, transport: .tcp,
-                                             serverAddress: FuzzedFarm.pool[1].address, serverPort: 80), isUp: false),
+                                             serverAddress: FuzzedFarm.serverAddress(1), serverPort: 80), isUp: false),
             ]))),
             (control: 0xFF, body: []),
         ]

@@ -23,7 +23,7 @@ extension SyncRecord {
     }
 
     private init?(_ entry: ConnectionEntry<IPv4Address>, as kind: Change, services: ServiceTable, now: UInt64, timeouts: ConnectionTimeouts) {
-        guard let server = services.realServer(id: entry.realServerID) else { return nil }
+        guard let server = services.realServer(id: entry.realServerID), case .v4(let serverAddress) = server.address else { return nil }
         let key = entry.key
         let remaining = entry.expiresAt > now ? entry.expiresAt - now : 0
         let margin = kind == .removed ? 0 : timeouts.replicaMargin(for: entry.state, proven: entry.isProven)
@@ -31,7 +31,7 @@ extension SyncRecord {
                   flags: entry.isProven ? SyncWireFormat.provenRecordFlag : 0,
                   clientAddress: key.clientAddress, clientPort: key.clientPort,
                   virtualAddress: key.virtualAddress, virtualPort: key.virtualPort,
-                  realServerAddress: server.address, realServerPort: server.port,
+                  realServerAddress: serverAddress, realServerPort: server.port,
                   remainingLifetime: UInt32(clamping: remaining + margin))
     }
 
@@ -51,7 +51,8 @@ extension SyncRecord {
         guard let service = services.find(address: virtualAddress, port: virtualPort, transport: transport) else { return .unknownService }
         // A server a reload removed keeps its open connections here, and so their replicas: the
         // peer may still carry some (or not have reloaded yet), and a takeover must find them.
-        let matches = { (server: RealServer) in server.address == self.realServerAddress && server.port == self.realServerPort }
+        let address = IPAddress.v4(realServerAddress), port = realServerPort
+        let matches = { (server: RealServer) in server.address == address && server.port == port }
         guard let server = services.services[service].pool.first(where: matches) ?? services.retired.first(where: matches) else {
             return .unknownRealServer
         }

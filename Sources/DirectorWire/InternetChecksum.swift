@@ -53,4 +53,14 @@ public enum InternetChecksum {
         let high = updated(checksum, replacing: UInt16(truncatingIfNeeded: old >> 16), with: UInt16(truncatingIfNeeded: new >> 16))
         return updated(high, replacing: UInt16(truncatingIfNeeded: old), with: UInt16(truncatingIfNeeded: new))
     }
+
+    /// The same for a 128-bit field (an IPv6 address), as eight 16-bit words.
+    @inlinable
+    public static func updated(_ checksum: UInt16, replacing old: IPv6Address, with new: IPv6Address) -> UInt16 {
+        let (o0, o1, o2, o3) = old.words, (n0, n1, n2, n3) = new.words
+        var result = updated(checksum, replacing: o0, with: n0)
+        result = updated(result, replacing: o1, with: n1)
+        result = updated(result, replacing: o2, with: n2)
+        return updated(result, replacing: o3, with: n3)
+    }
 }

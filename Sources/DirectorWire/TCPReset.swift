@@ -9,13 +9,8 @@ public enum TCPReset {
 
     /// Rewrites `frame` (which holds `flow`) into the reset, from `mac`; returns its length.
     public static func answer(_ flow: IPv4Flow, in frame: inout MutableRawSpan, from mac: MACAddress) -> Int {
-        let tcp = flow.transportOffset
-        let sequence = frame.bytes.bigEndianUInt32(at: tcp + 4)
-        let acknowledgment = frame.bytes.bigEndianUInt32(at: tcp + 8)
-        let tcpHeaderLength = Int(frame.bytes.byte(at: tcp + 12) >> 4) * 4
-        let payload = flow.networkOffset + flow.packetLength - tcp - tcpHeaderLength
-        let hasACK = flow.tcpFlags.contains(.ack)
-        let consumed = UInt32(truncatingIfNeeded: max(0, payload)) &+ (flow.tcpFlags.contains(.syn) ? 1 : 0) &+ (flow.tcpFlags.contains(.fin) ? 1 : 0)
+        let original = OriginalSegment(frame.bytes, transportOffset: flow.transportOffset, end: flow.networkOffset + flow.packetLength,
+                                       flags: flow.tcpFlags, sourcePort: flow.sourcePort, destinationPort: flow.destinationPort)
 
         frame.storeMACAddress(flow.sourceMAC, at: EthernetHeader.destinationOffset)
         frame.storeMACAddress(mac, at: EthernetHeader.sourceOffset)
@@ -32,19 +27,65 @@ public enum TCPReset {
         frame.storeBigEndian(InternetChecksum.checksum(frame.bytes.extracting(ip..<ip + IPv4Header.minimumLength)), at: ip + 10)
 
         let segment = ip + IPv4Header.minimumLength
-        frame.storeBigEndian(flow.destinationPort, at: segment)
-        frame.storeBigEndian(flow.sourcePort, at: segment + 2)
-        frame.storeBigEndian(hasACK ? acknowledgment : 0, at: segment + 4)
-        frame.storeBigEndian(hasACK ? 0 : sequence &+ consumed, at: segment + 8)
-        let flags: TCPFlags = hasACK ? [.rst] : [.rst, .ack]
-        frame.storeBigEndian(UInt16(5) << 12 | UInt16(flags.rawValue), at: segment + 12)
-        frame.storeBigEndian(UInt32(0), at: segment + 14)   // window 0, checksum 0 until computed
-        frame.storeBigEndian(UInt16(0), at: segment + 18)
         // The pseudo-header: both addresses, the protocol, the segment's length.
         let pseudo = (flow.destination.rawValue >> 16) + (flow.destination.rawValue & 0xFFFF) + (flow.source.rawValue >> 16)
             + (flow.source.rawValue & 0xFFFF) + UInt32(TransportProtocol.tcp.rawValue) + UInt32(TCPHeader.minimumLength)
-        let checksum = InternetChecksum.checksum(frame.bytes.extracting(segment..<segment + TCPHeader.minimumLength), initial: pseudo)
-        frame.storeBigEndian(checksum, at: segment + 16)
+        writeSegment(&frame, at: segment, answering: original, pseudoHeaderSum: pseudo)
         return segment + TCPHeader.minimumLength
+    }
+
+    /// The IPv6 form: a fixed header without extension headers (whatever the segment had), hop
+    /// limit 64, then the same segment.
+    public static func answer(_ flow: IPv6Flow, in frame: inout MutableRawSpan, from mac: MACAddress) -> Int {
+        let original = OriginalSegment(frame.bytes, transportOffset: flow.transportOffset, end: flow.networkOffset + flow.packetLength,
+                                       flags: flow.tcpFlags, sourcePort: flow.sourcePort, destinationPort: flow.destinationPort)
+        frame.storeMACAddress(flow.sourceMAC, at: EthernetHeader.destinationOffset)
+        frame.storeMACAddress(mac, at: EthernetHeader.sourceOffset)
+        let ip = flow.networkOffset
+        frame.storeBigEndian(UInt32(0x6000_0000), at: ip)
+        frame.storeBigEndian(UInt16(TCPHeader.minimumLength), at: ip + IPv6Header.payloadLengthOffset)
+        frame.storeBigEndian(UInt16(TransportProtocol.tcp.rawValue) << 8 | 64, at: ip + IPv6Header.nextHeaderOffset)
+        frame.storeIPv6Address(flow.destination, at: ip + IPv6Header.sourceOffset)
+        frame.storeIPv6Address(flow.source, at: ip + IPv6Header.destinationOffset)
+        let segment = ip + IPv6Header.length
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: flow.destination, destination: flow.source,
+                                                      length: UInt32(TCPHeader.minimumLength), nextHeader: TransportProtocol.tcp.rawValue)
+        writeSegment(&frame, at: segment, answering: original, pseudoHeaderSum: pseudo)
+        return segment + TCPHeader.minimumLength
+    }
+
+    /// What the reset answers, read before the frame is overwritten.
+    struct OriginalSegment {
+        var sequence: UInt32
+        var acknowledgment: UInt32
+        /// Sequence space the segment took: its payload, and one each for SYN and FIN.
+        var consumed: UInt32
+        var hasACK: Bool
+        var sourcePort: UInt16
+        var destinationPort: UInt16
+
+        init(_ frame: RawSpan, transportOffset tcp: Int, end: Int, flags: TCPFlags, sourcePort: UInt16, destinationPort: UInt16) {
+            sequence = frame.bigEndianUInt32(at: tcp + 4)
+            acknowledgment = frame.bigEndianUInt32(at: tcp + 8)
+            let payload = end - tcp - Int(frame.byte(at: tcp + 12) >> 4) * 4
+            consumed = UInt32(truncatingIfNeeded: max(0, payload)) &+ (flags.contains(.syn) ? 1 : 0) &+ (flags.contains(.fin) ? 1 : 0)
+            hasACK = flags.contains(.ack)
+            self.sourcePort = sourcePort
+            self.destinationPort = destinationPort
+        }
+    }
+
+    /// The reset's TCP header at `segment`, ports swapped, checksummed over `pseudoHeaderSum`.
+    static func writeSegment(_ frame: inout MutableRawSpan, at segment: Int, answering original: OriginalSegment, pseudoHeaderSum: UInt32) {
+        frame.storeBigEndian(original.destinationPort, at: segment)
+        frame.storeBigEndian(original.sourcePort, at: segment + 2)
+        frame.storeBigEndian(original.hasACK ? original.acknowledgment : 0, at: segment + 4)
+        frame.storeBigEndian(original.hasACK ? 0 : original.sequence &+ original.consumed, at: segment + 8)
+        let flags: TCPFlags = original.hasACK ? [.rst] : [.rst, .ack]
+        frame.storeBigEndian(UInt16(5) << 12 | UInt16(flags.rawValue), at: segment + 12)
+        frame.storeBigEndian(UInt32(0), at: segment + 14)   // window 0, checksum 0 until computed
+        frame.storeBigEndian(UInt16(0), at: segment + 18)
+        let checksum = InternetChecksum.checksum(frame.bytes.extracting(segment..<segment + TCPHeader.minimumLength), initial: pseudoHeaderSum)
+        frame.storeBigEndian(checksum, at: segment + 16)
     }
 }

@@ -24,12 +24,14 @@ public struct NUMAPlacement: Sendable {
 
     public static var isAvailable: Bool { numa_available() >= 0 }
 
-    /// Allocation on this node (numa_alloc_onnode / numa_free), or the heap.
+    /// Allocation on this node (numa_alloc_onnode / numa_free: an anonymous mapping, zero
+    /// until written), or a mapping of its own without NUMA.
     public var tableMemory: TableMemory {
-        guard let node else { return .heap }
+        guard let node else { return .anonymousMapping }
         return TableMemory(
             allocate: { byteCount in numa_alloc_onnode(byteCount, node) },
-            release: { pointer, byteCount in numa_free(pointer, byteCount) })
+            release: { pointer, byteCount in numa_free(pointer, byteCount) },
+            comesZeroed: true)
     }
 
     /// Pins the calling thread to `cpu` and prefers its node for the kernel memory it allocates

@@ -11,7 +11,9 @@ private let toVIP = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(f
 
 struct RecordingSink: ConnectionChangeSink {
     var changes: [ConnectionChange<IPv4Address>] = []
+    var changes6: [ConnectionChange<IPv6Address>] = []
     mutating func record(_ change: ConnectionChange<IPv4Address>) { changes.append(change) }
+    mutating func record(_ change: ConnectionChange<IPv6Address>) { changes6.append(change) }
 }
 
 func makeForwarder(_ scheduler: SchedulerKind = .maglev, weights: [UInt32] = [1, 1, 1], capacity: Int = 1024,
@@ -64,9 +66,9 @@ private let fixtures: [PipelineFixture] = [
           verdict: .drop, counter: "drop_no_virtual_service"),
     .init(name: "RST without a connection", frame: toVIP.tcp(sourcePort: 40001, destinationPort: 80, flags: .rst).build(),
           verdict: .drop, counter: "drop_no_connection_for_non_syn"),
-    .init(name: "IPv6 is passed over", frame: PacketBuilder().ethernet(from: clientMAC, to: vipMAC)
+    .init(name: "IPv6 to an address without an IPv6 service", frame: PacketBuilder().ethernet(from: clientMAC, to: vipMAC)
             .ipv6(from: IPv6Address("2001:2::1:10")!, to: IPv6Address("2001:2::100")!).tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build(),
-          verdict: .drop, counter: "passed_over_ipv6"),
+          verdict: .drop, counter: "drop_no_virtual_service"),
     .init(name: "an IPv6 packet in an IPv4 frame is broken", frame: toVIP.with { $0.etherTypeOverride = EtherType.ipv6 }.build(),
           verdict: .drop, counter: "malformed_bad_ip_version"),
     .init(name: "a fragment is dropped", frame: toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).with { $0.fragmentField = IPv4Header.moreFragmentsBit }.build(),
@@ -364,5 +366,13 @@ struct ForwarderTests {
         #expect(udpVerdict != .drop && forwarder.counters[.connectionsReset] == 2)
         let rescheduled = forwarder.table.find(udpKey, hash: udpKey.tableHash)
         #expect(forwarder.table[try #require(rescheduled)].realServerID != udpServer)
+    }
+}
+
+extension RealServer {
+    /// The address of a server of an IPv4 service (the tests' frames are built from it).
+    var ipv4Address: IPv4Address {
+        guard case .v4(let address) = address else { preconditionFailure("\(address) is not an IPv4 address") }
+        return address
     }
 }

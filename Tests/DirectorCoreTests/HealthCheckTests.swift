@@ -105,7 +105,7 @@ struct HealthCheckTests {
         #expect(oneDown.resetsConnections(of: down.id) && !oneDown.resetsConnections(of: oneDown.services[0].pool[0].id))
         let allDown = live.serviceTable(resolvedMACs: [:], generation: 3, down: [key(11), key(12), key(13)])
         #expect(allDown.services[0].pool.map(\.weight) == [0, 0, 0, 1])
-        #expect(allDown.services[0].pool.last?.address == IPv4Address(198, 18, 2, 99))
+        #expect(allDown.services[0].pool.last?.address == .v4(IPv4Address(198, 18, 2, 99)))
         #expect(allDown.retired.isEmpty, "the fallback is a server of the service, not a retired one")
     }
 

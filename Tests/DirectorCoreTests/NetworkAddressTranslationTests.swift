@@ -100,12 +100,12 @@ struct NetworkAddressTranslationTests {
             return
         }
         let server = try #require(servers.first { $0.mac == macAddress(sent[...]) })
-        let expected = Self.frame(row, from: (client, 40000), to: (server.address, serverPort), macs: (backMAC, server.mac), flags: .syn)
+        let expected = Self.frame(row, from: (client, 40000), to: (server.ipv4Address, serverPort), macs: (backMAC, server.mac), flags: .syn)
         #expect(length == expected.count)
         #expect(sent == expected, "the server gets the frame to its own address and port")
 
         // The server's reply, to the gateway MAC, leaves from the VIP to the router clients come through.
-        let reply = Self.frame(row, from: (server.address, serverPort), to: (client, 40000), macs: (server.mac, gateway.mac))
+        let reply = Self.frame(row, from: (server.ipv4Address, serverPort), to: (client, 40000), macs: (server.mac, gateway.mac))
         let (replyVerdict, translated) = forwarder.runReply(reply, checksumPending: row.offloaded)
         #expect(replyVerdict == .transmitOnFront(length: reply.count, checksum: TransportChecksum(
             start: 34, fieldOffset: row.udp ? 6 : 16, end: reply.count)))
@@ -143,15 +143,15 @@ struct NetworkAddressTranslationTests {
         var forwarder = makeTranslatingForwarder()
         let row = Self.rows[0]
         // No connection yet.
-        let reply = Self.frame(row, from: (servers[0].address, 8080), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
+        let reply = Self.frame(row, from: (servers[0].ipv4Address, 8080), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
         #expect(forwarder.runReply(reply).0 == .drop)
         #expect(forwarder.counter("drop_reply_without_connection") == 1)
         // Not from a NAT server's endpoint (a direct-routing service's server, another port).
-        let stray = Self.frame(row, from: (servers[0].address, 443), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
+        let stray = Self.frame(row, from: (servers[0].ipv4Address, 443), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
         #expect(forwarder.runReply(stray).0 == .drop)
         #expect(forwarder.counter("drop_reply_not_from_nat_server") == 1)
         // Not to the gateway MAC.
-        let elsewhere = Self.frame(row, from: (servers[0].address, 8080), to: (client, 40000), macs: (servers[0].mac, backMAC))
+        let elsewhere = Self.frame(row, from: (servers[0].ipv4Address, 8080), to: (client, 40000), macs: (servers[0].mac, backMAC))
         #expect(forwarder.runReply(elsewhere).0 == .drop)
         #expect(forwarder.counter("drop_not_addressed_to_director") == 1)
         // The connection went to rs1 (round robin starts there); rs2's "reply" for it is not its.
@@ -159,7 +159,7 @@ struct NetworkAddressTranslationTests {
         let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         let chosen = forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].realServerID
         let other = servers.first { $0.id != chosen }!
-        let impostor = Self.frame(row, from: (other.address, 8080), to: (client, 40000), macs: (other.mac, gateway.mac))
+        let impostor = Self.frame(row, from: (other.ipv4Address, 8080), to: (client, 40000), macs: (other.mac, gateway.mac))
         #expect(forwarder.runReply(impostor).0 == .drop)
         #expect(forwarder.counter("drop_reply_without_connection") == 2)
         // A reply never makes a connection.
@@ -172,7 +172,7 @@ struct NetworkAddressTranslationTests {
         let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         // The peer's connection, synced here.
         forwarder.apply(.upsert(key: key, state: .established, realServerID: 1, lifetime: 60_000, claimsFlow: true, proven: true), now: 1_000)
-        let reply = Self.frame(Self.rows[0], from: (servers[0].address, 8080), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
+        let reply = Self.frame(Self.rows[0], from: (servers[0].ipv4Address, 8080), to: (client, 40000), macs: (servers[0].mac, gateway.mac))
         #expect(forwarder.runReply(reply).0 == .drop)
         #expect(forwarder.counter("drop_client_next_hop_unknown") == 1)
         forwarder.learnClientSideMAC(clientMAC)
@@ -191,12 +191,12 @@ struct NetworkAddressTranslationTests {
     @Test("ARP for the gateway is answered with the gateway MAC; only with the ARP duty")
     func gatewayARP() {
         var forwarder = makeTranslatingForwarder()
-        let request = PacketBuilder.arpRequest(from: servers[0].mac, senderAddress: servers[0].address, for: gateway.address)
+        let request = PacketBuilder.arpRequest(from: servers[0].mac, senderAddress: servers[0].ipv4Address, for: gateway.address)
         let (verdict, answer) = forwarder.runReply(request)
         #expect(verdict == .answer(length: 42))
         #expect(macAddress(answer[...]) == servers[0].mac)
         #expect(macAddress(answer[6...]) == gateway.mac)
-        let other = PacketBuilder.arpRequest(from: servers[0].mac, senderAddress: servers[0].address, for: IPv4Address(198, 18, 2, 1))
+        let other = PacketBuilder.arpRequest(from: servers[0].mac, senderAddress: servers[0].ipv4Address, for: IPv4Address(198, 18, 2, 1))
         #expect(forwarder.runReply(other).0 == .drop)
         var silent = makeTranslatingForwarder()
         var settings = silent.settings
@@ -286,7 +286,7 @@ struct ICMPErrorTranslationTests {
             .tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build()
         let (_, sent) = forwarder.run(syn)
         let server = try #require(servers.first { $0.mac == macAddress(sent[...]) })
-        let error = Self.icmpError(code: 3, quoting: sent, from: server.address, to: client, macs: (server.mac, gateway.mac))
+        let error = Self.icmpError(code: 3, quoting: sent, from: server.ipv4Address, to: client, macs: (server.mac, gateway.mac))
         let (verdict, relayed) = forwarder.runReply(error)
         guard case .transmitOnFront(let length, _) = verdict else {
             Issue.record("not relayed: \(verdict)")
@@ -302,9 +302,9 @@ struct ICMPErrorTranslationTests {
         #expect(parsed.quotedSource == client && parsed.quotedSourcePort == 40000)
         #expect(parsed.quotedDestination == vip && parsed.quotedDestinationPort == 80)
         // The same error about the port of a server that is no NAT service's: dropped.
-        let other = PacketBuilder().ethernet(from: backMAC, to: server.mac).ipv4(from: client, to: server.address)
+        let other = PacketBuilder().ethernet(from: backMAC, to: server.mac).ipv4(from: client, to: server.ipv4Address)
             .tcp(sourcePort: 40000, destinationPort: 9999, flags: .syn).build()
-        #expect(forwarder.runReply(Self.icmpError(quoting: other, from: server.address, to: client, macs: (server.mac, gateway.mac))).0 == .drop)
+        #expect(forwarder.runReply(Self.icmpError(quoting: other, from: server.ipv4Address, to: client, macs: (server.mac, gateway.mac))).0 == .drop)
         #expect(forwarder.counter("drop_reply_not_from_nat_server") == 1)
     }
 

@@ -50,9 +50,9 @@ struct ReloadTests {
 
         _ = try live.replace(services: first.services, timeouts: first.timeouts)
         let again = live.serviceTable(resolvedMACs: [:], generation: 3)
-        #expect(again.services[0].pool.first { $0.address == IPv4Address(198, 18, 2, 13) }?.id == ids[IPv4Address(198, 18, 2, 13)],
+        #expect(again.services[0].pool.first { $0.address == IPv4Address(198, 18, 2, 13) }?.id == ids[.v4(IPv4Address(198, 18, 2, 13))],
                 "the removed server, added back, has its old id")
-        #expect(again.retired.map(\.address) == [IPv4Address(198, 18, 2, 14)])
+        #expect(again.retired.map(\.address) == [.v4(IPv4Address(198, 18, 2, 14))])
     }
 
     @Test("a file that changes a director: setting needs a restart, and the refusal names every such field")

@@ -9,7 +9,9 @@ private let client = IPv4Address(198, 18, 1, 10)
 
 struct ChangeLog: ConnectionChangeSink {
     var changes: [ConnectionChange<IPv4Address>] = []
+    var changes6: [ConnectionChange<IPv6Address>] = []
     mutating func record(_ change: ConnectionChange<IPv4Address>) { changes.append(change) }
+    mutating func record(_ change: ConnectionChange<IPv6Address>) { changes6.append(change) }
 }
 
 /// A director's forwarder with rr over three real servers. `order` permutes the pool: the two
@@ -127,7 +129,7 @@ struct ReplicaTests {
         #expect(decide(record(port: 443)) == .unknownService)
         #expect(decide(record(transport: .udp)) == .unknownService)
         guard case .apply(.upsert(_, _, let id, let lifetime, _, _), false) = decide(record()) else { Issue.record("a right record is applied"); return }
-        #expect(lifetime == 1000 && local.services.realServer(id: id)?.address == IPv4Address(198, 18, 2, 11))
+        #expect(lifetime == 1000 && local.services.realServer(id: id)?.address == .v4(IPv4Address(198, 18, 2, 11)))
         let timeouts = local.settings.timeouts
         let longest = timeouts.timeout(for: .established) + timeouts.replicaMargin(for: .established)
         #expect(decide(record(lifetime: .max)) == .apply(.upsert(key: record().key, state: .established, realServerID: id, lifetime: longest, claimsFlow: true),

@@ -56,7 +56,11 @@ public struct MaglevScheduler: RealServerScheduler {
     /// A server's permutation depends only on its address and port (not on its place in the
     /// pool), so reordering a pool in the config changes nothing.
     static func permutationSeed(_ server: RealServer, salt: UInt64) -> UInt64 {
-        var x = (UInt64(server.address.rawValue) << 16 | UInt64(server.port)) ^ salt
+        let addressWord = switch server.address {
+        case .v4(let address): UInt64(address.rawValue)
+        case .v6(let address): address.high &* 0x9E37_79B9_7F4A_7C15 ^ address.low
+        }
+        var x = (addressWord << 16 | UInt64(server.port)) ^ salt
         x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
         x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
         return x ^ (x >> 31)

@@ -30,6 +30,7 @@ public enum SchedulerKind: String, Sendable, CaseIterable {
 
     /// Whether two directors choose the same real server for the same flow without talking to
     /// each other; such services may pick up a mid-stream flow nobody recorded.
+    @inlinable
     public var isConsistent: Bool { self == .sourceHash || self == .maglev }
 }
 

@@ -41,6 +41,7 @@ final class FilledTable {
 
 struct NoChanges: ConnectionChangeSink {
     mutating func record(_ change: ConnectionChange<IPv4Address>) {}
+    mutating func record(_ change: ConnectionChange<IPv6Address>) {}
 }
 
 let tableSizes = [1_000, 100_000, 1_000_000, 10_000_000]
