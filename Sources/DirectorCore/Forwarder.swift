@@ -138,12 +138,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         case .ipv4(let flow):
             return path.forward(flow, in: &table, &frame, now: now, checksumPending: checksumPending)
         case .ipv6(let flow):
-            // A first fragment's ports say where it goes, but its later fragments carry none:
-            // like IPv4's, no fragment is forwarded.
-            guard !flow.isFirstFragment else {
-                path.counters[malformed: .fragment] &+= 1
-                return .drop
-            }
+            // A first fragment with its whole transport header is a flow's packet like any
+            // other (the parser counts and drops the later ones, which carry no ports).
             return path.forward(flow, in: &table6, &frame, now: now, checksumPending: checksumPending)
         case .arp(let message):
             return path.answer(message, &frame)

@@ -72,8 +72,8 @@ private let refused: [IPv6Fixture] = [
           counter: "drop_ttl_zero"),
     .init(name: "port 0", frame: toVIP.tcp(sourcePort: 0, destinationPort: 80, flags: .syn).build(), counter: "drop_port_zero"),
     .init(name: "SYN+FIN", frame: toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: [.syn, .fin]).build(), counter: "drop_tcp_flags_impossible"),
-    .init(name: "a first fragment", frame: toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3])
-        .with { $0.extensionHeaders = [(number: 44, body: [0, 0, 1, 0, 0, 0, 7])] }.build(), counter: "malformed_fragment"),
+    .init(name: "a later fragment", frame: toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3])
+        .with { $0.extensionHeaders = [(number: 44, body: [0, 0, 0x11, 0, 0, 0, 7])] }.build(), counter: "malformed_fragment"),
 ]
 
 @Suite("IPv6 forwarding")
@@ -99,11 +99,15 @@ struct IPv6ForwardingTests {
         let slot = forwarder.table6.find(entry.key, hash: entry.key.tableHash)
         #expect(slot.map { forwarder.table6[$0].state } == .established && slot.map { forwarder.table6[$0].isProven } == true)
         #expect(forwarder.counter("connections_proven") == 1)
-        // UDP, and the IPv4 service on the same port, beside it.
+        // A first fragment with the whole UDP header goes where its flow goes; UDP, and the
+        // IPv4 service on the same port, beside it.
+        let firstFragment = toVIP.udp(sourcePort: 5001, destinationPort: 53).payload([1, 2, 3])
+            .with { $0.extensionHeaders = [(number: 44, body: [0, 0, 1, 0, 0, 0, 7])]; $0.udpLengthOverride = 3000 }.build()
+        #expect(forwarder.run(firstFragment).0 != .drop)
         #expect(forwarder.run(toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2]).build()).0 != .drop)
         let v4 = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: IPv4Address(198, 18, 1, 10), to: vip4)
             .tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build()
-        #expect(forwarder.run(v4).0 != .drop && forwarder.table.count == 1 && forwarder.table6.count == 2)
+        #expect(forwarder.run(v4).0 != .drop && forwarder.table.count == 1 && forwarder.table6.count == 3)
     }
 
     @Test("refused IPv6 frames are counted by reason", arguments: refused)
