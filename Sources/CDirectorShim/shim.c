@@ -55,9 +55,11 @@ int director_spawn(const char *path, char *const argv[], const char *input, cons
     } else {
         posix_spawn_file_actions_adddup2(&actions, 1, 2);
     }
-    // Nothing else of this process reaches the child: a daemon it starts (a notify script's, a
-    // lab's nginx) would otherwise hold the director's sockets open for as long as it lives.
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    int closing = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (closing != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return closing;
+    }
     posix_spawnattr_t attributes;
     posix_spawnattr_init(&attributes);
     sigset_t none, all;

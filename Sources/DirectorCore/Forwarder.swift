@@ -93,10 +93,11 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         path = ForwardingPath(services: services, settings: settings, changes: changes)
     }
 
-    /// With an IPv6 table of `table`'s capacity in an anonymous mapping (resident only as it
-    /// fills).
+    /// With an IPv6 table of `table`'s capacity in an anonymous mapping, untouched until written.
     public init(table: consuming ConnectionTable<IPv4Address>, services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
-        let table6 = ConnectionTable<IPv6Address>(capacity: table.capacity, memory: .anonymousMapping)!
+        guard let table6 = ConnectionTable<IPv6Address>(capacity: table.capacity, memory: .anonymousMapping) else {
+            preconditionFailure("mapping an IPv6 table of \(table.capacity) entries failed")
+        }
         self.init(table: table, table6: table6, services: services, settings: settings, changes: changes)
     }
 
@@ -140,14 +141,17 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
         case .ipv6(let flow):
             // A first fragment with its whole transport header is a flow's packet like any
             // other (the parser counts and drops the later ones, which carry no ports).
+            guard path.services.hasIPv6Services else { return passOverIPv6() }
             return path.forward(flow, in: &table6, &frame, now: now, checksumPending: checksumPending)
         case .arp(let message):
             return path.answer(message, &frame)
         case .neighborSolicitation(let solicitation):
+            guard path.services.hasIPv6Services else { return passOverIPv6() }
             return path.answer(solicitation, &frame)
         case .icmpError(let error):
             return path.relayToServer(error, in: &table, &frame)
         case .icmpv6Error(let error):
+            guard path.services.hasIPv6Services else { return passOverIPv6() }
             return path.relayToServer(error, in: &table6, &frame)
         case .passedOver(let reason):
             path.counters[passedOver: reason] &+= 1
@@ -156,6 +160,14 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             path.counters[malformed: reason] &+= 1
             return .drop
         }
+    }
+
+    /// Where no IPv6 service runs, IPv6 is none of the director's business (router
+    /// advertisements, neighbours talking among themselves): passed over, not dropped.
+    @inlinable
+    mutating func passOverIPv6() -> Verdict {
+        path.counters[passedOver: .ipv6] &+= 1
+        return .drop
     }
 
     /// Starts loading the table slot of the frame that comes next, while this one is processed:

@@ -256,9 +256,13 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
     /// Neighbor Discovery: answer "who has VIP?" (a Neighbor Solicitation for an IPv6 VIP) with
     /// a Neighbor Advertisement carrying the VIP's MAC, as ARP is answered for IPv4 VIPs.
     @inlinable mutating func answer(_ solicitation: NeighborSolicitation, _ frame: inout MutableRawSpan) -> Verdict {
-        guard settings.answersARP, services.isVirtualAddress(solicitation.target),
-              let length = NeighborDiscovery.answer(solicitation, into: &frame, mac: settings.virtualMAC) else {
+        guard settings.answersARP, services.isVirtualAddress(solicitation.target) else {
             return drop(.neighborSolicitationNotForVirtualAddress)
+        }
+        // The answer is written over the solicitation, and one without a link-layer option
+        // (duplicate address detection sends none) is shorter than the advertisement.
+        guard let length = NeighborDiscovery.answer(solicitation, into: &frame, mac: settings.virtualMAC) else {
+            return drop(.neighborSolicitationTooShortToAnswer)
         }
         counters[.neighborAdvertisementsSent] &+= 1
         return .answer(length: length)

@@ -56,8 +56,8 @@ public enum NetworkAddressTranslation {
 }
 
 extension NetworkAddressTranslation {
-    /// The IPv6 forms: no header checksum, the same transport checksum rules (an IPv6 UDP
-    /// datagram always has a checksum, RFC 8200 §8.1, so zero is never left alone).
+    /// The IPv6 forms: no header checksum, the same transport checksum rules. A UDP datagram
+    /// without a checksum (zero, which RFC 6936 allows tunnels) keeps none, as in IPv4.
     @inlinable @inline(__always)
     public static func rewriteDestination(_ frame: inout MutableRawSpan, of flow: IPv6Flow, to address: IPv6Address, port: UInt16,
                                           checksumPending: Bool) {
@@ -84,6 +84,7 @@ extension NetworkAddressTranslation {
             frame.storeBigEndian(~InternetChecksum.updated(~checksum, replacing: old.address, with: new.address), at: field)
             return
         }
+        if flow.transport == .udp && checksum == 0 { return }
         var updated = InternetChecksum.updated(checksum, replacing: old.address, with: new.address)
         updated = InternetChecksum.updated(updated, replacing: old.port, with: new.port)
         if flow.transport == .udp && updated == 0 { updated = 0xFFFF }

@@ -12,7 +12,7 @@ public final class ServiceTable: Sendable {
     /// The IPv6 services, by (VIP, port, protocol).
     @usableFromInline let index6: ServiceIndex
     private let virtualAddresses4: [IPv4Address]
-    private let virtualAddresses6: [IPv6Address]
+    @usableFromInline let virtualAddresses6: [IPv6Address]
     /// By position: each service's VIP (zero in the other family's array) and port, read per
     /// NAT reply without a `VirtualService` copy.
     @usableFromInline let serviceAddresses4: [IPv4Address]
@@ -57,6 +57,10 @@ public final class ServiceTable: Sendable {
 
     public init(services: [VirtualService], retired: [RealServer] = [], timeouts: ConnectionTimeouts? = nil, generation: UInt64 = 0,
                 resetting: Set<UInt16> = []) {
+        for service in services {
+            precondition(service.pool.allSatisfy { $0.address.isIPv6 == service.address.isIPv6 },
+                         "\(service.name) has a real server of the other address family")
+        }
         self.services = services
         self.generation = generation
         self.retired = retired
@@ -196,7 +200,8 @@ public final class ServiceTable: Sendable {
         virtualAddresses6.contains(address)
     }
 
-    /// Whether any service is IPv6 (a worker then answers Neighbor Solicitations for its VIPs).
+    /// Whether any service is IPv6: without one, the workers pass IPv6 frames over.
+    @inlinable
     public var hasIPv6Services: Bool { !virtualAddresses6.isEmpty }
 
     /// The stable id of the real server at `address`:`port`, if any service has it (for replicas,

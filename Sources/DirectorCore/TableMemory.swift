@@ -8,8 +8,8 @@ public struct TableMemory: Sendable {
     public var allocate: @Sendable (_ byteCount: Int) -> UnsafeMutableRawPointer?
     public var release: @Sendable (_ pointer: UnsafeMutableRawPointer, _ byteCount: Int) -> Void
     /// The memory comes zeroed and untouched (a fresh anonymous mapping): the table does not
-    /// write its zeros itself, so a shard takes resident memory only as it fills. An IPv6 shard
-    /// that never sees an IPv6 flow then costs address space, not RAM.
+    /// write its zeros itself, so its pages become resident as entries are written. An IPv6
+    /// shard that never sees an IPv6 flow then costs address space, not RAM.
     public var comesZeroed: Bool
 
     public init(allocate: @escaping @Sendable (Int) -> UnsafeMutableRawPointer?,

@@ -98,6 +98,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case arpNotForVirtualAddress
     /// A Neighbor Solicitation for an address that is no IPv6 VIP here.
     case neighborSolicitationNotForVirtualAddress
+    /// A Neighbor Solicitation for a VIP too short to be rewritten into the advertisement.
+    case neighborSolicitationTooShortToAnswer
     case transmitRingFull
     /// A replica from the peer found no room in the shard.
     case replicaTableFull
@@ -129,6 +131,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
         case .noConnectionForNonSYN: "no_connection_for_non_syn"
         case .arpNotForVirtualAddress: "arp_not_for_virtual_address"
         case .neighborSolicitationNotForVirtualAddress: "neighbor_solicitation_not_for_virtual_address"
+        case .neighborSolicitationTooShortToAnswer: "neighbor_solicitation_too_short_to_answer"
         case .transmitRingFull: "transmit_ring_full"
         case .replicaTableFull: "replica_table_full"
         case .replicaUnknownRealServer: "replica_unknown_real_server"

@@ -175,10 +175,10 @@ final class Worker: @unchecked Sendable {
                 replies = consume ring
                 frontTransmit = try PacketTransmitRing(interface: plan.front)
             }
-            // The IPv6 shard has the same capacity; its memory becomes resident only as IPv6
-            // flows fill it.
+            // The IPv6 shard has the same capacity, in memory left untouched until IPv6 flows
+            // arrive (slots are spread at random: a few thousand flows make most of it resident).
             guard let table = ConnectionTable<IPv4Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory),
-                  let table6 = ConnectionTable<IPv6Address>(capacity: plan.tableCapacity, memory: plan.placement.tableMemory) else {
+                  let table6 = ConnectionTable<IPv6Address>(capacity: plan.tableCapacity, memory: plan.placement.untouchedTableMemory) else {
                 startup.withLock { $0 = "could not allocate connection tables of \(plan.tableCapacity) entries" }
                 return
             }

@@ -24,9 +24,20 @@ public struct NUMAPlacement: Sendable {
 
     public static var isAvailable: Bool { numa_available() >= 0 }
 
-    /// Allocation on this node (numa_alloc_onnode / numa_free: an anonymous mapping, zero
-    /// until written), or a mapping of its own without NUMA.
+    /// Allocation on this node (numa_alloc_onnode / numa_free), or the heap. The table writes
+    /// its zeros at start: every page is resident (and a node out of memory shows) before the
+    /// first frame, not as page faults under traffic.
     public var tableMemory: TableMemory {
+        guard let node else { return .heap }
+        return TableMemory(
+            allocate: { byteCount in numa_alloc_onnode(byteCount, node) },
+            release: { pointer, byteCount in numa_free(pointer, byteCount) })
+    }
+
+    /// The same placement, left untouched until written (numa_alloc_onnode maps anonymous
+    /// memory, which reads as zero): for the IPv6 shard, which costs no RAM where no IPv6
+    /// service runs, and pays its page faults as its first flows arrive where one does.
+    public var untouchedTableMemory: TableMemory {
         guard let node else { return .anonymousMapping }
         return TableMemory(
             allocate: { byteCount in numa_alloc_onnode(byteCount, node) },

@@ -66,9 +66,9 @@ private let fixtures: [PipelineFixture] = [
           verdict: .drop, counter: "drop_no_virtual_service"),
     .init(name: "RST without a connection", frame: toVIP.tcp(sourcePort: 40001, destinationPort: 80, flags: .rst).build(),
           verdict: .drop, counter: "drop_no_connection_for_non_syn"),
-    .init(name: "IPv6 to an address without an IPv6 service", frame: PacketBuilder().ethernet(from: clientMAC, to: vipMAC)
+    .init(name: "IPv6 is passed over where no IPv6 service runs", frame: PacketBuilder().ethernet(from: clientMAC, to: vipMAC)
             .ipv6(from: IPv6Address("2001:2::1:10")!, to: IPv6Address("2001:2::100")!).tcp(sourcePort: 40000, destinationPort: 80, flags: .syn).build(),
-          verdict: .drop, counter: "drop_no_virtual_service"),
+          verdict: .drop, counter: "passed_over_ipv6"),
     .init(name: "an IPv6 packet in an IPv4 frame is broken", frame: toVIP.with { $0.etherTypeOverride = EtherType.ipv6 }.build(),
           verdict: .drop, counter: "malformed_bad_ip_version"),
     .init(name: "a fragment is dropped", frame: toVIP.tcp(sourcePort: 1, destinationPort: 80, flags: .syn).with { $0.fragmentField = IPv4Header.moreFragmentsBit }.build(),

@@ -19,12 +19,12 @@ private func servers(firstID: UInt16 = 1) -> [RealServer] {
 
 /// A forwarder with IPv6 services (TCP 80 by mh, UDP 53 by rr, TCP 443 by NAT to port 8443)
 /// beside an IPv4 one on the same port.
-private func makeForwarder(resetting: Set<UInt16> = []) -> Forwarder<RecordingSink> {
+private func makeForwarder(resetting: Set<UInt16> = [], natTransport: TransportProtocol = .tcp) -> Forwarder<RecordingSink> {
     let nat = servers(firstID: 20).map { RealServer(id: $0.id, address: $0.address, port: 8443, weight: 1, mac: $0.mac) }
     let services = ServiceTable(services: [
         VirtualService(address: .v6(vip), port: 80, transport: .tcp, pool: servers(), scheduler: .maglev),
         VirtualService(address: .v6(vip), port: 53, transport: .udp, pool: servers(firstID: 10), scheduler: .roundRobin),
-        VirtualService(address: .v6(vip), port: 443, transport: .tcp, forwarding: .nat, pool: nat, scheduler: .roundRobin),
+        VirtualService(address: .v6(vip), port: 443, transport: natTransport, forwarding: .nat, pool: nat, scheduler: .roundRobin),
         VirtualService(address: vip4, port: 80, transport: .tcp,
                        pool: [RealServer(id: 30, address: IPv4Address(198, 18, 2, 11), port: 80, weight: 1, mac: MACAddress(rawValue: 0x02_00_00_00_02_30))],
                        scheduler: .roundRobin),
@@ -134,6 +134,24 @@ struct IPv6ForwardingTests {
         #expect(forwarder.counter("neighbor_advertisements_sent") == 1)
         #expect(forwarder.run(solicitation(for: IPv6Address("2001:2::7")!)).0 == .drop)
         #expect(forwarder.counter("drop_neighbor_solicitation_not_for_virtual_address") == 1)
+        // Duplicate address detection (from ::, no link-layer option): shorter than the answer.
+        let detection = PacketBuilder().ethernet(from: clientMAC, to: vip.solicitedNodeMulticast.multicastMAC)
+            .ipv6(from: .zero, to: vip.solicitedNodeMulticast, hopLimit: 255)
+            .with { $0.transport = .other(protocolNumber: 58) }.payload([135, 0, 0, 0, 0, 0, 0, 0] + vip.octets).build()
+        #expect(forwarder.run(detection).0 == .drop && forwarder.counter("drop_neighbor_solicitation_too_short_to_answer") == 1)
+    }
+
+    @Test("NAT: a UDP datagram without a checksum keeps none; one with a checksum still verifies")
+    func translationOfUDP() {
+        var forwarder = makeForwarder(natTransport: .udp)
+        let datagram = toVIP.udp(sourcePort: 5000, destinationPort: 443).payload([1, 2, 3, 4]).build()
+        let (_, sent) = forwarder.run(datagram)
+        #expect(transportChecksumVerifies(sent) && sent[60...61] != [0, 0])
+        var unchecked = datagram
+        unchecked[60] = 0
+        unchecked[61] = 0
+        let (_, sentUnchecked) = forwarder.run(unchecked)
+        #expect(sentUnchecked[60...61] == [0, 0] && sentUnchecked[56...57] == [0x20, 0xFB])
     }
 
     @Test("NAT: the destination becomes the real server's address and port; the TCP checksum still verifies")

@@ -118,10 +118,12 @@ int director_accept(int fd);
 int director_peer_credentials(int fd, uint32_t *uid, int32_t *pid);
 
 /// posix_spawn(3) of `path` with `argv` (NULL-terminated), standard input from `input`, output
-/// to `output` (created and appended to) and errors to `errors` (or to the output when NULL),
-/// no other descriptor of this process, with no signal blocked and every signal at its default: the calling thread may block the
-/// signals a daemon waits for (SIGHUP, SIGINT, SIGTERM), and a child inheriting that mask
-/// could never be stopped by them, nor anything it runs in turn. 0 and `*pid`, or an errno.
+/// to `output` (created and appended to) and errors to `errors` (or to the output when NULL).
+/// The child gets none of this process's other descriptors: a daemon it starts would hold them
+/// open for as long as it lives. It starts with no signal blocked and every signal at its
+/// default: the calling thread may block the signals a daemon waits for (SIGHUP, SIGINT,
+/// SIGTERM), and a child inheriting that mask could never be stopped by them, nor anything it
+/// runs in turn. 0 and `*pid`, or an errno.
 int director_spawn(const char *path, char *const argv[], const char *input, const char *output, const char *errors, pid_t *pid);
 
 static inline int director_errno(void) { return errno; }
