@@ -72,12 +72,14 @@ extension LabSuites {
                   + "peer deaths A \(statsA["sync_peer_deaths"] ?? 0), B \(statsB["sync_peer_deaths"] ?? 0); "
                   + "longest heartbeat lateness A \((statsA["sync_heartbeat_longest_lateness_ns"] ?? 0) / 1_000_000) ms; "
                   + "\(succeeded)/400 requests, \(result.intact)/\(result.started) downloads intact; " + result.stalls.summary)
-            // Blind forgeries cost a read each and the lab sends them at the full rate. Each of the
-            // informed ones costs an HMAC, and the sender, sharing the two CPUs with the pair,
-            // sends what is left: 77–92 % of the rate in the runs so far. What the case shows is
-            // that an HMAC per datagram at that rate makes no false death, so its floor is half.
+            // The sender shares the two CPUs with the pair, and each forgery it writes is received
+            // in its own context (veth), so it sends what the machine leaves it. Blind ones cost
+            // the receiver a read each: 69–80 % of the rate on one machine with nothing else
+            // running, the full rate on another. Informed ones cost an HMAC each: 77–92 %. What
+            // the cases show is that a flood at that order of rate makes no false death, so the
+            // floor is half the rate for both; the line printed above says what was reached.
             let planned = UInt64(SyncFloodLabTests.rate * SyncFloodLabTests.seconds)
-            #expect(sent >= (readsTheLink ? planned / 2 : planned * 9 / 10), "the flood ran at its rate: \(sentLine)")
+            #expect(sent >= planned / 2, "the flood ran at half its rate or more: \(sentLine)")
             #expect(statsA["sync_peer_deaths"] == 0 && statsB["sync_peer_deaths"] == 0, "no false death on either side")
             if readsTheLink {
                 #expect(authenticated >= sent * 9 / 10, "the forgeries were refused by their authenticator: \(after)")
