@@ -47,8 +47,10 @@ director_tls *director_tls_new(int fd, const char *server_name) {
         director_tls_free(tls);
         return NULL;
     }
-    struct in_addr address;
-    if (server_name != NULL && server_name[0] != 0 && inet_pton(AF_INET, server_name, &address) != 1) {
+    // A literal address is never a server name (RFC 6066 §3): no SNI for either family.
+    struct in6_addr address;
+    if (server_name != NULL && server_name[0] != 0 && inet_pton(AF_INET, server_name, &address) != 1
+        && inet_pton(AF_INET6, server_name, &address) != 1) {
         SSL_set_tlsext_host_name(tls->ssl, server_name);
     }
     SSL_set_connect_state(tls->ssl);

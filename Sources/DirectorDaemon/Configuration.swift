@@ -8,7 +8,7 @@ import PacketIO
 /// type can be started without further questions (the director never starts half-configured).
 public struct Configuration: Sendable {
     public struct RealServerConfig: Sendable, Equatable {
-        public var address: IPv4Address
+        public var address: IPAddress
         public var port: UInt16
         public var weight: UInt32
         /// Configured MAC; nil = resolve by ARP on the back interface.
@@ -18,7 +18,8 @@ public struct Configuration: Sendable {
     }
 
     public struct ServiceConfig: Sendable {
-        public var address: IPv4Address
+        /// The VIP; its family is every real server's (and the fallback's).
+        public var address: IPAddress
         public var port: UInt16
         public var transport: TransportProtocol
         public var scheduler: SchedulerKind

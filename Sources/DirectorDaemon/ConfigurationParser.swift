@@ -79,7 +79,7 @@ public enum ConfigurationParser {
         var seen = Set<String>()
         for (index, node) in serviceNodes.enumerated() {
             let service = try parseService(node, path: "services[\(index)]")
-            let identity = "\(service.transport) \(service.address):\(service.port)"
+            let identity = "\(service.transport) " + service.address.description(port: service.port)
             guard seen.insert(identity).inserted else {
                 throw ConfigurationError(field: "services[\(index)]", problem: "\(identity) is defined twice")
             }
@@ -143,7 +143,7 @@ public enum ConfigurationParser {
         var owners: [String: Int] = [:]
         for (index, service) in translating {
             for server in service.realServers + [service.fallback].compactMap({ $0 }) {
-                let endpoint = "\(service.transport) \(server.address):\(server.port)"
+                let endpoint = "\(service.transport) " + server.address.description(port: server.port)
                 if let other = owners[endpoint], other != index {
                     throw ConfigurationError(field: "services[\(index)].real_servers", problem: "\(endpoint) is also a real server of services[\(other)]; with NAT a server's address and port serve one service (its replies name no VIP): give it another port here")
                 }
@@ -237,7 +237,10 @@ public enum ConfigurationParser {
             "address", "port", "protocol", "scheduler", "forwarding", "maglev_table_size", "real_servers",
             "health_check", "on_server_down", "fallback",
         ])
-        let address = try fields.address("address", required: true)!
+        let address = try fields.anyAddress("address", required: true)!
+        guard address.isPlausibleServiceAddress else {
+            throw ConfigurationError(field: path + ".address", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)")
+        }
         let port = UInt16(try fields.integer("port", range: 1...65535, required: true)!)
         let protocolName = try fields.string("protocol") ?? "tcp"
         guard let transport = TransportProtocol.allCases.first(where: { $0.description == protocolName }) else {
@@ -262,15 +265,24 @@ public enum ConfigurationParser {
         guard let policy = ServerFailurePolicy(rawValue: policyName) else {
             throw ConfigurationError(field: path + ".on_server_down", problem: "expected keep (its connections go on) or reset (their clients get a TCP reset), got \"\(policyName)\"")
         }
+        if address.isIPv6 && forwarding == .nat {
+            throw ConfigurationError(field: path + ".forwarding", problem: "nat is for IPv4 services; an IPv6 service (\(address)) forwards with dr")
+        }
         let fallback = try fields.optional("fallback").map { (node) throws(ConfigurationError) in
             try parseServer(node, path: path + ".fallback", servicePort: port, forwarding: forwarding, check: nil, allowsCheck: false)
+        }
+        if let fallback, fallback.address.isIPv6 != address.isIPv6 {
+            throw ConfigurationError(field: path + ".fallback.address", problem: "\(fallback.address) is not of the service's family (\(address)): a service is IPv4 or IPv6 throughout")
         }
         var servers: [Configuration.RealServerConfig] = []
         for (index, serverNode) in (try fields.list("real_servers", required: true)!).enumerated() {
             let serverPath = "\(path).real_servers[\(index)]"
             let entry = try parseServer(serverNode, path: serverPath, servicePort: port, forwarding: forwarding, check: check, allowsCheck: true)
+            guard entry.address.isIPv6 == address.isIPv6 else {
+                throw ConfigurationError(field: serverPath + ".address", problem: "\(entry.address) is not of the service's family (\(address)): a service is IPv4 or IPv6 throughout")
+            }
             guard !servers.contains(where: { $0.address == entry.address && $0.port == entry.port }) else {
-                throw ConfigurationError(field: serverPath, problem: "\(entry.address):\(entry.port) is listed twice in this service")
+                throw ConfigurationError(field: serverPath, problem: "\(entry.address.description(port: entry.port)) is listed twice in this service")
             }
             servers.append(entry)
         }
@@ -278,7 +290,7 @@ public enum ConfigurationParser {
             throw ConfigurationError(field: path + ".real_servers", problem: "at most \(Int(MaglevScheduler.unassigned) - 1) real servers per service")
         }
         if let fallback, servers.contains(where: { $0.address == fallback.address && $0.port == fallback.port }) {
-            throw ConfigurationError(field: path + ".fallback", problem: "\(fallback.address):\(fallback.port) is one of the service's real servers")
+            throw ConfigurationError(field: path + ".fallback", problem: "\(fallback.address.description(port: fallback.port)) is one of the service's real servers")
         }
         return Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
                                            forwarding: forwarding, maglevTableSize: tableSize, realServers: servers,
@@ -305,7 +317,7 @@ public enum ConfigurationParser {
             ownCheck = try parseHealthCheck(node, path: path + ".health_check", base: check)
         }
         return Configuration.RealServerConfig(
-            address: try server.address("address", required: true)!, port: serverPort,
+            address: try server.anyAddress("address", required: true)!, port: serverPort,
             weight: UInt32(try server.integer("weight", range: 0...65535) ?? 1), mac: mac, healthCheck: ownCheck)
     }
 
@@ -494,6 +506,15 @@ struct Fields {
         guard let text = try scalarText(key, required: required) else { return nil }
         guard let address = IPv4Address(text) else {
             throw ConfigurationError(field: Fields.join(path, key), problem: "expected an IPv4 address like 198.18.0.100, got \"\(text)\"")
+        }
+        return address
+    }
+
+    /// An address of either family, for services and real servers.
+    func anyAddress(_ key: String, required: Bool = false) throws(ConfigurationError) -> IPAddress? {
+        guard let text = try scalarText(key, required: required) else { return nil }
+        guard let address = IPAddress(text) else {
+            throw ConfigurationError(field: Fields.join(path, key), problem: "expected an IPv4 address like 198.18.0.100 or an IPv6 address like 2001:2::100, got \"\(text)\"")
         }
         return address
     }

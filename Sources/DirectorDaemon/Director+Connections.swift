@@ -34,7 +34,7 @@ extension Director {
                 guard let text = value(), let (address, port) = Director.endpoint(text) else {
                     return "error: connections: server wants ADDRESS:PORT (like 198.18.2.11:80)\n"
                 }
-                let id = live.withLock { $0.id(of: address, port: port) }
+                let id = live.withLock { $0.id(of: .v4(address), port: port) }
                 // A server never had: nothing can match (id 0 is nobody's).
                 filter.realServerID = id
             case "client":
@@ -88,7 +88,7 @@ extension Director {
                 ConnectionsReport.Connection(
                     transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",
                     virtual: "\(entry.virtualAddress):\(entry.virtualPort)",
-                    realServer: table?.realServer(id: entry.realServerID).map { "\($0.address):\($0.port)" }, state: entry.state.description,
+                    realServer: table?.realServer(id: entry.realServerID).map { $0.address.description(port: $0.port) }, state: entry.state.description,
                     expiresInSeconds: entry.expiresAt > now ? Double(entry.expiresAt - now) / 1000 : 0,
                     owner: entry.isReplica ? "replica" : "own", proven: entry.isProven, worker: worker)
             }

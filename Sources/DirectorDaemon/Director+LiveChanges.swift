@@ -39,7 +39,7 @@ enum LiveEdit {
         var services = services
         let (address, port, transport) = try service(words[2])
         let index = services.firstIndex { $0.address == address && $0.port == port && $0.transport == transport }
-        let name = "\(transport) \(address):\(port)"
+        let name = "\(transport) " + address.description(port: port)
         switch (words[0], words[1]) {
         case ("service", "add"):
             guard index == nil else { throw ConfigurationError(field: "SERVICE", problem: "\(name) exists already") }
@@ -48,6 +48,7 @@ enum LiveEdit {
             guard let scheduler = SchedulerKind(rawValue: schedulerName) else {
                 throw ConfigurationError(field: "SCHEDULER", problem: "expected one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(schedulerName)\"")
             }
+            guard address.isPlausibleServiceAddress else { throw ConfigurationError(field: "SERVICE", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)") }
             services.append(Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
                                                         forwarding: .directRouting, maglevTableSize: MaglevScheduler.defaultTableSize, realServers: []))
             return services
@@ -60,7 +61,10 @@ enum LiveEdit {
             guard words.count >= 4 else { throw ConfigurationError(field: "", problem: usage) }
             let server = try self.server(words[3], servicePort: port, forwarding: services[index].forwarding)
             let position = services[index].realServers.firstIndex { $0.address == server.address && $0.port == server.port }
-            let serverName = "\(server.address):\(server.port)"
+            let serverName = server.address.description(port: server.port)
+            guard server.address.isIPv6 == address.isIPv6 else {
+                throw ConfigurationError(field: "SERVER", problem: "\(server.address) is not of the family of \(name): a service is IPv4 or IPv6 throughout")
+            }
             switch action {
             case "add":
                 guard position == nil else { throw ConfigurationError(field: "SERVER", problem: "\(serverName) is in \(name) already") }
@@ -91,37 +95,52 @@ enum LiveEdit {
     }
 
     /// "198.18.0.100:80", "tcp:198.18.0.100:80" or "udp:198.18.0.100:53".
-    static func service(_ text: Substring) throws(ConfigurationError) -> (IPv4Address, UInt16, TransportProtocol) {
-        var parts = text.split(separator: ":", omittingEmptySubsequences: false)
+    static func service(_ text: Substring) throws(ConfigurationError) -> (IPAddress, UInt16, TransportProtocol) {
+        var rest = text
         var transport = TransportProtocol.tcp
-        if parts.count == 3 {
-            guard let named = TransportProtocol.allCases.first(where: { $0.description == parts[0] }) else {
-                throw ConfigurationError(field: "SERVICE", problem: "expected tcp or udp before the address, got \"\(parts[0])\"")
-            }
+        if let named = TransportProtocol.allCases.first(where: { text.hasPrefix("\($0.description):") }) {
             transport = named
-            parts.removeFirst()
+            rest = text.dropFirst(named.description.count + 1)
         }
-        guard parts.count == 2, let address = IPv4Address(String(parts[0])), let port = UInt16(parts[1]), port > 0 else {
-            throw ConfigurationError(field: "SERVICE", problem: "expected an address and port like 198.18.0.100:80 (udp:… for UDP), got \"\(text)\"")
+        // A word of letters before the first colon can only be a protocol (an IPv6 address
+        // made of letters alone, like "dead:beef::1", parses as one first).
+        if rest == text, endpoint(text) == nil, let colon = text.firstIndex(of: ":"), text[..<colon].allSatisfy(\.isLetter) {
+            throw ConfigurationError(field: "SERVICE", problem: "expected tcp or udp before the address, got \"\(text[..<colon])\"")
+        }
+        guard let (address, port) = endpoint(rest), let port, port > 0 else {
+            throw ConfigurationError(field: "SERVICE", problem: "expected an address and port like 198.18.0.100:80 or [2001:2::100]:80 (udp:… for UDP), got \"\(text)\"")
         }
         return (address, port, transport)
     }
 
-    /// "198.18.2.14" (the service's port) or "198.18.2.14:8080" (not with direct routing).
-    static func server(_ text: Substring, servicePort: UInt16, forwarding: ForwardingMethod) throws(ConfigurationError) -> (address: IPv4Address, port: UInt16) {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), let address = IPv4Address(String(parts[0])) else {
-            throw ConfigurationError(field: "SERVER", problem: "expected an address like 198.18.2.14 (or 198.18.2.14:80), got \"\(text)\"")
+    /// "198.18.2.14" or "2001:2::14" (the service's port), "198.18.2.14:8080" or
+    /// "[2001:2::14]:8080" (not with direct routing).
+    static func server(_ text: Substring, servicePort: UInt16, forwarding: ForwardingMethod) throws(ConfigurationError) -> (address: IPAddress, port: UInt16) {
+        guard let (address, given) = endpoint(text) else {
+            throw ConfigurationError(field: "SERVER", problem: "expected an address like 198.18.2.14 or 2001:2::14 (with a port: 198.18.2.14:80, [2001:2::14]:80), got \"\(text)\"")
         }
-        var port = servicePort
-        if parts.count == 2 {
-            guard let given = UInt16(parts[1]), given > 0 else { throw ConfigurationError(field: "SERVER", problem: "expected a port from 1 to 65535, got \"\(parts[1])\"") }
-            port = given
-        }
+        if let given, given == 0 { throw ConfigurationError(field: "SERVER", problem: "expected a port from 1 to 65535, got 0") }
+        let port = given ?? servicePort
         guard forwarding != .directRouting || port == servicePort else {
             throw ConfigurationError(field: "SERVER", problem: "direct routing cannot change the port: must be \(servicePort) like the service, got \(port)")
         }
         return (address, port)
+    }
+
+    /// An address with an optional port, as `ipvsadm` writes them: `a.b.c.d`, `a.b.c.d:port`,
+    /// a bare IPv6 address or `[IPv6]:port`. nil for anything else (a port beyond 65535 included).
+    static func endpoint(_ text: Substring) -> (IPAddress, UInt16?)? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), let address = IPv6Address(String(text[text.index(after: text.startIndex)..<close])) else { return nil }
+            let tail = text[text.index(after: close)...]
+            if tail.isEmpty { return (.v6(address), nil) }
+            guard tail.hasPrefix(":"), let port = UInt16(tail.dropFirst()) else { return nil }
+            return (.v6(address), port)
+        }
+        if let address = IPAddress(String(text)) { return (address, nil) }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv4Address(String(parts[0])), let port = UInt16(parts[1]) else { return nil }
+        return (.v4(address), port)
     }
 
     static func weight(_ text: Substring) throws(ConfigurationError) -> UInt32 {

@@ -32,7 +32,7 @@ public final class Director: @unchecked Sendable {
     private var instanceLock: InstanceLock?
     /// Services, timeouts and real-server ids as they are now (a reload or a live change replaces them).
     let live: Mutex<LiveServices>
-    private let resolvedMACs = Mutex<[IPv4Address: MACAddress]>([:])
+    private let resolvedMACs = Mutex<[IPAddress: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
     private let servicesStale = Atomic<Bool>(false)
     private var maintenanceThread = DaemonThread()
@@ -122,6 +122,7 @@ public final class Director: @unchecked Sendable {
             }
             Log.info("worker \(index) on CPU \(cpu) (NUMA node \(plan.placement.node.map(String.init) ?? "-")): \(perWorker) connections")
         }
+        joinSolicitedNodeGroups()
         let server = try ControlServer(path: configuration.controlSocket) { [weak self] command, caller in
             self?.handle(command, from: caller) ?? "stopping\n"
         }
@@ -202,19 +203,32 @@ public final class Director: @unchecked Sendable {
         let wanted = Array(Set(servers.map(\.address)).subtracting(configured))
             .filter { !onlyMissing || known[$0] == nil }.sorted()
         guard !wanted.isEmpty else { return }
-        do {
-            let resolver = try ARPResolver(interface: back)
-            let found = resolver.resolve(wanted)
-            resolvedMACs.withLock { macs in for (address, mac) in found { macs[address] = mac } }
-            for address in wanted {
-                if let mac = found[address] {
-                    if known[address] != mac { Log.info("real server \(address) is at \(mac)") }
-                } else if !onlyMissing || known[address] == nil {
-                    if !onlyMissing { Log.warning("real server \(address) did not answer ARP on \(back.name); retrying every second") }
-                }
+        var found: [IPAddress: MACAddress] = [:]
+        let wantedIPv4 = wanted.compactMap(\.v4), wantedIPv6 = wanted.compactMap(\.v6)
+        if !wantedIPv4.isEmpty {
+            do {
+                let resolver = try ARPResolver(interface: back)
+                for (address, mac) in resolver.resolve(wantedIPv4) { found[.v4(address)] = mac }
+            } catch {
+                Log.error("ARP resolution on \(back.name): \(error)")
             }
-        } catch {
-            Log.error("ARP resolution on \(back.name): \(error)")
+        }
+        if !wantedIPv6.isEmpty {
+            do {
+                let resolver = try NeighborResolver(interface: back)
+                for (address, mac) in resolver.resolve(wantedIPv6) { found[.v6(address)] = mac }
+            } catch {
+                if !onlyMissing { Log.error("Neighbor Discovery on \(back.name): \(error)") }
+            }
+        }
+        resolvedMACs.withLock { macs in for (address, mac) in found { macs[address] = mac } }
+        for address in wanted {
+            if let mac = found[address] {
+                if known[address] != mac { Log.info("real server \(address) is at \(mac)") }
+            } else if !onlyMissing {
+                let protocolName = address.isIPv6 ? "Neighbor Discovery" : "ARP"
+                Log.warning("real server \(address) did not answer \(protocolName) on \(back.name); retrying every second")
+            }
         }
     }
 
@@ -294,10 +308,31 @@ public final class Director: @unchecked Sendable {
         publishing.withLock { _ in
             guard let exchange = snapshots else { return }
             exchange.publish(buildServiceTable(generation: exchange.generation + 1))
+            joinSolicitedNodeGroups()
+        }
+    }
+
+    /// Makes the front interface accept the solicited-node groups of the IPv6 virtual addresses
+    /// (memberships on the first worker's receive socket, for as long as it lives; one a VIP
+    /// no longer needs costs nothing but a few frames passed over). Called with every snapshot.
+    func joinSolicitedNodeGroups() {
+        guard let socket = workers.first?.frontSocket, socket >= 0 else { return }
+        let groups = Set(live.withLock { $0.services.compactMap { $0.address.v6?.solicitedNodeMulticast.multicastMAC } })
+        joinedGroups.withLock { joined in
+            for group in groups.subtracting(joined).sorted(by: { $0.rawValue < $1.rawValue }) {
+                do {
+                    try PacketReceiveRing.addMembership(of: group, to: socket, on: front)
+                    joined.insert(group)
+                } catch {
+                    Log.warning("Neighbor Solicitations for IPv6 virtual addresses may not arrive on \(front.name): \(error)")
+                }
+            }
         }
     }
 
     private let publishing = Mutex(())
+    /// The multicast groups joined on the front interface (`joinSolicitedNodeGroups`).
+    private let joinedGroups = Mutex<Set<MACAddress>>([])
     /// One connection listing at a time (each worker has one mailbox).
     let listingLock = Mutex(())
     /// One reload at a time (the control socket's and SIGHUP's).
@@ -309,13 +344,15 @@ public final class Director: @unchecked Sendable {
         for worker in workers { worker.setAnswersARP(answers) }
     }
 
-    /// Gratuitous ARP for every virtual address from the virtual MAC, on the front interface,
-    /// through the first worker's receive socket.
+    /// Gratuitous ARP for every IPv4 virtual address and an unsolicited Neighbor Advertisement
+    /// for every IPv6 one, from the virtual MAC, on the front interface, through the first
+    /// worker's receive socket.
     func announceVirtualAddresses() {
-        let addresses = Array(Set(live.withLock { $0.services.map(\.address) })).sorted { $0.rawValue < $1.rawValue }
+        let addresses = Array(Set(live.withLock { $0.services.map(\.address) })).sorted()
         guard let socket = workers.first?.frontSocket, socket >= 0 else { return }
-        let sent = GratuitousARP.announce(addresses, at: virtualMAC, through: socket)
-        if sent < addresses.count { Log.warning("gratuitous ARP: \(addresses.count - sent) of \(addresses.count) announcements not sent") }
+        let sent = GratuitousARP.announce(addresses.compactMap(\.v4), at: virtualMAC, through: socket)
+            + GratuitousARP.announce(addresses.compactMap(\.v6), at: virtualMAC, through: socket)
+        if sent < addresses.count { Log.warning("gratuitous ARP and unsolicited Neighbor Advertisements: \(addresses.count - sent) of \(addresses.count) announcements not sent") }
         // The NAT gateway moves with the VIPs: the real servers' ARP caches must follow it.
         if let gateway = natGateway, let backSocket = workers.first?.backSocket, backSocket >= 0,
            GratuitousARP.announce([gateway.address], at: gateway.mac, through: backSocket) == 0 {

@@ -49,12 +49,10 @@ struct HealthBoard: Sendable {
 }
 
 extension HealthKey {
-    /// The key of `server` in `service`; nil for IPv6 ones, which the health messages of the
-    /// sync wire (version 4) cannot name.
-    init?(_ service: VirtualService, _ server: RealServer) {
-        guard case .v4(let virtualAddress) = service.address, case .v4(let serverAddress) = server.address else { return nil }
-        self.init(virtualAddress: virtualAddress, virtualPort: service.port, transport: service.transport,
-                  serverAddress: serverAddress, serverPort: server.port)
+    /// The key of `server` in `service`.
+    init(_ service: VirtualService, _ server: RealServer) {
+        self.init(virtualAddress: service.address, virtualPort: service.port, transport: service.transport,
+                  serverAddress: server.address, serverPort: server.port)
     }
 
     init(_ service: Configuration.ServiceConfig, _ server: Configuration.RealServerConfig) {

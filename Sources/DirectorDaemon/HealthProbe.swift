@@ -34,7 +34,7 @@ final class HealthProbe {
     private var response: [UInt8] = []
     private let check: HealthCheck
     private let timeoutMilliseconds: UInt64
-    private let address: IPv4Address
+    private let address: IPAddress
     /// The TLS session of an https check, once connected.
     private var tls: OpaquePointer?
     /// What the TLS session waits for (it may need to write while reading, and the reverse).
@@ -43,7 +43,7 @@ final class HealthProbe {
     /// Starts checking `address`:`port` (the check's port when it has one); `device`: the
     /// interface the check leaves by (the back one: where the frames go). An outcome at once
     /// when the check could not even start.
-    init(_ check: HealthCheck, address: IPv4Address, port: UInt16, device: String, now: UInt64) {
+    init(_ check: HealthCheck, address: IPAddress, port: UInt16, device: String, now: UInt64) {
         self.check = check
         self.address = address
         timeoutMilliseconds = check.timeoutMilliseconds
@@ -61,7 +61,7 @@ final class HealthProbe {
             }
         case .tcp, .http:
             if case .http(let path, _, _, _) = check.probe {
-                request = Array("GET \(path) HTTP/1.0\r\nHost: \(address):\(port)\r\nUser-Agent: director-health-check\r\nConnection: close\r\n\r\n".utf8)
+                request = Array("GET \(path) HTTP/1.0\r\nHost: \(address.description(port: port))\r\nUser-Agent: director-health-check\r\nConnection: close\r\n\r\n".utf8)
             }
             early = connect(to: address, port: port, device: device)
         }
@@ -70,8 +70,8 @@ final class HealthProbe {
     /// What was known before any waiting (a refused socket, a program that would not start).
     private(set) var early: Outcome?
 
-    private func connect(to address: IPv4Address, port: UInt16, device: String) -> Outcome? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    private func connect(to address: IPAddress, port: UInt16, device: String) -> Outcome? {
+        let fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failed("socket: \(String(cString: strerror(errno)))") }
         descriptor = fd
         if !device.isEmpty, setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, socklen_t(device.utf8.count)) != 0 {
@@ -83,12 +83,26 @@ final class HealthProbe {
         // Built here, not by PacketIO's: an initializer added to the C struct in another module
         // is not found from this one in a clean build (the struct reaches the two modules
         // through different Clang modules).
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = port.bigEndian
-        target.sin_addr.s_addr = address.rawValue.bigEndian
-        let result = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let result: Int32
+        switch address {
+        case .v4(let address):
+            var target = sockaddr_in()
+            target.sin_family = sa_family_t(AF_INET)
+            target.sin_port = port.bigEndian
+            target.sin_addr.s_addr = address.rawValue.bigEndian
+            result = withUnsafePointer(to: &target) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        case .v6(let address):
+            var target = sockaddr_in6()
+            target.sin6_family = sa_family_t(AF_INET6)
+            target.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &target.sin6_addr) { bytes in
+                for (index, octet) in address.octets.enumerated() { bytes[index] = octet }
+            }
+            result = withUnsafePointer(to: &target) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
         }
         if result != 0, errno != EINPROGRESS { return finish(.failed("connect: \(String(cString: strerror(errno)))")) }
         phase = .connecting

@@ -33,15 +33,27 @@ public struct HostStackGuard: Sendable {
     }
 
     var ruleset: String {
-        let addresses = virtualAddresses.joined(separator: ", ")
+        // The colons of IPv6 text tell the families apart; a family without an address gets no
+        // rule (nftables refuses an empty set).
+        let ipv4 = virtualAddresses.filter { !$0.contains(":") }.joined(separator: ", ")
+        let ipv6 = virtualAddresses.filter { $0.contains(":") }.joined(separator: ", ")
+        var rules: [String] = []
+        if !ipv4.isEmpty {
+            rules.append(#"ip daddr { \#(ipv4) } counter drop comment "IPv4 for the virtual addresses: the director forwards it""#)
+            rules.append(#"arp daddr ip { \#(ipv4) } counter drop comment "ARP for the virtual addresses: the director answers it""#)
+        }
+        // Neighbor Solicitations go to solicited-node addresses, which this rule leaves alone:
+        // the host answers none for an address it does not hold, and the workers see them all.
+        if !ipv6.isEmpty {
+            rules.append(#"ip6 daddr { \#(ipv6) } counter drop comment "IPv6 for the virtual addresses: the director forwards it""#)
+        }
         return """
         table netdev \(tableName)
         delete table netdev \(tableName)
         table netdev \(tableName) {
             chain ingress {
                 type filter hook ingress device "\(interface)" priority -500; policy accept;
-                ip daddr { \(addresses) } counter drop comment "IPv4 for the virtual addresses: the director forwards it"
-                arp daddr ip { \(addresses) } counter drop comment "ARP for the virtual addresses: the director answers it"
+        \(rules.map { "        " + $0 }.joined(separator: "\n"))
             }\(gatewayChain)
         }
 

@@ -17,12 +17,12 @@ struct LiveServices: Sendable {
     private var known: [UInt16: Configuration.RealServerConfig] = [:]
 
     struct ServerKey: Hashable, Sendable {
-        var address: IPv4Address
+        var address: IPAddress
         var port: UInt16
     }
 
     struct ServiceKey: Hashable, Sendable {
-        var address: IPv4Address
+        var address: IPAddress
         var port: UInt16
         var transport: TransportProtocol
         init(_ service: Configuration.ServiceConfig) {
@@ -87,7 +87,7 @@ struct LiveServices: Sendable {
     }
 
     /// The id of the real server at `address`:`port` (0 for one the director never had).
-    func id(of address: IPv4Address, port: UInt16) -> UInt16 {
+    func id(of address: IPAddress, port: UInt16) -> UInt16 {
         ids[ServerKey(address: address, port: port)] ?? 0
     }
 
@@ -95,7 +95,7 @@ struct LiveServices: Sendable {
     /// `down` (health checks) takes no new connection: weight 0, as a drained one; its
     /// connections are reset when its service says so. A service none of whose servers can take
     /// a connection sends new ones to its fallback, when it has one (the last of its pool).
-    func serviceTable(resolvedMACs: [IPv4Address: MACAddress], generation: UInt64, down: Set<HealthKey> = []) -> ServiceTable {
+    func serviceTable(resolvedMACs: [IPAddress: MACAddress], generation: UInt64, down: Set<HealthKey> = []) -> ServiceTable {
         func realServer(_ server: Configuration.RealServerConfig, weight: UInt32) -> RealServer {
             RealServer(id: ids[ServerKey(address: server.address, port: server.port)]!, address: server.address, port: server.port,
                        weight: weight, mac: server.mac ?? resolvedMACs[server.address] ?? .zero)
@@ -145,28 +145,33 @@ struct LiveServices: Sendable {
         }
         lines.append("services:")
         for service in services {
-            lines += ["  - address: \(service.address)", "    port: \(service.port)", "    protocol: \(service.transport)",
+            lines += ["  - address: \(yamlText(service.address))", "    port: \(service.port)", "    protocol: \(service.transport)",
                       "    scheduler: \(service.scheduler.rawValue)", "    forwarding: \(service.forwarding.rawValue)"]
             if service.maglevTableSize != MaglevScheduler.defaultTableSize { lines.append("    maglev_table_size: \(service.maglevTableSize)") }
             if let check = service.healthCheck { lines.append("    health_check: \(check.yaml)") }
             if service.onServerDown != .keep { lines.append("    on_server_down: \(service.onServerDown.rawValue)") }
             if let fallback = service.fallback {
-                lines.append("    fallback: { address: \(fallback.address), port: \(fallback.port)" + (fallback.mac.map { ", mac: \"\($0)\"" } ?? "") + " }")
+                lines.append("    fallback: { address: \(yamlText(fallback.address)), port: \(fallback.port)" + (fallback.mac.map { ", mac: \"\($0)\"" } ?? "") + " }")
             }
             lines.append(service.realServers.isEmpty ? "    real_servers: []" : "    real_servers:")
             for server in service.realServers {
                 var check = ""
                 if server.healthCheck != service.healthCheck { check = ", health_check: " + (server.healthCheck?.yaml ?? "none") }
-                lines.append("      - { address: \(server.address), port: \(server.port), weight: \(server.weight)"
+                lines.append("      - { address: \(yamlText(server.address)), port: \(server.port), weight: \(server.weight)"
                     + (server.mac.map { ", mac: \"\($0)\"" } ?? "") + check + " }")
             }
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// An address as YAML reads it back: IPv6 quoted, since its colons would end a key.
+    private func yamlText(_ address: IPAddress) -> String {
+        address.isIPv6 ? "\"\(address)\"" : address.description
+    }
+
     /// The virtual addresses of `services`, sorted, as the host-stack guard lists them.
     static func virtualAddresses(_ services: [Configuration.ServiceConfig]) -> [String] {
-        Array(Set(services.map(\.address))).sorted { $0.rawValue < $1.rawValue }.map(\.description)
+        Array(Set(services.map(\.address))).sorted().map(\.description)
     }
 }
 
@@ -184,7 +189,7 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
 
     init(old: [Configuration.ServiceConfig], new: [Configuration.ServiceConfig], timeoutsChanged: Bool) {
         self.timeoutsChanged = timeoutsChanged
-        func name(_ service: Configuration.ServiceConfig) -> String { "\(service.transport) \(service.address):\(service.port)" }
+        func name(_ service: Configuration.ServiceConfig) -> String { "\(service.transport) " + service.address.description(port: service.port) }
         let before = Dictionary(old.map { (name($0), $0) }, uniquingKeysWith: { first, _ in first })
         let after = Dictionary(new.map { (name($0), $0) }, uniquingKeysWith: { first, _ in first })
         servicesAdded = after.keys.filter { before[$0] == nil }.sorted()
@@ -195,10 +200,10 @@ struct ReloadSummary: CustomStringConvertible, Sendable {
                 servicesChanged.append("\(key) (\(earlier.scheduler.rawValue) → \(service.scheduler.rawValue))")
             }
             if earlier.onServerDown != service.onServerDown || earlier.fallback != service.fallback {
-                checksChanged.append("\(key) (on_server_down \(service.onServerDown.rawValue), fallback \(service.fallback.map { "\($0.address):\($0.port)" } ?? "none"))")
+                checksChanged.append("\(key) (on_server_down \(service.onServerDown.rawValue), fallback \(service.fallback.map { $0.address.description(port: $0.port) } ?? "none"))")
             }
-            let earlierServers = Dictionary(earlier.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
-            let servers = Dictionary(service.realServers.map { ("\($0.address):\($0.port)", $0) }, uniquingKeysWith: { first, _ in first })
+            let earlierServers = Dictionary(earlier.realServers.map { ($0.address.description(port: $0.port), $0) }, uniquingKeysWith: { first, _ in first })
+            let servers = Dictionary(service.realServers.map { ($0.address.description(port: $0.port), $0) }, uniquingKeysWith: { first, _ in first })
             serversAdded += servers.keys.filter { earlierServers[$0] == nil }.sorted().map { "\($0) to \(key)" }
             serversRemoved += earlierServers.keys.filter { servers[$0] == nil }.sorted().map { "\($0) from \(key)" }
             for (server, config) in servers.sorted(by: { $0.key < $1.key }) {

@@ -28,7 +28,7 @@ struct ServicesReport: Codable, Sendable, Equatable {
         var rates: Rate
         var realServers: [Server]
 
-        var name: String { "\(transport):\(address):\(port)" }
+        var name: String { "\(transport):" + ServicesReport.endpoint(address, port) }
 
         enum CodingKeys: String, CodingKey {
             case transport = "protocol", address, port, scheduler, forwarding
@@ -54,7 +54,7 @@ struct ServicesReport: Codable, Sendable, Equatable {
         var stats: Traffic
         var rates: Rate
 
-        var name: String { "\(address):\(port)" }
+        var name: String { ServicesReport.endpoint(address, port) }
 
         enum CodingKeys: String, CodingKey {
             case address, port, weight, mac, health
@@ -67,6 +67,11 @@ struct ServicesReport: Codable, Sendable, Equatable {
     /// What `director services` prints: `--stats` and `--rate` as `ipvsadm -L -n --stats/--rate`
     /// (only the "in" columns: a DR director never sees the servers' answers).
     enum View: String, Sendable { case connections, stats, rate }
+
+    /// "198.18.0.100:80" or "[2001:2::100]:80", as `ipvsadm -L -n` writes them.
+    static func endpoint(_ address: String, _ port: UInt16) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
 
     func text(_ view: View) -> String {
         var lines: [String]
@@ -82,7 +87,7 @@ struct ServicesReport: Codable, Sendable, Equatable {
                      ServicesReport.columns("  -> RemoteAddress:Port", [])]
         }
         for service in services {
-            let head = "\(service.transport.uppercased())  \(service.address):\(service.port)"
+            let head = "\(service.transport.uppercased())  " + ServicesReport.endpoint(service.address, service.port)
             switch view {
             case .connections:
                 lines.append("\(head) \(service.scheduler)  \(service.activeConnections) \(service.inactiveConnections)")

@@ -14,7 +14,9 @@ import Foundation
 /// Every name starts
 /// with the lab's prefix, so labs with different prefixes never collide, and `tearDown` removes
 /// everything with the prefix, including what an earlier, killed run left behind.
-/// All addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range).
+/// All addresses come from 198.18.0.0/15 (RFC 2544's benchmarking range). A dual-stack lab
+/// (`dualStack`) adds IPv6 on the same segments from 2001:2::/48 (RFC 5180's): the front
+/// 2001:2::/64 (VIP 2001:2::100), the clients 2001:2:0:1::/64, the back 2001:2:0:2::/64.
 public final class Lab: @unchecked Sendable {
     public let prefix: String
     public let realServerCount: Int
@@ -22,6 +24,8 @@ public final class Lab: @unchecked Sendable {
     public let stateDirectory: String
     /// NAT: the real servers route through the directors' gateway address.
     public let routesThroughDirectors: Bool
+    /// IPv6 beside IPv4 on every segment but the crossover; else IPv6 is off everywhere.
+    public let dualStack: Bool
 
     /// Where every lab keeps its files, a folder per prefix.
     public static let stateRoot = "/tmp/director-lab"
@@ -38,6 +42,17 @@ public final class Lab: @unchecked Sendable {
     public static let natGatewayMAC = "02:18:00:00:02:fe"
     /// The port nginx also listens on at each real server's own address: NAT maps VIP:80 to it.
     public static let translatedPort = 8080
+    // IPv6 (dual-stack labs).
+    public static let virtualAddress6 = "2001:2::100"
+    public static let routerFront6 = "2001:2::1"
+    public static let routerClientSide6 = "2001:2:0:1::1"
+    public static let routerBack6 = "2001:2:0:2::1"
+    public static let clientAddresses6 = ["2001:2:0:1::10", "2001:2:0:1::11", "2001:2:0:1::12", "2001:2:0:1::13"]
+    public static func realServerAddress6(_ index: Int) -> String { "2001:2:0:2::\(11 + index)" }
+    public static func directorBackAddress6(_ index: Int) -> String { "2001:2:0:2::\(2 + index)" }
+    /// "198.18.0.100" or "[2001:2::100]", as a URL's host.
+    public static func urlHost(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
+
     /// The pair's shared sync key in the lab (a real pair uses its own: `openssl rand -hex 32`).
     public static let syncKey = "6c61622d73796e632d6b65792d6f6e6c792d666f722d746865206c61622d2d2d"
 
@@ -71,10 +86,11 @@ public final class Lab: @unchecked Sendable {
     /// connection (nginx's limit_rate; `rate` like "4400k").
     public static func pacedPath(_ file: String, rate: String) -> String { "paced/\(rate)/\(file)" }
 
-    public init(prefix: String, realServers: Int = 3, directors: Int = 1, routesThroughDirectors: Bool = false) {
+    public init(prefix: String, realServers: Int = 3, directors: Int = 1, routesThroughDirectors: Bool = false, dualStack: Bool = false) {
         precondition(prefix.count <= 6 && prefix.allSatisfy { $0.isLetter || $0.isNumber })
         self.prefix = prefix
         self.routesThroughDirectors = routesThroughDirectors
+        self.dualStack = dualStack
         realServerCount = realServers
         directorCount = directors
         stateDirectory = "\(Lab.stateRoot)/\(prefix)"
@@ -99,8 +115,15 @@ public final class Lab: @unchecked Sendable {
         for namespace in allNamespaces {
             try Shell.run(["ip", "netns", "add", namespace])
             try inNamespace(namespace, ["ip", "link", "set", "lo", "up"])
-            // Stray IPv6 frames (router solicitations…) would only add noise to every segment.
-            try inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            if dualStack && namespace != switchNamespace {
+                // Addresses usable at once (no duplicate address detection to wait for), and no
+                // autoconfiguration from stray advertisements.
+                try inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+                                            "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0"])
+            } else {
+                // Stray IPv6 frames (router solicitations…) would only add noise to every segment.
+                try inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+            }
         }
         try buildSwitch()
         try buildRouterAndClient()
@@ -113,10 +136,12 @@ public final class Lab: @unchecked Sendable {
 
     /// Two bridges in their own namespace. The front one floods every frame to every port and
     /// learns nothing: with learning on, the entry for a MAC shared by two directors would follow
-    /// whichever transmitted last, and the other would stop receiving.
+    /// whichever transmitted last, and the other would stop receiving. Neither snoops multicast
+    /// listeners: a director joins a VIP's solicited-node group without telling the switch (it
+    /// sends no MLD report), as many hosts behind a switch without snooping do.
     private func buildSwitch() throws {
-        try inNamespace(switchNamespace, ["ip", "link", "add", "front", "type", "bridge", "ageing_time", "0", "stp_state", "0"])
-        try inNamespace(switchNamespace, ["ip", "link", "add", "back", "type", "bridge", "stp_state", "0"])
+        try inNamespace(switchNamespace, ["ip", "link", "add", "front", "type", "bridge", "ageing_time", "0", "stp_state", "0", "mcast_snooping", "0"])
+        try inNamespace(switchNamespace, ["ip", "link", "add", "back", "type", "bridge", "stp_state", "0", "mcast_snooping", "0"])
         try inNamespace(switchNamespace, ["ip", "link", "set", "front", "up"])
         try inNamespace(switchNamespace, ["ip", "link", "set", "back", "up"])
     }
@@ -147,6 +172,16 @@ public final class Lab: @unchecked Sendable {
         try inNamespace(clientNamespace, ["ip", "link", "set", "eth0", "up"])
         for address in Lab.clientAddresses { try inNamespace(clientNamespace, ["ip", "addr", "add", "\(address)/24", "dev", "eth0"]) }
         try inNamespace(clientNamespace, ["ip", "route", "add", "default", "via", Lab.routerClientSide])
+        if dualStack {
+            try inNamespace(routerNamespace, ["ip", "-6", "addr", "add", "\(Lab.routerFront6)/64", "dev", "front", "nodad"])
+            try inNamespace(routerNamespace, ["ip", "-6", "addr", "add", "\(Lab.routerBack6)/64", "dev", "back", "nodad"])
+            try inNamespace(routerNamespace, ["ip", "-6", "addr", "add", "\(Lab.routerClientSide6)/64", "dev", "client", "nodad"])
+            try inNamespace(routerNamespace, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+            for address in Lab.clientAddresses6 {
+                try inNamespace(clientNamespace, ["ip", "-6", "addr", "add", "\(address)/64", "dev", "eth0", "nodad"])
+            }
+            try inNamespace(clientNamespace, ["ip", "-6", "route", "add", "default", "via", Lab.routerClientSide6])
+        }
         // Many short connections from few addresses: give the client every ephemeral port.
         // A small receive buffer keeps a rate-limited download (curl --limit-rate) on the wire for
         // its whole length: with the usual autotuned megabytes the server would push the whole
@@ -169,6 +204,14 @@ public final class Lab: @unchecked Sendable {
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.directorBackAddress(index))/24", "dev", "back"])
         try inNamespace(namespace, ["ip", "addr", "add", "\(Lab.virtualAddress)/32", "dev", "lo"])
         try inNamespace(namespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        if dualStack {
+            // The host's own IPv6 stays off the front, where both directors carry one MAC (and so
+            // one link-local address); the back has an address for health checks and the
+            // link-local one Neighbor Solicitations for the real servers are sent from.
+            try inNamespace(namespace, ["sysctl", "-qw", "net.ipv6.conf.front.disable_ipv6=1", "net.ipv6.conf.all.forwarding=1"])
+            try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.directorBackAddress6(index))/64", "dev", "back", "nodad"])
+            try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.virtualAddress6)/128", "dev", "lo"])
+        }
         for port in ["front", "back"] {
             // GRO would hand the ring TCP data merged into frames larger than the MTU.
             try inNamespace(namespace, ["ethtool", "-K", port, "gro", "off"], check: false)
@@ -207,6 +250,13 @@ public final class Lab: @unchecked Sendable {
             try inNamespace(namespace, ["ip", "rule", "add", "from", Lab.virtualAddress, "table", "100"])
         } else {
             try inNamespace(namespace, ["ip", "route", "add", "default", "via", Lab.routerBack])
+        }
+        if dualStack {
+            // The IPv6 VIP on lo: Linux answers a Neighbor Solicitation only for an address of the
+            // interface it arrived on, so no ARP-like settings are needed for it.
+            try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.realServerAddress6(index))/64", "dev", "eth0", "nodad"])
+            try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.virtualAddress6)/128", "dev", "lo"])
+            try inNamespace(namespace, ["ip", "-6", "route", "add", "default", "via", Lab.routerBack6])
         }
         try configureRealServerKernel(namespace)
     }
@@ -264,7 +314,7 @@ public final class Lab: @unchecked Sendable {
                 # The director's health checks come to the server's own address.
                 listen \(Lab.realServerAddress(index)):80;
                 # NAT with port mapping sends VIP:80 here.
-                listen \(Lab.realServerAddress(index)):\(Lab.translatedPort) backlog=4096;
+                listen \(Lab.realServerAddress(index)):\(Lab.translatedPort) backlog=4096;\(ipv6Listens(index))
                 root \(stateDirectory)/www;
                 # 200 "ok", or 500 while the file `unhealthy` exists (see `setHealth`).
                 location = /health { if (-f \(directory)/unhealthy) { return 500; } default_type text/plain; return 200 "ok\\n"; }
@@ -277,6 +327,12 @@ public final class Lab: @unchecked Sendable {
         try config.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
         // nginx daemonizes: the launching process exits once the master runs.
         try inNamespace(realServerNamespace(index), ["nginx", "-c", directory + "/nginx.conf"])
+    }
+
+    /// The dual-stack lab's nginx listens on the IPv6 VIP and the server's own IPv6 address too.
+    private func ipv6Listens(_ index: Int) -> String {
+        guard dualStack else { return "" }
+        return "\n            listen [\(Lab.virtualAddress6)]:80 backlog=4096;\n            listen [\(Lab.realServerAddress6(index))]:80;"
     }
 
     /// Stops the nginx of real server `index` (its master, by the PID it wrote), as a crashed
@@ -293,7 +349,9 @@ public final class Lab: @unchecked Sendable {
     public func requestsServed(_ index: Int) -> Int {
         let log = (try? String(contentsOfFile: "\(stateDirectory)/\(Lab.realServerName(index))/access.log", encoding: .utf8)) ?? ""
         let translated = "\(Lab.realServerAddress(index)):\(Lab.translatedPort) "
-        return log.split(separator: "\n").filter { $0.hasPrefix(Lab.virtualAddress + ":") || $0.hasPrefix(translated) }.count
+        return log.split(separator: "\n").filter {
+            $0.hasPrefix(Lab.virtualAddress + ":") || $0.hasPrefix(translated) || $0.hasPrefix(Lab.virtualAddress6 + ":")
+        }.count
     }
 
     /// Makes real server `index`'s /health answer 500 (false) or 200 "ok" (true); its other

@@ -56,6 +56,9 @@ public final class LabDirector: @unchecked Sendable {
         /// A second service beside the first: VIP:`Lab.translatedPort` translated (NAT) to each
         /// server's own `Lab.translatedPort`, so one pair runs both methods at once.
         public var addsTranslatedService = false
+        /// A second service beside the first: the IPv6 VIP's port 80 by direct routing to each
+        /// server's IPv6 address (a dual-stack lab).
+        public var addsIPv6Service = false
         public init() {}
     }
 
@@ -132,6 +135,14 @@ public final class LabDirector: @unchecked Sendable {
         text += "    real_servers:\n"
         for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
             text += "      - { address: \(Lab.realServerAddress(server))\(port), weight: \(settings.weights[server % settings.weights.count]) }\n"
+        }
+        if settings.addsIPv6Service {
+            text += "  - address: \"\(Lab.virtualAddress6)\"\n    port: 80\n    scheduler: \(settings.scheduler)\n    forwarding: dr\n"
+            if let check = settings.healthCheck { text += "    health_check: \(check)\n" }
+            text += "    real_servers:\n"
+            for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
+                text += "      - { address: \"\(Lab.realServerAddress6(server))\", weight: \(settings.weights[server % settings.weights.count]) }\n"
+            }
         }
         if settings.addsTranslatedService {
             text += "  - address: \(Lab.virtualAddress)\n    port: \(Lab.translatedPort)\n    scheduler: \(settings.scheduler)\n    forwarding: nat\n    real_servers:\n"
@@ -309,19 +320,21 @@ extension Lab {
     /// One client address fetching `count` URLs from the VIP over separate TCP connections
     /// (`Connection: close`), `parallel` at a time. Returns curl's output: bodies and one
     /// "code=NNN" line per transfer.
-    public func fetchMany(path: String, count: Int, from clientAddress: String, parallel: Int = 16) throws -> String {
+    public func fetchMany(path: String, count: Int, from clientAddress: String, parallel: Int = 16,
+                          virtualAddress: String = Lab.virtualAddress) throws -> String {
         try inNamespace(clientNamespace, [
             "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", String(parallel), "--max-time", "20", "--connect-timeout", "5",
             "-H", "Connection: close", "--interface", clientAddress, "-w", "\\ncode=%{http_code}\\n",
-            "http://\(Lab.virtualAddress)\(path)?n=[1-\(count)]",
+            "http://\(Lab.urlHost(virtualAddress))\(path)?n=[1-\(count)]",
         ], check: false).output
     }
 
     /// Downloads `path` from the VIP and returns the sha256 of what arrived.
-    public func downloadSHA256(path: String, from clientAddress: String, limitRate: String? = nil) throws -> String {
+    public func downloadSHA256(path: String, from clientAddress: String, limitRate: String? = nil,
+                               virtualAddress: String = Lab.virtualAddress) throws -> String {
         var curl = "curl -s --max-time 120 --interface \(clientAddress)"
         if let limitRate { curl += " --limit-rate \(limitRate)" }
-        let output = try inNamespace(clientNamespace, ["sh", "-c", "\(curl) http://\(Lab.virtualAddress)\(path) | sha256sum"]).output
+        let output = try inNamespace(clientNamespace, ["sh", "-c", "\(curl) -g 'http://\(Lab.urlHost(virtualAddress))\(path)' | sha256sum"]).output
         return String(output.prefix(64))
     }
 

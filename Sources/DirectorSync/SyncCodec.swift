@@ -64,13 +64,14 @@ public struct SyncCodec: Sendable {
             body.u16(UInt16(reports.count))
             body.zeros(6)
             for report in reports {
-                body.u32(report.server.virtualAddress.rawValue)
                 body.u16(report.server.virtualPort)
                 body.u8(report.server.transport.rawValue)
                 body.u8(report.isUp ? SyncWireFormat.serverUp : SyncWireFormat.serverDown)
-                body.u32(report.server.serverAddress.rawValue)
                 body.u16(report.server.serverPort)
-                body.u16(0)
+                body.u8(report.server.virtualAddress.isIPv6 ? SyncWireFormat.familyIPv6 : SyncWireFormat.familyIPv4)
+                body.u8(0)
+                body.address(report.server.virtualAddress)
+                body.address(report.server.serverAddress)
             }
         }
         var out = ByteWriter()
@@ -183,12 +184,14 @@ public struct SyncCodec: Sendable {
             var reports: [ServerHealthReport] = []
             reports.reserveCapacity(count)
             for _ in 0..<count {
-                let virtualAddress = IPv4Address(rawValue: try body.u32()), virtualPort = try body.u16()
+                let virtualPort = try body.u16()
                 guard let transport = TransportProtocol(rawValue: try body.u8()) else { throw .malformedBody }
                 let state = try body.u8()
                 guard state == SyncWireFormat.serverUp || state == SyncWireFormat.serverDown else { throw .malformedBody }
-                let serverAddress = IPv4Address(rawValue: try body.u32()), serverPort = try body.u16()
-                try body.skip(2)
+                let serverPort = try body.u16()
+                let family = try body.u8()
+                try body.skip(1)
+                let virtualAddress = try body.address(family: family), serverAddress = try body.address(family: family)
                 let server = HealthKey(virtualAddress: virtualAddress, virtualPort: virtualPort, transport: transport,
                                        serverAddress: serverAddress, serverPort: serverPort)
                 reports.append(ServerHealthReport(server, isUp: state == SyncWireFormat.serverUp))
@@ -218,6 +221,13 @@ struct ByteWriter {
     mutating func u32(_ value: UInt32) { u16(UInt16(value >> 16)); u16(UInt16(value & 0xFFFF)) }
     mutating func u64(_ value: UInt64) { u32(UInt32(value >> 32)); u32(UInt32(value & 0xFFFF_FFFF)) }
     mutating func zeros(_ count: Int) { bytes += [UInt8](repeating: 0, count: count) }
+    /// 16 bytes: an IPv6 address, or an IPv4 one in the first four and zeros after it.
+    mutating func address(_ address: IPAddress) {
+        switch address {
+        case .v4(let address): u32(address.rawValue); zeros(12)
+        case .v6(let address): u64(address.high); u64(address.low)
+        }
+    }
 
     mutating func record(_ record: SyncRecord) {
         u8(record.change.rawValue)
@@ -253,6 +263,21 @@ struct ByteReader {
     mutating func skip(_ count: Int) throws(SyncRejection) {
         try need(count)
         offset += count
+    }
+
+    /// A 16-byte address field of `family`; an IPv4 one with anything but zeros after its four
+    /// bytes, or an unknown family, is malformed.
+    mutating func address(family: UInt8) throws(SyncRejection) -> IPAddress {
+        switch family {
+        case SyncWireFormat.familyIPv4:
+            let address = IPv4Address(rawValue: try u32())
+            guard try u32() == 0, try u64() == 0 else { throw .malformedBody }
+            return .v4(address)
+        case SyncWireFormat.familyIPv6:
+            return .v6(IPv6Address(high: try u64(), low: try u64()))
+        default:
+            throw .malformedBody
+        }
     }
 
     mutating func u8() throws(SyncRejection) -> UInt8 {

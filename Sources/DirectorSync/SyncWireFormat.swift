@@ -1,4 +1,4 @@
-// The connection-sync wire format, version 3: one UDP datagram on the crossover link.
+// The connection-sync wire format, version 5: one UDP datagram on the crossover link.
 //
 // Every field is big-endian. A datagram is a header, a body whose layout depends on the kind,
 // and an HMAC-SHA256 over header and body under the pair's shared key.
@@ -6,7 +6,7 @@
 //      0               1               2               3
 //      0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
 //     +-------------------------------+---------------+---------------+
-//   0 |          magic "DS"           |  version (3)  |     kind      |
+//   0 |          magic "DS"           |  version (5)  |     kind      |
 //     +---------------+---------------+---------------+---------------+
 //   4 |    node id    |     flags     |          body length          |
 //     +---------------+---------------+-------------------------------+
@@ -42,8 +42,13 @@
 //                     clients' next hop: MAC (6) | reserved (2) |
 //                     ranges: first bucket (2), last bucket (2)
 //   8 health          report version (8) | report count (2) | reserved (6) |
-//                     reports: virtual address (4), virtual port (2), protocol (1),
-//                     state (1; 1 = up, 2 = down), real server address (4), port (2), reserved (2)
+//                     reports (40 each): virtual port (2), protocol (1),
+//                     state (1; 1 = up, 2 = down), real server port (2),
+//                     family (1; 4 = IPv4, 6 = IPv6), reserved (1),
+//                     virtual address (16), real server address (16)
+//
+// An address field of 16 bytes holds an IPv6 address, or an IPv4 one in its first four bytes
+// followed by zeros; the family byte says which (a service and its servers share one family).
 //
 // Two channels, two sockets: heartbeats travel alone on the liveness port (sync port + 1 by
 // default), every other kind on the sync port. A heartbeat never waits behind a snapshot in a
@@ -105,10 +110,10 @@
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
 // body, 43 records a deltas datagram or snapshot chunk.
 
-/// Layout constants of version 4.
+/// Layout constants of version 5.
 public enum SyncWireFormat {
     public static let magic: UInt16 = 0x4453          // "DS"
-    public static let version: UInt8 = 4
+    public static let version: UInt8 = 5
     public static let headerLength = 32
     public static let authenticatorLength = 32
     public static let recordLength = 32
@@ -120,7 +125,10 @@ public enum SyncWireFormat {
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
     public static let rangesPerOwnershipMessage = (maximumBody - 32) / 4
-    public static let healthReportLength = 16
+    public static let healthReportLength = 40
+    /// Address families of health reports.
+    public static let familyIPv4: UInt8 = 4
+    public static let familyIPv6: UInt8 = 6
     /// Server health reports that fit one health message.
     public static let healthReportsPerMessage = (maximumBody - 16) / healthReportLength
     /// Where a heartbeat's echo field lies in the datagram (read before authentication only to

@@ -28,6 +28,21 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         if case .v6(let address) = self { address } else { nil }
     }
 
+    /// Whether a service may listen on it: not unspecified, loopback, multicast, broadcast,
+    /// IPv6 link-local (which names no interface here) or IPv4-mapped (never on the wire,
+    /// RFC 4291 §2.5.5.2).
+    public var isPlausibleServiceAddress: Bool {
+        switch self {
+        case .v4(let address):
+            let first = address.rawValue >> 24
+            return first != 0 && first != 127 && first < 224
+        case .v6(let address):
+            let high = address.high, low = address.low
+            if address.isMulticast || high >> 54 == 0x3FA { return false }
+            return !(high == 0 && (low <= 1 || low >> 32 == 0xFFFF))
+        }
+    }
+
     public var description: String {
         switch self {
         case .v4(let address): address.description

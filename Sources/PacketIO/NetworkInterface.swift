@@ -57,6 +57,28 @@ public struct NetworkInterface: Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// The link-local IPv6 address (fe80::/10) of the interface `name` now (getifaddrs), if it
+    /// has one: Neighbor Solicitations for real servers are sent from it.
+    public static func ipv6LinkLocalAddress(of name: String) -> IPv6Address? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return nil }
+        defer { freeifaddrs(list) }
+        var cursor = list
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            guard let socketAddress = entry.pointee.ifa_addr, socketAddress.pointee.sa_family == sa_family_t(AF_INET6),
+                  let entryName = entry.pointee.ifa_name, String(cString: entryName) == name else { continue }
+            let address = socketAddress.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                withUnsafeBytes(of: pointer.pointee.sin6_addr) { bytes in
+                    IPv6Address(high: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                                low: UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+                }
+            }
+            if address.high >> 54 == 0x3FA { return address }
+        }
+        return nil
+    }
+
     /// Whether the interface is up and has its carrier now (SIOCGIFFLAGS: IFF_UP and
     /// IFF_RUNNING), asked through `probe`, any datagram socket of the interface's namespace.
     /// False too when it cannot be read (the interface is gone).

@@ -310,9 +310,16 @@ public struct PacketReceiveRing: ~Copyable {
     /// (PACKET_ADD_MEMBERSHIP, PACKET_MR_UNICAST): a shared gateway MAC on a NIC that filters
     /// by destination. The membership lasts as long as the socket.
     public func acceptFrames(to mac: MACAddress, on interface: NetworkInterface) throws(SystemCallError) {
+        try PacketReceiveRing.addMembership(of: mac, to: socket, on: interface)
+    }
+
+    /// PACKET_ADD_MEMBERSHIP of `mac` for `socket`: PACKET_MR_MULTICAST for a group address (an
+    /// IPv6 VIP's solicited-node group, which a NIC filtering multicast would otherwise drop),
+    /// PACKET_MR_UNICAST for another. The membership lasts as long as the socket.
+    public static func addMembership(of mac: MACAddress, to socket: Int32, on interface: NetworkInterface) throws(SystemCallError) {
         var request = packet_mreq()
         request.mr_ifindex = interface.index
-        request.mr_type = UInt16(PACKET_MR_UNICAST)
+        request.mr_type = UInt16(mac.isGroup ? PACKET_MR_MULTICAST : PACKET_MR_UNICAST)
         request.mr_alen = 6
         withUnsafeMutableBytes(of: &request.mr_address) { bytes in
             for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: mac.rawValue >> (40 - 8 * UInt64(index))) }

@@ -58,7 +58,10 @@ struct ConfigurationTests {
     @Test("each mistake is reported with the field it is in", arguments: [
         BadConfig(change: ("weight: 2,", "wieght: 2,"), message: "services[0].real_servers[1].wieght: unknown field"),
         BadConfig(change: ("weight: 2,", "weight: heavy,"), message: "services[0].real_servers[1].weight: expected a whole number from 0 to 65535, got \"heavy\""),
-        BadConfig(change: ("198.18.2.12", "198.18.2.300"), message: "services[0].real_servers[1].address: expected an IPv4 address"),
+        BadConfig(change: ("198.18.2.12", "198.18.2.300"), message: "services[0].real_servers[1].address: expected an IPv4 address like 198.18.0.100 or an IPv6 address"),
+        BadConfig(change: ("198.18.2.12", "\"2001:2:0:2::12\""), message: "services[0].real_servers[1].address: 2001:2:0:2::12 is not of the service's family (198.18.0.100)"),
+        BadConfig(change: ("- address: 198.18.0.100\n    port: 80", "- address: \"ff02::1\"\n    port: 80"), message: "services[0].address: ff02::1 cannot be a virtual address"),
+        BadConfig(change: ("- address: 198.18.0.100\n    port: 80", "- address: 127.0.0.1\n    port: 80"), message: "services[0].address: 127.0.0.1 cannot be a virtual address"),
         BadConfig(change: ("scheduler: wrr", "scheduler: fastest"), message: "services[0].scheduler: expected one of rr, wrr, lc, wlc, sh, mh"),
         BadConfig(change: ("protocol: udp", "protocol: sctp"), message: "services[1].protocol: expected tcp or udp"),
         BadConfig(change: ("port: 53\n    protocol: udp", "port: 80\n    protocol: tcp"), message: "services[1]: tcp 198.18.0.100:80 is defined twice"),
@@ -133,6 +136,38 @@ struct ConfigurationTests {
         }
         #expect(refusal(second(port: 8080)).contains("services[2].real_servers: tcp 198.18.2.11:8080 is also a real server of services[0]"))
         #expect(refusal(second(port: 8081)) == "accepted")
+    }
+
+    @Test("IPv6: a service of either family in one file, a service and its servers of one family, NAT for IPv4 only, IPv6 endpoints written [address]:port")
+    func ipv6Services() throws {
+        let ipv6 = valid + """
+
+          - address: "2001:2::100"
+            port: 443
+            real_servers:
+              - { address: "2001:2:0:2::11" }
+              - { address: "2001:2:0:2::12", mac: "02:00:00:00:02:12" }
+            fallback: { address: "2001:2:0:2::99" }
+        """
+        let configuration = try ConfigurationParser.parse(yaml: ipv6)
+        #expect(configuration.services.map(\.address.isIPv6) == [false, false, true])
+        #expect(configuration.services[2].realServers.map(\.address) == [.v6(IPv6Address("2001:2:0:2::11")!), .v6(IPv6Address("2001:2:0:2::12")!)])
+        func refusal(_ text: String) -> String {
+            do {
+                _ = try ConfigurationParser.parse(yaml: text)
+                return "accepted"
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal(ipv6.replacingOccurrences(of: "port: 443", with: "port: 443\n    forwarding: nat"))
+            .contains("services[2].forwarding: nat is for IPv4 services"))
+        #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2:0:2::99\"", with: "198.18.2.99"))
+            .contains("services[2].fallback.address: 198.18.2.99 is not of the service's family (2001:2::100)"))
+        #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2:0:2::12\", mac", with: "\"2001:2:0:2::11\", mac"))
+            .contains("services[2].real_servers[1]: [2001:2:0:2::11]:443 is listed twice in this service"))
+        #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2::100\"", with: "\"fe80::100\"")).contains("services[2].address: fe80::100 cannot be a virtual address"))
+        #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2::100\"", with: "\"::ffff:198.18.0.1\"")).contains("cannot be a virtual address"))
     }
 
     @Test("a pair: the lower id takes the lower half of the buckets and answers ARP")

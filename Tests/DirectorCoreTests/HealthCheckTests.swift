@@ -54,10 +54,10 @@ struct HealthCheckTests {
         #expect(service.realServers[1].healthCheck == HealthCheck(probe: .tcp, port: 8080, intervalMilliseconds: 500, timeoutMilliseconds: 250, rise: 3, fall: 5),
                 "a type of its own starts that type afresh but keeps the service's timing")
         #expect(service.realServers[2].healthCheck == nil)
-        #expect(service.onServerDown == .reset && service.fallback?.address == IPv4Address(198, 18, 2, 99))
+        #expect(service.onServerDown == .reset && service.fallback?.address == .v4(IPv4Address(198, 18, 2, 99)))
         #expect(config.notifyCommand == ["/bin/true", "--site", "lab"])
         let targets = LiveServices(services: config.services, timeouts: config.timeouts).healthTargets
-        #expect(targets.map(\.key.serverAddress) == [IPv4Address(198, 18, 2, 11), IPv4Address(198, 18, 2, 12)])
+        #expect(targets.map(\.key.serverAddress) == [.v4(IPv4Address(198, 18, 2, 11)), .v4(IPv4Address(198, 18, 2, 12))])
     }
 
     @Test("what a health check cannot be is refused, naming the field")

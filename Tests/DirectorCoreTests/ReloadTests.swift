@@ -83,13 +83,34 @@ struct LiveChangeTests {
         Result { () throws(ConfigurationError) in try LiveEdit.apply(line.split(separator: " "), to: services) }
     }
 
+    @Test("IPv6: a service added and served by IPv6 servers, written as ipvsadm does ([address]:port); a server of the other family refused")
+    func ipv6Edits() throws {
+        let withService = try Self.edit("service add tcp:[2001:2::100]:443 wrr").get()
+        #expect(withService[1].address == .v6(IPv6Address("2001:2::100")!) && withService[1].port == 443 && withService[1].scheduler == .weightedRoundRobin)
+        let withServer = try Self.edit("server add [2001:2::100]:443 2001:2:0:2::11 3", withService).get()
+        #expect(withServer[1].realServers == [Configuration.RealServerConfig(address: .v6(IPv6Address("2001:2:0:2::11")!), port: 443, weight: 3, mac: nil)])
+        #expect(try Self.edit("server weight [2001:2::100]:443 [2001:2:0:2::11]:443 5", withServer).get()[1].realServers[0].weight == 5)
+        #expect(try Self.edit("server remove [2001:2::100]:443 2001:2:0:2::11", withServer).get()[1].realServers.isEmpty)
+        func refusal(_ line: String, _ services: [Configuration.ServiceConfig]) -> String {
+            switch Self.edit(line, services) {
+            case .success: "accepted"
+            case .failure(let error): error.description
+            }
+        }
+        #expect(refusal("server add [2001:2::100]:443 198.18.2.14", withService).contains("198.18.2.14 is not of the family of tcp [2001:2::100]:443"))
+        #expect(refusal("server add 198.18.0.100:80 2001:2:0:2::14", withService).contains("is not of the family of tcp 198.18.0.100:80"))
+        #expect(refusal("server add [2001:2::100]:443 [2001:2:0:2::11]:8443", withService).contains("direct routing cannot change the port"))
+        #expect(refusal("service add [ff02::1]:80", withService).contains("ff02::1 cannot be a virtual address"))
+        #expect(refusal("service add [2001:2::100:80", withService).contains("expected an address and port like"))
+    }
+
     @Test("add, reweight, drain and remove a server; add and remove a service")
     func edits() throws {
         let added = try Self.edit("server add 198.18.0.100:80 198.18.2.14 5").get()
-        #expect(added[0].realServers.last == Configuration.RealServerConfig(address: IPv4Address(198, 18, 2, 14), port: 80, weight: 5, mac: nil))
+        #expect(added[0].realServers.last == Configuration.RealServerConfig(address: .v4(IPv4Address(198, 18, 2, 14)), port: 80, weight: 5, mac: nil))
         #expect(try Self.edit("server weight tcp:198.18.0.100:80 198.18.2.12:80 7").get()[0].realServers[1].weight == 7)
         #expect(try Self.edit("server drain 198.18.0.100:80 198.18.2.12").get()[0].realServers[1].weight == 0)
-        #expect(try Self.edit("server remove 198.18.0.100:80 198.18.2.11").get()[0].realServers.map(\.address) == [IPv4Address(198, 18, 2, 12)])
+        #expect(try Self.edit("server remove 198.18.0.100:80 198.18.2.11").get()[0].realServers.map(\.address) == [.v4(IPv4Address(198, 18, 2, 12))])
         let service = try Self.edit("service add udp:198.18.0.101:53 rr").get()
         #expect(service.count == 2 && service[1].transport == .udp && service[1].scheduler == .roundRobin && service[1].realServers.isEmpty)
         #expect(try Self.edit("service remove 198.18.0.100:80").get().isEmpty)

@@ -28,11 +28,17 @@ let everyKind: [SyncBody] = [
     .ownership(version: 11, highestDataSequence: 0, action: .request, clientNextHop: .zero, ranges: [0...3, 7...7]),
     .health(version: 3, reports: (0..<SyncWireFormat.healthReportsPerMessage).map { healthReport($0, isUp: $0 % 3 != 0) }),
     .health(version: 4, reports: []),
+    .health(version: 5, reports: (0..<3).map { healthReport6($0, isUp: $0 != 1) } + [healthReport(7, isUp: false)]),
 ]
 
 func healthReport(_ n: Int, isUp: Bool) -> ServerHealthReport {
     ServerHealthReport(HealthKey(virtualAddress: IPv4Address(198, 18, 0, 100), virtualPort: 80, transport: n % 2 == 0 ? .tcp : .udp,
                                  serverAddress: IPv4Address(198, 18, 2, UInt8(11 + n)), serverPort: 80), isUp: isUp)
+}
+
+func healthReport6(_ n: Int, isUp: Bool) -> ServerHealthReport {
+    ServerHealthReport(HealthKey(virtualAddress: .v6(IPv6Address("2001:2::100")!), virtualPort: 443, transport: .tcp,
+                                 serverAddress: .v6(IPv6Address("2001:2:0:2::\(11 + n)")!), serverPort: 8443), isUp: isUp)
 }
 
 /// Re-signs bytes with the shared key, as a peer holding the key would: to test what the codec
@@ -117,10 +123,15 @@ struct SyncCodecTests {
         // A health report with a state that is neither up nor down, one with an unknown
         // protocol, and a count beyond the reports present.
         let health = Array(codec.encode(SyncDatagram(header: header, body: .health(version: 1, reports: [healthReport(0, isUp: true)]))).dropLast(32))
-        var badState = health; badState[32 + 16 + 7] = 3
+        var badState = health; badState[32 + 16 + 3] = 3
         #expect(rejection(signed(badState)) == .malformedBody)
-        var badProtocol = health; badProtocol[32 + 16 + 6] = 1
+        var badProtocol = health; badProtocol[32 + 16 + 2] = 1
         #expect(rejection(signed(badProtocol)) == .malformedBody)
+        // An unknown address family, and an IPv4 address field with bytes after its four.
+        var badFamily = health; badFamily[32 + 16 + 6] = 5
+        #expect(rejection(signed(badFamily)) == .malformedBody)
+        var paddedIPv4 = health; paddedIPv4[32 + 16 + 8 + 4] = 1
+        #expect(rejection(signed(paddedIPv4)) == .malformedBody)
         var tooMany = health; tooMany[32 + 9] = 2
         #expect(rejection(signed(tooMany)) == .malformedBody)
     }

@@ -226,6 +226,38 @@ struct FrameParserTests {
         }
     }
 
+    @Test("real-server resolution: a solicitation the director writes is one the parser (and so a host) takes; an advertisement is read back, a forged or off-link one is not")
+    func resolutionMessages() throws {
+        let server6 = IPv6Address("2001:2:0:2::11")!, linkLocal = IPv6Address("fe80::18:ff:fe00:201")!
+        var frame = [UInt8](repeating: 0, count: NeighborDiscovery.solicitationFrameLength(vlanID: nil))
+        let length = try #require(frame.withUnsafeMutableBytes { buffer in
+            var span = buffer.mutableBytes
+            return NeighborDiscovery.writeSolicitation(into: &span, mac: clientMAC, source: linkLocal, target: server6)
+        })
+        #expect(length == 14 + 40 + 32)
+        guard case .neighborSolicitation(let asked) = parse(Array(frame.prefix(length))) else { Issue.record("not a valid solicitation"); return }
+        #expect(asked.target == server6 && asked.source == linkLocal && asked.sourceLinkLayerAddress == clientMAC)
+        #expect(asked.destination == server6.solicitedNodeMulticast && asked.destinationMAC == server6.solicitedNodeMulticast.multicastMAC)
+
+        // The server's answer, as `answer` writes one (the same layout a host sends).
+        let serverMAC = MACAddress("02:00:00:00:02:11")!
+        var reply = [UInt8](repeating: 0, count: 128)
+        let replyLength = try #require(reply.withUnsafeMutableBytes { buffer in
+            var span = buffer.mutableBytes
+            return NeighborDiscovery.answer(asked, into: &span, mac: serverMAC)
+        })
+        let advertisement = Array(reply.prefix(replyLength))
+        let read = advertisement.withUnsafeBytes { NeighborDiscovery.advertisement(in: $0.bytes) }
+        #expect(read?.target == server6 && read?.mac == serverMAC)
+        var badChecksum = advertisement; badChecksum[14 + 40 + 2] ^= 0x01
+        var offLink = advertisement; offLink[14 + 7] = 254
+        var groupMAC = advertisement; groupMAC[14 + 40 + 26] |= 0x01
+        var solicitationInstead = advertisement; solicitationInstead[14 + 40] = 135
+        for forged in [badChecksum, offLink, groupMAC, solicitationInstead, Array(advertisement.prefix(14 + 40 + 20))] {
+            #expect(forged.withUnsafeBytes { NeighborDiscovery.advertisement(in: $0.bytes) } == nil)
+        }
+    }
+
     @Test("every prefix of valid frames parses without trapping")
     func everyPrefix() {
         let frames = [syn.build(), syn.with { $0.vlanID = 3 }.build(), base.udp(sourcePort: 9, destinationPort: 53).payload([1, 2, 3]).build(),

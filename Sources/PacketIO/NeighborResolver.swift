@@ -1,0 +1,84 @@
+import CDirectorShim
+import DirectorWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Resolves IPv6 real servers' MAC addresses by Neighbor Discovery on the back interface, from
+/// user space: the IPv6 form of `ARPResolver`, for the same reason (the host's neighbour table
+/// may never have heard of the servers). Solicitations go to each server's solicited-node
+/// address from the interface's link-local address, and the advertisements come back to it.
+public struct NeighborResolver: ~Copyable {
+    private let socket: Int32
+    private let interface: NetworkInterface
+    private let source: IPv6Address
+
+    public enum Failure: Error, CustomStringConvertible {
+        case noLinkLocalAddress(String)
+        case socket(SystemCallError)
+
+        public var description: String {
+            switch self {
+            case .noLinkLocalAddress(let name):
+                "\(name) has no IPv6 link-local address to send Neighbor Solicitations from (is IPv6 disabled on it?); give the IPv6 real servers a mac:"
+            case .socket(let error): "\(error)"
+            }
+        }
+    }
+
+    public init(interface: NetworkInterface) throws(Failure) {
+        guard let source = NetworkInterface.ipv6LinkLocalAddress(of: interface.name) else { throw .noLinkLocalAddress(interface.name) }
+        let context = "opening a Neighbor Discovery socket on \(interface.name)"
+        let protocolNumber = UInt16(EtherType.ipv6)
+        let fd: Int32
+        do throws(SystemCallError) {
+            fd = try SystemCall.packetSocket(protocolNumber: protocolNumber, context)
+        } catch {
+            throw .socket(error)
+        }
+        do throws(SystemCallError) {
+            try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: protocolNumber, context)
+        } catch {
+            close(fd)
+            throw .socket(error)
+        }
+        socket = fd
+        self.interface = interface
+        self.source = source
+    }
+
+    deinit { close(socket) }
+
+    /// Asks for each address (`attempts` rounds, `timeoutMilliseconds` per round) and returns
+    /// the MACs that answered.
+    public func resolve(_ addresses: [IPv6Address], attempts: Int = 3, timeoutMilliseconds: Int = 200) -> [IPv6Address: MACAddress] {
+        var found: [IPv6Address: MACAddress] = [:]
+        let wanted = Set(addresses)
+        var frame = [UInt8](repeating: 0, count: NeighborDiscovery.solicitationFrameLength(vlanID: nil))
+        for _ in 0..<attempts {
+            let missing = addresses.filter { found[$0] == nil }
+            if missing.isEmpty { break }
+            for address in missing {
+                let length = frame.withUnsafeMutableBytes { buffer in
+                    var span = buffer.mutableBytes
+                    return NeighborDiscovery.writeSolicitation(into: &span, mac: interface.mac, source: source, target: address)
+                }
+                guard let length else { continue }
+                _ = frame.withUnsafeBytes { send(socket, $0.baseAddress, length, 0) }
+            }
+            let deadline = director_monotonic_nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            while found.count < wanted.count {
+                let now = director_monotonic_nanoseconds()
+                guard now < deadline else { break }
+                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+                guard poll(&descriptor, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { break }
+                let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                guard count > 0 else { continue }
+                let answer = buffer.withUnsafeBytes { NeighborDiscovery.advertisement(in: UnsafeRawBufferPointer(rebasing: $0[0..<count]).bytes) }
+                if let answer, wanted.contains(answer.target) { found[answer.target] = answer.mac }
+            }
+        }
+        return found
+    }
+}
