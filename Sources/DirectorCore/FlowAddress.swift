@@ -21,12 +21,18 @@ public protocol FlowAddress: Hashable, Comparable, Sendable, CustomStringConvert
     static func findService(in services: ServiceTable, address: Self, port: UInt16, transport: TransportProtocol) -> Int?
     /// The address and port NAT rewrites a flow of `realServerID` to.
     static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: Self, port: UInt16)
+    /// The address as the control plane and the sync wire name it.
+    var ipAddress: IPAddress { get }
+    /// `address` if it is of this family.
+    static func of(_ address: IPAddress) -> Self?
     /// Hands `change` to the sink's overload for this family.
     static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<Self>, to sink: inout Sink)
 }
 
 extension IPv4Address: FlowAddress {
     public static var zero: IPv4Address { IPv4Address(rawValue: 0) }
+    public var ipAddress: IPAddress { .v4(self) }
+    public static func of(_ address: IPAddress) -> IPv4Address? { address.v4 }
 
     /// Both addresses side by side: distinct pairs stay distinct.
     @inlinable @inline(__always)
@@ -57,6 +63,9 @@ extension IPv4Address: FlowAddress {
 }
 
 extension IPv6Address: FlowAddress {
+    public var ipAddress: IPAddress { .v6(self) }
+    public static func of(_ address: IPAddress) -> IPv6Address? { address.v6 }
+
     /// Each address folded to 64 bits (a multiply of one half, xor the other: for a fixed upper
     /// half, distinct lower halves stay distinct, so clients of one /64 cannot collide on
     /// purpose), the VIP's rotated so that it does not cancel the client's.

@@ -126,7 +126,10 @@ final class LivenessThread: @unchecked Sendable {
         for _ in 0..<64 {
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
-                guard let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) else { continue }
+                guard let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) else {
+                    warnAboutForeignVersion()
+                    continue
+                }
                 if heartbeat.incarnation != local.latest?.incarnation {
                     Log.info("liveness: node \(peerNodeID) incarnation \(String(heartbeat.incarnation, radix: 16)) answered this side's challenge; "
                         + (local.latest == nil ? "its heartbeats are heard" : "it restarted"))
@@ -141,6 +144,19 @@ final class LivenessThread: @unchecked Sendable {
         }
         publish()
     }
+
+    /// A peer of another release speaks another sync wire version: nothing it sends is read, so
+    /// each side takes the other for absent. Said at once, then every minute while it lasts.
+    private func warnAboutForeignVersion() {
+        guard let version = channel.foreignVersion else { return }
+        let now = director_monotonic_nanoseconds()
+        guard lastVersionWarning == nil || now - lastVersionWarning! >= 60_000_000_000 else { return }
+        lastVersionWarning = now
+        Log.error("liveness: heartbeats on the crossover speak sync wire version \(version); this director speaks version \(SyncWireFormat.version) "
+            + "and reads none of them: the peer runs another release, and each side serves as if the other were absent until both run the same one")
+    }
+
+    private var lastVersionWarning: UInt64?
 
     private func beat(now: UInt64) {
         let fault = checkFitness(now: now)

@@ -301,7 +301,15 @@ final class SyncThread: @unchecked Sendable {
             if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
                 session.record(record, changedAt: changedAt, now: now)
             }
+        case .change6(let change, let changedAt):
+            if let record = SyncRecord(change, services: services, now: nowMilliseconds, timeouts: timeouts) {
+                session.record(record, changedAt: changedAt, now: now)
+            }
         case .snapshotEntry(let entry, let requestID):
+            guard pendingSnapshot?.requestID == requestID,
+                  let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
+            session.appendSnapshot(record, requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
+        case .snapshotEntry6(let entry, let requestID):
             guard pendingSnapshot?.requestID == requestID,
                   let record = SyncRecord(snapshotOf: entry, services: services, now: nowMilliseconds, timeouts: timeouts) else { return }
             session.appendSnapshot(record, requestID: requestID, now: now, wallClock: director_realtime_nanoseconds())
@@ -334,10 +342,13 @@ final class SyncThread: @unchecked Sendable {
             switch event {
             case .apply(let records, let changedAt):
                 for record in records {
-                    let update: ReplicaUpdate<IPv4Address>
+                    let instruction: WorkerInstruction
                     switch record.replicaDecision(services: services, timeouts: timeouts) {
                     case .apply(let checked, let clamped):
-                        update = checked
+                        instruction = .apply(checked, changedAt: changedAt)
+                        if clamped { local.replicaLifetimesClamped += 1 }
+                    case .apply6(let checked, let clamped):
+                        instruction = .apply6(checked, changedAt: changedAt)
                         if clamped { local.replicaLifetimesClamped += 1 }
                     case .unknownService:
                         local.recordsForUnknownServices += 1
@@ -347,7 +358,7 @@ final class SyncThread: @unchecked Sendable {
                         continue
                     }
                     let worker = workerIndex(for: record)
-                    hand(.apply(update, changedAt: changedAt), to: worker)
+                    hand(instruction, to: worker)
                     kicked.insert(worker)
                 }
             case .resyncStarted:
@@ -421,7 +432,7 @@ final class SyncThread: @unchecked Sendable {
 
     /// The worker whose shard holds the record's flow: the fan-out sends bucket b to worker b mod n.
     private func workerIndex(for record: SyncRecord) -> Int {
-        let bucket = ClientBucket.bucket(address: record.clientAddress, port: record.clientPort, bucketCount: director.configuration.bucketCount)
+        let bucket = record.bucket(bucketCount: director.configuration.bucketCount)
         return Int(bucket) % workers.count
     }
 

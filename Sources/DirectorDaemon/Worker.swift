@@ -204,7 +204,7 @@ final class Worker: @unchecked Sendable {
         var nextTrafficPublish: UInt64 = 0
         var housekeptAt: UInt64 = 0
         var linkDownSince: UInt64?
-        var snapshotWalk: (requestID: UInt64, walk: TableWalk)?
+        var snapshotWalk: SnapshotWalk?
         var probeWalk: ProbeWalk?
         var listing: ConnectionListingMailbox.Walk?
         // Enough slots per call that an idle worker sweeps its whole shard in about ten seconds.
@@ -340,11 +340,14 @@ final class Worker: @unchecked Sendable {
 
     /// Carries out what the sync thread handed over, in order.
     private func follow(_ inbound: SingleProducerRing<WorkerInstruction>, _ forwarder: inout Forwarder<SyncFeed>,
-                        _ snapshotWalk: inout (requestID: UInt64, walk: TableWalk)?, _ probeWalk: inout ProbeWalk?, now: UInt64) {
+                        _ snapshotWalk: inout SnapshotWalk?, _ probeWalk: inout ProbeWalk?, now: UInt64) {
         let wallClock = forwarder.changes.changedAt
         inbound.drain(limit: inbound.capacity) { instruction in
             switch instruction {
             case .apply(let update, let changedAt):
+                forwarder.apply(update, now: now)
+                board.recordLag(worker: plan.index, microseconds: wallClock > changedAt ? (wallClock - changedAt) / 1_000 : 0)
+            case .apply6(let update, let changedAt):
                 forwarder.apply(update, now: now)
                 board.recordLag(worker: plan.index, microseconds: wallClock > changedAt ? (wallClock - changedAt) / 1_000 : 0)
             case .beginResync:
@@ -352,7 +355,7 @@ final class Worker: @unchecked Sendable {
             case .completeResync:
                 forwarder.completeResync()
             case .walkForSnapshot(let requestID):
-                snapshotWalk = (requestID, TableWalk())
+                snapshotWalk = SnapshotWalk(requestID: requestID)
             case .probeReplicas(let buckets, let nextHop):
                 // NAT replies of flows taken over go where the peer sent its clients' frames.
                 forwarder.learnClientSideMAC(nextHop)
@@ -361,15 +364,31 @@ final class Worker: @unchecked Sendable {
         }
     }
 
+    /// The walk answering the peer's snapshot request: the IPv4 shard, then the IPv6 one.
+    struct SnapshotWalk {
+        var requestID: UInt64
+        var walk = TableWalk()
+        var inIPv6Shard = false
+    }
+
     /// One bounded step of the table walk for the peer's snapshot; nil once the end is reported.
-    private func continueSnapshot(_ state: (requestID: UInt64, walk: TableWalk), _ forwarder: inout Forwarder<SyncFeed>,
-                                  _ outbound: SingleProducerRing<WorkerReport>) -> (requestID: UInt64, walk: TableWalk)? {
-        var walk = state.walk
-        forwarder.table.continueWalk(&walk, budget: 8192) { entry in
-            outbound.push(.snapshotEntry(entry, requestID: state.requestID)) ? .keep : .pause
+    private func continueSnapshot(_ state: SnapshotWalk, _ forwarder: inout Forwarder<SyncFeed>,
+                                  _ outbound: SingleProducerRing<WorkerReport>) -> SnapshotWalk? {
+        var state = state
+        let requestID = state.requestID
+        if !state.inIPv6Shard {
+            forwarder.table.continueWalk(&state.walk, budget: 8192) { entry in
+                outbound.push(.snapshotEntry(entry, requestID: requestID)) ? .keep : .pause
+            }
+            guard state.walk.isFinished(in: forwarder.table) else { return state }
+            state.inIPv6Shard = true
+            state.walk = TableWalk()
         }
-        guard walk.isFinished(in: forwarder.table) else { return (state.requestID, walk) }
-        return outbound.push(.snapshotEnd(requestID: state.requestID)) ? nil : (state.requestID, walk)
+        forwarder.table6.continueWalk(&state.walk, budget: 8192) { entry in
+            outbound.push(.snapshotEntry6(entry, requestID: requestID)) ? .keep : .pause
+        }
+        guard state.walk.isFinished(in: forwarder.table6) else { return state }
+        return outbound.push(.snapshotEnd(requestID: requestID)) ? nil : state
     }
 
     /// One bounded step of probing the clients of replicas taken over (rare: after a peer's death
@@ -402,7 +421,7 @@ final class Worker: @unchecked Sendable {
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {
         clientNextHop.store(forwarder.clientSideMAC.rawValue, ordering: .relaxed)
         board.publish(worker: plan.index, counters: forwarder.counters)
-        board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count))
+        board.publish(worker: plan.index, gauge: .tableEntries, UInt64(forwarder.table.count + forwarder.table6.count))
         let counts = forwarder.changes.counts
         board.publish(worker: plan.index, gauge: .changesCreated, UInt64(counts.created))
         board.publish(worker: plan.index, gauge: .changesStateChanged, UInt64(counts.stateChanges))

@@ -9,8 +9,10 @@ import Glibc
 enum WorkerReport: Sendable {
     /// A change of one of the worker's own connections, at wall-clock time `changedAt` (ns).
     case change(ConnectionChange<IPv4Address>, changedAt: UInt64)
+    case change6(ConnectionChange<IPv6Address>, changedAt: UInt64)
     /// One entry of the table walk answering the peer's snapshot request.
     case snapshotEntry(ConnectionEntry<IPv4Address>, requestID: UInt64)
+    case snapshotEntry6(ConnectionEntry<IPv6Address>, requestID: UInt64)
     /// The worker's walk for `requestID` is complete.
     case snapshotEnd(requestID: UInt64)
 }
@@ -19,6 +21,7 @@ enum WorkerReport: Sendable {
 enum WorkerInstruction: Sendable {
     /// A peer's record for this worker's shard; `changedAt` is when the peer made the change.
     case apply(ReplicaUpdate<IPv4Address>, changedAt: UInt64)
+    case apply6(ReplicaUpdate<IPv6Address>, changedAt: UInt64)
     case beginResync
     case completeResync
     /// Walk the table and report every entry for the peer's snapshot `requestID`.
@@ -48,10 +51,10 @@ struct SyncFeed: ConnectionChangeSink {
         if !ring.push(.change(change, changedAt: changedAt)) { ringFull &+= 1 }
     }
 
-    /// Counted only: the sync wire (version 4) carries IPv4 connections, and the configuration
-    /// takes no IPv6 service yet, so no worker has an IPv6 connection to report.
     mutating func record(_ change: ConnectionChange<IPv6Address>) {
         counts.record(change)
+        guard let ring else { return }
+        if !ring.push(.change6(change, changedAt: changedAt)) { ringFull &+= 1 }
     }
 }
 

@@ -53,8 +53,10 @@ public enum SyncFuzzing {
                 switch event {
                 case .apply(let records, _):
                     for record in records {
-                        if case .apply(let update, _) = record.replicaDecision(services: FuzzedFarm.services, timeouts: forwarder.settings.timeouts) {
-                            forwarder.apply(update, now: now)
+                        switch record.replicaDecision(services: FuzzedFarm.services, timeouts: forwarder.settings.timeouts) {
+                        case .apply(let update, _): forwarder.apply(update, now: now)
+                        case .apply6(let update, _): forwarder.apply(update, now: now)
+                        case .unknownService, .unknownRealServer: break
                         }
                     }
                 case .resyncStarted: forwarder.beginResync()

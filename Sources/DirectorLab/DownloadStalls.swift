@@ -14,7 +14,7 @@ public final class DownloadStalls: @unchecked Sendable {
         path = "\(lab.stateDirectory)/downloads.pcap"
         try? FileManager.default.removeItem(atPath: path)
         pid = try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "tcpdump", "-i", "eth0", "-s", "64", "-U", "-n", "-w", path,
-                               "tcp and src host \(Lab.virtualAddress) and src port 80 and greater 200"],
+                               "tcp and (\(lab.dualStack ? "src host \(Lab.virtualAddress) or src host \(Lab.virtualAddress6)" : "src host \(Lab.virtualAddress)")) and src port 80 and greater 200"],
                               output: "\(lab.stateDirectory)/tcpdump.log")
         // tcpdump needs a moment before it captures.
         for _ in 0..<50 where !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
@@ -86,7 +86,8 @@ public final class DownloadStalls: @unchecked Sendable {
     }
 
     /// The classic pcap format (microsecond timestamps, Ethernet): each TCP segment's time and
-    /// its client endpoint (destination address << 16 | destination port).
+    /// its client endpoint (destination address << 16 | destination port, the address of an
+    /// IPv6 one cut to its last six bytes and marked).
     static func forEachSegment(in bytes: [UInt8], _ body: (Double, UInt64) -> Void) {
         func u32(_ at: Int) -> UInt32 { UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24 }
         guard bytes.count >= 24, u32(0) == 0xA1B2_C3D4 else { return }
@@ -97,10 +98,13 @@ public final class DownloadStalls: @unchecked Sendable {
             let frame = offset + 16
             offset = frame + captured
             guard offset <= bytes.count, captured >= 14 + 20 + 4 else { continue }
-            let ipHeader = Int(bytes[frame + 14] & 0x0F) * 4
+            // IPv4 (the whole destination) or IPv6 (its last six bytes: the lab's clients differ there).
+            let isIPv6 = bytes[frame + 12] == 0x86 && bytes[frame + 13] == 0xDD
+            let ipHeader = isIPv6 ? 40 : Int(bytes[frame + 14] & 0x0F) * 4
             let tcp = frame + 14 + ipHeader
             guard tcp + 4 <= offset else { continue }
-            let destination = (frame + 14 + 16..<frame + 14 + 20).reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) }
+            let addressBytes = isIPv6 ? frame + 14 + 34..<frame + 14 + 40 : frame + 14 + 16..<frame + 14 + 20
+            let destination = addressBytes.reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } | (isIPv6 ? 1 << 48 : 0)
             body(seconds + microseconds / 1e6, destination << 16 | UInt64(bytes[tcp + 2]) << 8 | UInt64(bytes[tcp + 3]))
         }
     }

@@ -357,13 +357,14 @@ extension Lab {
 extension Lab {
     /// Starts `perClient` downloads of `name` from each client address at once (`curl --parallel`,
     /// `--limit-rate` when given), into the lab's folder; returns the curl processes to wait for.
-    public func startDownloads(_ name: String, perClient: Int, clients: [String], limitRate: String?, maxTime: Int) throws -> [pid_t] {
+    public func startDownloads(_ name: String, perClient: Int, clients: [String], limitRate: String?, maxTime: Int,
+                               virtualAddress: String = Lab.virtualAddress) throws -> [pid_t] {
         try clients.enumerated().map { index, client in
-            let folder = "\(stateDirectory)/downloads/\(index)"
+            let folder = "\(stateDirectory)/downloads/\(virtualAddress.contains(":") ? "v6-" : "")\(index)"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             return try Shell.spawn(["ip", "netns", "exec", clientNamespace, "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", String(perClient)]
                                    + (limitRate.map { ["--limit-rate", $0] } ?? []) + ["--max-time", String(maxTime), "--interface", client,
-                                    "-o", "\(folder)/file_#1", "http://\(Lab.virtualAddress)/\(name)?n=[1-\(perClient)]"],
+                                    "-o", "\(folder)/file_#1", "http://\(Lab.urlHost(virtualAddress))/\(name)?n=[1-\(perClient)]"],
                                    output: "\(folder)/curl.log")
         }
     }

@@ -18,8 +18,10 @@ public struct DeltaOutbox: Sendable {
     private var retained: [[UInt8]?]
 
     private var pendingDeltas: [SyncRecord] = []
+    private var pendingDeltasBytes = 0
     private var pendingDeltasOldest: UInt64 = 0
     private var pendingChunk: [SyncRecord] = []
+    private var pendingChunkBytes = 0
     private var chunkRequest: UInt64?
     private var chunkIndex: UInt32 = 0
 
@@ -31,23 +33,36 @@ public struct DeltaOutbox: Sendable {
     /// Whether records are waiting for `flush`.
     public var hasPending: Bool { !pendingDeltas.isEmpty || !pendingChunk.isEmpty }
 
-    /// Adds a change that happened at wall-clock time `changedAt`. Returns a full datagram.
+    /// Adds a change that happened at wall-clock time `changedAt`. Returns a full datagram: the
+    /// pending ones when this record does not fit beside them, or these with it when no other
+    /// record would (records are 32 or 68 bytes, so at most one datagram per call).
     public mutating func append(_ record: SyncRecord, changedAt: UInt64) -> Numbered? {
+        var full: Numbered?
+        if pendingDeltasBytes + record.wireLength > SyncWireFormat.recordBytesPerDatagram { full = takeDeltas() }
         if pendingDeltas.isEmpty || changedAt < pendingDeltasOldest { pendingDeltasOldest = changedAt }
         pendingDeltas.append(record)
-        return pendingDeltas.count == SyncWireFormat.recordsPerDatagram ? takeDeltas() : nil
+        pendingDeltasBytes += record.wireLength
+        if full == nil, SyncWireFormat.recordBytesPerDatagram - pendingDeltasBytes < SyncWireFormat.recordLength { full = takeDeltas() }
+        return full
     }
 
     /// Adds an entry of the snapshot answering `requestID` (a newer request abandons an older
-    /// one's unsent part). Returns a full chunk.
+    /// one's unsent part). Returns a full chunk, as `append` does.
     public mutating func appendSnapshot(_ record: SyncRecord, requestID: UInt64, now: UInt64) -> Numbered? {
         if chunkRequest != requestID {
             chunkRequest = requestID
             chunkIndex = 0
             pendingChunk.removeAll(keepingCapacity: true)
+            pendingChunkBytes = 0
         }
+        var full: Numbered?
+        if pendingChunkBytes + record.wireLength > SyncWireFormat.recordBytesPerDatagram { full = takeChunk(isLast: false, now: now) }
         pendingChunk.append(record)
-        return pendingChunk.count == SyncWireFormat.recordsPerDatagram ? takeChunk(isLast: false, now: now) : nil
+        pendingChunkBytes += record.wireLength
+        if full == nil, SyncWireFormat.recordBytesPerDatagram - pendingChunkBytes < SyncWireFormat.recordLength {
+            full = takeChunk(isLast: false, now: now)
+        }
+        return full
     }
 
     /// Ends the snapshot answering `requestID` with its last chunk (possibly empty).
@@ -56,6 +71,7 @@ public struct DeltaOutbox: Sendable {
             chunkRequest = requestID
             chunkIndex = 0
             pendingChunk.removeAll(keepingCapacity: true)
+            pendingChunkBytes = 0
         }
         defer { chunkRequest = nil }
         return takeChunk(isLast: true, now: now)
@@ -99,6 +115,7 @@ public struct DeltaOutbox: Sendable {
         let numbered = Numbered(dataSequence: highestDataSequence, body: .deltas(dataSequence: highestDataSequence, records: pendingDeltas),
                                 oldestChange: pendingDeltasOldest)
         pendingDeltas.removeAll(keepingCapacity: true)
+        pendingDeltasBytes = 0
         retained[slot(highestDataSequence)] = nil
         return numbered
     }
@@ -110,6 +127,7 @@ public struct DeltaOutbox: Sendable {
                                                      isLast: isLast, records: pendingChunk), oldestChange: now)
         chunkIndex += 1
         pendingChunk.removeAll(keepingCapacity: true)
+        pendingChunkBytes = 0
         // Until `keep` stores the bytes, nothing stale answers a NACK for this number.
         retained[slot(highestDataSequence)] = nil
         return numbered

@@ -62,6 +62,8 @@ public struct LivenessChannel: Sendable {
     /// Incarnations of the peer believed so far (the first, then one per restart).
     public private(set) var incarnationsVerified: UInt64 = 0
     public private(set) var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
+    /// The version the latest datagram of another sync wire version said it was (nil: none came).
+    public private(set) var foreignVersion: UInt8?
 
     static let unverifiedCheckBurst = 8
     static let unverifiedCheckInterval: UInt64 = 10_000_000
@@ -99,6 +101,9 @@ public struct LivenessChannel: Sendable {
         do {
             preview = try codec.preview(bytes)
         } catch {
+            // The magic is right and the version is not: a director of another release (the
+            // datagram is not authenticated, so this is a hint for the log, nothing more).
+            if error == .unsupportedVersion { foreignVersion = bytes[2] }
             return refuse(error)
         }
         guard preview.header.nodeID == peerNodeID else { return refuse(.unexpectedSender) }

@@ -233,12 +233,24 @@ struct ByteWriter {
         u8(record.change.rawValue)
         u8(record.state.rawValue)
         u8(record.transport.rawValue)
-        u8(record.flags)
-        u32(record.clientAddress.rawValue)
-        u32(record.virtualAddress.rawValue)
-        u16(record.clientPort)
-        u16(record.virtualPort)
-        u32(record.realServerAddress.rawValue)
+        switch (record.clientAddress, record.virtualAddress, record.realServerAddress) {
+        case let (.v6(client), .v6(virtual), .v6(server)):
+            u8(record.flags | SyncWireFormat.ipv6RecordFlag)
+            address(.v6(client))
+            address(.v6(virtual))
+            u16(record.clientPort)
+            u16(record.virtualPort)
+            address(.v6(server))
+        default:
+            // A record's addresses share a family (`SyncRecord.init` from an entry); IPv4 ones
+            // go in the short layout.
+            u8(record.flags & ~SyncWireFormat.ipv6RecordFlag)
+            u32(record.clientAddress.v4?.rawValue ?? 0)
+            u32(record.virtualAddress.v4?.rawValue ?? 0)
+            u16(record.clientPort)
+            u16(record.virtualPort)
+            u32(record.realServerAddress.v4?.rawValue ?? 0)
+        }
         u16(record.realServerPort)
         u16(0)
         u32(record.remainingLifetime)
@@ -310,8 +322,9 @@ struct ByteReader {
         return ranges
     }
 
+    /// `count` records, each 32 bytes or (flag 0x80) 68, filling the rest of the body exactly.
     mutating func records(_ count: Int) throws(SyncRejection) -> [SyncRecord] {
-        guard count * SyncWireFormat.recordLength == remaining else { throw .malformedBody }
+        guard count * SyncWireFormat.recordLength <= remaining else { throw .malformedBody }
         var records: [SyncRecord] = []
         records.reserveCapacity(count)
         for _ in 0..<count {
@@ -319,17 +332,30 @@ struct ByteReader {
                   let state = ConnectionState(rawValue: try u8()),
                   let transport = TransportProtocol(rawValue: try u8()) else { throw .malformedBody }
             let flags = try u8()
-            let client = IPv4Address(rawValue: try u32()), virtual = IPv4Address(rawValue: try u32())
-            let clientPort = try u16(), virtualPort = try u16()
-            let server = IPv4Address(rawValue: try u32())
+            let client: IPAddress, virtual: IPAddress, server: IPAddress
+            let clientPort: UInt16, virtualPort: UInt16
+            if flags & SyncWireFormat.ipv6RecordFlag != 0 {
+                client = try address(family: SyncWireFormat.familyIPv6)
+                virtual = try address(family: SyncWireFormat.familyIPv6)
+                clientPort = try u16()
+                virtualPort = try u16()
+                server = try address(family: SyncWireFormat.familyIPv6)
+            } else {
+                client = .v4(IPv4Address(rawValue: try u32()))
+                virtual = .v4(IPv4Address(rawValue: try u32()))
+                clientPort = try u16()
+                virtualPort = try u16()
+                server = .v4(IPv4Address(rawValue: try u32()))
+            }
             let serverPort = try u16()
             try skip(2)
             let lifetime = try u32()
             try skip(4)
-            records.append(SyncRecord(change: change, state: state, transport: transport, flags: flags,
+            records.append(SyncRecord(change: change, state: state, transport: transport, flags: flags & ~SyncWireFormat.ipv6RecordFlag,
                                       clientAddress: client, clientPort: clientPort, virtualAddress: virtual, virtualPort: virtualPort,
                                       realServerAddress: server, realServerPort: serverPort, remainingLifetime: lifetime))
         }
+        guard remaining == 0 else { throw .malformedBody }
         return records
     }
 }

@@ -15,18 +15,20 @@ public struct SyncRecord: Equatable, Sendable {
     public var state: ConnectionState
     public var transport: TransportProtocol
     public var flags: UInt8
-    public var clientAddress: IPv4Address
-    public var virtualAddress: IPv4Address
+    /// The three addresses share one family: a record is made from one table entry, and the
+    /// wire has no layout that mixes them.
+    public var clientAddress: IPAddress
+    public var virtualAddress: IPAddress
     public var clientPort: UInt16
     public var virtualPort: UInt16
-    public var realServerAddress: IPv4Address
+    public var realServerAddress: IPAddress
     public var realServerPort: UInt16
     /// Milliseconds until the entry expires on the sender, at the time of sending.
     public var remainingLifetime: UInt32
 
     public init(change: Change, state: ConnectionState, transport: TransportProtocol, flags: UInt8 = 0,
-                clientAddress: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
-                realServerAddress: IPv4Address, realServerPort: UInt16, remainingLifetime: UInt32) {
+                clientAddress: IPAddress, clientPort: UInt16, virtualAddress: IPAddress, virtualPort: UInt16,
+                realServerAddress: IPAddress, realServerPort: UInt16, remainingLifetime: UInt32) {
         self.change = change
         self.state = state
         self.transport = transport
@@ -39,6 +41,17 @@ public struct SyncRecord: Equatable, Sendable {
         self.realServerPort = realServerPort
         self.remainingLifetime = remainingLifetime
     }
+
+    public init(change: Change, state: ConnectionState, transport: TransportProtocol, flags: UInt8 = 0,
+                clientAddress: IPv4Address, clientPort: UInt16, virtualAddress: IPv4Address, virtualPort: UInt16,
+                realServerAddress: IPv4Address, realServerPort: UInt16, remainingLifetime: UInt32) {
+        self.init(change: change, state: state, transport: transport, flags: flags, clientAddress: .v4(clientAddress), clientPort: clientPort,
+                  virtualAddress: .v4(virtualAddress), virtualPort: virtualPort, realServerAddress: .v4(realServerAddress),
+                  realServerPort: realServerPort, remainingLifetime: remainingLifetime)
+    }
+
+    /// Bytes the record takes on the wire: 32 for IPv4, 68 for IPv6.
+    public var wireLength: Int { clientAddress.isIPv6 ? SyncWireFormat.ipv6RecordLength : SyncWireFormat.recordLength }
 }
 
 /// The fixed header fields of a datagram (magic, version, kind and length are the codec's).

@@ -27,7 +27,7 @@
 //
 // Bodies by kind:
 //
-//   1 deltas          data sequence (8) | record count (2) | reserved (2) | records (32 each)
+//   1 deltas          data sequence (8) | record count (2) | reserved (2) | records (32 or 68 each)
 //   2 heartbeat       ownership version (8) | highest data sequence sent (8) |
 //                     bucket count (2) | owned buckets (2) | reserved (4) |
 //                     challenge (8) | echo (8)
@@ -36,7 +36,7 @@
 //   5 snapshot request   request id (8)
 //   6 snapshot chunk  request id (8) | data sequence (8) | chunk index (4) |
 //                     flags (1; 0x01 = last chunk) | reserved (1) | record count (2) |
-//                     records (32 each)
+//                     records (32 or 68 each)
 //   7 ownership       ownership version (8) | highest data sequence sent (8) | action (1) |
 //                     reserved (1) | range count (2) | reserved (4) |
 //                     clients' next hop: MAC (6) | reserved (2) |
@@ -96,8 +96,15 @@
 //  24 |  remaining lifetime (ms)      |           reserved            |
 //     +-------------------------------+-------------------------------+
 //
+// An IPv6 connection's record (68 bytes) has the same first four bytes, flag 0x80 set, then:
+//
+//      4 client address (16) | 20 virtual address (16) | 36 client port (2) | 38 virtual port (2) |
+//     40 real server address (16) | 56 real server port (2) | 58 reserved (2) |
+//     60 remaining lifetime (ms) (4) | 64 reserved (4)
+//
 // Record flags: 0x01 = the sender holds this connection as a replica itself (snapshots only);
-// 0x02 = the client proved the connection real (data after the handshake, a second datagram).
+// 0x02 = the client proved the connection real (data after the handshake, a second datagram);
+// 0x80 = an IPv6 record (every address in it is IPv6).
 // Records of kind "created" claim the flow: the sender carries it now (it is new, or the sender
 // took it over), so a receiver that still had it as its own demotes its entry to a replica.
 // The lifetime a sender writes includes a margin of half the state's timeout, the longest a
@@ -108,7 +115,8 @@
 // monotonic clocks are unrelated.
 //
 // The largest datagram fits a 1,500-byte path MTU: 1,472 bytes of UDP payload leave 1,408 for a
-// body, 43 records a deltas datagram or snapshot chunk.
+// body, 1,384 for the records of a deltas datagram or snapshot chunk: 43 IPv4 ones, 20 IPv6
+// ones, or a mix.
 
 /// Layout constants of version 5.
 public enum SyncWireFormat {
@@ -117,10 +125,13 @@ public enum SyncWireFormat {
     public static let headerLength = 32
     public static let authenticatorLength = 32
     public static let recordLength = 32
+    public static let ipv6RecordLength = 68
     public static let maximumDatagram = 1472
     public static let maximumBody = maximumDatagram - headerLength - authenticatorLength
-    /// Records that fit one deltas datagram.
-    public static let recordsPerDatagram = (maximumBody - 24) / recordLength
+    /// Bytes of records one deltas datagram or snapshot chunk carries.
+    public static let recordBytesPerDatagram = maximumBody - 24
+    /// IPv4 records that fit one deltas datagram.
+    public static let recordsPerDatagram = recordBytesPerDatagram / recordLength
     /// NACK ranges that fit one datagram.
     public static let rangesPerNack = (maximumBody - 8) / 16
     /// Bucket ranges that fit one ownership message.
@@ -144,6 +155,8 @@ public enum SyncWireFormat {
     public static let replicaRecordFlag: UInt8 = 0x01
     /// The client proved the connection real (`ConnectionEntry.isProven`).
     public static let provenRecordFlag: UInt8 = 0x02
+    /// The record is an IPv6 one (68 bytes).
+    public static let ipv6RecordFlag: UInt8 = 0x80
 }
 
 /// What a datagram's kind byte says.

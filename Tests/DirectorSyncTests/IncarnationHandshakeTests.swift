@@ -27,6 +27,19 @@ struct IncarnationHandshakeTests {
         #expect(b.rejected[SyncRejection.unverifiedIncarnation.rawValue] == 1, "the heartbeat before the echo is not heard")
     }
 
+    @Test("a peer of another sync wire version is never heard, and its version is kept for the log")
+    func otherVersion() {
+        var a = LivenessChannel(nodeID: 1, peerNodeID: 2, incarnation: 0xA, codec: codec)
+        var b = LivenessChannel(nodeID: 2, peerNodeID: 1, incarnation: 0xB, codec: codec)
+        for round in 1...3 {
+            var older = b.heartbeat(Self.announcement, wallClock: 0)
+            older[2] = SyncWireFormat.version - 1
+            #expect(a.receive(older, now: UInt64(round)) == nil)
+        }
+        #expect(a.rejected[SyncRejection.unsupportedVersion.rawValue] == 3 && a.foreignVersion == SyncWireFormat.version - 1)
+        #expect(a.verifiedIncarnation == nil)
+    }
+
     @Test("a restart with a smaller incarnation (the clock stepped back) is a restart like any other")
     func clockSteppedBack() {
         var pair = SimulatedPair()

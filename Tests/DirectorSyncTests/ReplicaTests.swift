@@ -6,6 +6,8 @@ import Testing
 private let vipMAC = MACAddress("02:18:00:00:00:64")!
 private let vip = IPv4Address(198, 18, 0, 100)
 private let client = IPv4Address(198, 18, 1, 10)
+private let vip6 = IPv6Address("2001:2::100")!
+private let client6 = IPv6Address("2001:2:0:1::10")!
 
 struct ChangeLog: ConnectionChangeSink {
     var changes: [ConnectionChange<IPv4Address>] = []
@@ -21,10 +23,20 @@ func director(order: [Int] = [0, 1, 2], timeouts: ConnectionTimeouts = Connectio
         RealServer(id: UInt16(position + 1), address: IPv4Address(198, 18, 2, UInt8(11 + index)), port: 80, weight: 1,
                    mac: MACAddress(rawValue: 0x02_00_00_00_02_00 + UInt64(index)))
     }
-    let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .roundRobin)])
+    let servers6 = order.enumerated().map { position, index in
+        RealServer(id: UInt16(position + 11), address: .v6(IPv6Address("2001:2:0:2::\(11 + index)")!), port: 80, weight: 1,
+                   mac: MACAddress(rawValue: 0x02_00_00_00_06_00 + UInt64(index)))
+    }
+    let services = ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: servers, scheduler: .roundRobin),
+                                           VirtualService(address: .v6(vip6), port: 80, transport: .tcp, pool: servers6, scheduler: .roundRobin)])
     return Forwarder(table: ConnectionTable<IPv4Address>(capacity: 64)!, services: services,
                      settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: MACAddress("02:00:00:00:00:b0")!, timeouts: timeouts),
                      changes: ChangeLog())
+}
+
+func segment6(port: UInt16, flags: TCPFlags, data: [UInt8] = []) -> [UInt8] {
+    PacketBuilder().ethernet(from: MACAddress("02:00:00:00:01:01")!, to: vipMAC).ipv6(from: client6, to: vip6)
+        .tcp(sourcePort: port, destinationPort: 80, flags: flags).payload(data).build()
 }
 
 func segment(port: UInt16, flags: TCPFlags, data: [UInt8] = []) -> [UInt8] {
@@ -46,15 +58,17 @@ extension Forwarder {
     mutating func sync(to peer: inout Forwarder<ChangeLog>, now: UInt64) throws where Sink == ChangeLog {
         let codec = SyncCodec(key: [UInt8](repeating: 7, count: 32))!
         let records = changes.changes.compactMap { SyncRecord($0, services: services, now: now, timeouts: settings.timeouts) }
+            + changes.changes6.compactMap { SyncRecord($0, services: services, now: now, timeouts: settings.timeouts) }
         changes.changes.removeAll()
+        changes.changes6.removeAll()
         let header = SyncHeader(nodeID: 1, incarnation: 1, sequence: 1, sentAt: 0)
         let received = try codec.decode(codec.encode(SyncDatagram(header: header, body: .deltas(dataSequence: 1, records: records))))
         guard case .deltas(_, let decoded) = received.body else { return }
         for record in decoded {
-            if case .apply(let update, _) = record.replicaDecision(services: peer.services, timeouts: peer.settings.timeouts) {
-                peer.apply(update, now: now)
-            } else {
-                peer.countUnknownReplicaServer()
+            switch record.replicaDecision(services: peer.services, timeouts: peer.settings.timeouts) {
+            case .apply(let update, _): peer.apply(update, now: now)
+            case .apply6(let update, _): peer.apply(update, now: now)
+            case .unknownService, .unknownRealServer: peer.countUnknownReplicaServer()
             }
         }
     }
@@ -78,6 +92,25 @@ struct ReplicaTests {
         #expect(viaSurvivor.prefix(6) == viaOwner.prefix(6), "the same real server, though numbered differently here")
         #expect(survivor.counters[.replicasTakenOver] == 1 && survivor.counters[drop: .noConnectionForNonSYN] == 0)
         guard case .created(let live) = survivor.changes.changes.last else { Issue.record("takeover not reported"); return }
+        #expect(!live.isReplica && live.state == .established)
+    }
+
+    @Test("an IPv6 connection too: synced in a 68-byte record, it goes on at the other director, to the same real server")
+    func takeoverOverIPv6() throws {
+        var owner = director()
+        var survivor = director(order: [2, 0, 1])
+        _ = survivor.run(segment6(port: 40001, flags: .syn), now: 1_000)
+        let (_, viaOwner) = owner.run(segment6(port: 40000, flags: .syn), now: 1_000)
+        _ = owner.run(segment6(port: 40000, flags: .ack), now: 1_001)
+        let record = try #require(owner.changes.changes6.first.flatMap { SyncRecord($0, services: owner.services, now: 1_001, timeouts: owner.settings.timeouts) })
+        #expect(record.wireLength == SyncWireFormat.ipv6RecordLength && record.clientAddress == .v6(client6) && record.realServerAddress.isIPv6)
+        try owner.sync(to: &survivor, now: 1_002)
+        #expect(survivor.counters[.replicasApplied] == 2 && survivor.table6.count == 2)
+        let (verdict, viaSurvivor) = survivor.run(segment6(port: 40000, flags: [.ack, .psh]), now: 1_500)
+        #expect(verdict != .drop, "no SYN, rr: only the replica can place this segment")
+        #expect(viaSurvivor.prefix(6) == viaOwner.prefix(6), "the same real server, though numbered differently here")
+        #expect(survivor.counters[.replicasTakenOver] == 1)
+        guard case .created(let live) = survivor.changes.changes6.last else { Issue.record("takeover not reported"); return }
         #expect(!live.isReplica && live.state == .established)
     }
 
@@ -132,7 +165,7 @@ struct ReplicaTests {
         #expect(lifetime == 1000 && local.services.realServer(id: id)?.address == .v4(IPv4Address(198, 18, 2, 11)))
         let timeouts = local.settings.timeouts
         let longest = timeouts.timeout(for: .established) + timeouts.replicaMargin(for: .established)
-        #expect(decide(record(lifetime: .max)) == .apply(.upsert(key: record().key, state: .established, realServerID: id, lifetime: longest, claimsFlow: true),
+        #expect(decide(record(lifetime: .max)) == .apply(.upsert(key: record().ipv4Key, state: .established, realServerID: id, lifetime: longest, claimsFlow: true),
                                                      lifetimeClamped: true), "49 days from the wire become what this director gives the state")
         #expect(decide(record(state: .synReceived, lifetime: 3_600_000)).clampedLifetime == timeouts.timeout(for: .synReceived) + timeouts.replicaMargin(for: .synReceived))
     }

@@ -15,7 +15,17 @@ func record(_ n: Int, change: SyncRecord.Change = .created) -> SyncRecord {
                realServerAddress: IPv4Address(198, 18, 2, 11), realServerPort: 80, remainingLifetime: 900_000)
 }
 
+func record6(_ n: Int, change: SyncRecord.Change = .created) -> SyncRecord {
+    SyncRecord(change: change, state: .finWait, transport: .tcp, flags: SyncWireFormat.provenRecordFlag,
+               clientAddress: .v6(IPv6Address("2001:2:0:1::\(10 + n)")!), clientPort: UInt16(30_000 + n),
+               virtualAddress: .v6(IPv6Address("2001:2::100")!), virtualPort: 443,
+               realServerAddress: .v6(IPv6Address("2001:2:0:2::11")!), realServerPort: 8443, remainingLifetime: 120_000)
+}
+
 let everyKind: [SyncBody] = [
+    .deltas(dataSequence: 1_001, records: [record(1), record6(1), record(2), record6(2, change: .removed)]),
+    .snapshotChunk(requestID: 32, dataSequence: 1_045, index: 0, isLast: false,
+                   records: (0..<(SyncWireFormat.recordBytesPerDatagram / SyncWireFormat.ipv6RecordLength)).map { record6($0, change: .refreshed) }),
     .deltas(dataSequence: 1_000, records: (0..<SyncWireFormat.recordsPerDatagram).map { record($0) }),
     .deltas(dataSequence: 1, records: []),
     .heartbeat(HeartbeatAnnouncement(ownershipVersion: 9, highestDataSequence: 1_043, bucketCount: 1024, ownedBuckets: 512),
@@ -185,4 +195,29 @@ struct ReplayWindowTests {
         #expect(window.admit(incarnation: 5, sequence: 1_001) == .unverifiedIncarnation)
         #expect(window.incarnation == 2)
     }
+}
+
+@Suite("Delta outbox")
+struct DeltaOutboxTests {
+    @Test("records of both families are packed by bytes: 43 IPv4 ones, 20 IPv6 ones, or a mix, never past the datagram")
+    func packsByBytes() {
+        var outbox = DeltaOutbox(retention: 8)
+        var full: [DeltaOutbox.Numbered] = []
+        for n in 0..<43 { if let datagram = outbox.append(record(n), changedAt: 1) { full.append(datagram) } }
+        for n in 0..<20 { if let datagram = outbox.append(record6(n), changedAt: 2) { full.append(datagram) } }
+        for n in 0..<40 { if let datagram = outbox.append(record(n), changedAt: 3) { full.append(datagram) } }
+        for n in 0..<2 { if let datagram = outbox.append(record6(n), changedAt: 4) { full.append(datagram) } }
+        full += outbox.flush(now: 5)
+        let counts = full.map { numbered -> Int in if case .deltas(_, let records) = numbered.body { records.count } else { -1 } }
+        #expect(counts == [43, 20, 41, 1], "a full datagram leaves at once; an IPv6 record that does not fit starts the next")
+        for numbered in full {
+            let bytes = codec.encode(SyncDatagram(header: header, body: numbered.body))
+            #expect(bytes.count <= SyncWireFormat.maximumDatagram)
+        }
+    }
+}
+
+extension SyncRecord {
+    /// The flow of an IPv4 record (every record these tests build by hand is one).
+    var ipv4Key: FlowKey<IPv4Address> { key(as: IPv4Address.self)! }
 }

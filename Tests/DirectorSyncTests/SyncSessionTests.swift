@@ -45,7 +45,7 @@ struct SimulatedNode: ~Copyable {
 
     /// A change to this node's own table, reported to the session as a worker would.
     mutating func change(_ record: SyncRecord, now: UInt64) {
-        if record.change == .removed { ownTable[record.key] = nil } else { ownTable[record.key] = record }
+        if record.change == .removed { ownTable[record.ipv4Key] = nil } else { ownTable[record.ipv4Key] = record }
         session.record(record, changedAt: now, now: now)
     }
 
@@ -81,8 +81,8 @@ struct SimulatedNode: ~Copyable {
             switch event {
             case .apply(let records, _):
                 for record in records {
-                    if record.change == .removed { replica[record.key] = nil } else { replica[record.key] = record }
-                    touchedSinceResync.insert(record.key)
+                    if record.change == .removed { replica[record.ipv4Key] = nil } else { replica[record.ipv4Key] = record }
+                    touchedSinceResync.insert(record.ipv4Key)
                 }
             case .resyncStarted:
                 touchedSinceResync = []
@@ -189,7 +189,7 @@ func churn(_ pair: inout SimulatedPair, onA: Bool, milliseconds: Int, perStep: I
             var record: SyncRecord
             // The flow to change is chosen by its number, not from the dictionary: a dictionary's
             // order differs from process to process, and the run must be the same every time.
-            if roll >= 5, next > 1, var existing = table[flowRecord(Int.random(in: 1..<next, using: &random), change: .created).key] {
+            if roll >= 5, next > 1, var existing = table[flowRecord(Int.random(in: 1..<next, using: &random), change: .created).ipv4Key] {
                 existing.change = roll < 8 ? .stateChanged : .removed
                 existing.state = roll < 8 ? .established : existing.state
                 record = existing

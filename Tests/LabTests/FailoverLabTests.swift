@@ -14,10 +14,18 @@ extension LabSuites {
             let curls: [pid_t]
             let stalls: DownloadStalls
 
+            /// In a dual-stack lab, half the downloads go to the IPv4 VIP and half to the IPv6 one.
             init(_ lab: Lab) throws {
                 stalls = try DownloadStalls(lab: lab)
-                curls = try lab.startDownloads(Lab.mediumFileName, perClient: FailoverLabTests.downloadsPerClient,
-                                               clients: Lab.clientAddresses, limitRate: "100k", maxTime: 60)
+                if lab.dualStack {
+                    let half = FailoverLabTests.downloadsPerClient / 2
+                    curls = try lab.startDownloads(Lab.mediumFileName, perClient: half, clients: Lab.clientAddresses, limitRate: "100k", maxTime: 60)
+                        + lab.startDownloads(Lab.mediumFileName, perClient: FailoverLabTests.downloadsPerClient - half, clients: Lab.clientAddresses6,
+                                             limitRate: "100k", maxTime: 60, virtualAddress: Lab.virtualAddress6)
+                } else {
+                    curls = try lab.startDownloads(Lab.mediumFileName, perClient: FailoverLabTests.downloadsPerClient,
+                                                   clients: Lab.clientAddresses, limitRate: "100k", maxTime: 60)
+                }
             }
 
             /// Waits for every download; returns how many arrived intact and the stall figures around `event`.

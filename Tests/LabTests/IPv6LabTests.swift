@@ -72,5 +72,29 @@ extension LabSuites {
             // connections fewer than requests; never more: no flow was handled by both.
             #expect(created[0] + created[1] <= 2000 && created[0] + created[1] >= 1900)
         }
+
+        @Test("A mixed-family pair (mh): 100 IPv4 and 100 IPv6 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: every download completes")
+        func mixedFamiliesThroughFailures() throws {
+            var settings = LabDirector.Settings()
+            settings.addsIPv6Service = true
+            let (lab, a, b) = try startPair(prefix: "t6f", scheduler: "mh", settings: settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            try FailoverLabTests.failureSequence(lab, a, b)
+            let replicas = try [a, b].map { try $0.stats()["replicas_applied"] ?? 0 }
+            #expect(replicas.allSatisfy { $0 > 0 }, "each side kept replicas of the other's connections: \(replicas)")
+        }
+
+        @Test("rr over IPv6: SIGKILL A mid-transfer breaks nothing; only the synced IPv6 records can place the flows")
+        func roundRobinKillOverIPv6() throws {
+            var settings = LabDirector.Settings()
+            settings.addsIPv6Service = true
+            let (lab, a, b) = try startPair(prefix: "t6r", scheduler: "rr", settings: settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            let (result, detection) = try FailoverLabTests.killMidTransfer(lab, victim: a, survivor: b, "rr, IPv4 and IPv6, SIGKILL A")
+            #expect(result.intact == result.started)
+            #expect(detection <= 100, "detection \(detection) ms")
+            let taken = try b.stats()["replicas_taken_over"] ?? 0
+            #expect(taken > 0, "the survivor took flows over from replicas")
+        }
     }
 }
