@@ -21,6 +21,11 @@ public protocol FlowAddress: Hashable, Comparable, Sendable, CustomStringConvert
     static func findService(in services: ServiceTable, address: Self, port: UInt16, transport: TransportProtocol) -> Int?
     /// The address and port NAT rewrites a flow of `realServerID` to.
     static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: Self, port: UInt16)
+    /// The NAT service and real server whose translated endpoint is `address`:`port` (a reply's source).
+    static func findReplySource(in services: ServiceTable, address: Self, port: UInt16,
+                                transport: TransportProtocol) -> (service: Int, server: UInt16)?
+    /// The VIP and port of the service at `position` (of this family).
+    static func virtualEndpoint(in services: ServiceTable, ofService position: Int) -> (address: Self, port: UInt16)
     /// The address as the control plane and the sync wire name it.
     var ipAddress: IPAddress { get }
     /// `address` if it is of this family.
@@ -57,6 +62,17 @@ extension IPv4Address: FlowAddress {
     }
 
     @inlinable @inline(__always)
+    public static func findReplySource(in services: ServiceTable, address: IPv4Address, port: UInt16,
+                                       transport: TransportProtocol) -> (service: Int, server: UInt16)? {
+        services.findReplySource(address: address, port: port, transport: transport)
+    }
+
+    @inlinable @inline(__always)
+    public static func virtualEndpoint(in services: ServiceTable, ofService position: Int) -> (address: IPv4Address, port: UInt16) {
+        services.virtualEndpoint(ofService: position)
+    }
+
+    @inlinable @inline(__always)
     public static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<IPv4Address>, to sink: inout Sink) {
         sink.record(change)
     }
@@ -90,6 +106,17 @@ extension IPv6Address: FlowAddress {
     @inlinable @inline(__always)
     public static func translatedDestination(in services: ServiceTable, of realServerID: UInt16) -> (address: IPv6Address, port: UInt16) {
         services.translatedDestination6(realServerID)
+    }
+
+    @inlinable @inline(__always)
+    public static func findReplySource(in services: ServiceTable, address: IPv6Address, port: UInt16,
+                                       transport: TransportProtocol) -> (service: Int, server: UInt16)? {
+        services.findReplySource(address: address, port: port, transport: transport)
+    }
+
+    @inlinable @inline(__always)
+    public static func virtualEndpoint(in services: ServiceTable, ofService position: Int) -> (address: IPv6Address, port: UInt16) {
+        services.virtualEndpoint6(ofService: position)
     }
 
     @inlinable @inline(__always)

@@ -31,10 +31,13 @@ public struct ForwarderSettings: Sendable {
 /// The address NAT real servers route their replies through, and its MAC.
 public struct NATGateway: Sendable, Equatable {
     public var address: IPv4Address
+    /// The IPv6 servers' gateway, answered for by Neighbor Discovery (nil: no IPv6 NAT service).
+    public var address6: IPv6Address?
     public var mac: MACAddress
 
-    public init(address: IPv4Address, mac: MACAddress) {
+    public init(address: IPv4Address, address6: IPv6Address? = nil, mac: MACAddress) {
         self.address = address
+        self.address6 = address6
         self.mac = mac
     }
 }
@@ -190,7 +193,8 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// this dispatcher's buckets, computed from the client endpoint, the reply's destination, so
     /// a flow meets the same dispatcher and worker in both directions), or ARP for the gateway.
     ///
-    /// parse → (ARP) → the NAT service of the source → its connection → rewrite → verdict.
+    /// parse → (ARP, Neighbor Discovery) → the NAT service of the source → its connection →
+    /// rewrite → verdict.
     /// A reply only follows a connection: it never makes one, and it changes no state or
     /// timeout (the client's side of a flow does that, as in direct routing).
     @inlinable public mutating func processReply(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false) -> Verdict {
@@ -203,9 +207,12 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
             return path.answerForGateway(message, &frame)
         case .icmpError(let error):
             return path.relayToClient(error, in: &table, &frame)
-        case .ipv6, .icmpv6Error, .neighborSolicitation:
-            path.counters[passedOver: .ipv6] &+= 1
-            return .drop
+        case .ipv6(let flow):
+            return path.translateReply(flow, in: &table6, &frame, now: now, checksumPending: checksumPending)
+        case .neighborSolicitation(let solicitation):
+            return path.answerForGateway(solicitation, &frame)
+        case .icmpv6Error(let error):
+            return path.relayToClient(error, in: &table6, &frame)
         case .passedOver(let reason):
             path.counters[passedOver: reason] &+= 1
             return .drop

@@ -30,13 +30,15 @@ extension ForwardingPath {
             start: error.icmpOffset, fieldOffset: ICMPHeader.checksumOffset, end: error.networkOffset + error.packetLength))
     }
 
-    @inlinable mutating func translateReply(_ flow: IPv4Flow, in table: inout ConnectionTable<IPv4Address>, _ frame: inout MutableRawSpan,
-                                 now: UInt64, checksumPending: Bool) -> Verdict {
+    /// A real server's reply to a client of a NAT service, sent to the gateway MAC: it leaves by
+    /// the front as VIP:port, if it belongs to a connection of this worker's.
+    @inlinable mutating func translateReply<Flow: NetworkFlow>(_ flow: Flow, in table: inout ConnectionTable<Flow.Address>,
+                                                               _ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool) -> Verdict {
         guard let gateway = settings.gateway, flow.destinationMAC == gateway.mac else { return drop(.notAddressedToDirector) }
-        guard let source = services.findReplySource(address: flow.source, port: flow.sourcePort, transport: flow.transport) else {
+        guard let source = Flow.Address.findReplySource(in: services, address: flow.source, port: flow.sourcePort, transport: flow.transport) else {
             return drop(.replyNotFromTranslatedServer)
         }
-        let service = services.virtualEndpoint(ofService: source.service)
+        let service = Flow.Address.virtualEndpoint(in: services, ofService: source.service)
         let key = FlowKey(clientAddress: flow.destination, clientPort: flow.destinationPort, virtualAddress: service.address,
                           virtualPort: service.port, transport: flow.transport)
         // The same client port may since have been scheduled to another server: that server's
@@ -51,21 +53,22 @@ extension ForwardingPath {
         // The traffic counters count what comes in from clients (ipvsadm's InPkts); a reply is
         // counted as forwarded only (`replies_forwarded`).
         DirectRouting.rewrite(&frame, to: clientSideMAC, from: settings.virtualMAC)
-        NetworkAddressTranslation.rewriteSource(&frame, of: flow, to: service.address, port: service.port, checksumPending: checksumPending)
+        flow.translateSource(of: &frame, to: service.address, port: service.port, checksumPending: checksumPending)
         return .transmitOnFront(length: frame.byteCount, checksum: flow.transportChecksum)
     }
 
     /// An ICMP error from the back about a packet of a NAT connection the director sent to its
     /// real server (the server's port is closed, the packet did not fit a link): it goes to the
     /// client as if about its packet to VIP:port, from the VIP.
-    @inlinable mutating func relayToClient(_ error: ICMPError, in table: inout ConnectionTable<IPv4Address>, _ frame: inout MutableRawSpan) -> Verdict {
+    @inlinable mutating func relayToClient<Error: QuotedFlowError>(_ error: Error, in table: inout ConnectionTable<Error.Address>,
+                                                                   _ frame: inout MutableRawSpan) -> Verdict {
         guard let gateway = settings.gateway, error.destinationMAC == gateway.mac else { return drop(.notAddressedToDirector) }
         // The quoted packet went from the client to the server's address and port.
-        guard let source = services.findReplySource(address: error.quotedDestination, port: error.quotedDestinationPort,
-                                                    transport: error.quotedTransport) else {
+        guard let source = Error.Address.findReplySource(in: services, address: error.quotedDestination, port: error.quotedDestinationPort,
+                                                         transport: error.quotedTransport) else {
             return drop(.replyNotFromTranslatedServer)
         }
-        let service = services.virtualEndpoint(ofService: source.service)
+        let service = Error.Address.virtualEndpoint(in: services, ofService: source.service)
         let key = FlowKey(clientAddress: error.quotedSource, clientPort: error.quotedSourcePort, virtualAddress: service.address,
                           virtualPort: service.port, transport: error.quotedTransport)
         guard let slot = table.find(key, hash: key.tableHash), table[slot].realServerID == source.server else {
@@ -73,7 +76,7 @@ extension ForwardingPath {
         }
         guard clientSideMAC != .zero else { return drop(.clientNextHopUnknown) }
         DirectRouting.rewrite(&frame, to: clientSideMAC, from: settings.virtualMAC)
-        NetworkAddressTranslation.rewriteQuotedDestination(&frame, of: error, to: service.address, port: service.port)
+        error.translateQuotedDestination(of: &frame, to: service.address, port: service.port)
         counters[.icmpErrorsRelayed] &+= 1
         return .transmitOnFront(length: frame.byteCount, checksum: TransportChecksum(
             start: error.icmpOffset, fieldOffset: ICMPHeader.checksumOffset, end: error.networkOffset + error.packetLength))
@@ -87,5 +90,13 @@ extension ForwardingPath {
             return drop(.arpNotForVirtualAddress)
         }
         return reply(to: message, &frame, from: gateway.mac)
+    }
+
+    /// Neighbor Discovery on the back segment: the IPv6 form of the ARP answer for the gateway.
+    @inlinable mutating func answerForGateway(_ solicitation: NeighborSolicitation, _ frame: inout MutableRawSpan) -> Verdict {
+        guard settings.answersARP, let gateway = settings.gateway, let address = gateway.address6, solicitation.target == address else {
+            return drop(.neighborSolicitationNotForVirtualAddress)
+        }
+        return advertise(solicitation, &frame, from: gateway.mac)
     }
 }

@@ -259,9 +259,14 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
         guard settings.answersARP, services.isVirtualAddress(solicitation.target) else {
             return drop(.neighborSolicitationNotForVirtualAddress)
         }
+        return advertise(solicitation, &frame, from: settings.virtualMAC)
+    }
+
+    /// Rewrites a solicitation into the advertisement "its target is at `mac`".
+    @inlinable mutating func advertise(_ solicitation: NeighborSolicitation, _ frame: inout MutableRawSpan, from mac: MACAddress) -> Verdict {
         // The answer is written over the solicitation, and one without a link-layer option
         // (duplicate address detection sends none) is shorter than the advertisement.
-        guard let length = NeighborDiscovery.answer(solicitation, into: &frame, mac: settings.virtualMAC) else {
+        guard let length = NeighborDiscovery.answer(solicitation, into: &frame, mac: mac) else {
             return drop(.neighborSolicitationTooShortToAnswer)
         }
         counters[.neighborAdvertisementsSent] &+= 1

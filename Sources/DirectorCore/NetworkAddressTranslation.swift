@@ -153,4 +153,18 @@ extension NetworkAddressTranslation {
         checksum = InternetChecksum.updated(checksum, replacing: error.quotedSourcePort, with: port)
         frame.storeBigEndian(checksum, at: field)
     }
+
+    /// The IPv6 form of `rewriteQuotedDestination(_:of:to:port:)`.
+    public static func rewriteQuotedDestination(_ frame: inout MutableRawSpan, of error: ICMPv6Error, to address: IPv6Address, port: UInt16) {
+        let outer = error.outerSource(in: frame.bytes)
+        frame.storeIPv6Address(address, at: error.networkOffset + IPv6Header.sourceOffset)
+        frame.storeIPv6Address(address, at: error.quotedOffset + IPv6Header.destinationOffset)
+        frame.storeBigEndian(port, at: error.quotedTransportOffset + 2)
+        let field = error.icmpOffset + ICMPHeader.checksumOffset
+        var checksum = frame.bigEndianUInt16(at: field)
+        checksum = InternetChecksum.updated(checksum, replacing: outer, with: address)
+        checksum = InternetChecksum.updated(checksum, replacing: error.quotedDestination, with: address)
+        checksum = InternetChecksum.updated(checksum, replacing: error.quotedDestinationPort, with: port)
+        frame.storeBigEndian(checksum, at: field)
+    }
 }

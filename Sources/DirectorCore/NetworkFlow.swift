@@ -24,6 +24,8 @@ public protocol NetworkFlow: Sendable {
     /// NAT: the destination becomes the real server's `address`:`port` (see
     /// `NetworkAddressTranslation`).
     func translateDestination(of frame: inout MutableRawSpan, to address: Address, port: UInt16, checksumPending: Bool)
+    /// NAT: a real server's reply; the source becomes the VIP's `address`:`port`.
+    func translateSource(of frame: inout MutableRawSpan, to address: Address, port: UInt16, checksumPending: Bool)
 }
 
 extension NetworkFlow {
@@ -56,6 +58,11 @@ extension IPv4Flow: NetworkFlow {
     public func translateDestination(of frame: inout MutableRawSpan, to address: IPv4Address, port: UInt16, checksumPending: Bool) {
         NetworkAddressTranslation.rewriteDestination(&frame, of: self, to: address, port: port, checksumPending: checksumPending)
     }
+
+    @inlinable @inline(__always)
+    public func translateSource(of frame: inout MutableRawSpan, to address: IPv4Address, port: UInt16, checksumPending: Bool) {
+        NetworkAddressTranslation.rewriteSource(&frame, of: self, to: address, port: port, checksumPending: checksumPending)
+    }
 }
 
 extension IPv6Flow: NetworkFlow {
@@ -67,6 +74,11 @@ extension IPv6Flow: NetworkFlow {
     @inlinable @inline(__always)
     public func translateDestination(of frame: inout MutableRawSpan, to address: IPv6Address, port: UInt16, checksumPending: Bool) {
         NetworkAddressTranslation.rewriteDestination(&frame, of: self, to: address, port: port, checksumPending: checksumPending)
+    }
+
+    @inlinable @inline(__always)
+    public func translateSource(of frame: inout MutableRawSpan, to address: IPv6Address, port: UInt16, checksumPending: Bool) {
+        NetworkAddressTranslation.rewriteSource(&frame, of: self, to: address, port: port, checksumPending: checksumPending)
     }
 }
 
@@ -95,6 +107,9 @@ public protocol QuotedFlowError: Sendable {
     var quotedTransport: TransportProtocol { get }
     /// NAT: the quoted source (and the outer destination) become the real server's.
     func translateQuotedSource(of frame: inout MutableRawSpan, to address: Address, port: UInt16)
+    /// NAT, an error from the back about a packet to a real server: the quoted destination (and
+    /// the outer source) become the VIP's.
+    func translateQuotedDestination(of frame: inout MutableRawSpan, to address: Address, port: UInt16)
 }
 
 extension ICMPError: QuotedFlowError {
@@ -102,11 +117,21 @@ extension ICMPError: QuotedFlowError {
     public func translateQuotedSource(of frame: inout MutableRawSpan, to address: IPv4Address, port: UInt16) {
         NetworkAddressTranslation.rewriteQuotedSource(&frame, of: self, to: address, port: port)
     }
+
+    @inlinable
+    public func translateQuotedDestination(of frame: inout MutableRawSpan, to address: IPv4Address, port: UInt16) {
+        NetworkAddressTranslation.rewriteQuotedDestination(&frame, of: self, to: address, port: port)
+    }
 }
 
 extension ICMPv6Error: QuotedFlowError {
     @inlinable
     public func translateQuotedSource(of frame: inout MutableRawSpan, to address: IPv6Address, port: UInt16) {
         NetworkAddressTranslation.rewriteQuotedSource(&frame, of: self, to: address, port: port)
+    }
+
+    @inlinable
+    public func translateQuotedDestination(of frame: inout MutableRawSpan, to address: IPv6Address, port: UInt16) {
+        NetworkAddressTranslation.rewriteQuotedDestination(&frame, of: self, to: address, port: port)
     }
 }

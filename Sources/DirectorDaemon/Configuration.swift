@@ -116,11 +116,14 @@ public struct Configuration: Sendable {
 
     public struct NATGatewayConfig: Sendable, Equatable {
         public var address: IPv4Address
+        /// The IPv6 real servers' gateway; required by an IPv6 NAT service.
+        public var address6: IPv6Address?
         /// nil: the virtual MAC (the segments differ, so the pair's one MAC serves both).
         public var mac: MACAddress?
 
-        public init(address: IPv4Address, mac: MACAddress?) {
+        public init(address: IPv4Address, address6: IPv6Address? = nil, mac: MACAddress?) {
             self.address = address
+            self.address6 = address6
             self.mac = mac
         }
     }

@@ -114,7 +114,7 @@ public enum ConfigurationParser {
     /// `director.nat_gateway`: the address NAT real servers route through, and its MAC.
     static func parseNATGateway(_ node: Node) throws(ConfigurationError) -> Configuration.NATGatewayConfig {
         let path = "director.nat_gateway"
-        let fields = try Fields(node, path: path, known: ["address", "mac"])
+        let fields = try Fields(node, path: path, known: ["address", "address6", "mac"])
         var mac: MACAddress?
         if let text = try fields.string("mac") {
             guard let value = MACAddress(text), !value.isGroup, value != .zero else {
@@ -122,7 +122,14 @@ public enum ConfigurationParser {
             }
             mac = value
         }
-        return Configuration.NATGatewayConfig(address: try fields.address("address", required: true)!, mac: mac)
+        var address6: IPv6Address?
+        if let address = try fields.anyAddress("address6") {
+            guard let value = address.v6, address.isPlausibleServiceAddress else {
+                throw ConfigurationError(field: path + ".address6", problem: "expected a global IPv6 address like 2001:2:0:2::fe, got \"\(address)\"")
+            }
+            address6 = value
+        }
+        return Configuration.NATGatewayConfig(address: try fields.address("address", required: true)!, address6: address6, mac: mac)
     }
 
     /// What NAT needs beyond each service's own fields: a gateway for the replies, a back
@@ -139,6 +146,12 @@ public enum ConfigurationParser {
         }
         if let service = configuration.services.firstIndex(where: { $0.address == gateway.address }) {
             throw ConfigurationError(field: "director.nat_gateway.address", problem: "\(gateway.address) is the virtual address of services[\(service)]")
+        }
+        if let ipv6 = translating.first(where: { $0.element.address.isIPv6 }), gateway.address6 == nil {
+            throw ConfigurationError(field: "director.nat_gateway.address6", problem: "is required by services[\(ipv6.offset)] (IPv6, forwarding: nat): the address the IPv6 real servers use as their default gateway")
+        }
+        if let address6 = gateway.address6, let service = configuration.services.firstIndex(where: { $0.address == address6 }) {
+            throw ConfigurationError(field: "director.nat_gateway.address6", problem: "\(address6) is the virtual address of services[\(service)]")
         }
         var owners: [String: Int] = [:]
         for (index, service) in translating {
@@ -264,9 +277,6 @@ public enum ConfigurationParser {
         let policyName = try fields.string("on_server_down") ?? ServerFailurePolicy.keep.rawValue
         guard let policy = ServerFailurePolicy(rawValue: policyName) else {
             throw ConfigurationError(field: path + ".on_server_down", problem: "expected keep (its connections go on) or reset (their clients get a TCP reset), got \"\(policyName)\"")
-        }
-        if address.isIPv6 && forwarding == .nat {
-            throw ConfigurationError(field: path + ".forwarding", problem: "nat is for IPv4 services; an IPv6 service (\(address)) forwards with dr")
         }
         let fallback = try fields.optional("fallback").map { (node) throws(ConfigurationError) in
             try parseServer(node, path: path + ".fallback", servicePort: port, forwarding: forwarding, check: nil, allowsCheck: false)

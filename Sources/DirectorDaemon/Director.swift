@@ -73,7 +73,7 @@ public final class Director: @unchecked Sendable {
 
     /// The NAT real servers' gateway, with its MAC settled.
     var natGateway: NATGateway? {
-        configuration.natGateway.map { NATGateway(address: $0.address, mac: $0.mac ?? virtualMAC) }
+        configuration.natGateway.map { NATGateway(address: $0.address, address6: $0.address6, mac: $0.mac ?? virtualMAC) }
     }
 
     public func start() throws {
@@ -103,7 +103,9 @@ public final class Director: @unchecked Sendable {
         snapshots = exchange
         let settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
                                          timeouts: configuration.timeouts, gateway: natGateway)
-        if let gateway = natGateway { Log.info("NAT gateway \(gateway.address) at \(gateway.mac) on \(back.name): replies come back through it") }
+        if let gateway = natGateway {
+            Log.info("NAT gateway \(gateway.address)\(gateway.address6.map { " and \($0)" } ?? "") at \(gateway.mac) on \(back.name): replies come back through it")
+        }
         let perWorker = max(1, configuration.connectionCapacity / configuration.workerCPUs.count)
         Log.info("receive ring per worker: \(configuration.receiveRing.summary)")
         let fanoutGroup = UInt16(truncatingIfNeeded: getpid())
@@ -357,6 +359,10 @@ public final class Director: @unchecked Sendable {
         if let gateway = natGateway, let backSocket = workers.first?.backSocket, backSocket >= 0,
            GratuitousARP.announce([gateway.address], at: gateway.mac, through: backSocket) == 0 {
             Log.warning("gratuitous ARP for the NAT gateway \(gateway.address) on \(back.name) not sent")
+        }
+        if let gateway = natGateway, let address6 = gateway.address6, let backSocket = workers.first?.backSocket, backSocket >= 0,
+           GratuitousARP.announce([address6], at: gateway.mac, through: backSocket) == 0 {
+            Log.warning("unsolicited Neighbor Advertisement for the NAT gateway \(address6) on \(back.name) not sent")
         }
     }
 

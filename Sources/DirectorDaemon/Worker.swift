@@ -122,7 +122,8 @@ final class Worker: @unchecked Sendable {
         try OwnershipFilter.attach(ownership, to: socket)
         let backSocket = backReceiveSocket.load(ordering: .acquiring)
         if backSocket >= 0, let gateway = plan.settings.gateway {
-            try ReplyFilter.attach(ownership, gatewayMAC: gateway.mac, worker: plan.index, workers: plan.workerCount, to: backSocket)
+            try ReplyFilter.attach(ownership, gatewayMAC: gateway.mac, gatewayAddress6: gateway.address6, worker: plan.index,
+                                   workers: plan.workerCount, to: backSocket)
         }
     }
 
@@ -169,8 +170,10 @@ final class Worker: @unchecked Sendable {
             if let gateway = plan.settings.gateway {
                 let ring = try PacketReceiveRing(
                     interface: plan.back, geometry: plan.receiveRing, fanoutGroup: 0, fanoutProgram: nil,
-                    filter: ReplyFilter.instructions(for: plan.ownership, gatewayMAC: gateway.mac, worker: plan.index, workers: plan.workerCount))
+                    filter: ReplyFilter.instructions(for: plan.ownership, gatewayMAC: gateway.mac, gatewayAddress6: gateway.address6,
+                                                     worker: plan.index, workers: plan.workerCount))
                 try ring.acceptFrames(to: gateway.mac, on: plan.back)
+                if let address6 = gateway.address6 { try ring.acceptFrames(to: address6.solicitedNodeMulticast.multicastMAC, on: plan.back) }
                 backReceiveSocket.store(ring.socket, ordering: .releasing)
                 replies = consume ring
                 frontTransmit = try PacketTransmitRing(interface: plan.front)

@@ -50,6 +50,8 @@ public final class Lab: @unchecked Sendable {
     public static let clientAddresses6 = ["2001:2:0:1::10", "2001:2:0:1::11", "2001:2:0:1::12", "2001:2:0:1::13"]
     public static func realServerAddress6(_ index: Int) -> String { "2001:2:0:2::\(11 + index)" }
     public static func directorBackAddress6(_ index: Int) -> String { "2001:2:0:2::\(2 + index)" }
+    /// The NAT real servers' IPv6 default gateway (the same MAC as the IPv4 one).
+    public static let natGatewayAddress6 = "2001:2:0:2::fe"
     /// "198.18.0.100" or "[2001:2::100]", as a URL's host.
     public static func urlHost(_ address: String) -> String { address.contains(":") ? "[\(address)]" : address }
 
@@ -256,7 +258,13 @@ public final class Lab: @unchecked Sendable {
             // interface it arrived on, so no ARP-like settings are needed for it.
             try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.realServerAddress6(index))/64", "dev", "eth0", "nodad"])
             try inNamespace(namespace, ["ip", "-6", "addr", "add", "\(Lab.virtualAddress6)/128", "dev", "lo"])
-            try inNamespace(namespace, ["ip", "-6", "route", "add", "default", "via", Lab.routerBack6])
+            if routesThroughDirectors {
+                try inNamespace(namespace, ["ip", "-6", "route", "add", "default", "via", Lab.natGatewayAddress6])
+                try inNamespace(namespace, ["ip", "-6", "route", "add", "default", "via", Lab.routerBack6, "table", "100"])
+                try inNamespace(namespace, ["ip", "-6", "rule", "add", "from", Lab.virtualAddress6, "table", "100"])
+            } else {
+                try inNamespace(namespace, ["ip", "-6", "route", "add", "default", "via", Lab.routerBack6])
+            }
         }
         try configureRealServerKernel(namespace)
     }
@@ -333,6 +341,7 @@ public final class Lab: @unchecked Sendable {
     private func ipv6Listens(_ index: Int) -> String {
         guard dualStack else { return "" }
         return "\n            listen [\(Lab.virtualAddress6)]:80 backlog=4096;\n            listen [\(Lab.realServerAddress6(index))]:80;"
+            + "\n            listen [\(Lab.realServerAddress6(index))]:\(Lab.translatedPort) backlog=4096;"
     }
 
     /// Stops the nginx of real server `index` (its master, by the PID it wrote), as a crashed
@@ -349,8 +358,9 @@ public final class Lab: @unchecked Sendable {
     public func requestsServed(_ index: Int) -> Int {
         let log = (try? String(contentsOfFile: "\(stateDirectory)/\(Lab.realServerName(index))/access.log", encoding: .utf8)) ?? ""
         let translated = "\(Lab.realServerAddress(index)):\(Lab.translatedPort) "
+        let translated6 = "\(Lab.realServerAddress6(index)):\(Lab.translatedPort) "
         return log.split(separator: "\n").filter {
-            $0.hasPrefix(Lab.virtualAddress + ":") || $0.hasPrefix(translated) || $0.hasPrefix(Lab.virtualAddress6 + ":")
+            $0.hasPrefix(Lab.virtualAddress + ":") || $0.hasPrefix(translated) || $0.hasPrefix(Lab.virtualAddress6 + ":") || $0.hasPrefix(translated6)
         }.count
     }
 

@@ -56,8 +56,8 @@ public final class LabDirector: @unchecked Sendable {
         /// A second service beside the first: VIP:`Lab.translatedPort` translated (NAT) to each
         /// server's own `Lab.translatedPort`, so one pair runs both methods at once.
         public var addsTranslatedService = false
-        /// A second service beside the first: the IPv6 VIP's port 80 by direct routing to each
-        /// server's IPv6 address (a dual-stack lab).
+        /// A second service beside the first: the IPv6 VIP's port 80, forwarded as the first is,
+        /// to each server's IPv6 address (a dual-stack lab).
         public var addsIPv6Service = false
         public init() {}
     }
@@ -101,7 +101,8 @@ public final class LabDirector: @unchecked Sendable {
         """
         if let listen = settings.metricsListen { text += "  metrics_listen: \(listen)\n" }
         if settings.forwarding == "nat" || settings.addsTranslatedService {
-            text += "  nat_gateway: { address: \(Lab.natGatewayAddress), mac: \"\(Lab.natGatewayMAC)\" }\n"
+            let address6 = settings.addsIPv6Service ? ", address6: \"\(Lab.natGatewayAddress6)\"" : ""
+            text += "  nat_gateway: { address: \(Lab.natGatewayAddress)\(address6), mac: \"\(Lab.natGatewayMAC)\" }\n"
         }
         if let notify = settings.notifyCommand {
             text += "  notify: [" + notify.map { "'" + $0.replacingOccurrences(of: "'", with: "''") + "'" }.joined(separator: ", ") + "]\n"
@@ -137,11 +138,11 @@ public final class LabDirector: @unchecked Sendable {
             text += "      - { address: \(Lab.realServerAddress(server))\(port), weight: \(settings.weights[server % settings.weights.count]) }\n"
         }
         if settings.addsIPv6Service {
-            text += "  - address: \"\(Lab.virtualAddress6)\"\n    port: 80\n    scheduler: \(settings.scheduler)\n    forwarding: dr\n"
+            text += "  - address: \"\(Lab.virtualAddress6)\"\n    port: 80\n    scheduler: \(settings.scheduler)\n    forwarding: \(settings.forwarding)\n"
             if let check = settings.healthCheck { text += "    health_check: \(check)\n" }
             text += "    real_servers:\n"
             for server in settings.servedRealServers ?? Array(0..<lab.realServerCount) {
-                text += "      - { address: \"\(Lab.realServerAddress6(server))\", weight: \(settings.weights[server % settings.weights.count]) }\n"
+                text += "      - { address: \"\(Lab.realServerAddress6(server))\"\(port), weight: \(settings.weights[server % settings.weights.count]) }\n"
             }
         }
         if settings.addsTranslatedService {

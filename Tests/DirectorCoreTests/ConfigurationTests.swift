@@ -138,7 +138,7 @@ struct ConfigurationTests {
         #expect(refusal(second(port: 8081)) == "accepted")
     }
 
-    @Test("IPv6: a service of either family in one file, a service and its servers of one family, NAT for IPv4 only, IPv6 endpoints written [address]:port")
+    @Test("IPv6: a service of either family in one file, a service and its servers of one family, an IPv6 NAT gateway of its own, IPv6 endpoints written [address]:port")
     func ipv6Services() throws {
         let ipv6 = valid + """
 
@@ -160,8 +160,17 @@ struct ConfigurationTests {
                 return error.description
             }
         }
-        #expect(refusal(ipv6.replacingOccurrences(of: "port: 443", with: "port: 443\n    forwarding: nat"))
-            .contains("services[2].forwarding: nat is for IPv4 services"))
+        // NAT: the IPv6 servers' gateway is an address of its own, beside the IPv4 one.
+        let translated = ipv6.replacingOccurrences(of: "port: 443", with: "port: 443\n    forwarding: nat")
+            .replacingOccurrences(of: "\"2001:2:0:2::11\" }", with: "\"2001:2:0:2::11\", port: 8443 }")
+        let gateway = "workers: [0, 1]\n  nat_gateway: { address: 198.18.2.254 }"
+        #expect(refusal(translated.replacingOccurrences(of: "workers: [0, 1]", with: gateway))
+            .contains("director.nat_gateway.address6: is required by services[2] (IPv6, forwarding: nat)"))
+        let withGateway = try ConfigurationParser.parse(yaml: translated.replacingOccurrences(
+            of: "workers: [0, 1]", with: "workers: [0, 1]\n  nat_gateway: { address: 198.18.2.254, address6: \"2001:2:0:2::fe\" }"))
+        #expect(withGateway.natGateway?.address6 == IPv6Address("2001:2:0:2::fe") && withGateway.services[2].realServers[0].port == 8443)
+        #expect(refusal(translated.replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  nat_gateway: { address: 198.18.2.254, address6: \"2001:2::100\" }"))
+            .contains("director.nat_gateway.address6: 2001:2::100 is the virtual address of services[2]"))
         #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2:0:2::99\"", with: "198.18.2.99"))
             .contains("services[2].fallback.address: 198.18.2.99 is not of the service's family (2001:2::100)"))
         #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2:0:2::12\", mac", with: "\"2001:2:0:2::11\", mac"))

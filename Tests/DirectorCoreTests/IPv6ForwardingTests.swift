@@ -19,7 +19,10 @@ private func servers(firstID: UInt16 = 1) -> [RealServer] {
 
 /// A forwarder with IPv6 services (TCP 80 by mh, UDP 53 by rr, TCP 443 by NAT to port 8443)
 /// beside an IPv4 one on the same port.
-private func makeForwarder(resetting: Set<UInt16> = [], natTransport: TransportProtocol = .tcp) -> Forwarder<RecordingSink> {
+private let gatewayMAC = MACAddress("02:18:00:00:02:fe")!
+private let gateway6 = IPv6Address("2001:2:0:2::fe")!
+
+private func makeForwarder(resetting: Set<UInt16> = [], natTransport: TransportProtocol = .tcp, gateway: NATGateway? = nil) -> Forwarder<RecordingSink> {
     let nat = servers(firstID: 20).map { RealServer(id: $0.id, address: $0.address, port: 8443, weight: 1, mac: $0.mac) }
     let services = ServiceTable(services: [
         VirtualService(address: .v6(vip), port: 80, transport: .tcp, pool: servers(), scheduler: .maglev),
@@ -30,7 +33,7 @@ private func makeForwarder(resetting: Set<UInt16> = [], natTransport: TransportP
                        scheduler: .roundRobin),
     ], resetting: resetting)
     return Forwarder(table: ConnectionTable<IPv4Address>(capacity: 64)!, table6: ConnectionTable<IPv6Address>(capacity: 64)!, services: services,
-                     settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC), changes: RecordingSink())
+                     settings: ForwarderSettings(virtualMAC: vipMAC, backMAC: backMAC, gateway: gateway), changes: RecordingSink())
 }
 
 /// Whether the TCP or UDP checksum of an IPv6 frame without extension headers verifies.
@@ -165,6 +168,47 @@ struct IPv6ForwardingTests {
         #expect(servers(firstID: 20).contains { $0.address == destination }, "\(destination)")
         #expect(sent[56] == 0x20 && sent[57] == 0xFB, "port 8443")
         #expect(transportChecksumVerifies(sent))
+    }
+
+    @Test("NAT replies over IPv6: a server's reply leaves as VIP:port to the client; its ICMPv6 error too; the gateway is answered for by Neighbor Discovery")
+    func translatedReplies() throws {
+        var forwarder = makeForwarder(gateway: NATGateway(address: IPv4Address(198, 18, 2, 254), address6: gateway6, mac: gatewayMAC))
+        let (_, sent) = forwarder.run(toVIP.tcp(sourcePort: 40000, destinationPort: 443, flags: .syn).build())
+        let server = sent.withUnsafeBytes { $0.bytes.ipv6Address(at: 14 + 24) }
+        let serverMAC = MACAddress(rawValue: sent.withUnsafeBytes { $0.bytes.macAddress(at: 0) }.rawValue)
+        let fromServer = PacketBuilder().ethernet(from: serverMAC, to: gatewayMAC).ipv6(from: server, to: client)
+
+        let reply = fromServer.tcp(sourcePort: 8443, destinationPort: 40000, flags: [.syn, .ack]).payload([9, 9]).build()
+        let (verdict, out) = forwarder.runReply(reply)
+        #expect(verdict == .transmitOnFront(length: reply.count, checksum: TransportChecksum(start: 54, fieldOffset: 16, end: reply.count)))
+        #expect(Array(out[0..<6]) == clientMAC.octets && Array(out[6..<12]) == vipMAC.octets, "to the clients' next hop, from the VIP's MAC")
+        #expect(out.withUnsafeBytes { $0.bytes.ipv6Address(at: 22) } == vip && out[54...55] == [0x01, 0xBB], "from VIP:443")
+        #expect(transportChecksumVerifies(out))
+        #expect(forwarder.runReply(fromServer.tcp(sourcePort: 8443, destinationPort: 40001, flags: .ack).build()).0 == .drop)
+        #expect(forwarder.counter("drop_reply_without_connection") == 1)
+
+        // "Port unreachable" from the server's side about the client's packet to it.
+        let quoted = PacketBuilder().ipv6(from: client, to: server).tcp(sourcePort: 40000, destinationPort: 8443, flags: .ack).build()
+        let unreachable = fromServer.with { $0.transport = .other(protocolNumber: 58) }.payload([1, 4, 0, 0, 0, 0, 0, 0] + quoted[14...]).build()
+        let (errorVerdict, relayed) = forwarder.runReply(unreachable)
+        #expect(errorVerdict != .drop && forwarder.counter("icmp_errors_relayed") == 1)
+        #expect(relayed.withUnsafeBytes { $0.bytes.ipv6Address(at: 22) } == vip, "the outer source is the VIP")
+        #expect(relayed.withUnsafeBytes { $0.bytes.ipv6Address(at: 62 + 24) } == vip && relayed[62 + 40 + 2] == 0x01 && relayed[62 + 40 + 3] == 0xBB,
+                "the quoted destination is VIP:443")
+        let length = relayed.count - 54
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: vip, destination: client, length: UInt32(length), nextHeader: 58)
+        #expect(relayed[54...].withUnsafeBytes { InternetChecksum.sum($0.bytes, initial: pseudo) } == 0xFFFF, "the ICMPv6 checksum verifies")
+
+        func solicitation(for target: IPv6Address) -> [UInt8] {
+            PacketBuilder().ethernet(from: serverMAC, to: target.solicitedNodeMulticast.multicastMAC)
+                .ipv6(from: server, to: target.solicitedNodeMulticast, hopLimit: 255)
+                .with { $0.transport = .other(protocolNumber: 58) }.payload([135, 0, 0, 0, 0, 0, 0, 0] + target.octets + [1, 1] + serverMAC.octets)
+                .build()
+        }
+        let (answerVerdict, answer) = forwarder.runReply(solicitation(for: gateway6))
+        #expect(answerVerdict == .answer(length: 14 + 40 + 32))
+        #expect(Array(answer[0..<6]) == serverMAC.octets && Array(answer[62..<78]) == gateway6.octets && Array(answer[80..<86]) == gatewayMAC.octets)
+        #expect(forwarder.runReply(solicitation(for: vip)).0 == .drop, "the VIP is the front's, not the back's")
     }
 
     @Test("a connection of a failed server in a resetting service: the client gets a reset that verifies")

@@ -96,5 +96,59 @@ extension LabSuites {
             let taken = try b.stats()["replicas_taken_over"] ?? 0
             #expect(taken > 0, "the survivor took flows over from replicas")
         }
+    
+        @Test("NAT over IPv6 with port mapping through the pair: 2,000 IPv6 connections split about evenly, the 64 MiB download intact, servers see the clients' addresses, path MTU discovery, the gateway learnt by Neighbor Discovery")
+        func translationPair() throws {
+            let lab = Lab(prefix: "t6n", directors: 2, routesThroughDirectors: true, dualStack: true)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 64)
+            var settings = LabDirector.Settings()
+            settings.forwarding = "nat"
+            settings.addsIPv6Service = true
+            let directors = try lab.startPair(settings: settings)
+            let (a, b) = (directors[0], directors[1])
+            defer { a.stop(); b.stop() }
+
+            nonisolated(unsafe) var outputs = [String](repeating: "", count: 2)
+            DispatchQueue.concurrentPerform(iterations: 2) { index in
+                outputs[index] = (try? lab.fetchMany(path: "/whoami", count: 1000, from: Lab.clientAddresses6[index], parallel: 8,
+                                                     virtualAddress: Lab.virtualAddress6)) ?? ""
+            }
+            let lines = outputs.joined(separator: "\n").split(separator: "\n")
+            let succeeded = lines.filter { $0 == "code=200" }.count
+            let stats = try [a.stats(), b.stats()]
+            let created = stats.map { Double($0["connections_created"] ?? 0) }
+            let share = created[0] / max(1, created[0] + created[1])
+            print("ipv6 nat pair: \(succeeded)/2000 succeeded; node 1 created \(Int(created[0])), node 2 \(Int(created[1])); "
+                + "replies forwarded \(stats.map { $0["replies_forwarded"] ?? 0 })")
+            #expect(succeeded == 2000, "every IPv6 connection succeeds")
+            #expect(abs(share - 0.5) <= 0.1, "node 1 took \(share) of the connections")
+            for (name, stats) in [("node 1", stats[0]), ("node 2", stats[1])] {
+                #expect((stats["replies_forwarded"] ?? 0) >= UInt64(Double(stats["connections_created"] ?? 0) * 2), "\(name) forwarded its replies")
+                #expect(stats["drop_reply_without_connection"] == 0 && stats["drop_client_next_hop_unknown"] == 0,
+                        "\(name): \(stats.filter { $0.key.hasPrefix("drop_") && $0.value > 0 })")
+            }
+            let log = try String(contentsOfFile: "\(lab.stateDirectory)/rs1/access.log", encoding: .utf8)
+            let translated = log.split(separator: "\n").filter { $0.hasPrefix("\(Lab.realServerAddress6(0)):\(Lab.translatedPort) ") }
+            #expect(!translated.isEmpty && translated.allSatisfy { $0.contains(" 2001:2:0:1::1") }, "rs1 was reached on its own port and saw the clients")
+            let expected = try lab.largeFileSHA256()
+            #expect(try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: Lab.clientAddresses6[2], virtualAddress: Lab.virtualAddress6) == expected,
+                    "the 64 MiB file arrives intact over IPv6 NAT")
+            try NATLabTests.checkPathMTUDiscovery(lab, directors: [a, b], "ipv6 nat", ipv6: true)
+            let neighbour = try lab.inNamespace(lab.realServerNamespace(0), ["ip", "-6", "neigh", "show", Lab.natGatewayAddress6]).output
+            #expect(neighbour.lowercased().contains(Lab.natGatewayMAC), "rs1's entry for the IPv6 gateway: \(neighbour)")
+        }
+
+        @Test("NAT over both families, rr: 100 IPv4 and 100 IPv6 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: none broken")
+        func translationThroughFailures() throws {
+            var settings = LabDirector.Settings()
+            settings.forwarding = "nat"
+            settings.addsIPv6Service = true
+            let (lab, a, b) = try startPair(prefix: "t6m", scheduler: "rr", settings: settings)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            try FailoverLabTests.failureSequence(lab, a, b)
+            let stats = [try a.stats(), try b.stats()]
+            print("ipv6 nat failover: replies forwarded \(stats.map { $0["replies_forwarded"] ?? 0 }), replicas taken over \(stats.map { $0["replicas_taken_over"] ?? 0 })")
+        }
     }
 }

@@ -76,18 +76,20 @@ extension LabSuites {
         /// no longer fit it, the router says so to the VIP ("fragmentation needed"), and the
         /// directors must pass that on to the connection's server, translated, or the downloads
         /// hang (a path MTU black hole).
-        static func checkPathMTUDiscovery(_ lab: Lab, directors: [LabDirector], _ name: String) throws {
+        static func checkPathMTUDiscovery(_ lab: Lab, directors: [LabDirector], _ name: String, ipv6: Bool = false) throws {
             try lab.inNamespace(lab.routerNamespace, ["ip", "link", "set", "client", "mtu", "1400"])
             defer { _ = try? lab.inNamespace(lab.routerNamespace, ["ip", "link", "set", "client", "mtu", "1500"]) }
             let expected = try lab.sha256(of: Lab.mediumFileName)
             let before = try directors.map { try $0.stats()["icmp_errors_relayed"] ?? 0 }.reduce(0, +)
             var intact = 0
-            for client in Lab.clientAddresses {
-                if try lab.downloadSHA256(path: "/" + Lab.mediumFileName, from: client) == expected { intact += 1 }
+            let clients = ipv6 ? Lab.clientAddresses6 : Lab.clientAddresses
+            for client in clients {
+                if try lab.downloadSHA256(path: "/" + Lab.mediumFileName, from: client,
+                                          virtualAddress: ipv6 ? Lab.virtualAddress6 : Lab.virtualAddress) == expected { intact += 1 }
             }
             let relayed = try directors.map { try $0.stats()["icmp_errors_relayed"] ?? 0 }.reduce(0, +) - before
-            print("\(name), path MTU 1400 on the clients' side: \(intact)/\(Lab.clientAddresses.count) downloads intact, \(relayed) ICMP errors relayed")
-            #expect(intact == Lab.clientAddresses.count, "every download through the narrow link completes")
+            print("\(name), path MTU 1400 on the clients' side: \(intact)/\(clients.count) downloads intact, \(relayed) ICMP errors relayed")
+            #expect(intact == clients.count, "every download through the narrow link completes")
             #expect(relayed >= 1, "the router's \"fragmentation needed\" reached the servers through the directors")
         }
 
