@@ -40,6 +40,7 @@ public enum ForwarderFuzzing {
                 break
             }
             precondition(forwarder.table.count <= forwarder.table.capacity, "the table holds more than its capacity")
+            precondition(forwarder.table6.count <= forwarder.table6.capacity, "the IPv6 table holds more than its capacity")
         }
     }
 
@@ -88,9 +89,45 @@ public enum ForwarderFuzzing {
                                                (2, frame(8443, [.ack, .psh], payload: 100)), (1, reply([.ack, .psh], payload: 300)),
                                                (0, gatewayARP)])))
         seeds.append(("reset", FuzzInput.encode([(control: 0, body: frame(80, .syn)), (control: 1, body: frame(80, .rst))])))
+        seeds += seeds6()
         // More flows than the table holds: reclaiming is reached.
         let fill = (0..<20).map { (control: UInt8(1), body: frame(443, .syn, clientPort: 30000 + UInt16($0))) }
         seeds.append(("table-full", FuzzInput.encode(fill)))
         return seeds
+    }
+
+    /// IPv6: a DR conversation behind extension headers, NAT with the server's replies and an
+    /// ICMPv6 error each way, Neighbor Discovery for the VIP and the gateway.
+    static func seeds6() -> [(name: String, bytes: [UInt8])] {
+        let client = IPv6Address("2001:2:0:1::10")!, router = IPv6Address("2001:2::1")!
+        let toVIP = PacketBuilder().ethernet(from: FuzzedFarm.clientMAC, to: FuzzedFarm.virtualMAC).ipv6(from: client, to: FuzzedFarm.virtualAddress6)
+        func segment(_ port: UInt16, _ flags: TCPFlags, payload: Int = 0) -> [UInt8] {
+            toVIP.tcp(sourcePort: 40000, destinationPort: port, flags: flags).payload([UInt8](repeating: 0x61, count: payload)).build()
+        }
+        func icmp6(_ builder: PacketBuilder, _ body: [UInt8]) -> [UInt8] {
+            builder.with { $0.transport = .other(protocolNumber: 58) }.payload(body).build()
+        }
+        func solicitation(for target: IPv6Address, from mac: MACAddress, address: IPv6Address) -> [UInt8] {
+            icmp6(PacketBuilder().ethernet(from: mac, to: target.solicitedNodeMulticast.multicastMAC)
+                .ipv6(from: address, to: target.solicitedNodeMulticast, hopLimit: 255),
+                  [135, 0, 0, 0, 0, 0, 0, 0] + target.octets + [1, 1] + mac.octets)
+        }
+        let behindHeaders = toVIP.with { $0.extensionHeaders = [(0, [0, 1, 4, 0, 0, 0, 0]), (60, [0, 1, 4, 0, 0, 0, 0])] }
+            .tcp(sourcePort: 40001, destinationPort: 80, flags: .syn).build()
+        let tooBig = icmp6(PacketBuilder().ethernet(from: FuzzedFarm.clientMAC, to: FuzzedFarm.virtualMAC).ipv6(from: router, to: FuzzedFarm.virtualAddress6),
+                           [2, 0, 0, 0, 0, 0, 5, 0x28] + PacketBuilder().ipv6(from: FuzzedFarm.virtualAddress6, to: client)
+                               .tcp(sourcePort: 80, destinationPort: 40000, flags: .ack).build()[14...])
+        let server = FuzzedFarm.serverAddress6(0), serverMAC = MACAddress(rawValue: 0x02_00_00_00_06_00)
+        let fromServer = PacketBuilder().ethernet(from: serverMAC, to: FuzzedFarm.gateway.mac).ipv6(from: server, to: client)
+        let reply = [backMarker] + fromServer.tcp(sourcePort: 9443, destinationPort: 40000, flags: [.syn, .ack]).build()
+        let unreachable = [backMarker] + icmp6(fromServer, [1, 4, 0, 0, 0, 0, 0, 0] + PacketBuilder().ipv6(from: client, to: server)
+            .tcp(sourcePort: 40000, destinationPort: 9443, flags: .ack).build()[14...])
+        let gatewaySolicitation = [backMarker] + solicitation(for: FuzzedFarm.gateway.address6!, from: serverMAC, address: server)
+        return [
+            ("ipv6-conversation", FuzzInput.encode([(1, segment(80, .syn)), (1, segment(80, .ack)), (1, segment(80, [.ack, .psh], payload: 100)),
+                                                    (1, tooBig), (0x45, segment(80, [.fin, .ack])), (1, behindHeaders)])),
+            ("ipv6-nat", FuzzInput.encode([(1, segment(8443, .syn)), (1, reply), (1, segment(8443, .ack)), (1, unreachable), (0, gatewaySolicitation)])),
+            ("ipv6-neighbor-discovery", FuzzInput.encode([(0, solicitation(for: FuzzedFarm.virtualAddress6, from: FuzzedFarm.clientMAC, address: router))])),
+        ]
     }
 }

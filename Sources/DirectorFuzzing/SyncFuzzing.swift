@@ -114,6 +114,13 @@ public enum SyncFuzzing {
                               clientPort: 40000, virtualAddress: FuzzedFarm.virtualAddress, virtualPort: port,
                               realServerAddress: FuzzedFarm.serverAddress(server), realServerPort: 80, remainingLifetime: 900_000)
         }
+        func record6(_ change: SyncRecord.Change, port: UInt16) -> SyncRecord {
+            let listener = FuzzedFarm.listeners6.first { $0.0 == port }!
+            return SyncRecord(change: change, state: .established, transport: listener.1, flags: 0x02,
+                              clientAddress: .v6(IPv6Address("2001:2:0:1::10")!), clientPort: 40000,
+                              virtualAddress: .v6(FuzzedFarm.virtualAddress6), virtualPort: port,
+                              realServerAddress: .v6(FuzzedFarm.serverAddress6(1)), realServerPort: listener.3, remainingLifetime: 900_000)
+        }
         // The first challenge of the harness's liveness channel is 1: the peer echoes it.
         let heartbeat = SyncBody.heartbeat(HeartbeatAnnouncement(ownershipVersion: 1, highestDataSequence: 2, bucketCount: 64, ownedBuckets: 32),
                                            challenge: 77, echo: 1)
@@ -124,6 +131,8 @@ public enum SyncFuzzing {
             (control: 4, body: unsigned(.deltas(dataSequence: 2, records: [record(.created, port: 443, state: .synReceived, server: 1),
                                                                        record(.stateChanged, port: 53, state: .udp, server: 2),
                                                                        record(.removed, port: 80, state: .established)]))),
+            (control: 4, body: unsigned(.deltas(dataSequence: 3, records: [record6(.created, port: 80), record6(.created, port: 8443),
+                                                                       record6(.removed, port: 80)]))),
             (control: 4, body: unsigned(.ack(dataSequence: 0))),
             (control: 4, body: unsigned(.nack(missing: [1...3]))),
             (control: 4, body: unsigned(.snapshotRequest(requestID: 5))),
@@ -136,6 +145,8 @@ public enum SyncFuzzing {
             (control: 4, body: unsigned(.health(version: 1, reports: [
                 ServerHealthReport(HealthKey(virtualAddress: FuzzedFarm.virtualAddress, virtualPort: 80, transport: .tcp,
                                              serverAddress: FuzzedFarm.serverAddress(1), serverPort: 80), isUp: false),
+                ServerHealthReport(HealthKey(virtualAddress: .v6(FuzzedFarm.virtualAddress6), virtualPort: 80, transport: .tcp,
+                                             serverAddress: .v6(FuzzedFarm.serverAddress6(2)), serverPort: 80), isUp: false),
             ]))),
             (control: 0xFF, body: []),
         ]
