@@ -4,14 +4,41 @@ import Synchronization
 
 /// Which connections `director connections` lists: every condition given must hold.
 struct ConnectionFilter: Sendable, Equatable {
-    var virtualAddress: IPv4Address?
+    var virtualAddress: IPAddress?
     var virtualPort: UInt16?
     var realServerID: UInt16?
-    var clientAddress: IPv4Address?
+    var clientAddress: IPAddress?
 
-    func matches(_ entry: ConnectionEntry<IPv4Address>) -> Bool {
-        (virtualAddress == nil || entry.virtualAddress == virtualAddress) && (virtualPort == nil || entry.virtualPort == virtualPort)
-            && (realServerID == nil || entry.realServerID == realServerID) && (clientAddress == nil || entry.clientAddress == clientAddress)
+    func matches<Address: FlowAddress>(_ entry: ConnectionEntry<Address>) -> Bool {
+        (virtualAddress == nil || entry.virtualAddress.ipAddress == virtualAddress) && (virtualPort == nil || entry.virtualPort == virtualPort)
+            && (realServerID == nil || entry.realServerID == realServerID) && (clientAddress == nil || entry.clientAddress.ipAddress == clientAddress)
+    }
+}
+
+/// One connection of either family as a listing reports it.
+struct ListedConnection: Sendable, Equatable {
+    var transport: TransportProtocol
+    var clientAddress: IPAddress
+    var clientPort: UInt16
+    var virtualAddress: IPAddress
+    var virtualPort: UInt16
+    var realServerID: UInt16
+    var state: ConnectionState
+    var expiresAt: UInt64
+    var isReplica: Bool
+    var isProven: Bool
+
+    init<Address: FlowAddress>(_ entry: ConnectionEntry<Address>) {
+        transport = entry.key.transport
+        clientAddress = entry.clientAddress.ipAddress
+        clientPort = entry.clientPort
+        virtualAddress = entry.virtualAddress.ipAddress
+        virtualPort = entry.virtualPort
+        realServerID = entry.realServerID
+        state = entry.state
+        expiresAt = entry.expiresAt
+        isReplica = entry.isReplica
+        isProven = entry.isProven
     }
 }
 
@@ -28,16 +55,17 @@ final class ConnectionListingMailbox: Sendable {
     }
 
     struct Result: Sendable {
-        var entries: [ConnectionEntry<IPv4Address>]
+        var entries: [ListedConnection]
         /// More matched than `limit`.
         var truncated: Bool
     }
 
-    /// The worker's side of one listing in progress.
+    /// The worker's side of one listing in progress: the IPv4 shard, then the IPv6 one.
     struct Walk {
         let request: Request
         var walk = TableWalk()
-        var found: [ConnectionEntry<IPv4Address>] = []
+        var inIPv6Shard = false
+        var found: [ListedConnection] = []
         var truncated = false
 
         init(_ request: Request) {
@@ -90,22 +118,32 @@ final class ConnectionListingMailbox: Sendable {
     }
 
     /// Worker side: one bounded step; true once the listing is finished and delivered.
-    func step(_ listing: inout Walk, table: inout ConnectionTable<IPv4Address>) -> Bool {
-        let filter = listing.request.filter, limit = listing.request.limit
-        var walk = listing.walk
-        table.continueWalk(&walk, budget: ConnectionListingMailbox.stepBudget) { entry in
-            if filter.matches(entry) {
-                if listing.found.count < limit { listing.found.append(entry) } else { listing.truncated = true }
-            }
-            return .keep
+    func step(_ listing: inout Walk, table: inout ConnectionTable<IPv4Address>, table6: inout ConnectionTable<IPv6Address>) -> Bool {
+        if !listing.inIPv6Shard {
+            guard collect(&listing, from: &table) else { return false }
+            listing.inIPv6Shard = true
+            listing.walk = TableWalk()
         }
-        listing.walk = walk
-        guard walk.isFinished(in: table) else { return false }
+        guard collect(&listing, from: &table6) else { return false }
         let result = Result(entries: listing.found, truncated: listing.truncated)
         state.withLock { state in
             guard case .walking = state else { return }   // cancelled meanwhile
             state = .done(result)
         }
         return true
+    }
+
+    /// One bounded step over `table`; true once its walk is finished.
+    private func collect<Address: FlowAddress>(_ listing: inout Walk, from table: inout ConnectionTable<Address>) -> Bool {
+        let filter = listing.request.filter, limit = listing.request.limit
+        var walk = listing.walk
+        table.continueWalk(&walk, budget: ConnectionListingMailbox.stepBudget) { entry in
+            if filter.matches(entry) {
+                if listing.found.count < limit { listing.found.append(ListedConnection(entry)) } else { listing.truncated = true }
+            }
+            return .keep
+        }
+        listing.walk = walk
+        return walk.isFinished(in: table)
     }
 }

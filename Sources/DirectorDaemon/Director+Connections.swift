@@ -25,20 +25,20 @@ extension Director {
         while index < words.count {
             switch words[index] {
             case "service":
-                guard let text = value(), let (address, port) = Director.endpoint(text) else {
-                    return "error: connections: service wants ADDRESS:PORT (like 198.18.0.100:80)\n"
+                guard let text = value(), let (address, port) = LiveEdit.endpoint(Substring(text)), let port else {
+                    return "error: connections: service wants ADDRESS:PORT (like 198.18.0.100:80 or [2001:2::100]:80)\n"
                 }
                 filter.virtualAddress = address
                 filter.virtualPort = port
             case "server":
-                guard let text = value(), let (address, port) = Director.endpoint(text) else {
-                    return "error: connections: server wants ADDRESS:PORT (like 198.18.2.11:80)\n"
+                guard let text = value(), let (address, port) = LiveEdit.endpoint(Substring(text)), let port else {
+                    return "error: connections: server wants ADDRESS:PORT (like 198.18.2.11:80 or [2001:2:0:2::11]:80)\n"
                 }
-                let id = live.withLock { $0.id(of: .v4(address), port: port) }
+                let id = live.withLock { $0.id(of: address, port: port) }
                 // A server never had: nothing can match (id 0 is nobody's).
                 filter.realServerID = id
             case "client":
-                guard let text = value(), let address = IPv4Address(text) else { return "error: connections: client wants an IPv4 address\n" }
+                guard let text = value(), let address = IPAddress(text) else { return "error: connections: client wants an IPv4 or IPv6 address\n" }
                 filter.clientAddress = address
             case "limit":
                 guard let text = value(), let count = Int(text), count > 0 else { return "error: connections: limit wants a positive number\n" }
@@ -52,12 +52,6 @@ extension Director {
         }
         let report = listConnections(filter, limit: limit)
         return json ? report.json() : report.text()
-    }
-
-    static func endpoint(_ text: String) -> (IPv4Address, UInt16)? {
-        let parts = text.split(separator: ":")
-        guard parts.count == 2, let address = IPv4Address(String(parts[0])), let port = UInt16(parts[1]) else { return nil }
-        return (address, port)
     }
 
     /// Asks every worker for its matching entries and waits for them all (each walks its shard
@@ -82,12 +76,12 @@ extension Director {
             let now = director_monotonic_nanoseconds() / 1_000_000
             // Ordered and cut as plain entries; only what is shown becomes text.
             var found = results.flatMap { worker, result in result.entries.map { (worker: worker, entry: $0) } }
-            found.sort { ($0.entry.virtualAddress, $0.entry.virtualPort, $0.entry.clientAddress, $0.entry.clientPort, $0.entry.key.transport.rawValue, $0.worker)
-                < ($1.entry.virtualAddress, $1.entry.virtualPort, $1.entry.clientAddress, $1.entry.clientPort, $1.entry.key.transport.rawValue, $1.worker) }
+            found.sort { ($0.entry.virtualAddress, $0.entry.virtualPort, $0.entry.clientAddress, $0.entry.clientPort, $0.entry.transport.rawValue, $0.worker)
+                < ($1.entry.virtualAddress, $1.entry.virtualPort, $1.entry.clientAddress, $1.entry.clientPort, $1.entry.transport.rawValue, $1.worker) }
             let connections = found.prefix(limit).map { worker, entry in
                 ConnectionsReport.Connection(
-                    transport: "\(entry.key.transport)", client: "\(entry.clientAddress):\(entry.clientPort)",
-                    virtual: "\(entry.virtualAddress):\(entry.virtualPort)",
+                    transport: "\(entry.transport)", client: entry.clientAddress.description(port: entry.clientPort),
+                    virtual: entry.virtualAddress.description(port: entry.virtualPort),
                     realServer: table?.realServer(id: entry.realServerID).map { $0.address.description(port: $0.port) }, state: entry.state.description,
                     expiresInSeconds: entry.expiresAt > now ? Double(entry.expiresAt - now) / 1000 : 0,
                     owner: entry.isReplica ? "replica" : "own", proven: entry.isProven, worker: worker)

@@ -276,7 +276,7 @@ final class Worker: @unchecked Sendable {
             if let walk = probeWalk {
                 probeWalk = continueProbes(walk, &forwarder, on: frontSocket, now: now)
             }
-            if listing != nil, listings.step(&listing!, table: &forwarder.table) { listing = nil }
+            if listing != nil, listings.step(&listing!, table: &forwarder.table, table6: &forwarder.table6) { listing = nil }
             let busy = readiness == .ready || repliesReady
             // Housekeeping once a millisecond while busy, not once a burst: a TPACKET_V2 ring hands
             // over a few frames at a time, and the sweep and the counters would cost more than

@@ -132,12 +132,13 @@ struct Connections: ParsableCommand {
         abstract: "List connections, like ipvsadm -L -c -n: state, expiry, real server, own or a replica of the peer's.",
         discussion: """
         director connections --service 198.18.0.100:80 --server 198.18.2.11:80 --limit 50
+        director connections --service [2001:2::100]:80 --client 2001:2:0:1::10
         director connections --client 198.18.1.10 --json
         The workers walk their own shards between bursts: listing never stops the traffic. At most
         100000 connections per listing.
         """)
-    @Option(help: "Only this virtual service (ADDRESS:PORT).") var service: String?
-    @Option(help: "Only this real server (ADDRESS:PORT).") var server: String?
+    @Option(help: "Only this virtual service (ADDRESS:PORT, [IPv6]:PORT).") var service: String?
+    @Option(help: "Only this real server (ADDRESS:PORT, [IPv6]:PORT).") var server: String?
     @Option(help: "Only this client address.") var client: String?
     @Option(help: "At most this many connections.") var limit: Int?
     @Flag(help: "One JSON object.") var json = false

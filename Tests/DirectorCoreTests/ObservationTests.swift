@@ -77,7 +77,7 @@ struct ObservationTests {
 
     @Test("the connection listing: a worker walks its table in bounded steps, keeps what the filter matches up to the limit, says when more matched; a cancelled listing delivers nothing")
     func listing() throws {
-        guard var table = ConnectionTable<IPv4Address>(capacity: 50_000) else {
+        guard var table = ConnectionTable<IPv4Address>(capacity: 50_000), var table6 = ConnectionTable<IPv6Address>(capacity: 64) else {
             Issue.record("no table")
             return
         }
@@ -86,31 +86,44 @@ struct ObservationTests {
                               virtualPort: 80, transport: .tcp)
             _ = table.insert(ConnectionEntry(key: key, keyHash: key.tableHash, state: .established, realServerID: UInt16(1 + index % 3), expiresAt: 10_000))
         }
+        // Two IPv6 connections, one of them of server 2 but another client.
+        for port in [UInt16(10_000), 10_001] {
+            let key = FlowKey(clientAddress: IPv6Address("2001:2:0:1::11")!, clientPort: port, virtualAddress: IPv6Address("2001:2::100")!,
+                              virtualPort: 80, transport: .tcp)
+            _ = table6.insert(ConnectionEntry(key: key, keyHash: key.tableHash, state: .established, realServerID: port == 10_000 ? 2 : 3, expiresAt: 10_000))
+        }
         let mailbox = ConnectionListingMailbox()
         #expect(mailbox.takeRequest() == nil)
-        mailbox.ask(.init(filter: ConnectionFilter(realServerID: 2, clientAddress: IPv4Address(198, 18, 1, 11)), limit: 100_000))
+        mailbox.ask(.init(filter: ConnectionFilter(realServerID: 2, clientAddress: .v4(IPv4Address(198, 18, 1, 11))), limit: 100_000))
         var walk = ConnectionListingMailbox.Walk(try #require(mailbox.takeRequest()))
         var steps = 1
-        while !mailbox.step(&walk, table: &table) {
+        while !mailbox.step(&walk, table: &table, table6: &table6) {
             #expect(mailbox.take() == nil, "nothing before the walk ends")
             steps += 1
         }
         let result = try #require(mailbox.take())
         let expected = (0..<40_000).filter { $0 % 4 == 1 && $0 % 3 == 1 }.count
         #expect(result.entries.count == expected && !result.truncated)
-        #expect(result.entries.allSatisfy { $0.realServerID == 2 && $0.clientAddress == IPv4Address(198, 18, 1, 11) })
-        #expect(steps == (table.slotCount + ConnectionListingMailbox.stepBudget - 1) / ConnectionListingMailbox.stepBudget, "bounded steps: \(steps)")
+        #expect(result.entries.allSatisfy { $0.realServerID == 2 && $0.clientAddress == .v4(IPv4Address(198, 18, 1, 11)) })
+        let stepsPerShard = (table.slotCount + ConnectionListingMailbox.stepBudget - 1) / ConnectionListingMailbox.stepBudget
+        #expect(steps == stepsPerShard, "bounded steps: \(steps) (the step that ends the IPv4 shard goes on into the small IPv6 one)")
+
+        mailbox.ask(.init(filter: ConnectionFilter(realServerID: 2, clientAddress: .v6(IPv6Address("2001:2:0:1::11")!)), limit: 100))
+        walk = ConnectionListingMailbox.Walk(try #require(mailbox.takeRequest()))
+        while !mailbox.step(&walk, table: &table, table6: &table6) {}
+        let ipv6 = try #require(mailbox.take())
+        #expect(ipv6.entries.count == 1 && ipv6.entries[0].clientPort == 10_000 && ipv6.entries[0].virtualAddress == .v6(IPv6Address("2001:2::100")!))
 
         mailbox.ask(.init(filter: ConnectionFilter(), limit: 10))
         walk = ConnectionListingMailbox.Walk(try #require(mailbox.takeRequest()))
-        while !mailbox.step(&walk, table: &table) {}
+        while !mailbox.step(&walk, table: &table, table6: &table6) {}
         let limited = try #require(mailbox.take())
         #expect(limited.entries.count == 10 && limited.truncated)
 
         mailbox.ask(.init(filter: ConnectionFilter(), limit: 10))
         walk = ConnectionListingMailbox.Walk(try #require(mailbox.takeRequest()))
         mailbox.cancel()
-        while !mailbox.step(&walk, table: &table) {}
+        while !mailbox.step(&walk, table: &table, table6: &table6) {}
         #expect(mailbox.take() == nil)
     }
 }

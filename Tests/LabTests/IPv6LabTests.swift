@@ -45,6 +45,11 @@ extension LabSuites {
             let listing = try Shell.run([LabDirector.binaryPath(), "services", "--socket", director.controlSocket]).output
             #expect(listing.contains("TCP  [\(Lab.virtualAddress6)]:80"), "the IPv6 service is listed as ipvsadm writes it:\n\(listing)")
             #expect(director.log().contains("real server \(Lab.realServerAddress6(0)) is at"), "resolved by Neighbor Discovery")
+            // The listing walks the IPv6 shard too.
+            let connections = try Shell.run([LabDirector.binaryPath(), "connections", "--socket", director.controlSocket,
+                                             "--service", "[\(Lab.virtualAddress6)]:80", "--client", Lab.clientAddresses6[0], "--limit", "5"]).output
+            #expect(connections.contains("[\(Lab.clientAddresses6[0])]:") && connections.contains("[\(Lab.virtualAddress6)]:80")
+                    && !connections.contains(Lab.virtualAddress + ":"), "IPv6 connections listed:\n\(connections)")
         }
 
         @Test("A pair over IPv6: 2,000 IPv6 connections split about evenly by the client bucket, none handled by both")
