@@ -15,17 +15,23 @@ public enum AckProbe {
     /// The probe for a connection entry, towards `clientSideMAC` (the next hop the clients' frames
     /// come from), sent as `virtualMAC`.
     public static func frame(for entry: ConnectionEntry<IPv4Address>, from virtualMAC: MACAddress, to clientSideMAC: MACAddress) -> [UInt8] {
+        segment(for: entry, PacketBuilder().ethernet(from: virtualMAC, to: clientSideMAC).ipv4(from: entry.key.virtualAddress, to: entry.key.clientAddress))
+    }
+
+    /// The probe for an IPv6 connection.
+    public static func frame(for entry: ConnectionEntry<IPv6Address>, from virtualMAC: MACAddress, to clientSideMAC: MACAddress) -> [UInt8] {
+        segment(for: entry, PacketBuilder().ethernet(from: virtualMAC, to: clientSideMAC).ipv6(from: entry.key.virtualAddress, to: entry.key.clientAddress))
+    }
+
+    private static func segment<Address: FlowAddress>(for entry: ConnectionEntry<Address>, _ addressed: PacketBuilder) -> [UInt8] {
         let key = entry.key
         // Half the sequence space away from anything the flow is likely to use.
         let sequence = entry.keyHash &* 0x9E37_79B1 ^ 0x8000_0000
-        return PacketBuilder().ethernet(from: virtualMAC, to: clientSideMAC)
-            .ipv4(from: key.virtualAddress, to: key.clientAddress)
-            .tcp(sourcePort: key.virtualPort, destinationPort: key.clientPort, flags: .ack, sequence: sequence, acknowledgment: 0)
-            .build()
+        return addressed.tcp(sourcePort: key.virtualPort, destinationPort: key.clientPort, flags: .ack, sequence: sequence, acknowledgment: 0).build()
     }
 
     /// Whether a replica's connection is one to probe: TCP, and in a state where data flows.
-    public static func applies(to entry: ConnectionEntry<IPv4Address>) -> Bool {
+    public static func applies<Address: FlowAddress>(to entry: ConnectionEntry<Address>) -> Bool {
         entry.isReplica && entry.key.transport == .tcp && (entry.state == .established || entry.state == .closeWait)
     }
 }

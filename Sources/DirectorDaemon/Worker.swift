@@ -362,7 +362,7 @@ final class Worker: @unchecked Sendable {
             case .probeReplicas(let buckets, let nextHop):
                 // NAT replies of flows taken over go where the peer sent its clients' frames.
                 forwarder.learnClientSideMAC(nextHop)
-                probeWalk = (buckets, TableWalk(), nextHop, now + Worker.probeMACWaitMilliseconds)
+                probeWalk = ProbeWalk(buckets: buckets, peerNextHop: nextHop, waitForMACUntil: now + Worker.probeMACWaitMilliseconds)
             }
         }
     }
@@ -401,24 +401,48 @@ final class Worker: @unchecked Sendable {
     /// or the other to learn where to send the probes.
     static let probeMACWaitMilliseconds: UInt64 = 2_000
 
-    typealias ProbeWalk = (buckets: BucketOwnership, walk: TableWalk, peerNextHop: MACAddress, waitForMACUntil: UInt64)
+    /// The probes' walk: the IPv4 shard, then the IPv6 one.
+    struct ProbeWalk {
+        var buckets: BucketOwnership
+        var walk = TableWalk()
+        var inIPv6Shard = false
+        var peerNextHop: MACAddress
+        var waitForMACUntil: UInt64
+    }
 
     private func continueProbes(_ state: ProbeWalk, _ forwarder: inout Forwarder<SyncFeed>, on socket: Int32, now: UInt64) -> ProbeWalk? {
-        var walk = state.walk
+        var state = state
         let virtualMAC = forwarder.settings.virtualMAC
         let clientSide = forwarder.clientSideMAC != .zero ? forwarder.clientSideMAC : state.peerNextHop
         guard clientSide != .zero else { return now < state.waitForMACUntil ? state : nil }
         var sent: UInt64 = 0
-        forwarder.table.continueWalk(&walk, budget: 4096) { entry in
-            if AckProbe.applies(to: entry),
-               state.buckets.owns(ClientBucket.bucket(address: entry.clientAddress, port: entry.clientPort, bucketCount: state.buckets.bucketCount)) {
-                let frame = AckProbe.frame(for: entry, from: virtualMAC, to: clientSide)
-                if frame.withUnsafeBytes({ PacketReceiveRing.send($0.bytes, on: socket) }) { sent += 1 }
+        let buckets = state.buckets
+        func send(_ frame: [UInt8]) {
+            if frame.withUnsafeBytes({ PacketReceiveRing.send($0.bytes, on: socket) }) { sent += 1 }
+        }
+        if !state.inIPv6Shard {
+            forwarder.table.continueWalk(&state.walk, budget: 4096) { entry in
+                if AckProbe.applies(to: entry),
+                   buckets.owns(ClientBucket.bucket(address: entry.clientAddress, port: entry.clientPort, bucketCount: buckets.bucketCount)) {
+                    send(AckProbe.frame(for: entry, from: virtualMAC, to: clientSide))
+                }
+                return .keep
             }
-            return .keep
+            if state.walk.isFinished(in: forwarder.table) {
+                state.inIPv6Shard = true
+                state.walk = TableWalk()
+            }
+        } else {
+            forwarder.table6.continueWalk(&state.walk, budget: 4096) { entry in
+                if AckProbe.applies(to: entry),
+                   buckets.owns(ClientBucket.bucket(address: entry.clientAddress, port: entry.clientPort, bucketCount: buckets.bucketCount)) {
+                    send(AckProbe.frame(for: entry, from: virtualMAC, to: clientSide))
+                }
+                return .keep
+            }
         }
         forwarder.counters[.ackProbesSent] &+= sent
-        return walk.isFinished(in: forwarder.table) ? nil : (state.buckets, walk, state.peerNextHop, state.waitForMACUntil)
+        return state.inIPv6Shard && state.walk.isFinished(in: forwarder.table6) ? nil : state
     }
 
     private func publish(_ forwarder: inout Forwarder<SyncFeed>) {

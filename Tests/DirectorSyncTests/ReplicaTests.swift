@@ -328,6 +328,19 @@ struct AckProbeTests {
         live.isReplica = false
         #expect(!AckProbe.applies(to: live), "a flow already carried here needs no probe")
     }
+
+    @Test("the IPv6 probe: a bare ACK from the IPv6 VIP to the client, its TCP checksum right")
+    func frame6() {
+        let key = FlowKey(clientAddress: client6, clientPort: 40000, virtualAddress: vip6, virtualPort: 80, transport: .tcp)
+        let entry = ConnectionEntry(key: key, keyHash: key.tableHash, state: .closeWait, realServerID: 1, expiresAt: 0, isReplica: true)
+        #expect(AckProbe.applies(to: entry))
+        let frame = AckProbe.frame(for: entry, from: vipMAC, to: MACAddress("02:00:00:00:01:01")!)
+        guard case .ipv6(let flow) = frame.withUnsafeBytes({ FrameParser.parse($0.bytes) }) else { Issue.record("not parsed"); return }
+        #expect(flow.source == vip6 && flow.destination == client6 && flow.sourcePort == 80 && flow.destinationPort == 40000)
+        #expect(flow.tcpFlags == .ack && flow.packetLength == 60, "no payload")
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: vip6, destination: client6, length: 20, nextHeader: 6)
+        #expect(frame[54...].withUnsafeBytes { InternetChecksum.sum($0.bytes, initial: pseudo) } == 0xFFFF, "TCP checksum verifies")
+    }
 }
 
 extension ReplicaDecision {
