@@ -124,7 +124,7 @@ public enum ConfigurationParser {
         }
         var address6: IPv6Address?
         if let address = try fields.anyAddress("address6") {
-            guard let value = address.v6, address.isPlausibleServiceAddress else {
+            guard let value = address.v6, address.isPlausibleHostAddress else {
                 throw ConfigurationError(field: path + ".address6", problem: "expected a global IPv6 address like 2001:2:0:2::fe, got \"\(address)\"")
             }
             address6 = value
@@ -251,7 +251,7 @@ public enum ConfigurationParser {
             "health_check", "on_server_down", "fallback",
         ])
         let address = try fields.anyAddress("address", required: true)!
-        guard address.isPlausibleServiceAddress else {
+        guard address.isPlausibleHostAddress else {
             throw ConfigurationError(field: path + ".address", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)")
         }
         let port = UInt16(try fields.integer("port", range: 1...65535, required: true)!)
@@ -326,8 +326,12 @@ public enum ConfigurationParser {
         if let node = server.optional("health_check") {
             ownCheck = try parseHealthCheck(node, path: path + ".health_check", base: check)
         }
+        let address = try server.anyAddress("address", required: true)!
+        guard address.isPlausibleHostAddress else {
+            throw ConfigurationError(field: path + ".address", problem: "\(address) cannot be a real server's address (unspecified, loopback, multicast, link-local or IPv4-mapped)")
+        }
         return Configuration.RealServerConfig(
-            address: try server.anyAddress("address", required: true)!, port: serverPort,
+            address: address, port: serverPort,
             weight: UInt32(try server.integer("weight", range: 0...65535) ?? 1), mac: mac, healthCheck: ownCheck)
     }
 

@@ -48,7 +48,7 @@ enum LiveEdit {
             guard let scheduler = SchedulerKind(rawValue: schedulerName) else {
                 throw ConfigurationError(field: "SCHEDULER", problem: "expected one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(schedulerName)\"")
             }
-            guard address.isPlausibleServiceAddress else { throw ConfigurationError(field: "SERVICE", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)") }
+            guard address.isPlausibleHostAddress else { throw ConfigurationError(field: "SERVICE", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)") }
             services.append(Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
                                                         forwarding: .directRouting, maglevTableSize: MaglevScheduler.defaultTableSize, realServers: []))
             return services
@@ -120,6 +120,9 @@ enum LiveEdit {
             throw ConfigurationError(field: "SERVER", problem: "expected an address like 198.18.2.14 or 2001:2::14 (with a port: 198.18.2.14:80, [2001:2::14]:80), got \"\(text)\"")
         }
         if let given, given == 0 { throw ConfigurationError(field: "SERVER", problem: "expected a port from 1 to 65535, got 0") }
+        guard address.isPlausibleHostAddress else {
+            throw ConfigurationError(field: "SERVER", problem: "\(address) cannot be a real server's address (unspecified, loopback, multicast, link-local or IPv4-mapped)")
+        }
         let port = given ?? servicePort
         guard forwarding != .directRouting || port == servicePort else {
             throw ConfigurationError(field: "SERVER", problem: "direct routing cannot change the port: must be \(servicePort) like the service, got \(port)")

@@ -146,9 +146,10 @@ final class LivenessThread: @unchecked Sendable {
     }
 
     /// A peer of another release speaks another sync wire version: nothing it sends is read, so
-    /// each side takes the other for absent. Said at once, then every minute while it lasts.
+    /// each side takes the other for absent. Said at once, then at most every minute while such
+    /// datagrams keep coming.
     private func warnAboutForeignVersion() {
-        guard let version = channel.foreignVersion else { return }
+        guard let version = channel.takeForeignVersion() else { return }
         let now = director_monotonic_nanoseconds()
         guard lastVersionWarning == nil || now - lastVersionWarning! >= 60_000_000_000 else { return }
         lastVersionWarning = now

@@ -62,8 +62,15 @@ public struct LivenessChannel: Sendable {
     /// Incarnations of the peer believed so far (the first, then one per restart).
     public private(set) var incarnationsVerified: UInt64 = 0
     public private(set) var rejected = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
-    /// The version the latest datagram of another sync wire version said it was (nil: none came).
+    /// The version the latest datagram of another sync wire version said it was, until
+    /// `takeForeignVersion` (nil: none came since).
     public private(set) var foreignVersion: UInt8?
+
+    /// The version of another sync wire a datagram spoke since the last call, and forgets it.
+    public mutating func takeForeignVersion() -> UInt8? {
+        defer { foreignVersion = nil }
+        return foreignVersion
+    }
 
     static let unverifiedCheckBurst = 8
     static let unverifiedCheckInterval: UInt64 = 10_000_000

@@ -28,10 +28,10 @@ public enum IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
         if case .v6(let address) = self { address } else { nil }
     }
 
-    /// Whether a service may listen on it: not unspecified, loopback, multicast, broadcast,
+    /// Whether a VIP or a real server may have it: not unspecified, loopback, multicast, broadcast,
     /// IPv6 link-local (which names no interface here) or IPv4-mapped (never on the wire,
     /// RFC 4291 §2.5.5.2).
-    public var isPlausibleServiceAddress: Bool {
+    public var isPlausibleHostAddress: Bool {
         switch self {
         case .v4(let address):
             let first = address.rawValue >> 24

@@ -37,6 +37,14 @@ public struct NeighborResolver: ~Copyable {
             throw .socket(error)
         }
         do throws(SystemCallError) {
+            // Only advertisements are copied to the socket, and the filter is on before the bind
+            // lets any frame in: the back may carry every NAT reply of the farm, which would
+            // otherwise fill the socket's buffer ahead of the answers.
+            let instructions = NeighborResolver.advertisementsOnly()
+            try instructions.withUnsafeBufferPointer { (buffer) throws(SystemCallError) in
+                let program = sock_fprog(len: UInt16(buffer.count), filter: UnsafeMutablePointer(mutating: buffer.baseAddress))
+                try SystemCall.setOption(fd, level: SOL_SOCKET, name: SO_ATTACH_FILTER, program, "filtering \(context)")
+            }
             try SystemCall.bindPacketSocket(fd, interfaceIndex: interface.index, protocolNumber: protocolNumber, context)
         } catch {
             close(fd)
@@ -48,6 +56,23 @@ public struct NeighborResolver: ~Copyable {
     }
 
     deinit { close(socket) }
+
+    /// Classic BPF: IPv6 whose next header is ICMPv6 and whose ICMPv6 type is a Neighbor
+    /// Advertisement (an advertisement behind extension headers is not a valid one, RFC 4861).
+    static func advertisementsOnly() -> [sock_filter] {
+        var program = ClassicBPF()
+        let net = ClassicBPF.networkOffset
+        program.statement(BPF_LD | BPF_H | BPF_ABS, ClassicBPF.ancillaryProtocol)
+        program.jump(BPF_JEQ, UInt32(EtherType.ipv6), whenTrue: .next, whenFalse: .label("drop"))
+        program.statement(BPF_LD | BPF_B | BPF_ABS, net &+ UInt32(IPv6Header.nextHeaderOffset))
+        program.jump(BPF_JEQ, UInt32(ICMPv6Header.protocolNumber), whenTrue: .next, whenFalse: .label("drop"))
+        program.statement(BPF_LD | BPF_B | BPF_ABS, net &+ UInt32(IPv6Header.length))
+        program.jump(BPF_JEQ, UInt32(ICMPv6Header.neighborAdvertisement), whenTrue: .next, whenFalse: .label("drop"))
+        program.statement(BPF_RET | BPF_K, 0xFFFF_FFFF)
+        program.label("drop")
+        program.statement(BPF_RET | BPF_K, 0)
+        return program.assemble()
+    }
 
     /// Asks for each address (`attempts` rounds, `timeoutMilliseconds` per round) and returns
     /// the MACs that answered.

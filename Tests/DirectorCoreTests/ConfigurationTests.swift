@@ -177,6 +177,7 @@ struct ConfigurationTests {
             .contains("services[2].real_servers[1]: [2001:2:0:2::11]:443 is listed twice in this service"))
         #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2::100\"", with: "\"fe80::100\"")).contains("services[2].address: fe80::100 cannot be a virtual address"))
         #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2::100\"", with: "\"::ffff:198.18.0.1\"")).contains("cannot be a virtual address"))
+        #expect(refusal(ipv6.replacingOccurrences(of: "\"2001:2:0:2::11\"", with: "\"fe80::11\"")).contains("services[2].real_servers[0].address: fe80::11 cannot be a real server's address"))
     }
 
     @Test("a pair: the lower id takes the lower half of the buckets and answers ARP")

@@ -36,7 +36,8 @@ struct IncarnationHandshakeTests {
             older[2] = SyncWireFormat.version - 1
             #expect(a.receive(older, now: UInt64(round)) == nil)
         }
-        #expect(a.rejected[SyncRejection.unsupportedVersion.rawValue] == 3 && a.foreignVersion == SyncWireFormat.version - 1)
+        #expect(a.rejected[SyncRejection.unsupportedVersion.rawValue] == 3 && a.takeForeignVersion() == SyncWireFormat.version - 1)
+        #expect(a.takeForeignVersion() == nil, "taken once")
         #expect(a.verifiedIncarnation == nil)
     }
 

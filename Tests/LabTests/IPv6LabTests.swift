@@ -52,57 +52,49 @@ extension LabSuites {
                     && !connections.contains(Lab.virtualAddress + ":"), "IPv6 connections listed:\n\(connections)")
         }
 
-        @Test("A pair over IPv6: 2,000 IPv6 connections split about evenly by the client bucket, none handled by both")
+        @Test("A pair over IPv6: 4,000 IPv6 connections split about evenly by the client bucket, none handled by both; the 64 MiB download intact")
         func pairSplitsIPv6() throws {
             let lab = Lab(prefix: "t6p", directors: 2, dualStack: true)
             defer { lab.tearDown() }
-            try lab.setUp(largeFileMegabytes: 1)
+            try lab.setUp(largeFileMegabytes: 64)
             var settings = LabDirector.Settings()
             settings.addsIPv6Service = true
             let directors = try lab.startPair(settings: settings)
             defer { for director in directors { director.stop() } }
 
-            let clients = [Lab.clientAddresses6[0], Lab.clientAddresses6[1]]
-            nonisolated(unsafe) var outputs = [String](repeating: "", count: clients.count)
-            DispatchQueue.concurrentPerform(iterations: clients.count) { index in
-                outputs[index] = (try? lab.fetchMany(path: "/whoami", count: 1000, from: clients[index], virtualAddress: Lab.virtualAddress6)) ?? ""
+            nonisolated(unsafe) var outputs = [String](repeating: "", count: 4)
+            DispatchQueue.concurrentPerform(iterations: 4) { index in
+                outputs[index] = (try? lab.fetchMany(path: "/whoami", count: 1000, from: Lab.clientAddresses6[index], parallel: 8,
+                                                     virtualAddress: Lab.virtualAddress6)) ?? ""
             }
             let succeeded = outputs.joined(separator: "\n").split(separator: "\n").filter { $0 == "code=200" }.count
             let created = try directors.map { Double(try $0.stats()["connections_created"] ?? 0) }
             let share = created[0] / max(1, created[0] + created[1])
-            print("ipv6 pair: \(succeeded)/2000 succeeded; connections created \(Int(created[0])) + \(Int(created[1])) (\(String(format: "%.1f", share * 100)) % on node 1)")
-            #expect(succeeded == 2000, "every IPv6 request succeeds")
+            print("ipv6 pair: \(succeeded)/4000 succeeded; connections created \(Int(created[0])) + \(Int(created[1])) (\(String(format: "%.1f", share * 100)) % on node 1)")
+            #expect(succeeded == 4000, "every IPv6 request succeeds")
             #expect(abs(share - 0.5) <= 0.1, "node 1 took \(share) of the connections")
             // Clients reuse a source port now and then (the entry is found again), so a few
             // connections fewer than requests; never more: no flow was handled by both.
-            #expect(created[0] + created[1] <= 2000 && created[0] + created[1] >= 1900)
+            #expect(created[0] + created[1] <= 4000 && created[0] + created[1] >= 3900)
+            let expected = try lab.largeFileSHA256()
+            for client in Lab.clientAddresses6.prefix(2) {
+                #expect(try lab.downloadSHA256(path: "/" + Lab.largeFileName, from: client, virtualAddress: Lab.virtualAddress6) == expected,
+                        "the 64 MiB file arrives intact at \(client)")
+            }
         }
 
-        @Test("A mixed-family pair (mh): 100 IPv4 and 100 IPv6 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: every download completes")
+        @Test("Direct routing over both families, rr: 200 IPv6 and 100 IPv4 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: none broken")
         func mixedFamiliesThroughFailures() throws {
             var settings = LabDirector.Settings()
             settings.addsIPv6Service = true
-            let (lab, a, b) = try startPair(prefix: "t6f", scheduler: "mh", settings: settings)
+            let (lab, a, b) = try startPair(prefix: "t6f", scheduler: "rr", settings: settings)
             defer { a.stop(); b.stop(); lab.tearDown() }
             try FailoverLabTests.failureSequence(lab, a, b)
             let replicas = try [a, b].map { try $0.stats()["replicas_applied"] ?? 0 }
             #expect(replicas.allSatisfy { $0 > 0 }, "each side kept replicas of the other's connections: \(replicas)")
         }
 
-        @Test("rr over IPv6: SIGKILL A mid-transfer breaks nothing; only the synced IPv6 records can place the flows")
-        func roundRobinKillOverIPv6() throws {
-            var settings = LabDirector.Settings()
-            settings.addsIPv6Service = true
-            let (lab, a, b) = try startPair(prefix: "t6r", scheduler: "rr", settings: settings)
-            defer { a.stop(); b.stop(); lab.tearDown() }
-            let (result, detection) = try FailoverLabTests.killMidTransfer(lab, victim: a, survivor: b, "rr, IPv4 and IPv6, SIGKILL A")
-            #expect(result.intact == result.started)
-            #expect(detection <= 100, "detection \(detection) ms")
-            let taken = try b.stats()["replicas_taken_over"] ?? 0
-            #expect(taken > 0, "the survivor took flows over from replicas")
-        }
-    
-        @Test("NAT over IPv6 with port mapping through the pair: 2,000 IPv6 connections split about evenly, the 64 MiB download intact, servers see the clients' addresses, path MTU discovery, the gateway learnt by Neighbor Discovery")
+        @Test("NAT over IPv6 with port mapping through the pair: 4,000 IPv6 connections split about evenly, the 64 MiB download intact, servers see the clients' addresses, path MTU discovery, the gateway learnt by Neighbor Discovery")
         func translationPair() throws {
             let lab = Lab(prefix: "t6n", directors: 2, routesThroughDirectors: true, dualStack: true)
             defer { lab.tearDown() }
@@ -114,8 +106,8 @@ extension LabSuites {
             let (a, b) = (directors[0], directors[1])
             defer { a.stop(); b.stop() }
 
-            nonisolated(unsafe) var outputs = [String](repeating: "", count: 2)
-            DispatchQueue.concurrentPerform(iterations: 2) { index in
+            nonisolated(unsafe) var outputs = [String](repeating: "", count: 4)
+            DispatchQueue.concurrentPerform(iterations: 4) { index in
                 outputs[index] = (try? lab.fetchMany(path: "/whoami", count: 1000, from: Lab.clientAddresses6[index], parallel: 8,
                                                      virtualAddress: Lab.virtualAddress6)) ?? ""
             }
@@ -124,9 +116,9 @@ extension LabSuites {
             let stats = try [a.stats(), b.stats()]
             let created = stats.map { Double($0["connections_created"] ?? 0) }
             let share = created[0] / max(1, created[0] + created[1])
-            print("ipv6 nat pair: \(succeeded)/2000 succeeded; node 1 created \(Int(created[0])), node 2 \(Int(created[1])); "
+            print("ipv6 nat pair: \(succeeded)/4000 succeeded; node 1 created \(Int(created[0])), node 2 \(Int(created[1])); "
                 + "replies forwarded \(stats.map { $0["replies_forwarded"] ?? 0 })")
-            #expect(succeeded == 2000, "every IPv6 connection succeeds")
+            #expect(succeeded == 4000, "every IPv6 connection succeeds")
             #expect(abs(share - 0.5) <= 0.1, "node 1 took \(share) of the connections")
             for (name, stats) in [("node 1", stats[0]), ("node 2", stats[1])] {
                 #expect((stats["replies_forwarded"] ?? 0) >= UInt64(Double(stats["connections_created"] ?? 0) * 2), "\(name) forwarded its replies")
@@ -144,7 +136,7 @@ extension LabSuites {
             #expect(neighbour.lowercased().contains(Lab.natGatewayMAC), "rs1's entry for the IPv6 gateway: \(neighbour)")
         }
 
-        @Test("NAT over both families, rr: 100 IPv4 and 100 IPv6 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: none broken")
+        @Test("NAT over IPv6 in a mixed-family pair, rr: 200 IPv6 downloads under each of SIGKILL A, A's return, SIGKILL and return of B, a cut crossover: none broken")
         func translationThroughFailures() throws {
             var settings = LabDirector.Settings()
             settings.forwarding = "nat"
