@@ -7,7 +7,8 @@ public enum NeighborDiscovery {
     public static let targetOffset = 8
     public static let sourceLinkLayerOption: UInt8 = 1
     public static let targetLinkLayerOption: UInt8 = 2
-    /// An advertisement with its Target Link-Layer Address option (8 bytes).
+    /// An advertisement with its Target Link-Layer Address option (8 bytes); a solicitation
+    /// with its Source Link-Layer Address option is as long.
     public static let advertisementLength = 32
     /// The hop limit every Neighbor Discovery message is sent with and must arrive with.
     public static let hopLimit: UInt8 = 255
@@ -30,30 +31,9 @@ public enum NeighborDiscovery {
         into frame: inout MutableRawSpan, ethernetDestination: MACAddress, ethernetSource: MACAddress, vlanID: UInt16?,
         source: IPv6Address, destination: IPv6Address, target: IPv6Address, mac: MACAddress, solicited: Bool
     ) -> Int? {
-        let total = advertisementFrameLength(vlanID: vlanID)
-        guard frame.byteCount >= total else { return nil }
-        let network = EthernetHeader.write(into: &frame, destination: ethernetDestination, source: ethernetSource, vlanID: vlanID,
-                                           etherType: EtherType.ipv6)
-        frame.storeBigEndian(UInt32(0x6000_0000), at: network)
-        frame.storeBigEndian(UInt16(advertisementLength), at: network + IPv6Header.payloadLengthOffset)
-        frame.storeBytes(of: ICMPv6Header.protocolNumber, toByteOffset: network + IPv6Header.nextHeaderOffset, as: UInt8.self)
-        frame.storeBytes(of: hopLimit, toByteOffset: network + IPv6Header.hopLimitOffset, as: UInt8.self)
-        frame.storeIPv6Address(source, at: network + IPv6Header.sourceOffset)
-        frame.storeIPv6Address(destination, at: network + IPv6Header.destinationOffset)
-        let icmp = network + IPv6Header.length
-        frame.storeBytes(of: ICMPv6Header.neighborAdvertisement, toByteOffset: icmp, as: UInt8.self)
-        frame.storeBytes(of: UInt8(0), toByteOffset: icmp + 1, as: UInt8.self)
-        frame.storeBigEndian(UInt16(0), at: icmp + ICMPv6Header.checksumOffset)
-        frame.storeBigEndian(overrideFlag | (solicited ? solicitedFlag : 0), at: icmp + 4)
-        frame.storeIPv6Address(target, at: icmp + targetOffset)
-        frame.storeBytes(of: targetLinkLayerOption, toByteOffset: icmp + 24, as: UInt8.self)
-        frame.storeBytes(of: UInt8(1), toByteOffset: icmp + 25, as: UInt8.self)
-        frame.storeMACAddress(mac, at: icmp + 26)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, length: UInt32(advertisementLength),
-                                                      nextHeader: ICMPv6Header.protocolNumber)
-        let checksum = InternetChecksum.checksum(frame.bytes.extracting(icmp..<(icmp + advertisementLength)), initial: pseudo)
-        frame.storeBigEndian(checksum, at: icmp + ICMPv6Header.checksumOffset)
-        return total
+        writeMessage(into: &frame, ethernetDestination: ethernetDestination, ethernetSource: ethernetSource, vlanID: vlanID,
+                     source: source, destination: destination, type: ICMPv6Header.neighborAdvertisement,
+                     flags: overrideFlag | (solicited ? solicitedFlag : 0), target: target, option: targetLinkLayerOption, mac: mac)
     }
 
     /// The advertisement answering `solicitation` for an address this host holds at `mac`.
@@ -65,8 +45,7 @@ public enum NeighborDiscovery {
             destination: fromUnspecified ? allNodes : solicitation.source, target: solicitation.target, mac: mac, solicited: !fromUnspecified)
     }
 
-    /// A solicitation with its Source Link-Layer Address option (8 bytes).
-    public static let solicitationWithOptionLength = 32
+    public static let solicitationWithOptionLength = advertisementLength
 
     /// Bytes a solicitation frame needs.
     public static func solicitationFrameLength(vlanID: UInt16?) -> Int {
@@ -78,29 +57,41 @@ public enum NeighborDiscovery {
     /// be an address of the sending interface (its link-local one will do): the answer comes to it.
     public static func writeSolicitation(into frame: inout MutableRawSpan, mac: MACAddress, vlanID: UInt16? = nil,
                                          source: IPv6Address, target: IPv6Address) -> Int? {
-        let total = solicitationFrameLength(vlanID: vlanID)
-        guard frame.byteCount >= total else { return nil }
         let destination = target.solicitedNodeMulticast
-        let network = EthernetHeader.write(into: &frame, destination: destination.multicastMAC, source: mac, vlanID: vlanID,
+        return writeMessage(into: &frame, ethernetDestination: destination.multicastMAC, ethernetSource: mac, vlanID: vlanID,
+                            source: source, destination: destination, type: ICMPv6Header.neighborSolicitation, flags: 0,
+                            target: target, option: sourceLinkLayerOption, mac: mac)
+    }
+
+    /// Both messages the director sends have one layout (RFC 4861 §4.3, §4.4): type, code,
+    /// checksum, flags (reserved in a solicitation), the target, and one link-layer address
+    /// option of 8 bytes; 32 bytes after the IPv6 header, sent with hop limit 255.
+    private static func writeMessage(
+        into frame: inout MutableRawSpan, ethernetDestination: MACAddress, ethernetSource: MACAddress, vlanID: UInt16?,
+        source: IPv6Address, destination: IPv6Address, type: UInt8, flags: UInt32, target: IPv6Address, option: UInt8, mac: MACAddress
+    ) -> Int? {
+        let total = EthernetHeader.length(vlanID: vlanID) + IPv6Header.length + advertisementLength
+        guard frame.byteCount >= total else { return nil }
+        let network = EthernetHeader.write(into: &frame, destination: ethernetDestination, source: ethernetSource, vlanID: vlanID,
                                            etherType: EtherType.ipv6)
         frame.storeBigEndian(UInt32(0x6000_0000), at: network)
-        frame.storeBigEndian(UInt16(solicitationWithOptionLength), at: network + IPv6Header.payloadLengthOffset)
+        frame.storeBigEndian(UInt16(advertisementLength), at: network + IPv6Header.payloadLengthOffset)
         frame.storeBytes(of: ICMPv6Header.protocolNumber, toByteOffset: network + IPv6Header.nextHeaderOffset, as: UInt8.self)
         frame.storeBytes(of: hopLimit, toByteOffset: network + IPv6Header.hopLimitOffset, as: UInt8.self)
         frame.storeIPv6Address(source, at: network + IPv6Header.sourceOffset)
         frame.storeIPv6Address(destination, at: network + IPv6Header.destinationOffset)
         let icmp = network + IPv6Header.length
-        frame.storeBytes(of: ICMPv6Header.neighborSolicitation, toByteOffset: icmp, as: UInt8.self)
+        frame.storeBytes(of: type, toByteOffset: icmp, as: UInt8.self)
         frame.storeBytes(of: UInt8(0), toByteOffset: icmp + 1, as: UInt8.self)
         frame.storeBigEndian(UInt16(0), at: icmp + ICMPv6Header.checksumOffset)
-        frame.storeBigEndian(UInt32(0), at: icmp + 4)
+        frame.storeBigEndian(flags, at: icmp + 4)
         frame.storeIPv6Address(target, at: icmp + targetOffset)
-        frame.storeBytes(of: sourceLinkLayerOption, toByteOffset: icmp + 24, as: UInt8.self)
+        frame.storeBytes(of: option, toByteOffset: icmp + 24, as: UInt8.self)
         frame.storeBytes(of: UInt8(1), toByteOffset: icmp + 25, as: UInt8.self)
         frame.storeMACAddress(mac, at: icmp + 26)
-        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, length: UInt32(solicitationWithOptionLength),
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: source, destination: destination, length: UInt32(advertisementLength),
                                                       nextHeader: ICMPv6Header.protocolNumber)
-        let checksum = InternetChecksum.checksum(frame.bytes.extracting(icmp..<(icmp + solicitationWithOptionLength)), initial: pseudo)
+        let checksum = InternetChecksum.checksum(frame.bytes.extracting(icmp..<(icmp + advertisementLength)), initial: pseudo)
         frame.storeBigEndian(checksum, at: icmp + ICMPv6Header.checksumOffset)
         return total
     }

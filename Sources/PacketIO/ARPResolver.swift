@@ -41,20 +41,12 @@ public struct ARPResolver: ~Copyable {
                 let request = PacketBuilder.arpRequest(from: interface.mac, senderAddress: sender, for: address)
                 _ = request.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
             }
-            let deadline = director_monotonic_nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-            var buffer = [UInt8](repeating: 0, count: 2048)
-            while found.count < addresses.count {
-                let now = director_monotonic_nanoseconds()
-                guard now < deadline else { break }
-                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-                guard poll(&descriptor, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { break }
-                let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                guard count > 0 else { continue }
-                let parsed = buffer.withUnsafeBytes { FrameParser.parse(UnsafeRawBufferPointer(rebasing: $0[0..<count]).bytes) }
-                if case .arp(let message) = parsed, message.operation == .reply, addresses.contains(message.senderAddress),
+            SystemCall.receiveFrames(on: socket, forMilliseconds: timeoutMilliseconds) { frame in
+                if case .arp(let message) = FrameParser.parse(frame), message.operation == .reply, addresses.contains(message.senderAddress),
                    !message.senderMAC.isGroup, message.senderMAC != .zero {
                     found[message.senderAddress] = message.senderMAC
                 }
+                return found.count == addresses.count
             }
         }
         return found

@@ -91,17 +91,9 @@ public struct NeighborResolver: ~Copyable {
                 guard let length else { continue }
                 _ = frame.withUnsafeBytes { send(socket, $0.baseAddress, length, 0) }
             }
-            let deadline = director_monotonic_nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
-            var buffer = [UInt8](repeating: 0, count: 2048)
-            while found.count < wanted.count {
-                let now = director_monotonic_nanoseconds()
-                guard now < deadline else { break }
-                var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-                guard poll(&descriptor, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { break }
-                let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                guard count > 0 else { continue }
-                let answer = buffer.withUnsafeBytes { NeighborDiscovery.advertisement(in: UnsafeRawBufferPointer(rebasing: $0[0..<count]).bytes) }
-                if let answer, wanted.contains(answer.target) { found[answer.target] = answer.mac }
+            SystemCall.receiveFrames(on: socket, forMilliseconds: timeoutMilliseconds) { frame in
+                if let answer = NeighborDiscovery.advertisement(in: frame), wanted.contains(answer.target) { found[answer.target] = answer.mac }
+                return found.count == wanted.count
             }
         }
         return found

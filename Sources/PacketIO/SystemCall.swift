@@ -82,3 +82,22 @@ public enum PacketProtocol {
     /// No frames: a transmit-only socket.
     public static let none: UInt16 = 0
 }
+
+extension SystemCall {
+    /// Hands `body` each frame `socket` receives for `timeoutMilliseconds`, until `body` says
+    /// it has all it waited for (returns true) or the time is up: the answers of an address
+    /// resolution round (ARP, Neighbor Discovery).
+    static func receiveFrames(on socket: Int32, forMilliseconds timeoutMilliseconds: Int, _ body: (RawSpan) -> Bool) {
+        let deadline = director_monotonic_nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        while true {
+            let now = director_monotonic_nanoseconds()
+            guard now < deadline else { return }
+            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { return }
+            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard count > 0 else { continue }
+            if buffer.withUnsafeBytes({ body(UnsafeRawBufferPointer(rebasing: $0[0..<count]).bytes) }) { return }
+        }
+    }
+}
