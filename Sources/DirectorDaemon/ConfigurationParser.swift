@@ -252,7 +252,7 @@ public enum ConfigurationParser {
         ])
         let address = try fields.anyAddress("address", required: true)!
         guard address.isPlausibleHostAddress else {
-            throw ConfigurationError(field: path + ".address", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)")
+            throw ConfigurationError(field: path + ".address", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast, link-local or IPv4-mapped)")
         }
         let port = UInt16(try fields.integer("port", range: 1...65535, required: true)!)
         let protocolName = try fields.string("protocol") ?? "tcp"

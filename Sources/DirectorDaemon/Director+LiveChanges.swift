@@ -48,7 +48,7 @@ enum LiveEdit {
             guard let scheduler = SchedulerKind(rawValue: schedulerName) else {
                 throw ConfigurationError(field: "SCHEDULER", problem: "expected one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(schedulerName)\"")
             }
-            guard address.isPlausibleHostAddress else { throw ConfigurationError(field: "SERVICE", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast or IPv4-mapped)") }
+            guard address.isPlausibleHostAddress else { throw ConfigurationError(field: "SERVICE", problem: "\(address) cannot be a virtual address (unspecified, loopback, multicast, link-local or IPv4-mapped)") }
             services.append(Configuration.ServiceConfig(address: address, port: port, transport: transport, scheduler: scheduler,
                                                         forwarding: .directRouting, maglevTableSize: MaglevScheduler.defaultTableSize, realServers: []))
             return services
