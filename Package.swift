@@ -3,6 +3,8 @@ import PackageDescription
 
 // Module map (top to bottom = the order a frame meets them):
 //   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
+//   FastPathProgram The XDP fast path (C for the BPF target, compiled by the CompileXDPProgram plugin).
+//   CFastPath       libbpf and the layout of the fast path's maps, shared with the program.
 //   CPrefetch       The prefetch intrinsic, for DirectorCore's table.
 //   CTLSClient      A TLS client session over OpenSSL, for the https health checks.
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
@@ -44,11 +46,15 @@ let package = Package(
             linkerSettings: [.linkedLibrary("numa")]
         ),
         .target(name: "CPrefetch"),
+        // The XDP program, embedded as bytes: the plugin compiles fast_path.bpf.c for the BPF target.
+        .target(name: "FastPathProgram", exclude: ["fast_path.bpf.c"], plugins: ["CompileXDPProgram"]),
+        .plugin(name: "CompileXDPProgram", capability: .buildTool()),
+        .target(name: "CFastPath", linkerSettings: [.linkedLibrary("bpf")]),
         // TLS for the https health checks (OpenSSL: libssl-dev).
         .target(name: "CTLSClient", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(name: "DirectorWire"),
         .target(name: "DirectorCore", dependencies: ["DirectorWire", "CPrefetch"]),
-        .target(name: "PacketIO", dependencies: ["CDirectorShim", "DirectorWire", "DirectorCore"]),
+        .target(name: "PacketIO", dependencies: ["CDirectorShim", "CFastPath", "FastPathProgram", "DirectorWire", "DirectorCore"]),
         .target(
             name: "DirectorSync",
             dependencies: ["DirectorCore", "DirectorWire", .product(name: "Crypto", package: "swift-crypto")]

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   libnuma-dev   # libnuma: per-node memory for each worker
+  libbpf-dev    # libbpf: loads the XDP fast path and reaches its maps (its headers build the program too)
   libssl-dev    # OpenSSL: the https health checks
   openssl       # the tests' https server (openssl s_server) and its certificate
   nftables      # the host-stack guard (netdev ingress rule) and the benchmark's baseline

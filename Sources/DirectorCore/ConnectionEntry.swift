@@ -21,6 +21,8 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
     @usableFromInline var stateNumber: UInt8
     @usableFromInline var flags: UInt8
     /// For a replica: the resync epoch in which the peer last wrote it (see `Forwarder.apply`).
+    /// For an own entry in the XDP fast path: the flush generation it was offered under
+    /// (`fastPathGeneration`); an entry is one or the other, never both.
     public var replicaEpoch: UInt8 = 0
     /// The real server, by the stable id the control plane gave it (see `ServiceTable`).
     public var realServerID: UInt16
@@ -37,6 +39,8 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
     @usableFromInline static var replicaFlag: UInt8 { 2 }
     /// Set once the client has shown a real conversation (see `isProven`).
     @usableFromInline static var provenFlag: UInt8 { 4 }
+    /// Set while the XDP fast path has been offered the flow (see `isOffloaded`).
+    @usableFromInline static var offloadedFlag: UInt8 { 8 }
 
     @inlinable
     public init(key: FlowKey<Address>, keyHash: UInt32, state: ConnectionState, realServerID: UInt16, expiresAt: UInt64, isReplica: Bool = false) {
@@ -76,6 +80,23 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
     public var isProven: Bool {
         get { flags & ConnectionEntry.provenFlag != 0 }
         set { flags = newValue ? flags | ConnectionEntry.provenFlag : flags & ~ConnectionEntry.provenFlag }
+    }
+
+    /// Whether the worker has offered the flow to the XDP fast path, which then forwards its
+    /// frames without the ring: the entry's expiry is then a time to ask the program when it last
+    /// saw the flow, and its end must take the flow out of the program's map.
+    @inlinable
+    public var isOffloaded: Bool {
+        get { flags & ConnectionEntry.offloadedFlag != 0 }
+        set { flags = newValue ? flags | ConnectionEntry.offloadedFlag : flags & ~ConnectionEntry.offloadedFlag }
+    }
+
+    /// The fast path generation an offloaded entry was offered under (it shares the replica
+    /// epoch's byte: a replica is never offloaded).
+    @inlinable
+    public var fastPathGeneration: UInt8 {
+        get { replicaEpoch }
+        set { replicaEpoch = newValue }
     }
 
     @inlinable

@@ -166,12 +166,27 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     @_specialize(exported: true, where Address == IPv6Address)
     @discardableResult
     public mutating func expire(now: UInt64, budget: Int, _ expired: (ConnectionEntry<Address>) -> Void) -> Int {
+        expire(now: now, budget: budget, review: { _ in false }, expired)
+    }
+
+    /// The same, asking `review` first about each entry due: it may push the entry's expiry out
+    /// (a flow the XDP fast path carries, whose frames the table never saw) and return true to
+    /// keep it.
+    @_specialize(exported: true, where Address == IPv4Address)
+    @_specialize(exported: true, where Address == IPv6Address)
+    @discardableResult
+    public mutating func expire(now: UInt64, budget: Int, review: (inout ConnectionEntry<Address>) -> Bool,
+                                _ expired: (ConnectionEntry<Address>) -> Void) -> Int {
         var removed = 0
         var examined = 0
         while examined < budget && count > 0 {
             examined += 1
             let entry = slots[sweepCursor]
             if entry.isOccupied && entry.expiresAt <= now {
+                if entry.isOffloaded, review(&slots[sweepCursor]) {
+                    sweepCursor = nextSlot(sweepCursor)
+                    continue
+                }
                 expired(entry)
                 remove(at: sweepCursor)
                 removed += 1

@@ -32,12 +32,15 @@ public protocol FlowAddress: Hashable, Comparable, Sendable, CustomStringConvert
     static func of(_ address: IPAddress) -> Self?
     /// Hands `change` to the sink's overload for this family.
     static func report<Sink: ConnectionChangeSink & ~Copyable>(_ change: ConnectionChange<Self>, to sink: inout Sink)
+    /// The address as the XDP fast path keys it; nil for a family the program does not forward.
+    var fastPathAddress: IPv4Address? { get }
 }
 
 extension IPv4Address: FlowAddress {
     public static var zero: IPv4Address { IPv4Address(rawValue: 0) }
     public var ipAddress: IPAddress { .v4(self) }
     public static func of(_ address: IPAddress) -> IPv4Address? { address.v4 }
+    @inlinable public var fastPathAddress: IPv4Address? { self }
 
     /// Both addresses side by side: distinct pairs stay distinct.
     @inlinable @inline(__always)
@@ -81,6 +84,8 @@ extension IPv4Address: FlowAddress {
 extension IPv6Address: FlowAddress {
     public var ipAddress: IPAddress { .v6(self) }
     public static func of(_ address: IPAddress) -> IPv6Address? { address.v6 }
+    /// IPv6 flows stay on the ring: the program parses IPv4 only.
+    @inlinable public var fastPathAddress: IPv4Address? { nil }
 
     /// Each address folded to 64 bits (a multiply of one half, xor the other: for a fixed upper
     /// half, distinct lower halves stay distinct, so clients of one /64 cannot collide on

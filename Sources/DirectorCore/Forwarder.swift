@@ -16,6 +16,9 @@ public struct ForwarderSettings: Sendable {
     /// NAT: the real servers' default gateway on the back segment, which every director of the
     /// pair answers for with one MAC (as the VIP on the front); nil: no NAT service.
     public var gateway: NATGateway?
+    /// The XDP fast path runs on the front interface: established, proven IPv4 flows of direct
+    /// routing services are offered to it (`FastPathRequests`).
+    public var offloadsEstablishedFlows = false
 
     public init(virtualMAC: MACAddress, backMAC: MACAddress, answersARP: Bool = true,
                 timeouts: ConnectionTimeouts = ConnectionTimeouts(), picksUpMidstreamFlows: Bool = true, gateway: NATGateway? = nil) {
@@ -120,6 +123,19 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     @inlinable public var services: ServiceTable { path.services }
     @inlinable public var replicaEpoch: UInt8 { path.replicaEpoch }
     @inlinable public var clientSideMAC: MACAddress { path.clientSideMAC }
+
+    /// What the pipeline asked of the XDP fast path since the worker last carried it out.
+    @inlinable public var fastPathRequests: FastPathRequests {
+        get { path.fastPath }
+        _modify { yield &path.fastPath }
+    }
+
+    /// The fast path's flush generation: flows offered under an older one are offered again by
+    /// their next frame on the ring.
+    @inlinable public var fastPathGeneration: UInt8 {
+        get { path.fastPathGeneration }
+        set { path.fastPathGeneration = newValue }
+    }
 
     /// Takes a new service snapshot (between bursts). Scheduler positions restart; connections
     /// and their real servers are kept, since entries name real servers by stable id.
@@ -256,8 +272,14 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// Incremental expiry: examines at most `budget` slots of each table. Call once per loop
     /// iteration.
     @inlinable public mutating func expire(now: UInt64, budget: Int) {
-        path.expire(in: &table, now: now, budget: budget)
-        path.expire(in: &table6, now: now, budget: budget)
+        expire(now: now, budget: budget, lastSeen: { _ in nil })
+    }
+
+    /// The same for a worker with the XDP fast path: `lastSeen` tells when the program last
+    /// forwarded a frame of an offloaded flow (monotonic ms; nil if it has no such flow).
+    @inlinable public mutating func expire(now: UInt64, budget: Int, lastSeen: (FastPathFlow) -> UInt64?) {
+        path.expire(in: &table, now: now, budget: budget, lastSeen: lastSeen)
+        path.expire(in: &table6, now: now, budget: budget, lastSeen: lastSeen)
     }
 
     // MARK: - Replicas from the peer

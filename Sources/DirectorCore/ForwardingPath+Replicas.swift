@@ -3,8 +3,12 @@ import DirectorWire
 // Beside the pipeline: expiry, and the peer's replicas.
 extension ForwardingPath {
     /// Incremental expiry of one table: examines at most `budget` slots.
-    @inlinable mutating func expire<Address>(in table: inout ConnectionTable<Address>, now: UInt64, budget: Int) {
-        table.expire(now: now, budget: budget) { entry in
+    @inlinable mutating func expire<Address>(in table: inout ConnectionTable<Address>, now: UInt64, budget: Int,
+                                             lastSeen: (FastPathFlow) -> UInt64?) {
+        table.expire(now: now, budget: budget, review: { entry in
+            reviewOffloaded(&entry, now: now, lastSeen: lastSeen)
+        }) { entry in
+            withdrawFromFastPath(entry)
             // A replica's end is the peer's to report; it never counted in this worker's load.
             if entry.isReplica {
                 counters[.replicasExpired] &+= 1
@@ -14,6 +18,25 @@ extension ForwardingPath {
             counters[.connectionsExpired] &+= 1
             report(.removed(entry, .expired))
         }
+    }
+
+    /// An offloaded entry is due: alive if the fast path forwarded one of its frames within a
+    /// timeout. Then it is asked again within half a timeout, and the peer hears the flow is
+    /// still busy once half a timeout has passed since it last heard (as `refresh` does for
+    /// frames on the ring).
+    @inlinable mutating func reviewOffloaded<Address>(_ entry: inout ConnectionEntry<Address>, now: UInt64,
+                                                     lastSeen: (FastPathFlow) -> UInt64?) -> Bool {
+        guard !entry.isReplica, let flow = fastPathFlow(of: entry, serverMAC: .zero), let seen = lastSeen(flow) else { return false }
+        let timeout = settings.timeouts.timeout(for: entry.state, proven: entry.isProven)
+        guard seen &+ timeout > now else { return false }
+        entry.expiresAt = min(seen &+ timeout, now &+ max(timeout / 2, 1))
+        counters[.fastPathReviewsAlive] &+= 1
+        let seconds = UInt16(truncatingIfNeeded: now / 1000)
+        if UInt64(seconds &- entry.syncedAtSeconds) * 2000 >= timeout {
+            entry.syncedAtSeconds = seconds
+            report(.refreshed(entry))
+        }
+        return true
     }
 
     /// Applies a peer's change to this worker's shard. A replica never overrides this worker's
@@ -29,6 +52,9 @@ extension ForwardingPath {
                 if !table[slot].isReplica {
                     guard claimsFlow else { return }
                     load.connectionClosed(table[slot].realServerID, state: table[slot].state)
+                    // The peer carries the flow now: this program must stop forwarding it.
+                    withdrawFromFastPath(table[slot])
+                    table[slot].isOffloaded = false
                     table[slot].isReplica = true
                     counters[.replicasYielded] &+= 1
                 }

@@ -19,6 +19,9 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
     /// The source MAC of the frame that last created or took over a connection: the next hop
     /// towards the clients (see `AckProbe`). Learned per new flow, not per frame.
     @usableFromInline var clientSideMAC = MACAddress.zero
+    /// Offers and withdrawals for the XDP fast path, carried out by the worker between bursts.
+    @usableFromInline var fastPath = FastPathRequests()
+    @usableFromInline var fastPathGeneration: UInt8 = 0
 
     @usableFromInline
     init(services: ServiceTable, settings: ForwarderSettings, changes: consuming Sink) {
@@ -41,6 +44,8 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
         let key = FlowKey(flow)
         let hash = key.tableHash
         let realServerID: UInt16
+        // The slot of an existing connection of this worker's, which the fast path may take.
+        var knownSlot = -1
         if let slot = table.find(key, hash: hash) {
             if services.resetsConnections(of: table[slot].realServerID) {
                 // Its server failed its health check: the client hears so, or the flow starts over.
@@ -56,6 +61,7 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
                 realServerID = id
             } else {
                 realServerID = refresh(slot: slot, in: &table, flow: flow, frame: frame.bytes, now: now)
+                knownSlot = slot
             }
         } else {
             guard let id = admit(key, hash: hash, flow: flow, in: &table, serviceIndex: serviceIndex, now: now) else { return .drop }
@@ -68,8 +74,39 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
         if services.translates(serviceIndex) {
             let server = Flow.Address.translatedDestination(in: services, of: realServerID)
             flow.translateDestination(of: &frame, to: server.address, port: server.port, checksumPending: checksumPending)
+        } else if settings.offloadsEstablishedFlows && knownSlot >= 0 {
+            offerToFastPath(slot: knownSlot, in: &table, serverMAC: destination, now: now)
         }
         return .transmitOnBack(length: frame.byteCount, checksum: flow.transportChecksum)
+    }
+
+    // MARK: - The XDP fast path
+
+    /// Offers an established, proven direct-routing flow to the XDP fast path (once per flush
+    /// generation). Its entry's expiry becomes the time to ask the program about it: half a
+    /// timeout away, so the peer still hears of a busy flow before its replica would expire.
+    @inlinable mutating func offerToFastPath<Address>(slot: Int, in table: inout ConnectionTable<Address>, serverMAC: MACAddress, now: UInt64) {
+        let entry = table[slot]
+        guard entry.isProven, entry.state == .established || entry.state == .udp,
+              !entry.isOffloaded || entry.fastPathGeneration != fastPathGeneration,
+              let flow = fastPathFlow(of: entry, serverMAC: serverMAC), fastPath.offer(flow) else { return }
+        table[slot].isOffloaded = true
+        table[slot].fastPathGeneration = fastPathGeneration
+        table[slot].expiresAt = now &+ max(settings.timeouts.timeout(for: entry.state) / 2, 1)
+        counters[.fastPathOffers] &+= 1
+    }
+
+    /// Takes a flow out of the fast path: it ended, moved to the peer or lost its server.
+    @inlinable mutating func withdrawFromFastPath<Address>(_ entry: ConnectionEntry<Address>) {
+        guard entry.isOffloaded, let flow = fastPathFlow(of: entry, serverMAC: .zero) else { return }
+        fastPath.withdraw(flow)
+        counters[.fastPathWithdrawals] &+= 1
+    }
+
+    @inlinable func fastPathFlow<Address>(of entry: ConnectionEntry<Address>, serverMAC: MACAddress) -> FastPathFlow? {
+        guard let client = entry.clientAddress.fastPathAddress, let virtual = entry.virtualAddress.fastPathAddress else { return nil }
+        return FastPathFlow(clientAddress: client, virtualAddress: virtual, clientPort: entry.clientPort, virtualPort: entry.virtualPort,
+                            transport: entry.key.transport, serverMAC: serverMAC)
     }
 
     /// An existing connection: advance its state, push its expiry out, return its real server.
@@ -100,6 +137,11 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
         if state != entry.state {
             table[slot].state = state
             table[slot].syncedAtSeconds = seconds
+            if entry.isOffloaded {
+                // FIN or RST (the program passes them here): the rest of the flow is the ring's.
+                withdrawFromFastPath(entry)
+                table[slot].isOffloaded = false
+            }
             load.stateChanged(entry.realServerID, from: entry.state, to: state)
             report(.stateChanged(table[slot]))
         } else if justProven {
@@ -128,6 +170,8 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
         }
         let old = table[slot]
         if !old.isReplica { load.connectionClosed(old.realServerID, state: old.state) }
+        withdrawFromFastPath(old)
+        table[slot].isOffloaded = false
         let realServerID = service.pool[member].id
         table[slot].isReplica = false
         table[slot].isProven = false
@@ -148,6 +192,7 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
     @inlinable mutating func endConnection<Address>(slot: Int, in table: inout ConnectionTable<Address>) {
         let entry = table[slot]
         table.remove(at: slot)
+        withdrawFromFastPath(entry)
         counters[.connectionsReset] &+= 1
         if !entry.isReplica {
             load.connectionClosed(entry.realServerID, state: entry.state)
@@ -215,6 +260,7 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
             break
         case .insertedByReclaiming(_, let reclaimed):
             counters[.connectionsReclaimed] &+= 1
+            withdrawFromFastPath(reclaimed)
             // A replica never counted in this worker's load, and its end is the peer's to report.
             if !reclaimed.isReplica {
                 load.connectionClosed(reclaimed.realServerID, state: reclaimed.state)

@@ -31,6 +31,12 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     /// ICMP errors about a connection passed on to its real server or its client.
     case icmpErrorsRelayed
     case neighborAdvertisementsSent
+    /// Established flows offered to the XDP fast path (again after a flush).
+    case fastPathOffers
+    /// Offloaded flows taken out of the fast path (ended, yielded, reset, expired).
+    case fastPathWithdrawals
+    /// Offloaded flows whose expiry came and that the fast path had forwarded within a timeout.
+    case fastPathReviewsAlive
 
     /// What the counter counts, for the metrics' HELP line.
     public var help: String {
@@ -56,6 +62,9 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .icmpErrorsRelayed: "ICMP errors about a connection passed on to its real server (from the clients' side) or its client (NAT, from the back)."
         case .connectionsReset: "Connections of a failed real server ended by a reset (on_server_down: reset)."
         case .neighborAdvertisementsSent: "Neighbor Advertisements sent for the IPv6 virtual addresses."
+        case .fastPathOffers: "Established flows offered to the XDP fast path."
+        case .fastPathWithdrawals: "Flows taken out of the XDP fast path (ended, moved to the peer, reset or expired)."
+        case .fastPathReviewsAlive: "Offloaded flows found alive in the XDP fast path when their expiry came."
         }
     }
 
@@ -82,6 +91,9 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .connectionsReset: "connections_reset"
         case .icmpErrorsRelayed: "icmp_errors_relayed"
         case .neighborAdvertisementsSent: "neighbor_advertisements_sent"
+        case .fastPathOffers: "fast_path_offers"
+        case .fastPathWithdrawals: "fast_path_withdrawals"
+        case .fastPathReviewsAlive: "fast_path_reviews_alive"
         }
     }
 }

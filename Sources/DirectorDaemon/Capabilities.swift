@@ -50,8 +50,8 @@ public enum Capability: Int, CaseIterable, Sendable, CustomStringConvertible {
         let lacking = needed(by: configuration).filter { effective & (1 << UInt64($0.0.rawValue)) == 0 }
         guard !lacking.isEmpty else { return nil }
         return "missing capabilit\(lacking.count == 1 ? "y" : "ies") " + lacking.map { "\($0.0) (\($0.1))" }.joined(separator: "; ")
-            + ". Run as root, or give the director its capabilities: in its systemd unit AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_SYS_NICE CAP_IPC_LOCK"
-            + " (packaging/director.service), by hand setpriv --inh-caps=+net_raw,+net_admin,+sys_nice,+ipc_lock --ambient-caps=+net_raw,+net_admin,+sys_nice,+ipc_lock"
+            + ". Run as root, or give the director its capabilities: in its systemd unit AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_SYS_NICE CAP_IPC_LOCK CAP_BPF"
+            + " (packaging/director.service), by hand setpriv --inh-caps=+net_raw,+net_admin,+sys_nice,+ipc_lock,+bpf --ambient-caps=+net_raw,+net_admin,+sys_nice,+ipc_lock,+bpf"
     }
 }
 

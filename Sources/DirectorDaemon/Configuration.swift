@@ -132,6 +132,17 @@ public struct Configuration: Sendable {
     /// never waits for a page from swap. Needs CAP_IPC_LOCK.
     public var locksMemory = true
 
+    /// Whether established flows are forwarded by the XDP program on the front interface
+    /// (`fast_path: xdp`) or every frame goes through the ring (`off`, the default).
+    public var fastPath = FastPathMode.off
+    /// Flows the fast path's map holds (`fast_path_flows`): kernel memory, about 100 bytes each.
+    public var fastPathFlows = 262_144
+
+    public enum FastPathMode: String, Sendable, Equatable {
+        case off
+        case xdp
+    }
+
     /// An IPv4 address and TCP port to listen on.
     public struct ListenAddress: Equatable, Sendable, CustomStringConvertible {
         public var address: IPv4Address

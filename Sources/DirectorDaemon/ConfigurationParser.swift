@@ -26,6 +26,7 @@ public enum ConfigurationParser {
             "front_interface", "back_interface", "workers", "connection_capacity", "control_socket",
             "hide_frames_from_host", "virtual_mac", "answer_arp", "bucket_count", "node_id", "peer", "buckets",
             "receive_ring", "allow_fault_injection", "notify", "metrics_listen", "lock_memory", "nat_gateway",
+            "fast_path", "fast_path_flows",
         ])
         let front = try director.string("front_interface", required: true)!
         try checkInterfaceName(front, field: "director.front_interface")
@@ -104,6 +105,13 @@ public enum ConfigurationParser {
             notifyCommand: try director.optional("notify").map { (node) throws(ConfigurationError) in try parseCommand(node, path: "director.notify") })
         configuration.metricsListen = metricsListen
         configuration.locksMemory = try director.bool("lock_memory") ?? true
+        if let text = try director.string("fast_path") {
+            guard let mode = Configuration.FastPathMode(rawValue: text) else {
+                throw ConfigurationError(field: "director.fast_path", problem: "expected xdp or off, got \"\(text)\"")
+            }
+            configuration.fastPath = mode
+        }
+        configuration.fastPathFlows = try director.integer("fast_path_flows", range: 1024...(1 << 24)) ?? configuration.fastPathFlows
         if let node = director.optional("nat_gateway") {
             configuration.natGateway = try parseNATGateway(node)
         }

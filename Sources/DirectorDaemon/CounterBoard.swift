@@ -29,6 +29,8 @@ public final class CounterBoard: @unchecked Sendable {
         case transmitErrorsNetworkDown
         case transmitErrorsNoBuffers
         case transmitErrorsOther
+        /// Offers of established flows the XDP program's map refused (they stay on the ring).
+        case fastPathOffersRefused
 
         /// The metric family (and its label, when several values share one), kind and help.
         var metric: (name: String, label: (name: String, value: String)?, kind: MetricFamily.Kind, help: String) {
@@ -48,6 +50,7 @@ public final class CounterBoard: @unchecked Sendable {
             case .transmitErrorsNetworkDown: ("director_transmit_errors_total", ("kind", "network_down"), .counter, Gauge.transmitHelp)
             case .transmitErrorsNoBuffers: ("director_transmit_errors_total", ("kind", "no_buffers"), .counter, Gauge.transmitHelp)
             case .transmitErrorsOther: ("director_transmit_errors_total", ("kind", "other"), .counter, Gauge.transmitHelp)
+            case .fastPathOffersRefused: ("director_fast_path_offers_refused_total", nil, .counter, "Established flows the XDP fast path's map refused (they stay on the ring).")
             }
         }
 

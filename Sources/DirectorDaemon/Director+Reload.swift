@@ -89,6 +89,8 @@ extension Director {
         check("allow_fault_injection", old.allowsFaultInjection == new.allowsFaultInjection)
         check("metrics_listen", old.metricsListen == new.metricsListen)
         check("lock_memory", old.locksMemory == new.locksMemory)
+        check("fast_path", old.fastPath == new.fastPath)
+        check("fast_path_flows", old.fastPathFlows == new.fastPathFlows)
         return changed
     }
 }

@@ -49,6 +49,9 @@ public final class Director: @unchecked Sendable {
     let systemd = SystemdNotifier()
     /// Fault injection: this many coming ownership changes fail as a refused filter would.
     private let failingOwnershipChanges = Atomic<Int>(0)
+    /// The XDP program on the front interface, while `fast_path: xdp` runs (nil: off, or it
+    /// could not start).
+    private(set) var fastPath: XDPFastPath?
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
@@ -101,8 +104,10 @@ public final class Director: @unchecked Sendable {
         resolveRealServers(onlyMissing: false)
         let exchange = SnapshotExchange(buildServiceTable(generation: 1))
         snapshots = exchange
-        let settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
+        var settings = ForwarderSettings(virtualMAC: virtualMAC, backMAC: back.mac, answersARP: configuration.answersARP,
                                          timeouts: configuration.timeouts, gateway: natGateway)
+        fastPath = startFastPath()
+        settings.offloadsEstablishedFlows = fastPath != nil
         if let gateway = natGateway {
             Log.info("NAT gateway \(gateway.address)\(gateway.address6.map { " and \($0)" } ?? "") at \(gateway.mac) on \(back.name): replies come back through it")
         }
@@ -113,7 +118,7 @@ public final class Director: @unchecked Sendable {
             let plan = WorkerPlan(index: index, placement: NUMAPlacement(cpu: cpu), front: front, back: back,
                                   receiveRing: configuration.receiveRing, tableCapacity: perWorker,
                                   settings: settings, fanoutGroup: fanoutGroup, bucketCount: configuration.bucketCount,
-                                  ownership: ownership.withLock { $0 }, workerCount: configuration.workerCPUs.count)
+                                  ownership: ownership.withLock { $0 }, workerCount: configuration.workerCPUs.count, fastPath: fastPath)
             do {
                 let worker = Worker(plan: plan, snapshots: exchange, board: board, trafficBoard: trafficBoard, link: configuration.peer == nil ? nil : try WorkerSyncLink())
                 try worker.start()
@@ -177,6 +182,8 @@ public final class Director: @unchecked Sendable {
         for worker in workers { worker.requestStop() }
         for worker in workers { worker.join() }
         workers = []
+        // Closing the link detaches the program: frames go to the stack (and its guard) again.
+        fastPath = nil
         hostGuard?.remove()
         hostGuard = nil
         syncAdmission?.remove()
@@ -310,6 +317,9 @@ public final class Director: @unchecked Sendable {
         publishing.withLock { _ in
             guard let exchange = snapshots else { return }
             exchange.publish(buildServiceTable(generation: exchange.generation + 1))
+            // Servers, weights, health or MACs may have changed: every offloaded flow goes back
+            // through its worker once, which offers it again with what is true now.
+            fastPath?.flush()
             joinSolicitedNodeGroups()
         }
     }
@@ -376,6 +386,8 @@ public final class Director: @unchecked Sendable {
             throw SystemCallError(call: "setsockopt", context: "attaching the ownership filter (fault injection)", errno: ENOMEM)
         }
         let old = try ownership.withLock { current in
+            // The program first: it drops the frames of buckets given up before the ring sees them.
+            try fastPath?.setOwnership(new)
             for worker in workers { try worker.attach(new) }
             defer { current = new }
             return current
@@ -472,7 +484,7 @@ public final class Director: @unchecked Sendable {
         workerCount.add(UInt64(workers.count))
         var build = MetricFamily("director_build_info", .gauge, "1, labelled with the director's version.")
         build.add(1, [("version", DirectorVersion.current)])
-        let families = [build, process, workerCount] + board.metricFamilies() + trafficMetricFamilies() + healthMetricFamilies()
+        let families = [build, process, workerCount] + board.metricFamilies() + fastPathMetricFamilies() + trafficMetricFamilies() + healthMetricFamilies()
             + (sync.map { syncMetricFamilies($0) } ?? [])
         return MetricsExposition.render(families, node: configuration.nodeID)
     }

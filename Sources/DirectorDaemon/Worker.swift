@@ -21,6 +21,8 @@ struct WorkerPlan: Sendable {
     let ownership: BucketOwnership
     /// How many workers the director runs (the back filters split the replies among them).
     let workerCount: Int
+    /// The XDP program the worker offers its established flows to (nil: `fast_path: off`).
+    let fastPath: XDPFastPath?
 }
 
 /// The rings between a worker and the sync thread, and the worker's wake-up call. Created by
@@ -239,6 +241,7 @@ final class Worker: @unchecked Sendable {
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
             if readiness == .ready {
+                defer { if !forwarder.fastPathRequests.isEmpty { carryOut(&forwarder) } }
                 _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, metadata in
                     switch forwarder.process(&frame, now: now, checksumPending: metadata.checksumPending) {
                     case .transmitOnBack(let length, let checksum):
@@ -283,7 +286,15 @@ final class Worker: @unchecked Sendable {
             // the frames.
             if !busy || now != housekeptAt {
                 housekeptAt = now
-                forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
+                if let fastPath = plan.fastPath {
+                    // Before the snapshot below: a flush follows a new snapshot, so a worker
+                    // that sees the new generation also takes the services it was made for.
+                    forwarder.fastPathGeneration = fastPath.generation
+                    forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget) { fastPath.lastSeenMilliseconds($0) }
+                    if !forwarder.fastPathRequests.isEmpty { carryOut(&forwarder) }
+                } else {
+                    forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
+                }
                 forwarder.purgeStaleReplicas(budget: busy ? 1024 : idleSweepBudget)
                 publish(&forwarder)
                 // By time, not only when idle: an overloaded worker is never idle, and that is
@@ -313,6 +324,28 @@ final class Worker: @unchecked Sendable {
 
     /// Transmit errors by kind, published as counters.
     private var transmitErrors = TransmitErrorCounts()
+    /// Offers the kernel refused (the flows stay on the ring).
+    private var fastPathOffersRefused: UInt64 = 0
+
+    /// Carries out the pipeline's offers and withdrawals on the XDP program's map, in order; a
+    /// lost withdrawal flushes the whole map instead (see `FastPathRequests`).
+    private func carryOut(_ forwarder: inout Forwarder<SyncFeed>) {
+        guard let fastPath = plan.fastPath else { return }
+        let now = director_monotonic_nanoseconds()
+        let generation = forwarder.fastPathGeneration
+        let outcome = forwarder.fastPathRequests.drain { request in
+            switch request {
+            case .offer(let flow):
+                if !fastPath.offer(flow, generation: generation, nowNanoseconds: now) { fastPathOffersRefused &+= 1 }
+            case .withdraw(let flow):
+                fastPath.withdraw(flow)
+            }
+        }
+        if outcome.flush {
+            fastPath.flush()
+            forwarder.fastPathGeneration = fastPath.generation
+        }
+    }
 
     /// The receive socket reported an error. ENETDOWN: the front interface went down; the kernel
     /// takes the socket off the interface and puts it back (in its fan-out group) when the
@@ -458,6 +491,7 @@ final class Worker: @unchecked Sendable {
         board.publish(worker: plan.index, gauge: .transmitErrorsNetworkDown, transmitErrors.networkDown)
         board.publish(worker: plan.index, gauge: .transmitErrorsNoBuffers, transmitErrors.noBuffers)
         board.publish(worker: plan.index, gauge: .transmitErrorsOther, transmitErrors.other)
+        if plan.fastPath != nil { board.publish(worker: plan.index, gauge: .fastPathOffersRefused, fastPathOffersRefused) }
     }
 }
 

@@ -26,6 +26,9 @@ public final class Lab: @unchecked Sendable {
     public let routesThroughDirectors: Bool
     /// IPv6 beside IPv4 on every segment but the crossover; else IPv6 is off everywhere.
     public let dualStack: Bool
+    /// The clients compute their transport checksums themselves (see `buildRouterAndClient`):
+    /// for the XDP fast path in driver mode on veth.
+    public let clientsFinishChecksums: Bool
 
     /// Where every lab keeps its files, a folder per prefix.
     public static let stateRoot = "/tmp/director-lab"
@@ -88,9 +91,11 @@ public final class Lab: @unchecked Sendable {
     /// connection (nginx's limit_rate; `rate` like "4400k").
     public static func pacedPath(_ file: String, rate: String) -> String { "paced/\(rate)/\(file)" }
 
-    public init(prefix: String, realServers: Int = 3, directors: Int = 1, routesThroughDirectors: Bool = false, dualStack: Bool = false) {
+    public init(prefix: String, realServers: Int = 3, directors: Int = 1, routesThroughDirectors: Bool = false, dualStack: Bool = false,
+                clientsFinishChecksums: Bool = ProcessInfo.processInfo.environment["DIRECTOR_LAB_FAST_PATH"] == "xdp") {
         precondition(prefix.count <= 6 && prefix.allSatisfy { $0.isLetter || $0.isNumber })
         self.prefix = prefix
+        self.clientsFinishChecksums = clientsFinishChecksums
         self.routesThroughDirectors = routesThroughDirectors
         self.dualStack = dualStack
         realServerCount = realServers
@@ -172,6 +177,12 @@ public final class Lab: @unchecked Sendable {
         try inNamespace(routerNamespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
                                           "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.back.rp_filter=0", "net.ipv4.conf.front.rp_filter=0"])
         try inNamespace(clientNamespace, ["ip", "link", "set", "eth0", "up"])
+        if clientsFinishChecksums {
+            // A veth sender leaves the transport checksum to "offload", which a frame redirected
+            // by XDP in driver mode never gets (the program sees bytes, not the socket buffer's
+            // note): the clients finish their checksums, as frames off a wire always arrive.
+            try inNamespace(clientNamespace, ["ethtool", "-K", "eth0", "tx", "off"], check: false)
+        }
         for address in Lab.clientAddresses { try inNamespace(clientNamespace, ["ip", "addr", "add", "\(address)/24", "dev", "eth0"]) }
         try inNamespace(clientNamespace, ["ip", "route", "add", "default", "via", Lab.routerClientSide])
         if dualStack {
@@ -199,6 +210,9 @@ public final class Lab: @unchecked Sendable {
         try plug(namespace, as: "front", into: "front", port: "d\(index + 1)-f")
         try inNamespace(namespace, ["ip", "link", "set", "front", "address", Lab.virtualMAC])
         try plug(namespace, as: "back", into: "back", port: "d\(index + 1)-b")
+        // The XDP fast path redirects frames into `back`; a veth takes them only when its peer
+        // has a receive queue of its own (NAPI), which GRO turns on (a NIC always has one).
+        try inNamespace(switchNamespace, ["ethtool", "-K", "d\(index + 1)-b", "gro", "on"], check: false)
         if routesThroughDirectors {
             // The gateway MAC is shared like the VIP's: the switch must flood it to both directors.
             try inNamespace(switchNamespace, ["bridge", "link", "set", "dev", "d\(index + 1)-b", "learning", "off", "flood", "on"])

@@ -17,7 +17,7 @@ public final class LabDirector: @unchecked Sendable {
     public var environment: [String: String] = [:]
 
     /// The capabilities the unit gives the director (packaging/director.service), as setpriv names them.
-    public static let serviceCapabilities = ["net_raw", "net_admin", "sys_nice", "ipc_lock"]
+    public static let serviceCapabilities = ["net_raw", "net_admin", "sys_nice", "ipc_lock", "bpf"]
 
     /// Settings the lab's director config is made from.
     public struct Settings: Sendable {
@@ -59,6 +59,9 @@ public final class LabDirector: @unchecked Sendable {
         /// A second service beside the first: the IPv6 VIP's port 80, forwarded as the first is,
         /// to each server's IPv6 address (a dual-stack lab).
         public var addsIPv6Service = false
+        /// `director.fast_path`: "xdp" or "off". The default comes from $DIRECTOR_LAB_FAST_PATH
+        /// (scripts/test.sh runs the lab suite once per mode), else the director's own (off).
+        public var fastPath: String? = ProcessInfo.processInfo.environment["DIRECTOR_LAB_FAST_PATH"]
         public init() {}
     }
 
@@ -100,6 +103,7 @@ public final class LabDirector: @unchecked Sendable {
 
         """
         if let listen = settings.metricsListen { text += "  metrics_listen: \(listen)\n" }
+        if let mode = settings.fastPath { text += "  fast_path: \(mode)\n" }
         if settings.forwarding == "nat" || settings.addsTranslatedService {
             let address6 = settings.addsIPv6Service ? ", address6: \"\(Lab.natGatewayAddress6)\"" : ""
             text += "  nat_gateway: { address: \(Lab.natGatewayAddress)\(address6), mac: \"\(Lab.natGatewayMAC)\" }\n"
@@ -277,7 +281,8 @@ public final class LabDirector: @unchecked Sendable {
         var totals: [String: UInt64] = [:]
         let split = ["director_frames_dropped_total": ("reason", "drop_"), "director_frames_malformed_total": ("reason", "malformed_"),
                      "director_frames_passed_over_total": ("reason", "passed_over_"),
-                     "director_connection_changes_total": ("kind", "connection_changes_"), "director_transmit_errors_total": ("kind", "transmit_errors_")]
+                     "director_connection_changes_total": ("kind", "connection_changes_"), "director_transmit_errors_total": ("kind", "transmit_errors_"),
+                     "director_fast_path_frames_total": ("reason", "fast_path_")]
         for sample in samples(text) {
             var key = sample.name.replacingOccurrences(of: "director_", with: "")
             if key.hasSuffix("_total") { key.removeLast("_total".count) }

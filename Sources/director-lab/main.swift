@@ -36,7 +36,7 @@ struct Demo: ParsableCommand {
     @OptionGroup var options: LabOptions
     @Option(help: "Requests from each of the two client addresses.") var requests = 500
     @Option(help: "Scheduler of the demo service (rr shows that the synced state, not hashing, carries connections).") var scheduler = "mh"
-    @Option(help: "Run the directors as this user with the systemd unit's four capabilities (made if missing, as the package makes it); root: as root.")
+    @Option(help: "Run the directors as this user with the systemd unit's five capabilities (made if missing, as the package makes it); root: as root.")
     var user = "director"
 
     func run() throws {
@@ -51,7 +51,7 @@ struct Demo: ParsableCommand {
                 say("made system user \(user) (the package's postinst makes it too)")
             }
             settings.user = user
-            say("the directors run as user \(user) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE and CAP_IPC_LOCK only, as the systemd unit runs them")
+            say("the directors run as user \(user) with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE, CAP_IPC_LOCK and CAP_BPF only, as the systemd unit runs them")
         }
         settings.metricsListen = "127.0.0.1:9117"
         settings.scheduler = scheduler

@@ -53,6 +53,9 @@ struct ConfigurationTests {
         #expect(configuration.metricsListen == nil && configuration.locksMemory)
         let observed = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  metrics_listen: 127.0.0.1:9117\n  lock_memory: false"))
         #expect(observed.metricsListen?.description == "127.0.0.1:9117" && !observed.locksMemory)
+        #expect(configuration.fastPath == .off, "the fast path is off unless asked for")
+        let fast = try ConfigurationParser.parse(yaml: valid.replacingOccurrences(of: "workers: [0, 1]", with: "workers: [0, 1]\n  fast_path: xdp\n  fast_path_flows: 65536"))
+        #expect(fast.fastPath == .xdp && fast.fastPathFlows == 65536)
     }
 
     @Test("each mistake is reported with the field it is in", arguments: [
@@ -95,6 +98,8 @@ struct ConfigurationTests {
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: localhost:9117"), message: "director.metrics_listen: expected an IPv4 address and port like 127.0.0.1:9117, got \"localhost:9117\""),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: 127.0.0.1:0"), message: "director.metrics_listen: expected an IPv4 address and port"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  lock_memory: sometimes"), message: "director.lock_memory: expected true or false"),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  fast_path: afxdp"), message: "director.fast_path: expected xdp or off, got \"afxdp\""),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  fast_path_flows: 10"), message: "director.fast_path_flows:"),
         // NAT
         BadConfig(change: ("scheduler: wrr", "scheduler: wrr\n    forwarding: tun"), message: "services[0].forwarding: expected dr (direct routing) or nat"),
         BadConfig(change: ("scheduler: wrr", "scheduler: wrr\n    forwarding: nat"), message: "director.nat_gateway: is required by services[0] (forwarding: nat)"),

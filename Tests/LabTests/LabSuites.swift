@@ -38,7 +38,8 @@ func insideNamespace<T>(_ namespace: String, _ body: () throws -> T) throws -> T
 /// fails, what was built is removed here.
 func startPair(prefix: String, scheduler: String, settings: LabDirector.Settings = LabDirector.Settings(),
                binary: String = LabDirector.binaryPath()) throws -> (Lab, LabDirector, LabDirector) {
-    let lab = Lab(prefix: prefix, directors: 2, routesThroughDirectors: settings.forwarding == "nat", dualStack: settings.addsIPv6Service)
+    let lab = Lab(prefix: prefix, directors: 2, routesThroughDirectors: settings.forwarding == "nat", dualStack: settings.addsIPv6Service,
+                  clientsFinishChecksums: settings.fastPath == "xdp")
     do {
         try lab.setUp(largeFileMegabytes: 1)
         var settings = settings

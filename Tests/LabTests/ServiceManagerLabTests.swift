@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 extension LabSuites {
-    /// The director as systemd runs it: as user `director` with the unit's four capabilities,
+    /// The director as systemd runs it: as user `director` with the unit's five capabilities,
     /// and speaking the notify protocol (ready, reloading, stopping, the watchdog).
     @Suite("Lab: run by the service manager")
     struct ServiceManagerLabTests {
@@ -20,7 +20,7 @@ extension LabSuites {
             try body()
         }
 
-        @Test("a pair runs as user director with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE and CAP_IPC_LOCK only: 400 requests served, each process not root; without CAP_NET_ADMIN the director refuses to start, naming it")
+        @Test("a pair runs as user director with CAP_NET_RAW, CAP_NET_ADMIN, CAP_SYS_NICE, CAP_IPC_LOCK and CAP_BPF only: 400 requests served, each process not root; without CAP_NET_ADMIN the director refuses to start, naming it")
         func runsWithoutRoot() throws {
             try ServiceManagerLabTests.withServiceUser {
                 let lab = Lab(prefix: "tnr", directors: 2)
@@ -52,7 +52,7 @@ extension LabSuites {
                 for status in statuses {
                     #expect(field(status, "Uid").split(separator: "\t").allSatisfy { String($0) == uid }, "runs as director (uid \(uid))")
                     let effective = UInt64(field(status, "CapEff"), radix: 16) ?? 0
-                    #expect(effective == (1 << 12 | 1 << 13 | 1 << 14 | 1 << 23), "exactly the four capabilities: \(String(effective, radix: 16))")
+                    #expect(effective == (1 << 12 | 1 << 13 | 1 << 14 | 1 << 23 | 1 << 39), "exactly the five capabilities: \(String(effective, radix: 16))")
                 }
                 #expect(directors.allSatisfy { $0.log().contains(" node \($0 === directors[0] ? 1 : 2) info: ready") })
             }

@@ -1,0 +1,18 @@
+// libbpf, for loading and attaching the XDP fast path and reaching its maps, and the layout the
+// program and the director share.
+#ifndef CFAST_PATH_H
+#define CFAST_PATH_H
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include "director_fast_path.h"
+
+/// Routes libbpf's messages into a buffer instead of standard error: the director reports
+/// why a load failed in its own log line (`director_fast_path_last_message`).
+void director_fast_path_capture_libbpf_messages(void);
+
+/// The last warning libbpf printed (empty if none), e.g. the verifier's complaint.
+const char *director_fast_path_last_message(void);
+
+#endif

@@ -1,0 +1,256 @@
+import CDirectorShim
+import CFastPath
+import DirectorCore
+import DirectorWire
+import FastPathProgram
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The XDP fast path on the front interface (`fast_path.bpf.c`): loaded from the object the build
+/// embedded, attached through a BPF link (the kernel detaches it when the director exits, however
+/// it exits: a dead director's program must not go on forwarding the flows its peer took over),
+/// and the maps through which the workers steer it.
+///
+/// Every method is a map operation, one system call, safe from any thread: the workers offer and
+/// withdraw flows and read when the program last saw one; the sync thread moves bucket ownership.
+public final class XDPFastPath: @unchecked Sendable {
+    /// How the program runs on the interface.
+    public enum AttachMode: String, Sendable {
+        /// In the driver, before the kernel allocates a socket buffer: the fast one.
+        case driver
+        /// After the socket buffer is made (any driver): correct, and slower.
+        case generic
+    }
+
+    public let mode: AttachMode
+    public let interface: NetworkInterface
+    public let flowCapacity: Int
+    private let object: OpaquePointer
+    private let link: Int32
+    private let flows: Int32
+    private let configuration: Int32
+    private let ownershipMap: Int32
+    private let counters: Int32
+    private let possibleCPUs: Int
+    private let backMAC: MACAddress
+    /// The configuration as last written, and bucket ownership as the map has it: changed under
+    /// the lock (the sync thread moves ownership; the maintenance thread and the workers flush).
+    private let control: Mutex<(settings: director_fast_path_config, ownership: BucketOwnership)>
+    private let currentGeneration = Atomic<UInt8>(0)
+
+    /// Loads the program and attaches it to `front`, in driver mode if the driver has it, in
+    /// generic mode otherwise (or only in `mode` when given).
+    public init(front: NetworkInterface, back: NetworkInterface, virtualMAC: MACAddress, ownership: BucketOwnership,
+                flowCapacity: Int, mode requested: AttachMode? = nil) throws(FastPathError) {
+        director_fast_path_capture_libbpf_messages()
+        interface = front
+        backMAC = back.mac
+        self.flowCapacity = flowCapacity
+        let opened = FastPathProgram.object.withUnsafeBytes { bytes in
+            FastPathProgram.programName.withCString { name in
+                // Named, so libbpf's messages and bpftool say whose program it is.
+                var options = bpf_object_open_opts()
+                options.sz = MemoryLayout<bpf_object_open_opts>.size
+                options.object_name = name
+                return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
+            }
+        }
+        guard let opened else { throw FastPathError.failure("opening the embedded program", errno: errno) }
+        object = opened
+        var cleanUp = true
+        defer { if cleanUp { bpf_object__close(opened) } }
+        guard let flowMap = bpf_object__find_map_by_name(opened, "flows") else { throw FastPathError.failure("finding the flows map", errno: ENOENT) }
+        bpf_map__set_max_entries(flowMap, UInt32(flowCapacity))
+        let loaded = bpf_object__load(opened)
+        guard loaded == 0 else { throw FastPathError.failure("loading the program into the kernel", errno: -loaded) }
+        func descriptor(_ name: String) throws(FastPathError) -> Int32 {
+            let fd = bpf_object__find_map_fd_by_name(opened, name)
+            guard fd >= 0 else { throw FastPathError.failure("finding map \(name)", errno: -fd) }
+            return fd
+        }
+        flows = try descriptor("flows")
+        configuration = try descriptor("config")
+        ownershipMap = try descriptor("ownership")
+        counters = try descriptor("counters")
+        let devices = try descriptor("back_interface")
+        possibleCPUs = Int(max(libbpf_num_possible_cpus(), 1))
+        guard let program = bpf_object__find_program_by_name(opened, FastPathProgram.programName) else {
+            throw FastPathError.failure("finding the program", errno: ENOENT)
+        }
+
+        var settings = director_fast_path_config()
+        withUnsafeMutableBytes(of: &settings.virtual_mac) { XDPFastPath.write(virtualMAC, into: $0) }
+        settings.bucket_mask = ownership.bucketCount - 1
+        settings.generation = 0
+        var zero: UInt32 = 0
+        try XDPFastPath.check(bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY)), "writing the configuration")
+        var backIndex = UInt32(back.index)
+        try XDPFastPath.check(bpf_map_update_elem(devices, &zero, &backIndex, UInt64(BPF_ANY)),
+                              "adding \(back.name) to the redirect map (its driver must accept XDP frames)")
+        for bucket in 0..<ownership.bucketCount {
+            var key = bucket
+            var owned: UInt8 = ownership.owns(bucket) ? 1 : 0
+            try XDPFastPath.check(bpf_map_update_elem(ownershipMap, &key, &owned, UInt64(BPF_ANY)), "writing bucket ownership")
+        }
+
+        // Driver mode first: generic mode works everywhere and is the fallback.
+        let modes: [AttachMode] = requested.map { [$0] } ?? [.driver, .generic]
+        var attached: (Int32, AttachMode)?
+        var lastError: Int32 = 0
+        for mode in modes {
+            var options = bpf_link_create_opts()
+            options.sz = MemoryLayout<bpf_link_create_opts>.size
+            options.flags = UInt32(mode == .driver ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE)
+            let fd = bpf_link_create(bpf_program__fd(program), front.index, BPF_XDP, &options)
+            if fd >= 0 {
+                attached = (fd, mode)
+                break
+            }
+            lastError = -fd
+        }
+        guard let (link, mode) = attached else {
+            throw FastPathError.failure("attaching the program to \(front.name) (\(modes.map(\.rawValue).joined(separator: " or ")) mode)", errno: lastError)
+        }
+        _ = fcntl(link, F_SETFD, FD_CLOEXEC)
+        self.link = link
+        self.mode = mode
+        control = Mutex((settings, ownership))
+        cleanUp = false
+    }
+
+    deinit {
+        close(link)
+        bpf_object__close(object)
+    }
+
+    // MARK: - Flows (the workers)
+
+    /// Lets the program forward `flow`'s frames (overwrites an earlier offer of the flow).
+    /// False if the kernel refused (the map's memory); the flow stays on the ring.
+    public func offer(_ flow: FastPathFlow, generation: UInt8, nowNanoseconds: UInt64) -> Bool {
+        var key = XDPFastPath.key(of: flow)
+        var value = director_fast_flow()
+        withUnsafeMutableBytes(of: &value.server_mac) { XDPFastPath.write(flow.serverMAC, into: $0) }
+        withUnsafeMutableBytes(of: &value.back_mac) { XDPFastPath.write(backMAC, into: $0) }
+        value.generation = UInt32(generation)
+        value.last_seen_ns = nowNanoseconds
+        return bpf_map_update_elem(flows, &key, &value, UInt64(BPF_ANY)) == 0
+    }
+
+    /// Stops the program forwarding `flow` (nothing if it has no such flow).
+    public func withdraw(_ flow: FastPathFlow) {
+        var key = XDPFastPath.key(of: flow)
+        _ = bpf_map_delete_elem(flows, &key)
+    }
+
+    /// When the program last forwarded a frame of `flow` (CLOCK_MONOTONIC ms), or when the flow
+    /// was offered; nil if the map no longer has it.
+    public func lastSeenMilliseconds(_ flow: FastPathFlow) -> UInt64? {
+        var key = XDPFastPath.key(of: flow)
+        var value = director_fast_flow()
+        guard bpf_map_lookup_elem(flows, &key, &value) == 0 else { return nil }
+        return value.last_seen_ns / 1_000_000
+    }
+
+    // MARK: - Control (the director and its sync thread)
+
+    /// Moves bucket ownership: one map update per bucket that changes hands, each atomic; the
+    /// program is not reattached.
+    public func setOwnership(_ new: BucketOwnership) throws(FastPathError) {
+        try control.withLock { (state) throws(FastPathError) in
+            precondition(new.bucketCount == state.ownership.bucketCount, "the bucket count never changes")
+            for bucket in 0..<new.bucketCount where new.owns(bucket) != state.ownership.owns(bucket) {
+                var key = bucket
+                var owned: UInt8 = new.owns(bucket) ? 1 : 0
+                try XDPFastPath.check(bpf_map_update_elem(ownershipMap, &key, &owned, UInt64(BPF_ANY)), "moving bucket \(bucket)")
+                // Each bucket as it moves: a failure half-way leaves the map as it says.
+                state.ownership.set(bucket, owned: new.owns(bucket))
+            }
+        }
+    }
+
+    /// The flush generation workers offer flows under.
+    public var generation: UInt8 { currentGeneration.load(ordering: .acquiring) }
+
+    /// Invalidates every flow in the map at once: the program forwards only flows offered under
+    /// the new generation, and the workers offer each again when its next frame reaches them.
+    /// Used when real servers or their MACs change, and when a withdrawal could not be queued.
+    /// If the kernel refuses the update the flows stay as they were, and that is said.
+    public func flush() {
+        control.withLock { state in
+            let next = UInt8(truncatingIfNeeded: state.settings.generation &+ 1)
+            var settings = state.settings
+            settings.generation = UInt32(next)
+            var zero: UInt32 = 0
+            let result = bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY))
+            guard result == 0 else {
+                flushFailures.add(1, ordering: .relaxed)
+                return
+            }
+            state.settings = settings
+            currentGeneration.store(next, ordering: .releasing)
+        }
+    }
+
+    /// Flushes the kernel refused (counted; the director's maintenance retries with the next one).
+    public let flushFailures = Atomic<UInt64>(0)
+
+    /// The program's counters, summed over CPUs.
+    public func counterValues() -> [UInt64] {
+        var values = [UInt64](repeating: 0, count: Int(DIRECTOR_FAST_COUNTER_COUNT.rawValue))
+        var perCPU = [UInt64](repeating: 0, count: possibleCPUs)
+        for index in values.indices {
+            var key = UInt32(index)
+            guard bpf_map_lookup_elem(counters, &key, &perCPU) == 0 else { continue }
+            values[index] = perCPU.reduce(0, &+)
+        }
+        return values
+    }
+
+    /// The counters' names, in `counterValues`' order.
+    public static let counterNames = [
+        "fast_path_redirected", "fast_path_redirected_bytes", "fast_path_dropped_not_owned", "fast_path_passed_not_ipv4",
+        "fast_path_passed_fragment", "fast_path_passed_other_protocol", "fast_path_passed_not_addressed",
+        "fast_path_passed_control_segment", "fast_path_passed_no_flow", "fast_path_passed_stale_flow",
+        "fast_path_passed_truncated", "fast_path_redirect_failed",
+    ]
+
+    // MARK: - Byte layout
+
+    static func key(of flow: FastPathFlow) -> director_fast_flow_key {
+        var key = director_fast_flow_key()
+        key.client_address = flow.clientAddress.rawValue.bigEndian
+        key.virtual_address = flow.virtualAddress.rawValue.bigEndian
+        key.client_port = flow.clientPort.bigEndian
+        key.virtual_port = flow.virtualPort.bigEndian
+        key.protocol = flow.transport.rawValue
+        return key
+    }
+
+    static func write(_ mac: MACAddress, into bytes: UnsafeMutableRawBufferPointer) {
+        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: mac.rawValue >> UInt64(8 * (5 - index))) }
+    }
+
+    static func check(_ result: Int32, _ context: String) throws(FastPathError) {
+        guard result == 0 else { throw FastPathError.failure(context, errno: -result) }
+    }
+}
+
+/// Why the fast path could not start or change, with libbpf's own last word when it had one
+/// (the verifier's complaint, a missing kernel feature).
+public struct FastPathError: Error, CustomStringConvertible, Sendable {
+    public let context: String
+    public let errno: Int32
+    public let libbpfMessage: String
+
+    static func failure(_ context: String, errno: Int32) -> FastPathError {
+        FastPathError(context: context, errno: errno, libbpfMessage: String(cString: director_fast_path_last_message()))
+    }
+
+    public var description: String {
+        let reason = "\(context): \(String(cString: strerror(errno))) (errno \(errno))"
+        return libbpfMessage.isEmpty ? reason : "\(reason); \(libbpfMessage)"
+    }
+}

@@ -1,0 +1,140 @@
+import DirectorCore
+import DirectorWire
+import Testing
+
+private let clientMAC = MACAddress("02:00:00:00:01:01")!
+private let vipMAC = MACAddress("02:00:00:00:00:64")!
+private let client = IPv4Address(198, 18, 1, 10)
+private let vip = IPv4Address(198, 18, 0, 100)
+private let toVIP = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip)
+
+private func segment(_ flags: TCPFlags, payload: [UInt8] = []) -> [UInt8] {
+    toVIP.tcp(sourcePort: 40000, destinationPort: 80, flags: flags).payload(payload).build()
+}
+
+private let flow = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: 40000, virtualPort: 80, transport: .tcp)
+
+/// A forwarder whose worker runs the XDP fast path.
+private func offloadingForwarder(_ scheduler: SchedulerKind = .maglev) -> Forwarder<RecordingSink> {
+    var forwarder = makeForwarder(scheduler)
+    var settings = forwarder.settings
+    settings.offloadsEstablishedFlows = true
+    forwarder.install(forwarder.services, settings: settings)
+    return forwarder
+}
+
+/// The requests queued since the last call, emptied.
+private func take(_ forwarder: inout Forwarder<RecordingSink>) -> [FastPathRequest] {
+    var taken: [FastPathRequest] = []
+    _ = forwarder.fastPathRequests.drain { taken.append($0) }
+    return taken
+}
+
+/// The real server a forwarded frame went to.
+private func server(of frame: [UInt8]) -> MACAddress {
+    MACAddress(rawValue: frame.prefix(6).reduce(0) { $0 << 8 | UInt64($1) })
+}
+
+@Suite("XDP fast path: what the pipeline offers and withdraws")
+struct FastPathTests {
+    @Test("a TCP flow is offered once established and proven (data after the handshake), with its server's MAC; once per generation")
+    func offeredWhenProven() {
+        var forwarder = offloadingForwarder()
+        _ = forwarder.run(segment(.syn))
+        _ = forwarder.run(segment(.ack))
+        #expect(take(&forwarder).isEmpty, "an ESTABLISHED entry without data is not proven: two forged frames make one")
+        let (verdict, sent) = forwarder.run(segment([.ack, .psh], payload: Array("GET / HTTP/1.1\r\n\r\n".utf8)))
+        guard case .transmitOnBack = verdict else { Issue.record("not forwarded: \(verdict)"); return }
+        var offered = flow
+        offered.serverMAC = server(of: sent)
+        #expect(take(&forwarder) == [.offer(offered)])
+        _ = forwarder.run(segment(.ack), now: 1_100)
+        #expect(take(&forwarder).isEmpty, "offered once")
+        forwarder.fastPathGeneration = 1
+        _ = forwarder.run(segment(.ack), now: 1_200)
+        #expect(take(&forwarder) == [.offer(offered)], "a flush: the next frame on the ring offers the flow again")
+        #expect(forwarder.counters[.fastPathOffers] == 2)
+    }
+
+    @Test("a FIN or RST passed to the ring withdraws the flow; the rest of the connection stays on the ring")
+    func withdrawnAtTheEnd() {
+        for ending: TCPFlags in [[.fin, .ack], .rst] {
+            var forwarder = offloadingForwarder()
+            _ = forwarder.run(segment(.syn))
+            _ = forwarder.run(segment(.ack, payload: [1, 2, 3]))
+            _ = take(&forwarder)
+            _ = forwarder.run(segment(ending), now: 2_000)
+            #expect(take(&forwarder) == [.withdraw(flow)], "\(ending)")
+            _ = forwarder.run(segment(.ack), now: 2_100)
+            #expect(take(&forwarder).isEmpty, "an ended connection is never offered again")
+        }
+    }
+
+    @Test("expiry asks the program: a flow it forwarded lately stays, the peer hears it is busy; an idle one goes and is withdrawn")
+    func expiryReadsTheProgram() {
+        var forwarder = offloadingForwarder()
+        _ = forwarder.run(segment(.syn))
+        _ = forwarder.run(segment(.ack, payload: [1]), now: 1_000)
+        _ = take(&forwarder)
+        let timeout = forwarder.settings.timeouts.timeout(for: .established)
+        let changesBefore = forwarder.changes.changes.count
+        // Half a timeout on: the entry is due for review, and the program saw the flow a moment ago.
+        var now = 1_000 + timeout / 2 + 1
+        forwarder.expire(now: now, budget: 1024) { asked in
+            #expect(asked == flow)
+            return now - 5
+        }
+        #expect(forwarder.table.count == 1, "kept: the program forwarded it within a timeout")
+        #expect(forwarder.counters[.fastPathReviewsAlive] == 1)
+        guard case .refreshed? = forwarder.changes.changes.dropFirst(changesBefore).first else {
+            Issue.record("the peer's replica is refreshed: \(forwarder.changes.changes.dropFirst(changesBefore))")
+            return
+        }
+        // A whole timeout without a frame: gone, from the table and from the program.
+        now += timeout + 1
+        forwarder.expire(now: now, budget: forwarder.table.slotCount) { _ in 1_000 + timeout / 2 }
+        #expect(forwarder.table.count == 0)
+        #expect(take(&forwarder) == [.withdraw(flow)])
+        #expect(forwarder.counters[.connectionsExpired] == 1)
+    }
+
+    @Test("a flow the program no longer has (pushed out of its map) expires by the table's own clock")
+    func missingFromTheProgram() {
+        var forwarder = offloadingForwarder()
+        _ = forwarder.run(segment(.syn))
+        _ = forwarder.run(segment(.ack, payload: [1]), now: 1_000)
+        _ = take(&forwarder)
+        let timeout = forwarder.settings.timeouts.timeout(for: .established)
+        forwarder.expire(now: 1_000 + timeout / 2 + 1, budget: 1024) { _ in nil }
+        #expect(forwarder.table.count == 0)
+    }
+
+    @Test("nothing is offered without the fast path, for NAT services, or for IPv6 flows; UDP after its second datagram")
+    func whatIsNeverOffered() {
+        var off = makeForwarder()
+        _ = off.run(segment(.syn))
+        _ = off.run(segment(.ack, payload: [1]))
+        _ = off.run(segment(.ack))
+        #expect(take(&off).isEmpty)
+
+        var forwarder = offloadingForwarder()
+        let datagram = toVIP.udp(sourcePort: 5000, destinationPort: 53).payload([1, 2, 3, 4]).build()
+        _ = forwarder.run(datagram)
+        #expect(take(&forwarder).isEmpty, "one datagram proves nothing")
+        let (_, sent) = forwarder.run(datagram, now: 1_001)
+        let udp = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: 5000, virtualPort: 53, transport: .udp, serverMAC: server(of: sent))
+        #expect(take(&forwarder) == [.offer(udp)])
+    }
+
+    @Test("a withdrawal that does not fit the queue turns into a flush; an offer that does not fit is just not made")
+    func overflowFlushes() {
+        var requests = FastPathRequests(capacity: 1)
+        let first = requests.offer(flow), second = requests.offer(flow)
+        #expect(first && !second)
+        requests.withdraw(flow)
+        #expect(requests.mustFlush)
+        let outcome = requests.drain { _ in }
+        #expect(outcome.flush && outcome.count == 1)
+        #expect(requests.isEmpty)
+    }
+}

@@ -1,0 +1,82 @@
+import DirectorLab
+import Foundation
+import Testing
+
+extension LabSuites {
+    /// `fast_path: xdp`: the XDP program on each director's front interface forwards established
+    /// flows; the ring and the workers keep everything else.
+    @Suite("Lab: the XDP fast path")
+    struct FastPathLabTests {
+        static var xdp: LabDirector.Settings {
+            var settings = LabDirector.Settings()
+            settings.fastPath = "xdp"
+            return settings
+        }
+
+        @Test("the pair with fast_path: xdp: 100 downloads intact, most segments forwarded by the program, each segment sent once; the kernel detaches a killed director's program")
+        func pairForwardsThroughTheProgram() throws {
+            let (lab, a, b) = try startPair(prefix: "txp", scheduler: "mh", settings: FastPathLabTests.xdp)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            for director in [a, b] {
+                let line = director.log().split(separator: "\n").first { $0.contains("fast path:") }.map(String.init) ?? "(no fast path line)"
+                print("fast path, start: \(line)")
+                #expect(line.contains("fast path: XDP in"), "\(line)")
+            }
+            let serversBefore = try lab.tcpSegmentsAtRealServers()
+            let expected = try lab.sha256(of: Lab.mediumFileName)
+            let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 25, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "200k", maxTime: 60)
+            for curl in curls { Shell.wait(curl) }
+            let intact = try lab.collectDownloads().filter { $0 == expected }.count
+            usleep(1_500_000)
+            let statsA = try a.stats(), statsB = try b.stats()
+            let ring = (statsA["frames_forwarded"] ?? 0) + (statsB["frames_forwarded"] ?? 0)
+            let program = (statsA["fast_path_redirected"] ?? 0) + (statsB["fast_path_redirected"] ?? 0)
+            let received = UInt64(try lab.tcpSegmentsAtRealServers() - serversBefore)
+            print("fast path, pair: \(intact)/100 downloads intact; segments to the real servers: \(program) by the program, \(ring) by the workers' rings, "
+                + "\(received) received; offers \((statsA["fast_path_offers"] ?? 0) + (statsB["fast_path_offers"] ?? 0)), "
+                + "withdrawals \((statsA["fast_path_withdrawals"] ?? 0) + (statsB["fast_path_withdrawals"] ?? 0)); "
+                + "dropped as the other's: node 1 \(statsA["fast_path_dropped_not_owned"] ?? 0), node 2 \(statsB["fast_path_dropped_not_owned"] ?? 0)")
+            #expect(intact == 100, "\(intact) of 100 downloads intact")
+            #expect((statsA["fast_path_redirected"] ?? 0) > 0 && (statsB["fast_path_redirected"] ?? 0) > 0, "both programs forwarded")
+            #expect(program > ring, "the program carried most segments")
+            #expect(received == ring + program, "no segment reached the real servers twice, none lost")
+            #expect((statsA["fast_path_dropped_not_owned"] ?? 0) > 0, "the program dropped the other dispatcher's frames")
+
+            // SIGKILL: the link's last descriptor closes and the kernel detaches the program, so a
+            // dead director forwards nothing its peer took over.
+            _ = a.kill9()
+            let link = try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "show", "front"]).output
+            #expect(!link.contains("xdp"), "the killed director's program is detached: \(link)")
+        }
+
+        @Test("fast_path: xdp through the pair's failures: SIGKILL A, A returns, SIGKILL and return of B, the crossover cut")
+        func failuresWithTheProgram() throws {
+            let (lab, a, b) = try startPair(prefix: "txf", scheduler: "mh", settings: FastPathLabTests.xdp)
+            defer { a.stop(); b.stop(); lab.tearDown() }
+            try FailoverLabTests.failureSequence(lab, a, b)
+            let redirected = (try a.stats()["fast_path_redirected"] ?? 0) + (try b.stats()["fast_path_redirected"] ?? 0)
+            print("fast path, failures: the programs forwarded \(redirected) segments since the last starts")
+            #expect(redirected > 0)
+        }
+
+        @Test("without CAP_BPF the director starts anyway, says the fast path is off and why, and serves")
+        func fallsBackWithoutThePrivilege() throws {
+            try ServiceManagerLabTests.withServiceUser {
+                let lab = Lab(prefix: "txo", directors: 1)
+                defer { lab.tearDown() }
+                try lab.setUp(largeFileMegabytes: 1)
+                var settings = FastPathLabTests.xdp
+                settings.user = "director"
+                let director = try LabDirector(lab: lab, settings: settings)
+                director.capabilities = LabDirector.serviceCapabilities.filter { $0 != "bpf" }
+                try director.start()
+                defer { director.stop() }
+                let line = director.log().split(separator: "\n").first { $0.contains("fast path:") }.map(String.init) ?? "(no fast path line)"
+                print("fast path, without CAP_BPF: \(line)")
+                #expect(line.contains("fast path: off, XDP is not available here") && line.contains("CAP_BPF"), "\(line)")
+                let answers = try lab.fetchMany(path: "/index.html", count: 50, from: Lab.clientAddresses[0])
+                #expect(answers.split(separator: "\n").filter { $0 == "code=200" }.count == 50)
+            }
+        }
+    }
+}
