@@ -10,3 +10,9 @@ swift build -c release --product director
 # The package's tests install and run the .deb this builds.
 bash scripts/package.sh >/dev/null
 swift test "$@"
+# The pair's lab tests again with the XDP fast path on (fast_path: xdp): the split, sync,
+# failover, handback and split brain must hold in both modes.
+if [ $# -eq 0 ]; then
+  DIRECTOR_LAB_FAST_PATH=xdp swift test --skip-build \
+    --filter 'DispatcherPairLabTests|FailoverLabTests|DirectRoutingLabTests|SyncFloodLabTests'
+fi

@@ -12,7 +12,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "10000,100000,200000"
     @Option(help: "Runs of every device at every rate (interleaved).") var repeats = 3
     @Option(help: "Seconds of offered load per run.") var seconds = 5.0
-    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-v2 (TPACKET_V2 ring), director-nat (NAT), nft-fwd, nft-dnat, baseline (with --baseline).")
+    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-xdp (the XDP fast path), director-v2 (TPACKET_V2 ring), director-nat (NAT), nft-fwd, nft-dnat, baseline (with --baseline).")
     var devices = "director,director-v2,nft-fwd,nft-dnat"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true

@@ -122,6 +122,13 @@ struct ComparisonReport {
                 verdict(extra <= 1.1, String(format: "%@: CPU per frame at %@ at most 10 %% above the TPACKET_V3 ring's: %+.0f %%",
                                               DeviceKind.directorLowLatency.title, ComparisonReport.rateName(rate), (extra - 1) * 100))
             }
+            if rate == 200_000, let value = ratio(.cpuPerFrame, rate, of: .directorXDP, to: .nftablesForward) {
+                verdict(value <= 0.7, String(format: "%@: CPU per forwarded frame at %@ ≤ 0.7× nftables fwd's: %.2f×", DeviceKind.directorXDP.title,
+                                              ComparisonReport.rateName(rate), value))
+            }
+            if rate == 200_000, let p99 = delay(.directorXDP, rate, p99: true) {
+                verdict(p99 <= 50, String(format: "%@: one-way delay p99 at %@ ≤ 50 µs: %.0f µs", DeviceKind.directorXDP.title, ComparisonReport.rateName(rate), p99))
+            }
             if rate == 200_000, let value = ratio(.cpuPerFrame, rate, of: .directorNAT, to: .nftablesDNAT) {
                 verdict(value <= 1.0, String(format: "%@: CPU per forwarded frame at %@ ≤ 1.0× conntrack DNAT's: %.2f×", DeviceKind.directorNAT.title,
                                               ComparisonReport.rateName(rate), value))
@@ -135,6 +142,9 @@ struct ComparisonReport {
         }
         if let value = ratio(.forwardedRate, 0, of: .directorNAT, to: .nftablesDNAT) {
             verdict(value >= 1.0, String(format: "%@: peak forwarded pps ≥ conntrack DNAT's: %.2f×", DeviceKind.directorNAT.title, value))
+        }
+        if let value = ratio(.forwardedRate, 0, of: .directorXDP, to: .nftablesForward) {
+            verdict(value >= 1.5, String(format: "%@: peak forwarded pps ≥ 1.5× nftables fwd's: %.2f×", DeviceKind.directorXDP.title, value))
         }
         if let value = ratio(.forwardedRate, 0, to: .nftablesForward) {
             verdict(value >= 0.6, String(format: "peak forwarded pps ≥ 0.6× nftables DR's: %.2f×%@", value,

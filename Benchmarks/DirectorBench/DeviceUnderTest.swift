@@ -9,6 +9,11 @@ enum DeviceKind: String, CaseIterable, Sendable {
     /// The director, direct routing, Maglev scheduler, one worker on the device's CPU, its
     /// default TPACKET_V3 receive ring.
     case director
+    /// The same with the XDP fast path: established flows forwarded by the program on the
+    /// device's input, the rest through the ring.
+    case directorXDP = "director-xdp"
+    /// The same with the program in generic mode (after the socket buffer is made).
+    case directorXDPGeneric = "director-xdp-generic"
     /// The same with the low-latency TPACKET_V2 receive ring.
     case directorLowLatency = "director-v2"
     /// The director translating (forwarding: nat), the job conntrack DNAT does: the destination
@@ -25,6 +30,8 @@ enum DeviceKind: String, CaseIterable, Sendable {
     var title: String {
         switch self {
         case .director: "director (DR, mh, TPACKET_V3 ring)"
+        case .directorXDP: "director (DR, mh, XDP fast path)"
+        case .directorXDPGeneric: "director (DR, mh, XDP fast path, generic mode)"
         case .directorLowLatency: "director (DR, mh, TPACKET_V2 ring)"
         case .directorNAT: "director (NAT, mh, TPACKET_V3 ring)"
         case .baseline: "director, baseline build"
@@ -35,13 +42,13 @@ enum DeviceKind: String, CaseIterable, Sendable {
 
     var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT || self == .directorNAT ? .destinationNAT : .directRouting }
 
-    var isDirector: Bool { self == .director || self == .directorLowLatency || self == .directorNAT || self == .baseline }
+    var isDirector: Bool { self == .director || self == .directorXDP || self == .directorXDPGeneric || self == .directorLowLatency || self == .directorNAT || self == .baseline }
 
     /// The receive ring the director runs with, as its config says it: the format's defaults,
     /// or the fields of `custom` (e.g. "block_size: 262144, block_count: 32").
     func receiveRingConfig(_ custom: String?) -> String {
         switch (self, custom) {
-        case (.baseline, _), (.director, nil), (.directorNAT, nil): ""   // the build's own defaults
+        case (.baseline, _), (.director, nil), (.directorNAT, nil), (.directorXDP, nil), (.directorXDPGeneric, nil): ""   // the build's own defaults
         case (.directorLowLatency, _): "  receive_ring: { format: tpacket_v2\(custom.map { ", " + $0 } ?? "") }\n"
         default: "  receive_ring: { format: tpacket_v3, \(custom!) }\n"
         }
@@ -75,7 +82,7 @@ final class DeviceUnderTest {
         let transport = plan.pattern == .udp ? "udp" : "tcp"
         let servers = PerformanceLab.realServers
         switch kind {
-        case .director, .directorLowLatency, .directorNAT, .baseline:
+        case .director, .directorXDP, .directorXDPGeneric, .directorLowLatency, .directorNAT, .baseline:
             let translates = kind == .directorNAT
             let director = try LabDirector(namespace: lab.deviceNamespace, directory: lab.stateDirectory + "/director") { controlSocket in
                 """
@@ -86,7 +93,7 @@ final class DeviceUnderTest {
                   connection_capacity: \(connectionCapacity)
                   control_socket: \(controlSocket)
                   hide_frames_from_host: true
-                """ + "\n" + kind.receiveRingConfig(receiveRing)
+                """ + "\n" + kind.receiveRingConfig(receiveRing) + (kind == .directorXDP ? "  fast_path: xdp\n" : kind == .directorXDPGeneric ? "  fast_path: xdp-generic\n" : "")
                     + (translates ? "  nat_gateway: { address: \(PerformanceLab.natGatewayAddress) }\n" : "") + """
                 services:
                   - address: \(PerformanceLab.virtualAddress)

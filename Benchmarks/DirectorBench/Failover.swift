@@ -21,6 +21,7 @@ struct Failover: ParsableCommand {
     @Option(help: "Runs.") var repeats = 3
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces.") var prefix = "bfail"
+    @Option(help: "The directors' fast_path: off (the ring carries every frame) or xdp.") var fastPath = "off"
 
     struct Run: Codable {
         var sink: SinkSummary
@@ -48,7 +49,7 @@ struct Failover: ParsableCommand {
         func column(_ values: [Double], digits: Int = 1) -> String { Spread(values).formatted(digits: digits) }
         let markdown = """
         \(flows) established TCP flows (data segments), \(rate) frames/s in all (one frame per flow every \(String(format: "%.0f", interval)) ms),
-        through the dispatcher pair (mh, connection sync on); director 1 killed with SIGKILL \(killAfter) s into \(seconds) s of load.
+        through the dispatcher pair (mh, connection sync on, fast_path: \(fastPath)); director 1 killed with SIGKILL \(killAfter) s into \(seconds) s of load.
         A flow is alive at the end if a frame of it reached a real server in the last \(String(format: "%.0f", 3 * interval)) ms.
         \(repeats) runs, medians (min–max).
 
@@ -93,7 +94,9 @@ struct Failover: ParsableCommand {
             servers.append("\(mac)@\(Lab.realServerAddress(index))")
         }
         let binary = DeviceUnderTest.directorBinary
-        let directors = try lab.startPair(settings: LabDirector.Settings(), binary: binary)
+        var settings = LabDirector.Settings()
+        settings.fastPath = fastPath
+        let directors = try lab.startPair(settings: settings, binary: binary)
         defer { for director in directors { director.stop() } }
 
         var traffic = try TrafficOptions.parse(["--flows", String(flows)])
@@ -117,6 +120,9 @@ struct Failover: ParsableCommand {
         Shell.wait(generator)
         Shell.wait(sink)
         let survivor = try directors[1].stats(binary: binary)
+        if fastPath != "off" {
+            print("survivor: \(survivor["fast_path_redirected"] ?? 0) frames by the XDP program, \(survivor["frames_forwarded"] ?? 0) by the ring")
+        }
         let declared = survivor["sync_peer_declared_dead_at_ns"] ?? 0
         return Run(sink: try JSONDecoder().decode(SinkSummary.self, from: Data(contentsOf: URL(fileURLWithPath: sinkSummary))),
                    generator: try JSONDecoder().decode(GeneratorSummary.self, from: Data(contentsOf: URL(fileURLWithPath: generatorSummary))),

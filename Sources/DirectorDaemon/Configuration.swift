@@ -140,7 +140,14 @@ public struct Configuration: Sendable {
 
     public enum FastPathMode: String, Sendable, Equatable {
         case off
+        /// In the driver if it has XDP, else generic.
         case xdp
+        /// Only in the driver (off if the driver has no XDP).
+        case xdpDriver = "xdp-driver"
+        /// Only generic: after the socket buffer is made, in any driver.
+        case xdpGeneric = "xdp-generic"
+
+        public var isOn: Bool { self != .off }
     }
 
     /// An IPv4 address and TCP port to listen on.

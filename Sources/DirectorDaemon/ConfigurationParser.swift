@@ -107,7 +107,7 @@ public enum ConfigurationParser {
         configuration.locksMemory = try director.bool("lock_memory") ?? true
         if let text = try director.string("fast_path") {
             guard let mode = Configuration.FastPathMode(rawValue: text) else {
-                throw ConfigurationError(field: "director.fast_path", problem: "expected xdp or off, got \"\(text)\"")
+                throw ConfigurationError(field: "director.fast_path", problem: "expected xdp, xdp-driver, xdp-generic or off, got \"\(text)\"")
             }
             configuration.fastPath = mode
         }

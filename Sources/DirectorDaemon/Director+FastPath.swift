@@ -8,16 +8,19 @@ extension Director {
     /// `fast_path: xdp`: loads and attaches the XDP program, and says which mode it runs in.
     /// Never fatal: without it the ring carries every frame, as with `fast_path: off`.
     func startFastPath() -> XDPFastPath? {
-        guard configuration.fastPath == .xdp else {
+        guard configuration.fastPath.isOn else {
             Log.info("fast path: off (director.fast_path): the receive ring carries every frame")
             return nil
         }
         do {
             let program = try XDPFastPath(front: front, back: back, virtualMAC: virtualMAC, ownership: currentOwnership,
-                                          flowCapacity: configuration.fastPathFlows)
-            let why = program.mode == .driver
-                ? "in \(front.name)'s driver, before the kernel allocates a buffer"
-                : "in generic mode (\(front.name)'s driver has no XDP of its own), slower than driver mode"
+                                          flowCapacity: configuration.fastPathFlows,
+                                          mode: configuration.fastPath == .xdpDriver ? .driver : configuration.fastPath == .xdpGeneric ? .generic : nil)
+            let why = switch (program.mode, configuration.fastPath) {
+            case (.driver, _): "in \(front.name)'s driver, before the kernel allocates a buffer"
+            case (.generic, .xdpGeneric): "in generic mode, as configured"
+            default: "in generic mode (\(front.name)'s driver has no XDP of its own), slower than driver mode"
+            }
             Log.info("fast path: XDP \(why); established IPv4 direct-routing flows go straight to \(back.name), "
                 + "everything else through the ring; map of \(configuration.fastPathFlows) flows")
             return program
@@ -32,7 +35,7 @@ extension Director {
     func fastPathMetricFamilies() -> [MetricFamily] {
         guard let fastPath else { return [] }
         var mode = MetricFamily("director_fast_path_info", .gauge, "1, labelled with how the XDP fast path runs (driver or generic).")
-        mode.add(1, [("mode", fastPath.mode.rawValue)])
+        mode.add(1, [("mode", fastPath.mode?.rawValue ?? "loaded")])
         var frames = MetricFamily("director_fast_path_frames_total", .counter,
                                   "Frames the XDP fast path saw, by what it did: redirected to a real server, dropped (another dispatcher's bucket) or passed to the ring, and why.")
         var bytes = MetricFamily("director_fast_path_redirected_bytes_total", .counter, "Bytes of the frames the XDP fast path redirected.")

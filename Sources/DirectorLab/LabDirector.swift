@@ -296,6 +296,8 @@ public final class LabDirector: @unchecked Sendable {
             guard amount >= 0, amount < 1.8e19 else { continue }
             totals[key, default: 0] += UInt64(amount.rounded())
         }
+        // Frames sent to the real servers by either path: the workers' rings and the XDP program.
+        totals["frames_to_servers"] = (totals["frames_forwarded"] ?? 0) + (totals["fast_path_redirected"] ?? 0)
         return totals
     }
 

@@ -24,11 +24,13 @@ public final class XDPFastPath: @unchecked Sendable {
         case generic
     }
 
-    public let mode: AttachMode
+    /// nil: loaded, not attached (`attaching: false`, for `testRun`).
+    public let mode: AttachMode?
     public let interface: NetworkInterface
     public let flowCapacity: Int
     private let object: OpaquePointer
     private let link: Int32
+    private let program: Int32
     private let flows: Int32
     private let configuration: Int32
     private let ownershipMap: Int32
@@ -41,9 +43,10 @@ public final class XDPFastPath: @unchecked Sendable {
     private let currentGeneration = Atomic<UInt8>(0)
 
     /// Loads the program and attaches it to `front`, in driver mode if the driver has it, in
-    /// generic mode otherwise (or only in `mode` when given).
+    /// generic mode otherwise (or only in `mode` when given). Without `attaching`, the program
+    /// is only loaded: frames reach it through `testRun`.
     public init(front: NetworkInterface, back: NetworkInterface, virtualMAC: MACAddress, ownership: BucketOwnership,
-                flowCapacity: Int, mode requested: AttachMode? = nil) throws(FastPathError) {
+                flowCapacity: Int, mode requested: AttachMode? = nil, attaching: Bool = true) throws(FastPathError) {
         director_fast_path_capture_libbpf_messages()
         interface = front
         backMAC = back.mac
@@ -76,9 +79,10 @@ public final class XDPFastPath: @unchecked Sendable {
         counters = try descriptor("counters")
         let devices = try descriptor("back_interface")
         possibleCPUs = Int(max(libbpf_num_possible_cpus(), 1))
-        guard let program = bpf_object__find_program_by_name(opened, FastPathProgram.programName) else {
+        guard let found = bpf_object__find_program_by_name(opened, FastPathProgram.programName) else {
             throw FastPathError.failure("finding the program", errno: ENOENT)
         }
+        program = bpf_program__fd(found)
 
         var settings = director_fast_path_config()
         withUnsafeMutableBytes(of: &settings.virtual_mac) { XDPFastPath.write(virtualMAC, into: $0) }
@@ -96,32 +100,36 @@ public final class XDPFastPath: @unchecked Sendable {
         }
 
         // Driver mode first: generic mode works everywhere and is the fallback.
-        let modes: [AttachMode] = requested.map { [$0] } ?? [.driver, .generic]
+        let modes: [AttachMode] = !attaching ? [] : requested.map { [$0] } ?? [.driver, .generic]
         var attached: (Int32, AttachMode)?
         var lastError: Int32 = 0
         for mode in modes {
             var options = bpf_link_create_opts()
             options.sz = MemoryLayout<bpf_link_create_opts>.size
             options.flags = UInt32(mode == .driver ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE)
-            let fd = bpf_link_create(bpf_program__fd(program), front.index, BPF_XDP, &options)
+            let fd = bpf_link_create(program, front.index, BPF_XDP, &options)
             if fd >= 0 {
                 attached = (fd, mode)
                 break
             }
             lastError = -fd
         }
-        guard let (link, mode) = attached else {
+        if !attaching {
+            link = -1
+            mode = nil
+        } else if let (link, mode) = attached {
+            _ = fcntl(link, F_SETFD, FD_CLOEXEC)
+            self.link = link
+            self.mode = mode
+        } else {
             throw FastPathError.failure("attaching the program to \(front.name) (\(modes.map(\.rawValue).joined(separator: " or ")) mode)", errno: lastError)
         }
-        _ = fcntl(link, F_SETFD, FD_CLOEXEC)
-        self.link = link
-        self.mode = mode
         control = Mutex((settings, ownership))
         cleanUp = false
     }
 
     deinit {
-        close(link)
+        if link >= 0 { close(link) }
         bpf_object__close(object)
     }
 
@@ -196,6 +204,26 @@ public final class XDPFastPath: @unchecked Sendable {
 
     /// Flushes the kernel refused (counted; the director's maintenance retries with the next one).
     public let flushFailures = Atomic<UInt64>(0)
+
+    /// Runs the program once on `frame` in the kernel (BPF_PROG_TEST_RUN), maps and all: its
+    /// action (XDP_DROP, XDP_PASS, XDP_REDIRECT, …) and the frame as it left.
+    public func testRun(_ frame: [UInt8]) throws(FastPathError) -> (action: UInt32, frame: [UInt8]) {
+        var output = [UInt8](repeating: 0, count: frame.count + 256)
+        var options = bpf_test_run_opts()
+        options.sz = MemoryLayout<bpf_test_run_opts>.size
+        options.repeat = 1
+        let result = frame.withUnsafeBytes { input in
+            output.withUnsafeMutableBytes { out in
+                options.data_in = input.baseAddress
+                options.data_size_in = UInt32(input.count)
+                options.data_out = out.baseAddress
+                options.data_size_out = UInt32(out.count)
+                return bpf_prog_test_run_opts(program, &options)
+            }
+        }
+        try XDPFastPath.check(result, "running the program on a test frame")
+        return (options.retval, Array(output.prefix(Int(options.data_size_out))))
+    }
 
     /// The program's counters, summed over CPUs.
     public func counterValues() -> [UInt64] {

@@ -98,7 +98,7 @@ struct ConfigurationTests {
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: localhost:9117"), message: "director.metrics_listen: expected an IPv4 address and port like 127.0.0.1:9117, got \"localhost:9117\""),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  metrics_listen: 127.0.0.1:0"), message: "director.metrics_listen: expected an IPv4 address and port"),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  lock_memory: sometimes"), message: "director.lock_memory: expected true or false"),
-        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  fast_path: afxdp"), message: "director.fast_path: expected xdp or off, got \"afxdp\""),
+        BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  fast_path: afxdp"), message: "director.fast_path: expected xdp, xdp-driver, xdp-generic or off, got \"afxdp\""),
         BadConfig(change: ("workers: [0, 1]", "workers: [0, 1]\n  fast_path_flows: 10"), message: "director.fast_path_flows:"),
         // NAT
         BadConfig(change: ("scheduler: wrr", "scheduler: wrr\n    forwarding: tun"), message: "services[0].forwarding: expected dr (direct routing) or nat"),

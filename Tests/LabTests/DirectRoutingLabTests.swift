@@ -73,8 +73,8 @@ extension LabSuites {
             #expect(quiet["connection_changes_removed"] == quiet["connections_expired"])
             // Every TCP segment a real server received came from the director, exactly once.
             let receivedByServers = try lab.tcpSegmentsAtRealServers() - serversBefore
-            print("dr: director host TcpOutRsts +\((hostAfter["TcpOutRsts"] ?? 0) - (hostBefore["TcpOutRsts"] ?? 0)), IpForwDatagrams +\((hostAfter["IpForwDatagrams"] ?? 0) - (hostBefore["IpForwDatagrams"] ?? 0)); forwarded \(quiet["frames_forwarded"] ?? 0), real servers received \(receivedByServers)")
-            #expect(UInt64(receivedByServers) == quiet["frames_forwarded"], "real servers received \(receivedByServers), director forwarded \(quiet["frames_forwarded"] ?? 0)")
+            print("dr: director host TcpOutRsts +\((hostAfter["TcpOutRsts"] ?? 0) - (hostBefore["TcpOutRsts"] ?? 0)), IpForwDatagrams +\((hostAfter["IpForwDatagrams"] ?? 0) - (hostBefore["IpForwDatagrams"] ?? 0)); forwarded \(quiet["frames_to_servers"] ?? 0), real servers received \(receivedByServers)")
+            #expect(UInt64(receivedByServers) == quiet["frames_to_servers"], "real servers received \(receivedByServers), director forwarded \(quiet["frames_to_servers"] ?? 0)")
             // Direct routing's servers answer from the VIP: a router's ICMP errors about those answers
             // come to the director, which passes them on to the connection's server.
             try NATLabTests.checkPathMTUDiscovery(lab, directors: [director], "dr")

@@ -35,7 +35,7 @@ extension LabSuites {
 
             // Let the connections close, then: every segment the real servers got, one director sent.
             usleep(1_500_000)
-            let forwarded = (try a.stats()["frames_forwarded"] ?? 0) + (try b.stats()["frames_forwarded"] ?? 0)
+            let forwarded = (try a.stats()["frames_to_servers"] ?? 0) + (try b.stats()["frames_to_servers"] ?? 0)
             let received = try lab.tcpSegmentsAtRealServers() - serversBefore
             print("pair: directors forwarded \(forwarded) segments, real servers received \(received)")
             #expect(UInt64(received) == forwarded, "no segment reached the real servers twice")

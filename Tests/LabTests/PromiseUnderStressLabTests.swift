@@ -19,6 +19,10 @@ extension LabSuites {
         /// stall over 500 ms, no frame dropped by its receive ring.
         static func carryAlone(_ lab: Lab, _ survivor: LabDirector, _ name: String) throws {
             let dropsBefore = try survivor.stats()["receive_ring_drops"] ?? 0
+            func retransmitted() throws -> Int {
+                try (0..<lab.realServerCount).map { try lab.snmpCounters(lab.realServerNamespace($0))["TcpRetransSegs"] ?? 0 }.reduce(0, +)
+            }
+            let retransmittedBefore = try retransmitted()
             let framesBefore = try survivor.stats()["frames_received"] ?? 0
             let stalls = try DownloadStalls(lab: lab)
             let started = Date()
@@ -32,12 +36,18 @@ extension LabSuites {
             let intact = sums.filter { $0 == expected }.count
             let stats = try survivor.stats()
             let drops = (stats["receive_ring_drops"] ?? 0) - dropsBefore
+            // Retransmissions without a drop anywhere are the servers' tail-loss probes (see the README).
+            print("lone survivor, \(name): the real servers retransmitted \(try retransmitted() - retransmittedBefore) segments")
             let frames = (stats["frames_received"] ?? 0) - framesBefore
             print(String(format: "lone survivor, %@: %d/%d downloads of %d MiB intact in %.1f s; the director received %.0f frames/s; "
                          + "receive ring drops %llu; longest stall %.0f ms", name, intact, 4 * downloadsPerClient, fileMegabytes, elapsed,
                          Double(frames) / elapsed, drops, figures.longestStall))
             #expect(intact == 4 * downloadsPerClient, "\(intact) of \(4 * downloadsPerClient) downloads intact")
             #expect(drops == 0, "the receive ring dropped \(drops) frames")
+            if stats["fast_path_info"] != nil {
+                let counters = stats.filter { $0.key.hasPrefix("fast_path_") && $0.value > 0 }.sorted { $0.key < $1.key }
+                print("lone survivor, \(name): fast path \(counters.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            }
             #expect(figures.longestStall <= 500, "a download stalled for \(Int(figures.longestStall)) ms")
         }
 
@@ -90,12 +100,12 @@ extension LabSuites {
             #expect(try a.buckets("show").contains("owns 0 of 1024"), "A let go of its buckets for B to take")
             usleep(UInt32(max(0, 2 - Date().timeIntervalSince(downAt)) * 1e6))
             let cpuWhileDown = try PromiseUnderStressLabTests.cpuSeconds(pid) - cpuBefore
-            let forwardedBefore = try a.stats()["frames_forwarded"] ?? 0
+            let forwardedBefore = try a.stats()["frames_to_servers"] ?? 0
             // Stamped before the command: A may take its buckets back before the command returns.
             let upAt = Lab.monotonicNanoseconds()
             try lab.inNamespace(lab.directorNamespace(0), ["ip", "link", "set", "front", "up"])
             try waitUntil(seconds: 3, "A forwards again") {
-                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && (a.stats()["frames_forwarded"] ?? 0) > forwardedBefore
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && (a.stats()["frames_to_servers"] ?? 0) > forwardedBefore
             }
             let tookBack = try a.stats()["sync_took_buckets_at_ns"] ?? 0
             let back = tookBack > upAt ? Double(tookBack - upAt) / 1e6 : .nan

@@ -1,0 +1,100 @@
+import DirectorCore
+import DirectorWire
+import Foundation
+import PacketIO
+import Testing
+
+private let vipMAC = MACAddress("02:00:00:00:00:64")!
+private let clientMAC = MACAddress("02:00:00:00:01:01")!
+private let serverMAC = MACAddress("02:00:00:00:02:0b")!
+private let vip = IPv4Address(198, 18, 0, 100)
+private let toVIP = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: IPv4Address(198, 18, 1, 10), to: vip)
+
+/// XDP's actions (linux/bpf.h).
+private enum Action: UInt32, CustomStringConvertible {
+    case aborted = 0, drop, pass, tx, redirect
+    var description: String { ["ABORTED", "DROP", "PASS", "TX", "REDIRECT"][Int(rawValue)] }
+}
+
+/// The XDP program run by the kernel itself (BPF_PROG_TEST_RUN: loaded, never attached, nothing
+/// sent), its maps set as a director sets them: the same bucket function as `ClientBucket`, the
+/// rewrite, and everything it must leave to the ring.
+@Suite("XDP program, run by the kernel", .enabled(if: getuid() == 0, "loading BPF needs root"))
+struct FastPathProgramTests {
+    static let ownership = BucketOwnership.evenShare(1024, node: 0, of: 2)
+
+    static func load() throws -> XDPFastPath {
+        let loopback = try NetworkInterface(named: "lo")
+        return try XDPFastPath(front: loopback, back: loopback, virtualMAC: vipMAC, ownership: ownership, flowCapacity: 1024, attaching: false)
+    }
+
+    @Test("2,000 client endpoints: the program drops exactly the frames of buckets not owned (ClientBucket's buckets) and passes the owned ones to the ring")
+    func bucketsAgreeWithClientBucket() throws {
+        let program = try FastPathProgramTests.load()
+        var generator = SystemRandomNumberGenerator()
+        var dropped = 0, mismatches: [String] = []
+        for _ in 0..<2000 {
+            let address = IPv4Address(rawValue: UInt32.random(in: 0xC612_0000...0xC613_FFFF, using: &generator))
+            let port = UInt16.random(in: 1024...65535, using: &generator)
+            let frame = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: address, to: vip)
+                .tcp(sourcePort: port, destinationPort: 80, flags: .ack).payload([1, 2, 3]).build()
+            let owned = FastPathProgramTests.ownership.owns(ClientBucket.bucket(address: address, port: port, bucketCount: 1024))
+            let action = Action(rawValue: try program.testRun(frame).action)
+            if action == .drop { dropped += 1 }
+            if action != (owned ? .pass : .drop) { mismatches.append("\(address):\(port) → \(action.map(String.init(describing:)) ?? "?")") }
+        }
+        print("xdp program: of 2000 client endpoints it dropped \(dropped) (the other dispatcher's), passed \(2000 - dropped); \(mismatches.count) disagree with ClientBucket")
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+        #expect((800...1200).contains(dropped))
+    }
+
+    @Test("an offered flow is redirected with the server's MAC and the back MAC; its SYN, FIN and RST, and a flushed offer, go to the ring")
+    func offeredFlow() throws {
+        let program = try FastPathProgramTests.load()
+        let back = try NetworkInterface(named: "lo")
+        // A client endpoint in an owned bucket.
+        let client = IPv4Address(198, 18, 1, 10)
+        let port = (UInt16(1024)...).first { FastPathProgramTests.ownership.owns(ClientBucket.bucket(address: client, port: $0, bucketCount: 1024)) }!
+        let flow = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: port, virtualPort: 80, transport: .tcp, serverMAC: serverMAC)
+        func segment(_ flags: TCPFlags) -> [UInt8] { toVIP.tcp(sourcePort: port, destinationPort: 80, flags: flags).payload([7, 7, 7]).build() }
+
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "not offered yet: the ring's")
+        #expect(program.offer(flow, generation: program.generation, nowNanoseconds: 1))
+        let (action, sent) = try program.testRun(segment(.ack))
+        #expect(Action(rawValue: action) == .redirect)
+        let input = segment(.ack)
+        #expect(Array(sent.prefix(12)) == serverMAC.octets + back.mac.octets, "the MACs direct routing writes")
+        #expect(Array(sent.dropFirst(12)) == Array(input.dropFirst(12)), "nothing else changes")
+        #expect((program.lastSeenMilliseconds(flow) ?? 0) > 0, "the program stamps the flow's last frame")
+
+        for control: TCPFlags in [.syn, [.fin, .ack], .rst] {
+            #expect(Action(rawValue: try program.testRun(segment(control)).action) == .pass, "\(control): the workers follow the state")
+        }
+        var wrongMAC = PacketBuilder().ethernet(from: clientMAC, to: MACAddress("02:00:00:00:00:99")!).ipv4(from: client, to: vip)
+        wrongMAC = wrongMAC.tcp(sourcePort: port, destinationPort: 80, flags: .ack)
+        #expect(Action(rawValue: try program.testRun(wrongMAC.build()).action) == .pass, "not sent to the VIPs' MAC")
+        var fragment = toVIP.tcp(sourcePort: port, destinationPort: 80, flags: .ack)
+        fragment.fragmentField = 0x2000   // more fragments
+        #expect(Action(rawValue: try program.testRun(fragment.build()).action) == .pass, "a first fragment: the ring's")
+        let tagged = PacketBuilder().ethernet(from: clientMAC, to: vipMAC, vlanID: 7).ipv4(from: client, to: vip)
+            .tcp(sourcePort: port, destinationPort: 80, flags: .ack).build()
+        #expect(Action(rawValue: try program.testRun(tagged).action) == .pass, "VLAN-tagged: the ring's")
+        #expect(Action(rawValue: try program.testRun(Array(segment(.ack).prefix(30))).action) == .pass, "truncated: the ring's (its parser counts it)")
+
+        program.flush()
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "a flush: the offer no longer counts")
+        #expect(program.offer(flow, generation: program.generation, nowNanoseconds: 1))
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .redirect, "offered again under the new generation")
+        program.withdraw(flow)
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "withdrawn")
+        #expect(program.lastSeenMilliseconds(flow) == nil)
+
+        var taken = FastPathProgramTests.ownership
+        taken.set(ClientBucket.bucket(address: client, port: port, bucketCount: 1024), owned: false)
+        try program.setOwnership(taken)
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .drop, "its bucket moved to the peer: a map update")
+        let counters = Dictionary(uniqueKeysWithValues: zip(XDPFastPath.counterNames, program.counterValues()))
+        print("xdp program counters: \(counters.filter { $0.value > 0 }.sorted { $0.key < $1.key })")
+        #expect(counters["fast_path_redirected"] == 2 && counters["fast_path_passed_control_segment"] == 3)
+    }
+}
