@@ -260,6 +260,8 @@ public final class Director: @unchecked Sendable {
                 usleep(20_000)
                 tick += 1
                 self.feedWatchdog(&watchdog)
+                // Alone, the maintenance thread vouches for the XDP program; in a pair, the heartbeats do.
+                if self.configuration.peer == nil { self.fastPath?.renewLease(until: director_monotonic_nanoseconds() + 1_000_000_000) }
                 if self.servicesStale.exchange(false, ordering: .relaxed) { self.publishServices() }
                 guard tick % 50 == 0 else { continue }
                 self.sampleRates()

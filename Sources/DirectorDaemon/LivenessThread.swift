@@ -38,6 +38,8 @@ final class LivenessThread: @unchecked Sendable {
     /// A datagram socket kept for asking the front interface's state every heartbeat.
     private let linkProbe: Int32
     private let workers: [Worker]
+    /// The XDP program whose lease each heartbeat renews (nil: fast path off).
+    private let fastPath: XDPFastPath?
     private let peerNodeID: UInt8
     private let front: NetworkInterface
     private let interval: UInt64
@@ -55,7 +57,8 @@ final class LivenessThread: @unchecked Sendable {
     private var progress: [(iterations: UInt64, at: UInt64)]
 
     init(peer: Configuration.Peer, crossover: String, nodeID: UInt8, incarnation: UInt64, codec: SyncCodec, workers: [Worker], front: NetworkInterface,
-         initial: HeartbeatAnnouncement) throws {
+         initial: HeartbeatAnnouncement, fastPath: XDPFastPath?) throws {
+        self.fastPath = fastPath
         socket = try SyncSocket(local: peer.localAddress, peer: peer.address, port: peer.heartbeatPort, device: crossover)
         channel = LivenessChannel(nodeID: nodeID, peerNodeID: peer.nodeID, incarnation: incarnation, codec: codec)
         self.workers = workers
@@ -172,6 +175,9 @@ final class LivenessThread: @unchecked Sendable {
         if fault == nil {
             let bytes = channel.heartbeat(announcement.withLock { $0 }, wallClock: director_realtime_nanoseconds())
             if !socket.send(bytes) { local.sendErrors += 1 }
+            // The XDP program's lease ends a heartbeat before the peer would declare this side
+            // dead: a dispatcher the peer has written off never forwards a frame in the kernel.
+            fastPath?.renewLease(until: now + interval * UInt64(max(deadAfterMissed - 1, 1)))
         } else {
             local.heartbeatsWithheld += 1
         }

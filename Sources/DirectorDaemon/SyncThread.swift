@@ -145,7 +145,7 @@ final class SyncThread: @unchecked Sendable {
         let session = SyncSession(settings: settings, configuredShare: director.configuration.initialOwnership, codec: codec,
                                   incarnation: incarnation, now: director_monotonic_nanoseconds())
         liveness = try LivenessThread(peer: peer, crossover: crossover, nodeID: director.configuration.nodeID, incarnation: incarnation, codec: codec,
-                                      workers: workers, front: director.front, initial: session.announcement)
+                                      workers: workers, front: director.front, initial: session.announcement, fastPath: director.fastPath)
         self.session = session
         services = director.currentServices
         servicesGeneration = services.generation

@@ -9,7 +9,8 @@
 // as the socket filter would drop them, but for less.
 //
 // The workers stay the brain: they put a flow in `flows` once it is established and proven,
-// take it out when it ends, and read `last_seen_ns` for expiry and for the peer's refreshes.
+// take it out when it ends, and read `last_seen_ns` for expiry and for the peer's refreshes; the
+// director renews a lease with every heartbeat, and the program forwards nothing once it lapses.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -131,6 +132,10 @@ int director_fast_path(struct xdp_md *context) {
         .virtual_port = ports[1],
         .protocol = ip->protocol,
     };
+    // A director that stopped renewing its lease is dead or hung: its peer is about to carry
+    // its flows, and frames the ring no longer reads are frames nobody forwards twice.
+    __u64 now = bpf_ktime_get_ns();
+    if (now > settings->lease_expires_ns) return pass(DIRECTOR_FAST_PASSED_LEASE_EXPIRED);
     struct director_fast_flow *flow = bpf_map_lookup_elem(&flows, &key);
     if (!flow) return pass(DIRECTOR_FAST_PASSED_NO_FLOW);
     if (flow->generation != settings->generation) return pass(DIRECTOR_FAST_PASSED_STALE_FLOW);
@@ -138,7 +143,7 @@ int director_fast_path(struct xdp_md *context) {
     __builtin_memcpy(ethernet->h_dest, flow->server_mac, ETH_ALEN);
     __builtin_memcpy(ethernet->h_source, flow->back_mac, ETH_ALEN);
     __u64 length = (__u64)(end - data);
-    flow->last_seen_ns = bpf_ktime_get_ns();
+    flow->last_seen_ns = now;
     __sync_fetch_and_add(&flow->packets, 1);
     __sync_fetch_and_add(&flow->bytes, length);
 

@@ -88,6 +88,7 @@ public final class XDPFastPath: @unchecked Sendable {
         withUnsafeMutableBytes(of: &settings.virtual_mac) { XDPFastPath.write(virtualMAC, into: $0) }
         settings.bucket_mask = ownership.bucketCount - 1
         settings.generation = 0
+        settings.lease_expires_ns = director_monotonic_nanoseconds() + XDPFastPath.initialLeaseNanoseconds
         var zero: UInt32 = 0
         try XDPFastPath.check(bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY)), "writing the configuration")
         var backIndex = UInt32(back.index)
@@ -202,6 +203,23 @@ public final class XDPFastPath: @unchecked Sendable {
         }
     }
 
+    /// How long the program forwards after loading before the first renewal.
+    static let initialLeaseNanoseconds: UInt64 = 2_000_000_000
+
+    /// Lets the program forward until `until` (CLOCK_MONOTONIC ns): called with every heartbeat
+    /// (or, without a peer, by the maintenance thread). False if the kernel refused the update.
+    @discardableResult
+    public func renewLease(until: UInt64) -> Bool {
+        control.withLock { state in
+            var settings = state.settings
+            settings.lease_expires_ns = until
+            var zero: UInt32 = 0
+            guard bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY)) == 0 else { return false }
+            state.settings = settings
+            return true
+        }
+    }
+
     /// Flushes the kernel refused (counted; the director's maintenance retries with the next one).
     public let flushFailures = Atomic<UInt64>(0)
 
@@ -242,7 +260,7 @@ public final class XDPFastPath: @unchecked Sendable {
         "fast_path_redirected", "fast_path_redirected_bytes", "fast_path_dropped_not_owned", "fast_path_passed_not_ipv4",
         "fast_path_passed_fragment", "fast_path_passed_other_protocol", "fast_path_passed_not_addressed",
         "fast_path_passed_control_segment", "fast_path_passed_no_flow", "fast_path_passed_stale_flow",
-        "fast_path_passed_truncated", "fast_path_redirect_failed",
+        "fast_path_passed_truncated", "fast_path_redirect_failed", "fast_path_passed_lease_expired",
     ]
 
     // MARK: - Byte layout

@@ -85,6 +85,11 @@ struct FastPathProgramTests {
         #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "a flush: the offer no longer counts")
         #expect(program.offer(flow, generation: program.generation, nowNanoseconds: 1))
         #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .redirect, "offered again under the new generation")
+        // A lapsed lease (the director dead or hung): the ring's, which no longer reads.
+        #expect(program.renewLease(until: 1))
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "the lease lapsed")
+        #expect(program.renewLease(until: UInt64.max))
+        #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .redirect, "renewed")
         program.withdraw(flow)
         #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .pass, "withdrawn")
         #expect(program.lastSeenMilliseconds(flow) == nil)
@@ -95,6 +100,7 @@ struct FastPathProgramTests {
         #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .drop, "its bucket moved to the peer: a map update")
         let counters = Dictionary(uniqueKeysWithValues: zip(XDPFastPath.counterNames, program.counterValues()))
         print("xdp program counters: \(counters.filter { $0.value > 0 }.sorted { $0.key < $1.key })")
-        #expect(counters["fast_path_redirected"] == 2 && counters["fast_path_passed_control_segment"] == 3)
+        #expect(counters["fast_path_redirected"] == 3 && counters["fast_path_passed_control_segment"] == 3)
+        #expect(counters["fast_path_passed_lease_expired"] == 1)
     }
 }

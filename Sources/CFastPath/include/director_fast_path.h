@@ -39,6 +39,11 @@ struct director_fast_path_config {
     /// Bucket count - 1 (a power of two minus one): `ClientBucket`.
     __u32 bucket_mask;
     __u32 generation;
+    /// CLOCK_MONOTONIC (ns) until which the director vouches for its flows: renewed with every
+    /// heartbeat to the peer, so a director that dies or hangs stops forwarding in the program
+    /// before its peer declares it dead and takes its buckets, even while the kernel is still
+    /// tearing the dead process down (its link closes last).
+    __u64 lease_expires_ns;
 };
 
 /// The program's counters, per CPU: one slot per reason.
@@ -55,6 +60,7 @@ enum director_fast_path_counter {
     DIRECTOR_FAST_PASSED_STALE_FLOW,
     DIRECTOR_FAST_PASSED_TRUNCATED,
     DIRECTOR_FAST_REDIRECT_FAILED,
+    DIRECTOR_FAST_PASSED_LEASE_EXPIRED,
     DIRECTOR_FAST_COUNTER_COUNT
 };
 
