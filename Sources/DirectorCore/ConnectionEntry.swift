@@ -91,8 +91,9 @@ public struct ConnectionEntry<Address: FlowAddress>: Sendable, Equatable {
         set { flags = newValue ? flags | ConnectionEntry.offloadedFlag : flags & ~ConnectionEntry.offloadedFlag }
     }
 
-    /// The fast path generation an offloaded entry was offered under (it shares the replica
-    /// epoch's byte: a replica is never offloaded).
+    /// The low byte of the fast path generation an offloaded entry was offered under (it shares
+    /// the replica epoch's byte: a replica is never offloaded). Enough to tell that a flush came
+    /// since; the program itself compares all 32 bits.
     @inlinable
     public var fastPathGeneration: UInt8 {
         get { replicaEpoch }

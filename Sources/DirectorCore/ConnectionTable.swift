@@ -170,8 +170,8 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
     }
 
     /// The same, asking `review` first about each entry due: it may push the entry's expiry out
-    /// (a flow the XDP fast path carries, whose frames the table never saw) and return true to
-    /// keep it.
+    /// (a flow whose frames went by another path than the table's owner, the XDP fast path) and
+    /// return true to keep it.
     @_specialize(exported: true, where Address == IPv4Address)
     @_specialize(exported: true, where Address == IPv6Address)
     @discardableResult
@@ -183,7 +183,7 @@ public struct ConnectionTable<Address: FlowAddress>: ~Copyable {
             examined += 1
             let entry = slots[sweepCursor]
             if entry.isOccupied && entry.expiresAt <= now {
-                if entry.isOffloaded, review(&slots[sweepCursor]) {
+                if review(&slots[sweepCursor]) {
                     sweepCursor = nextSlot(sweepCursor)
                     continue
                 }

@@ -36,27 +36,31 @@ public enum FastPathRequest: Equatable, Sendable {
 /// withdrawal sets `mustFlush`, which the worker answers by invalidating every flow in the
 /// program at once (`XDPFastPath.flush`).
 public struct FastPathRequests: Sendable {
-    public private(set) var pending: [FastPathRequest]
+    public private(set) var pending: [FastPathRequest] = []
     public var mustFlush = false
     public let capacity: Int
 
+    /// The buffer is reserved by `reserve` (a worker without the fast path never needs it).
     public init(capacity: Int = 4096) {
         self.capacity = capacity
-        pending = []
-        pending.reserveCapacity(capacity)
+    }
+
+    /// Reserves the buffer once, so that queueing never allocates.
+    public mutating func reserve() {
+        if pending.capacity < capacity { pending.reserveCapacity(capacity) }
     }
 
     @inlinable public var isEmpty: Bool { pending.isEmpty && !mustFlush }
 
     @discardableResult
     public mutating func offer(_ flow: FastPathFlow) -> Bool {
-        guard pending.count < capacity else { return false }
+        guard pending.count < min(capacity, pending.capacity) else { return false }
         pending.append(.offer(flow))
         return true
     }
 
     public mutating func withdraw(_ flow: FastPathFlow) {
-        guard pending.count < capacity else {
+        guard pending.count < min(capacity, pending.capacity) else {
             mustFlush = true
             return
         }

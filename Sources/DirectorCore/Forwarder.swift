@@ -126,13 +126,16 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
 
     /// What the pipeline asked of the XDP fast path since the worker last carried it out.
     @inlinable public var fastPathRequests: FastPathRequests {
-        get { path.fastPath }
+        _read { yield path.fastPath }
         _modify { yield &path.fastPath }
     }
 
+    /// Whether there is anything to carry out (read in place: no copy of the queue).
+    @inlinable public var hasFastPathRequests: Bool { !path.fastPath.isEmpty }
+
     /// The fast path's flush generation: flows offered under an older one are offered again by
     /// their next frame on the ring.
-    @inlinable public var fastPathGeneration: UInt8 {
+    @inlinable public var fastPathGeneration: UInt32 {
         get { path.fastPathGeneration }
         set { path.fastPathGeneration = newValue }
     }
@@ -141,7 +144,10 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
     /// and their real servers are kept, since entries name real servers by stable id.
     @inlinable public mutating func install(_ services: ServiceTable, settings: ForwarderSettings? = nil) {
         path.services = services
-        if let settings { path.settings = settings }
+        if let settings {
+            path.settings = settings
+            if settings.offloadsEstablishedFlows { path.fastPath.reserve() }
+        }
         path.cursors = Array(repeating: SchedulerCursor(), count: services.services.count)
     }
 
@@ -149,19 +155,23 @@ public struct Forwarder<Sink: ConnectionChangeSink>: ~Copyable {
 
     /// Processes one frame received on the front interface at monotonic time `now` (ms).
     /// `checksumPending`: the sender left the transport checksum to offload (see `TransportChecksum`).
-    @inlinable public mutating func process(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false) -> Verdict {
+    /// `vlanTagged`: the frame came with an 802.1Q tag (the ring reports it apart from the bytes).
+    /// Neither kind of frame's flow is offered to the XDP fast path: the program sees neither the
+    /// offload note nor a tag the NIC stripped, and would forward such frames wrong.
+    @inlinable public mutating func process(_ frame: inout MutableRawSpan, now: UInt64, checksumPending: Bool = false,
+                                            vlanTagged: Bool = false) -> Verdict {
         // The same steps as `processReply`'s, written out: a shared helper returning the parsed
         // frame cost 22 instructions a frame in copies (callgrind, pipeline-benchmark --quick).
         path.counters[.framesReceived] &+= 1
         path.counters[.bytesReceived] &+= UInt64(frame.byteCount)
         switch FrameParser.parse(frame.bytes) {
         case .ipv4(let flow):
-            return path.forward(flow, in: &table, &frame, now: now, checksumPending: checksumPending)
+            return path.forward(flow, in: &table, &frame, now: now, checksumPending: checksumPending, offloadable: !checksumPending && !vlanTagged)
         case .ipv6(let flow):
             // A first fragment with its whole transport header is a flow's packet like any
             // other (the parser counts and drops the later ones, which carry no ports).
             guard path.services.hasIPv6Services else { return passOverIPv6() }
-            return path.forward(flow, in: &table6, &frame, now: now, checksumPending: checksumPending)
+            return path.forward(flow, in: &table6, &frame, now: now, checksumPending: checksumPending, offloadable: false)
         case .arp(let message):
             return path.answer(message, &frame)
         case .neighborSolicitation(let solicitation):

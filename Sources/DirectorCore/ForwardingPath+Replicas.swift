@@ -24,10 +24,20 @@ extension ForwardingPath {
     /// timeout. Then it is asked again within half a timeout, and the peer hears the flow is
     /// still busy once half a timeout has passed since it last heard (as `refresh` does for
     /// frames on the ring).
+    ///
+    /// A flow the program no longer has (its map pushed it out) is the ring's again: its entry
+    /// gets the rest of its timeout from its last frame on the ring (half a timeout before the
+    /// review), and its next frame there offers it again.
     @inlinable mutating func reviewOffloaded<Address>(_ entry: inout ConnectionEntry<Address>, now: UInt64,
                                                      lastSeen: (FastPathFlow) -> UInt64?) -> Bool {
-        guard !entry.isReplica, let flow = fastPathFlow(of: entry, serverMAC: .zero), let seen = lastSeen(flow) else { return false }
+        guard entry.isOffloaded, !entry.isReplica, let flow = fastPathFlow(of: entry, serverMAC: .zero) else { return false }
         let timeout = settings.timeouts.timeout(for: entry.state, proven: entry.isProven)
+        guard let seen = lastSeen(flow) else {
+            entry.isOffloaded = false
+            entry.expiresAt &+= max(timeout / 2, 1)
+            counters[.fastPathReviewsMissing] &+= 1
+            return true
+        }
         guard seen &+ timeout > now else { return false }
         entry.expiresAt = min(seen &+ timeout, now &+ max(timeout / 2, 1))
         counters[.fastPathReviewsAlive] &+= 1

@@ -37,6 +37,8 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
     case fastPathWithdrawals
     /// Offloaded flows whose expiry came and that the fast path had forwarded within a timeout.
     case fastPathReviewsAlive
+    /// Offloaded flows the fast path's map no longer had when their expiry came: back on the ring.
+    case fastPathReviewsMissing
 
     /// What the counter counts, for the metrics' HELP line.
     public var help: String {
@@ -65,6 +67,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .fastPathOffers: "Established flows offered to the XDP fast path."
         case .fastPathWithdrawals: "Flows taken out of the XDP fast path (ended, moved to the peer, reset or expired)."
         case .fastPathReviewsAlive: "Offloaded flows found alive in the XDP fast path when their expiry came."
+        case .fastPathReviewsMissing: "Offloaded flows the XDP fast path's map had pushed out when their expiry came (back on the ring)."
         }
     }
 
@@ -94,6 +97,7 @@ public enum WorkerCounter: Int, CaseIterable, Sendable {
         case .fastPathOffers: "fast_path_offers"
         case .fastPathWithdrawals: "fast_path_withdrawals"
         case .fastPathReviewsAlive: "fast_path_reviews_alive"
+        case .fastPathReviewsMissing: "fast_path_reviews_missing"
         }
     }
 }
@@ -163,11 +167,11 @@ public enum DropReason: Int, CaseIterable, Sendable {
 /// A worker's counters: plain memory that only the worker writes. The daemon copies them out to
 /// shared memory once per burst; the data path itself never touches an atomic.
 public struct WorkerCounters: Sendable {
-    public static let dropBase = 24
-    public static let malformedBase = 48
-    public static let passOverBase = 72
-    public static let count = 80
-    public var values = InlineArray<80, UInt64>(repeating: 0)
+    public static let dropBase = 32
+    public static let malformedBase = 56
+    public static let passOverBase = 80
+    public static let count = 88
+    public var values = InlineArray<88, UInt64>(repeating: 0)
 
     public init() {}
 

@@ -31,6 +31,17 @@ extension Director {
         }
     }
 
+    /// The program handles the frames of the IPv4 VIPs the live services have now.
+    func updateFastPathAddresses() {
+        guard let fastPath else { return }
+        let addresses = Set(live.withLock { $0.services.compactMap(\.address.v4) })
+        do {
+            try fastPath.setVirtualAddresses(addresses)
+        } catch {
+            Log.warning("fast path: \(error); frames for the VIPs not in the program's map go through the ring")
+        }
+    }
+
     /// The program's counters, by reason, and its mode.
     func fastPathMetricFamilies() -> [MetricFamily] {
         guard let fastPath else { return [] }
@@ -46,6 +57,9 @@ extension Director {
                 frames.add(value, [("reason", String(name.dropFirst("fast_path_".count)))])
             }
         }
-        return [mode, frames, bytes]
+        var flushFailures = MetricFamily("director_fast_path_flush_failures_total", .counter,
+                                         "Flushes of the XDP fast path's flows the kernel refused (the flows kept their offers).")
+        flushFailures.add(fastPath.flushFailures.load(ordering: .relaxed))
+        return [mode, frames, bytes, flushFailures]
     }
 }

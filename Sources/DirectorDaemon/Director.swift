@@ -108,6 +108,7 @@ public final class Director: @unchecked Sendable {
                                          timeouts: configuration.timeouts, gateway: natGateway)
         fastPath = startFastPath()
         settings.offloadsEstablishedFlows = fastPath != nil
+        updateFastPathAddresses()
         if let gateway = natGateway {
             Log.info("NAT gateway \(gateway.address)\(gateway.address6.map { " and \($0)" } ?? "") at \(gateway.mac) on \(back.name): replies come back through it")
         }
@@ -182,7 +183,8 @@ public final class Director: @unchecked Sendable {
         for worker in workers { worker.requestStop() }
         for worker in workers { worker.join() }
         workers = []
-        // Closing the link detaches the program: frames go to the stack (and its guard) again.
+        // Frames go to the stack (and its guard) again.
+        fastPath?.detach()
         fastPath = nil
         hostGuard?.remove()
         hostGuard = nil
@@ -261,7 +263,8 @@ public final class Director: @unchecked Sendable {
                 tick += 1
                 self.feedWatchdog(&watchdog)
                 // Alone, the maintenance thread vouches for the XDP program; in a pair, the heartbeats do.
-                if self.configuration.peer == nil { self.fastPath?.renewLease(until: director_monotonic_nanoseconds() + 1_000_000_000) }
+                // Ten seconds: longer than a round of ARP and ND for missing servers on this thread.
+                if self.configuration.peer == nil { self.fastPath?.renewLease(until: director_monotonic_nanoseconds() + 10_000_000_000) }
                 if self.servicesStale.exchange(false, ordering: .relaxed) { self.publishServices() }
                 guard tick % 50 == 0 else { continue }
                 self.sampleRates()
@@ -321,6 +324,7 @@ public final class Director: @unchecked Sendable {
             exchange.publish(buildServiceTable(generation: exchange.generation + 1))
             // Servers, weights, health or MACs may have changed: every offloaded flow goes back
             // through its worker once, which offers it again with what is true now.
+            updateFastPathAddresses()
             fastPath?.flush()
             joinSolicitedNodeGroups()
         }
@@ -390,7 +394,13 @@ public final class Director: @unchecked Sendable {
         let old = try ownership.withLock { current in
             // The program first: it drops the frames of buckets given up before the ring sees them.
             try fastPath?.setOwnership(new)
-            for worker in workers { try worker.attach(new) }
+            do {
+                for worker in workers { try worker.attach(new) }
+            } catch {
+                // The ownership stays what it was, in the program too.
+                try? fastPath?.setOwnership(current)
+                throw error
+            }
             defer { current = new }
             return current
         }

@@ -174,10 +174,14 @@ final class LivenessThread: @unchecked Sendable {
         }
         if fault == nil {
             let bytes = channel.heartbeat(announcement.withLock { $0 }, wallClock: director_realtime_nanoseconds())
-            if !socket.send(bytes) { local.sendErrors += 1 }
-            // The XDP program's lease ends a heartbeat before the peer would declare this side
-            // dead: a dispatcher the peer has written off never forwards a frame in the kernel.
-            fastPath?.renewLease(until: now + interval * UInt64(max(deadAfterMissed - 1, 1)))
+            if socket.send(bytes) {
+                // The XDP program's lease ends a heartbeat before the peer would declare this
+                // side dead: a dispatcher the peer has written off never forwards in the kernel.
+                // Only a heartbeat that left renews it.
+                fastPath?.renewLease(until: now + interval * UInt64(max(deadAfterMissed - 1, 1)))
+            } else {
+                local.sendErrors += 1
+            }
         } else {
             local.heartbeatsWithheld += 1
         }

@@ -241,9 +241,9 @@ final class Worker: @unchecked Sendable {
                 follow(link.inbound, &forwarder, &snapshotWalk, &probeWalk, now: now)
             }
             if readiness == .ready {
-                defer { if !forwarder.fastPathRequests.isEmpty { carryOut(&forwarder) } }
+                defer { if forwarder.hasFastPathRequests { carryOut(&forwarder) } }
                 _ = receive.drainBurst(lookahead: { forwarder.prefetchEntry(of: $0) }) { frame, metadata in
-                    switch forwarder.process(&frame, now: now, checksumPending: metadata.checksumPending) {
+                    switch forwarder.process(&frame, now: now, checksumPending: metadata.checksumPending, vlanTagged: metadata.vlanTag.isPresent) {
                     case .transmitOnBack(let length, let checksum):
                         let queued = transmit.enqueue(frame.bytes.extracting(0..<length), pendingChecksum: metadata.checksumPending ? checksum : nil,
                                                       vlanTag: metadata.vlanTag)
@@ -291,7 +291,7 @@ final class Worker: @unchecked Sendable {
                     // that sees the new generation also takes the services it was made for.
                     forwarder.fastPathGeneration = fastPath.generation
                     forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget) { fastPath.lastSeenMilliseconds($0) }
-                    if !forwarder.fastPathRequests.isEmpty { carryOut(&forwarder) }
+                    if forwarder.hasFastPathRequests { carryOut(&forwarder) }
                 } else {
                     forwarder.expire(now: now, budget: busy ? 256 : idleSweepBudget)
                 }

@@ -26,8 +26,8 @@ public final class Lab: @unchecked Sendable {
     public let routesThroughDirectors: Bool
     /// IPv6 beside IPv4 on every segment but the crossover; else IPv6 is off everywhere.
     public let dualStack: Bool
-    /// The clients compute their transport checksums themselves (see `buildRouterAndClient`):
-    /// for the XDP fast path in driver mode on veth.
+    /// The clients compute their transport checksums themselves (see `buildRouterAndClient`),
+    /// so that the XDP fast path takes their flows.
     public let clientsFinishChecksums: Bool
 
     /// Where every lab keeps its files, a folder per prefix.
@@ -178,8 +178,8 @@ public final class Lab: @unchecked Sendable {
                                           "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.back.rp_filter=0", "net.ipv4.conf.front.rp_filter=0"])
         try inNamespace(clientNamespace, ["ip", "link", "set", "eth0", "up"])
         if clientsFinishChecksums {
-            // A veth sender leaves the transport checksum to "offload", which a frame redirected
-            // by XDP in driver mode never gets (the program sees bytes, not the socket buffer's
+            // A veth sender leaves the transport checksum to "offload", and the director never
+            // offers such a flow to the XDP program (which sees bytes, not the socket buffer's
             // note): the clients finish their checksums, as frames off a wire always arrive.
             try inNamespace(clientNamespace, ["ethtool", "-K", "eth0", "tx", "off"], check: false)
         }

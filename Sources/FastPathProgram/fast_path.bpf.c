@@ -5,8 +5,9 @@
 // before the kernel allocates anything for it. Every other frame goes on to the stack, where the
 // TPACKET_V3 ring and the workers handle it as without the fast path: SYN, FIN and RST segments
 // (the workers follow each connection's state), flows the workers have not offered, ARP, IPv6,
-// VLAN-tagged frames, fragments. Frames of buckets the other dispatcher owns are dropped here,
-// as the socket filter would drop them, but for less.
+// VLAN-tagged frames, fragments. Frames for a VIP in a bucket the other dispatcher owns are
+// dropped here, as the socket filter would drop them from the ring; frames for anything else
+// (the host's own traffic, health checks, NAT replies on a one-armed director) are never touched.
 //
 // The workers stay the brain: they put a flow in `flows` once it is established and proven,
 // take it out when it ends, and read `last_seen_ns` for expiry and for the peer's refreshes; the
@@ -27,6 +28,14 @@ struct {
     __type(key, __u32);
     __type(value, struct director_fast_path_config);
 } config SEC(".maps");
+
+/// The IPv4 VIPs (network byte order): only their frames are the program's business.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u8);
+} virtual_addresses SEC(".maps");
 
 /// One byte per client bucket: 1 when this dispatcher owns it. A takeover is a map update.
 struct {
@@ -81,8 +90,10 @@ static __always_inline __u32 client_hash(__u32 address, __u16 port) {
     return x;
 }
 
+/// Two-byte loads: the Ethernet header is only 2-byte aligned on some drivers.
 static __always_inline int same_mac(const __u8 *a, const __u8 *b) {
-    return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+    const __u16 *x = (const __u16 *)a, *y = (const __u16 *)b;
+    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
 }
 
 SEC("xdp")
@@ -97,6 +108,14 @@ int director_fast_path(struct xdp_md *context) {
     struct iphdr *ip = (void *)(ethernet + 1);
     if ((void *)(ip + 1) > end) return pass(DIRECTOR_FAST_PASSED_TRUNCATED);
     if (ip->version != 4 || ip->ihl < 5) return pass(DIRECTOR_FAST_PASSED_TRUNCATED);
+
+    __u32 zero = 0;
+    struct director_fast_path_config *settings = bpf_map_lookup_elem(&config, &zero);
+    if (!settings) return XDP_PASS;
+    // Only a VIP's frames sent to the VIPs' MAC: the host's own traffic passes untouched.
+    if (!same_mac(ethernet->h_dest, settings->virtual_mac) || !bpf_map_lookup_elem(&virtual_addresses, &ip->daddr)) {
+        return pass(DIRECTOR_FAST_PASSED_NOT_ADDRESSED);
+    }
     // Later fragments carry no ports; first fragments go to the workers too, which forward
     // them whole (rare on a load balancer's front).
     if (ip->frag_off & bpf_htons(0x3FFF)) return pass(DIRECTOR_FAST_PASSED_FRAGMENT);
@@ -106,17 +125,12 @@ int director_fast_path(struct xdp_md *context) {
     __u16 *ports = (void *)ip + ip->ihl * 4;
     if ((void *)(ports + 2) > end) return pass(DIRECTOR_FAST_PASSED_TRUNCATED);
 
-    __u32 zero = 0;
-    struct director_fast_path_config *settings = bpf_map_lookup_elem(&config, &zero);
-    if (!settings) return XDP_PASS;
-
     __u32 bucket = client_hash(bpf_ntohl(ip->saddr), bpf_ntohs(ports[0])) & settings->bucket_mask;
     __u8 *owned = bpf_map_lookup_elem(&ownership, &bucket);
     if (!owned || !*owned) {
         count(DIRECTOR_FAST_DROPPED_NOT_OWNED, 1);
         return XDP_DROP;
     }
-    if (!same_mac(ethernet->h_dest, settings->virtual_mac)) return pass(DIRECTOR_FAST_PASSED_NOT_ADDRESSED);
 
     if (ip->protocol == IPPROTO_TCP) {
         struct tcphdr *tcp = (void *)ports;
@@ -142,18 +156,18 @@ int director_fast_path(struct xdp_md *context) {
 
     __builtin_memcpy(ethernet->h_dest, flow->server_mac, ETH_ALEN);
     __builtin_memcpy(ethernet->h_source, flow->back_mac, ETH_ALEN);
-    __u64 length = (__u64)(end - data);
+    // One CPU forwards a flow's frames (its receive queue): a plain store is enough.
     flow->last_seen_ns = now;
-    __sync_fetch_and_add(&flow->packets, 1);
-    __sync_fetch_and_add(&flow->bytes, length);
 
+    // bpf_redirect_map fails here only if the slot is empty; a back interface whose driver
+    // cannot take XDP frames fails later, in the kernel (the xdp:xdp_redirect_err tracepoint).
     long action = bpf_redirect_map(&back_interface, 0, 0);
     if (action != XDP_REDIRECT) {
         count(DIRECTOR_FAST_REDIRECT_FAILED, 1);
         return action;
     }
     count(DIRECTOR_FAST_REDIRECTED, 1);
-    count(DIRECTOR_FAST_REDIRECTED_BYTES, length);
+    count(DIRECTOR_FAST_REDIRECTED_BYTES, (__u64)(end - data));
     return XDP_REDIRECT;
 }
 

@@ -29,24 +29,26 @@ public final class XDPFastPath: @unchecked Sendable {
     public let interface: NetworkInterface
     public let flowCapacity: Int
     private let object: OpaquePointer
-    private let link: Int32
+    /// The BPF link; -1 once detached (or never attached).
+    private let link: Atomic<Int32>
     private let program: Int32
     private let flows: Int32
     private let configuration: Int32
     private let ownershipMap: Int32
+    private let virtualAddressMap: Int32
     private let counters: Int32
     private let possibleCPUs: Int
     private let backMAC: MACAddress
     /// The configuration as last written, and bucket ownership as the map has it: changed under
     /// the lock (the sync thread moves ownership; the maintenance thread and the workers flush).
-    private let control: Mutex<(settings: director_fast_path_config, ownership: BucketOwnership)>
-    private let currentGeneration = Atomic<UInt8>(0)
+    private let control: Mutex<(settings: director_fast_path_config, ownership: BucketOwnership, virtualAddresses: Set<IPv4Address>)>
+    private let currentGeneration = Atomic<UInt32>(0)
 
     /// Loads the program and attaches it to `front`, in driver mode if the driver has it, in
     /// generic mode otherwise (or only in `mode` when given). Without `attaching`, the program
     /// is only loaded: frames reach it through `testRun`.
     public init(front: NetworkInterface, back: NetworkInterface, virtualMAC: MACAddress, ownership: BucketOwnership,
-                flowCapacity: Int, mode requested: AttachMode? = nil, attaching: Bool = true) throws(FastPathError) {
+                flowCapacity: Int, mode requested: AttachMode? = nil, attaching: Bool = true) throws(SystemCallError) {
         director_fast_path_capture_libbpf_messages()
         interface = front
         backMAC = back.mac
@@ -60,32 +62,33 @@ public final class XDPFastPath: @unchecked Sendable {
                 return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
             }
         }
-        guard let opened else { throw FastPathError.failure("opening the embedded program", errno: errno) }
+        guard let opened else { throw XDPFastPath.failure("opening the embedded program", errno: errno) }
         object = opened
         var cleanUp = true
         defer { if cleanUp { bpf_object__close(opened) } }
-        guard let flowMap = bpf_object__find_map_by_name(opened, "flows") else { throw FastPathError.failure("finding the flows map", errno: ENOENT) }
+        guard let flowMap = bpf_object__find_map_by_name(opened, "flows") else { throw XDPFastPath.failure("finding the flows map", errno: ENOENT) }
         bpf_map__set_max_entries(flowMap, UInt32(flowCapacity))
         let loaded = bpf_object__load(opened)
-        guard loaded == 0 else { throw FastPathError.failure("loading the program into the kernel", errno: -loaded) }
-        func descriptor(_ name: String) throws(FastPathError) -> Int32 {
+        guard loaded == 0 else { throw XDPFastPath.failure("loading the program into the kernel", errno: -loaded) }
+        func descriptor(_ name: String) throws(SystemCallError) -> Int32 {
             let fd = bpf_object__find_map_fd_by_name(opened, name)
-            guard fd >= 0 else { throw FastPathError.failure("finding map \(name)", errno: -fd) }
+            guard fd >= 0 else { throw XDPFastPath.failure("finding map \(name)", errno: -fd) }
             return fd
         }
         flows = try descriptor("flows")
         configuration = try descriptor("config")
         ownershipMap = try descriptor("ownership")
+        virtualAddressMap = try descriptor("virtual_addresses")
         counters = try descriptor("counters")
         let devices = try descriptor("back_interface")
         possibleCPUs = Int(max(libbpf_num_possible_cpus(), 1))
         guard let found = bpf_object__find_program_by_name(opened, FastPathProgram.programName) else {
-            throw FastPathError.failure("finding the program", errno: ENOENT)
+            throw XDPFastPath.failure("finding the program", errno: ENOENT)
         }
         program = bpf_program__fd(found)
 
         var settings = director_fast_path_config()
-        withUnsafeMutableBytes(of: &settings.virtual_mac) { XDPFastPath.write(virtualMAC, into: $0) }
+        XDPFastPath.store(virtualMAC, in: &settings.virtual_mac)
         settings.bucket_mask = ownership.bucketCount - 1
         settings.generation = 0
         settings.lease_expires_ns = director_monotonic_nanoseconds() + XDPFastPath.initialLeaseNanoseconds
@@ -116,34 +119,41 @@ public final class XDPFastPath: @unchecked Sendable {
             lastError = -fd
         }
         if !attaching {
-            link = -1
+            link = Atomic(-1)
             mode = nil
         } else if let (link, mode) = attached {
-            _ = fcntl(link, F_SETFD, FD_CLOEXEC)
-            self.link = link
+            // The kernel makes BPF descriptors close-on-exec: no child holds the link.
+            self.link = Atomic(link)
             self.mode = mode
         } else {
-            throw FastPathError.failure("attaching the program to \(front.name) (\(modes.map(\.rawValue).joined(separator: " or ")) mode)", errno: lastError)
+            throw XDPFastPath.failure("attaching the program to \(front.name) (\(modes.map(\.rawValue).joined(separator: " or ")) mode)", errno: lastError)
         }
-        control = Mutex((settings, ownership))
+        control = Mutex((settings, ownership, []))
         cleanUp = false
     }
 
     deinit {
-        if link >= 0 { close(link) }
+        detach()
         bpf_object__close(object)
+    }
+
+    /// Takes the program off the interface (closing its link): frames go to the stack again.
+    /// Idempotent; the maps stay readable until the last reference goes.
+    public func detach() {
+        let fd = link.exchange(-1, ordering: .acquiringAndReleasing)
+        if fd >= 0 { close(fd) }
     }
 
     // MARK: - Flows (the workers)
 
     /// Lets the program forward `flow`'s frames (overwrites an earlier offer of the flow).
     /// False if the kernel refused (the map's memory); the flow stays on the ring.
-    public func offer(_ flow: FastPathFlow, generation: UInt8, nowNanoseconds: UInt64) -> Bool {
+    public func offer(_ flow: FastPathFlow, generation: UInt32, nowNanoseconds: UInt64) -> Bool {
         var key = XDPFastPath.key(of: flow)
         var value = director_fast_flow()
-        withUnsafeMutableBytes(of: &value.server_mac) { XDPFastPath.write(flow.serverMAC, into: $0) }
-        withUnsafeMutableBytes(of: &value.back_mac) { XDPFastPath.write(backMAC, into: $0) }
-        value.generation = UInt32(generation)
+        XDPFastPath.store(flow.serverMAC, in: &value.server_mac)
+        XDPFastPath.store(backMAC, in: &value.back_mac)
+        value.generation = generation
         value.last_seen_ns = nowNanoseconds
         return bpf_map_update_elem(flows, &key, &value, UInt64(BPF_ANY)) == 0
     }
@@ -167,8 +177,8 @@ public final class XDPFastPath: @unchecked Sendable {
 
     /// Moves bucket ownership: one map update per bucket that changes hands, each atomic; the
     /// program is not reattached.
-    public func setOwnership(_ new: BucketOwnership) throws(FastPathError) {
-        try control.withLock { (state) throws(FastPathError) in
+    public func setOwnership(_ new: BucketOwnership) throws(SystemCallError) {
+        try control.withLock { (state) throws(SystemCallError) in
             precondition(new.bucketCount == state.ownership.bucketCount, "the bucket count never changes")
             for bucket in 0..<new.bucketCount where new.owns(bucket) != state.ownership.owns(bucket) {
                 var key = bucket
@@ -180,8 +190,26 @@ public final class XDPFastPath: @unchecked Sendable {
         }
     }
 
+    /// Makes `addresses` the IPv4 VIPs whose frames the program handles (the rest it passes):
+    /// called at start and with every service snapshot.
+    public func setVirtualAddresses(_ addresses: Set<IPv4Address>) throws(SystemCallError) {
+        try control.withLock { (state) throws(SystemCallError) in
+            for address in state.virtualAddresses.subtracting(addresses) {
+                var key = address.rawValue.bigEndian
+                _ = bpf_map_delete_elem(virtualAddressMap, &key)
+                state.virtualAddresses.remove(address)
+            }
+            for address in addresses.subtracting(state.virtualAddresses) {
+                var key = address.rawValue.bigEndian
+                var one: UInt8 = 1
+                try XDPFastPath.check(bpf_map_update_elem(virtualAddressMap, &key, &one, UInt64(BPF_ANY)), "adding VIP \(address)")
+                state.virtualAddresses.insert(address)
+            }
+        }
+    }
+
     /// The flush generation workers offer flows under.
-    public var generation: UInt8 { currentGeneration.load(ordering: .acquiring) }
+    public var generation: UInt32 { currentGeneration.load(ordering: .acquiring) }
 
     /// Invalidates every flow in the map at once: the program forwards only flows offered under
     /// the new generation, and the workers offer each again when its next frame reaches them.
@@ -189,9 +217,9 @@ public final class XDPFastPath: @unchecked Sendable {
     /// If the kernel refuses the update the flows stay as they were, and that is said.
     public func flush() {
         control.withLock { state in
-            let next = UInt8(truncatingIfNeeded: state.settings.generation &+ 1)
+            let next = state.settings.generation &+ 1
             var settings = state.settings
-            settings.generation = UInt32(next)
+            settings.generation = next
             var zero: UInt32 = 0
             let result = bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY))
             guard result == 0 else {
@@ -225,7 +253,7 @@ public final class XDPFastPath: @unchecked Sendable {
 
     /// Runs the program once on `frame` in the kernel (BPF_PROG_TEST_RUN), maps and all: its
     /// action (XDP_DROP, XDP_PASS, XDP_REDIRECT, …) and the frame as it left.
-    public func testRun(_ frame: [UInt8]) throws(FastPathError) -> (action: UInt32, frame: [UInt8]) {
+    public func testRun(_ frame: [UInt8]) throws(SystemCallError) -> (action: UInt32, frame: [UInt8]) {
         var output = [UInt8](repeating: 0, count: frame.count + 256)
         var options = bpf_test_run_opts()
         options.sz = MemoryLayout<bpf_test_run_opts>.size
@@ -265,6 +293,14 @@ public final class XDPFastPath: @unchecked Sendable {
 
     // MARK: - Byte layout
 
+    /// A MAC into one of the maps' six-byte fields, by the writer frames use.
+    static func store(_ mac: MACAddress, in field: inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) {
+        withUnsafeMutableBytes(of: &field) { bytes in
+            var span = bytes.mutableBytes
+            span.storeMACAddress(mac, at: 0)
+        }
+    }
+
     static func key(of flow: FastPathFlow) -> director_fast_flow_key {
         var key = director_fast_flow_key()
         key.client_address = flow.clientAddress.rawValue.bigEndian
@@ -275,28 +311,14 @@ public final class XDPFastPath: @unchecked Sendable {
         return key
     }
 
-    static func write(_ mac: MACAddress, into bytes: UnsafeMutableRawBufferPointer) {
-        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: mac.rawValue >> UInt64(8 * (5 - index))) }
+    static func check(_ result: Int32, _ context: String) throws(SystemCallError) {
+        guard result == 0 else { throw XDPFastPath.failure(context, errno: -result) }
     }
 
-    static func check(_ result: Int32, _ context: String) throws(FastPathError) {
-        guard result == 0 else { throw FastPathError.failure(context, errno: -result) }
-    }
-}
-
-/// Why the fast path could not start or change, with libbpf's own last word when it had one
-/// (the verifier's complaint, a missing kernel feature).
-public struct FastPathError: Error, CustomStringConvertible, Sendable {
-    public let context: String
-    public let errno: Int32
-    public let libbpfMessage: String
-
-    static func failure(_ context: String, errno: Int32) -> FastPathError {
-        FastPathError(context: context, errno: errno, libbpfMessage: String(cString: director_fast_path_last_message()))
-    }
-
-    public var description: String {
-        let reason = "\(context): \(String(cString: strerror(errno))) (errno \(errno))"
-        return libbpfMessage.isEmpty ? reason : "\(reason); \(libbpfMessage)"
+    /// A failed bpf() call (through libbpf), with libbpf's own words when it had some: after a
+    /// refused load, the verifier's log ends with why.
+    static func failure(_ context: String, errno: Int32) -> SystemCallError {
+        let said = String(cString: director_fast_path_last_message())
+        return SystemCallError(call: "bpf", context: said.isEmpty ? context : "\(context) (libbpf: \(said))", errno: errno)
     }
 }

@@ -98,18 +98,41 @@ struct FastPathTests {
         #expect(forwarder.counters[.connectionsExpired] == 1)
     }
 
-    @Test("a flow the program no longer has (pushed out of its map) expires by the table's own clock")
+    @Test("a flow the program no longer has (pushed out of its map) is the ring's again: a whole timeout from its last frame there, offered again by its next")
     func missingFromTheProgram() {
         var forwarder = offloadingForwarder()
         _ = forwarder.run(segment(.syn))
         _ = forwarder.run(segment(.ack, payload: [1]), now: 1_000)
         _ = take(&forwarder)
         let timeout = forwarder.settings.timeouts.timeout(for: .established)
-        forwarder.expire(now: 1_000 + timeout / 2 + 1, budget: 1024) { _ in nil }
-        #expect(forwarder.table.count == 0)
+        forwarder.expire(now: 1_000 + timeout / 2 + 1, budget: forwarder.table.slotCount) { _ in nil }
+        #expect(forwarder.table.count == 1, "kept: the ring carries it now")
+        #expect(forwarder.counters[.fastPathReviewsMissing] == 1)
+        #expect(take(&forwarder).isEmpty, "nothing to withdraw")
+        forwarder.expire(now: 1_000 + timeout - 1, budget: forwarder.table.slotCount) { _ in Issue.record("asked again"); return nil }
+        #expect(forwarder.table.count == 1, "alive until a whole timeout after its last frame")
+        let (_, sent) = forwarder.run(segment(.ack), now: 1_000 + timeout - 1)
+        var offered = flow
+        offered.serverMAC = server(of: sent)
+        #expect(take(&forwarder) == [.offer(offered)], "its next frame on the ring offers it again")
     }
 
-    @Test("nothing is offered without the fast path, for NAT services, or for IPv6 flows; UDP after its second datagram")
+    @Test("a flow whose frames come VLAN-tagged or with the checksum left to offload is never offered: the program would forward them wrong")
+    func framesTheProgramCannotForward() {
+        for (pending, tagged) in [(true, false), (false, true)] {
+            var forwarder = offloadingForwarder()
+            for (index, frame) in [segment(.syn), segment(.ack, payload: [1]), segment(.ack)].enumerated() {
+                var bytes = frame
+                _ = bytes.withUnsafeMutableBytes { buffer in
+                    var span = buffer.mutableBytes
+                    return forwarder.process(&span, now: 1_000 + UInt64(index), checksumPending: pending, vlanTagged: tagged)
+                }
+            }
+            #expect(forwarder.table.count == 1 && take(&forwarder).isEmpty, "pending \(pending), tagged \(tagged)")
+        }
+    }
+
+    @Test("nothing is offered without the fast path; UDP after its second datagram")
     func whatIsNeverOffered() {
         var off = makeForwarder()
         _ = off.run(segment(.syn))
@@ -126,9 +149,24 @@ struct FastPathTests {
         #expect(take(&forwarder) == [.offer(udp)])
     }
 
+    @Test("the peer claiming the flow (it took it over) withdraws it: its program carries it now")
+    func yieldedToThePeer() {
+        var forwarder = offloadingForwarder()
+        _ = forwarder.run(segment(.syn))
+        _ = forwarder.run(segment(.ack, payload: [1]))
+        _ = take(&forwarder)
+        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        forwarder.apply(.upsert(key: key, state: .established, realServerID: forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].realServerID,
+                                lifetime: 60_000, claimsFlow: true, proven: true), now: 2_000)
+        #expect(take(&forwarder) == [.withdraw(flow)])
+        let slot = forwarder.table.find(key, hash: key.tableHash)!
+        #expect(forwarder.table[slot].isReplica && !forwarder.table[slot].isOffloaded)
+    }
+
     @Test("a withdrawal that does not fit the queue turns into a flush; an offer that does not fit is just not made")
     func overflowFlushes() {
         var requests = FastPathRequests(capacity: 1)
+        requests.reserve()
         let first = requests.offer(flow), second = requests.offer(flow)
         #expect(first && !second)
         requests.withdraw(flow)

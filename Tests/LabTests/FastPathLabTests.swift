@@ -49,6 +49,25 @@ extension LabSuites {
             #expect(!link.contains("xdp"), "the killed director's program is detached: \(link)")
         }
 
+        @Test("clients that leave their checksums to offload (veth senders): no flow is offered to the program, and every download is intact through the rings")
+        func checksumsLeftToOffloadStayOnTheRing() throws {
+            let lab = Lab(prefix: "txc", directors: 2, clientsFinishChecksums: false)
+            defer { lab.tearDown() }
+            try lab.setUp(largeFileMegabytes: 1)
+            let directors = try lab.startPair(settings: FastPathLabTests.xdp)
+            defer { for director in directors { director.stop() } }
+            let expected = try lab.sha256(of: Lab.mediumFileName)
+            let curls = try lab.startDownloads(Lab.mediumFileName, perClient: 10, clients: Array(Lab.clientAddresses.prefix(4)), limitRate: "400k", maxTime: 60)
+            for curl in curls { Shell.wait(curl) }
+            let intact = try lab.collectDownloads().filter { $0 == expected }.count
+            let stats = try directors.map { try $0.stats() }
+            let offers = stats.map { $0["fast_path_offers"] ?? 0 }.reduce(0, +)
+            let ring = stats.map { $0["frames_forwarded"] ?? 0 }.reduce(0, +)
+            print("fast path, checksums left to offload: \(intact)/40 downloads intact; \(offers) offers; \(ring) segments by the rings")
+            #expect(intact == 40)
+            #expect(offers == 0 && ring > 0, "such flows stay on the ring")
+        }
+
         @Test("fast_path: xdp through the pair's failures: SIGKILL A, A returns, SIGKILL and return of B, the crossover cut")
         func failuresWithTheProgram() throws {
             let (lab, a, b) = try startPair(prefix: "txf", scheduler: "mh", settings: FastPathLabTests.xdp)

@@ -25,7 +25,9 @@ struct FastPathProgramTests {
 
     static func load() throws -> XDPFastPath {
         let loopback = try NetworkInterface(named: "lo")
-        return try XDPFastPath(front: loopback, back: loopback, virtualMAC: vipMAC, ownership: ownership, flowCapacity: 1024, attaching: false)
+        let program = try XDPFastPath(front: loopback, back: loopback, virtualMAC: vipMAC, ownership: ownership, flowCapacity: 1024, attaching: false)
+        try program.setVirtualAddresses([vip])
+        return program
     }
 
     @Test("2,000 client endpoints: the program drops exactly the frames of buckets not owned (ClientBucket's buckets) and passes the owned ones to the ring")
@@ -46,6 +48,23 @@ struct FastPathProgramTests {
         print("xdp program: of 2000 client endpoints it dropped \(dropped) (the other dispatcher's), passed \(2000 - dropped); \(mismatches.count) disagree with ClientBucket")
         #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
         #expect((800...1200).contains(dropped))
+    }
+
+    @Test("the host's own traffic is never the program's: frames to another address or MAC pass, owned bucket or not")
+    func hostTrafficPasses() throws {
+        let program = try FastPathProgramTests.load()
+        let host = IPv4Address(198, 18, 0, 2)
+        // A client endpoint in a bucket the peer owns: dropped when sent to the VIP, passed otherwise.
+        let client = IPv4Address(198, 18, 1, 10)
+        let port = (UInt16(1024)...).first { !FastPathProgramTests.ownership.owns(ClientBucket.bucket(address: client, port: $0, bucketCount: 1024)) }!
+        func frame(to address: IPv4Address, mac: MACAddress) -> [UInt8] {
+            PacketBuilder().ethernet(from: clientMAC, to: mac).ipv4(from: client, to: address).tcp(sourcePort: port, destinationPort: 22, flags: .ack).build()
+        }
+        #expect(Action(rawValue: try program.testRun(frame(to: vip, mac: vipMAC)).action) == .drop, "the peer's bucket, for the VIP")
+        #expect(Action(rawValue: try program.testRun(frame(to: host, mac: vipMAC)).action) == .pass, "the host's address behind the VIPs' MAC (virtual_mac defaults to the interface's)")
+        #expect(Action(rawValue: try program.testRun(frame(to: vip, mac: MACAddress("02:00:00:00:00:99")!)).action) == .pass, "another MAC")
+        try program.setVirtualAddresses([])
+        #expect(Action(rawValue: try program.testRun(frame(to: vip, mac: vipMAC)).action) == .pass, "a VIP no service has any more")
     }
 
     @Test("an offered flow is redirected with the server's MAC and the back MAC; its SYN, FIN and RST, and a flushed offer, go to the ring")
@@ -76,6 +95,16 @@ struct FastPathProgramTests {
         var fragment = toVIP.tcp(sourcePort: port, destinationPort: 80, flags: .ack)
         fragment.fragmentField = 0x2000   // more fragments
         #expect(Action(rawValue: try program.testRun(fragment.build()).action) == .pass, "a first fragment: the ring's")
+        // IP options move the ports: the program follows the header length.
+        let withOptions = PacketBuilder().ethernet(from: clientMAC, to: vipMAC).ipv4(from: client, to: vip, options: [1, 1, 1, 1])
+            .tcp(sourcePort: port, destinationPort: 80, flags: .ack).payload([7]).build()
+        #expect(Action(rawValue: try program.testRun(withOptions).action) == .redirect, "IP options")
+        // A UDP flow of its own.
+        let datagram = toVIP.udp(sourcePort: port, destinationPort: 53).payload([1, 2]).build()
+        #expect(Action(rawValue: try program.testRun(datagram).action) == .pass, "not offered")
+        let udp = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: port, virtualPort: 53, transport: .udp, serverMAC: serverMAC)
+        #expect(program.offer(udp, generation: program.generation, nowNanoseconds: 1))
+        #expect(Action(rawValue: try program.testRun(datagram).action) == .redirect, "UDP offered")
         let tagged = PacketBuilder().ethernet(from: clientMAC, to: vipMAC, vlanID: 7).ipv4(from: client, to: vip)
             .tcp(sourcePort: port, destinationPort: 80, flags: .ack).build()
         #expect(Action(rawValue: try program.testRun(tagged).action) == .pass, "VLAN-tagged: the ring's")
@@ -100,7 +129,7 @@ struct FastPathProgramTests {
         #expect(Action(rawValue: try program.testRun(segment(.ack)).action) == .drop, "its bucket moved to the peer: a map update")
         let counters = Dictionary(uniqueKeysWithValues: zip(XDPFastPath.counterNames, program.counterValues()))
         print("xdp program counters: \(counters.filter { $0.value > 0 }.sorted { $0.key < $1.key })")
-        #expect(counters["fast_path_redirected"] == 3 && counters["fast_path_passed_control_segment"] == 3)
+        #expect(counters["fast_path_redirected"] == 5 && counters["fast_path_passed_control_segment"] == 3)
         #expect(counters["fast_path_passed_lease_expired"] == 1)
     }
 }

@@ -8,11 +8,13 @@
 #include <linux/if_link.h>
 #include "director_fast_path.h"
 
-/// Routes libbpf's messages into a buffer instead of standard error: the director reports
-/// why a load failed in its own log line (`director_fast_path_last_message`).
+/// Routes libbpf's messages into a buffer instead of standard error, emptied first: the
+/// director reports why a load failed in its own log line (`director_fast_path_last_message`).
+/// Called by the one thread that loads the program, before it loads.
 void director_fast_path_capture_libbpf_messages(void);
 
-/// The last warning libbpf printed (empty if none), e.g. the verifier's complaint.
+/// libbpf's warnings since the capture began, joined by " | ", the newest last and the oldest
+/// dropped past 4 KiB (empty if none): after a refused load, the verifier's log ends with why.
 const char *director_fast_path_last_message(void);
 
 #endif

@@ -17,18 +17,17 @@ struct director_fast_flow_key {
     __u8 padding[3];
 };
 
-/// Where a flow's frames go, and what the program saw of them. The worker writes the first
-/// three fields; the program writes the last three.
+/// Where a flow's frames go, and when the program last forwarded one. The worker writes the
+/// first three fields; the program writes the last.
 struct director_fast_flow {
     __u8 server_mac[6];
     __u8 back_mac[6];
     /// The flush generation the worker offered the flow under: the program forwards the flow only
-    /// while it equals the configuration's (a flush is one map update, not a walk).
+    /// while it equals the configuration's (a flush is one map update, not a walk). 32 bits, so
+    /// an entry a lost withdrawal left behind never matches again.
     __u32 generation;
     /// CLOCK_MONOTONIC of the last frame forwarded, ns (bpf_ktime_get_ns).
     __u64 last_seen_ns;
-    __u64 packets;
-    __u64 bytes;
 };
 
 /// The program's one-element configuration.
@@ -54,6 +53,7 @@ enum director_fast_path_counter {
     DIRECTOR_FAST_PASSED_NOT_IPV4,
     DIRECTOR_FAST_PASSED_FRAGMENT,
     DIRECTOR_FAST_PASSED_OTHER_PROTOCOL,
+    /// Not to the VIPs' MAC and a VIP: the host's own traffic, NAT replies, health checks.
     DIRECTOR_FAST_PASSED_NOT_ADDRESSED,
     DIRECTOR_FAST_PASSED_CONTROL_SEGMENT,
     DIRECTOR_FAST_PASSED_NO_FLOW,
