@@ -49,11 +49,19 @@ public struct SyncSocket: ~Copyable {
     deinit { close(descriptor) }
 
 
-    /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full,
-    /// or the peer's port unreachable: a connected UDP socket reports the ICMP error once).
+    /// Sends one datagram to the peer. False if the kernel refused it (link down, queue full).
+    ///
+    /// While the peer's port is unreachable (a killed peer whose host still answers), each
+    /// datagram brings back an ICMP error that a connected UDP socket reports on the next call,
+    /// which then sends nothing. That error belongs to the earlier datagram: it is taken and this
+    /// one sent again, so a dead peer does not halve the heartbeats (and with them the XDP lease).
     public func send(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { buffer in
-            Glibc.send(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count
+            for _ in 0..<2 {
+                if Glibc.send(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) == buffer.count { return true }
+                if errno != ECONNREFUSED { return false }
+            }
+            return false
         }
     }
 
