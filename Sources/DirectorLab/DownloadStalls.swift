@@ -1,8 +1,11 @@
 import Foundation
 
 /// Watches the downloads from the client's side: captures the data segments the real servers
-/// send to the clients (source VIP, port 80) and, afterwards, measures per download the longest
-/// time between two of them: the stall a client saw.
+/// send to the clients (source VIP, port 80) and the clients' own segments to the VIP, and
+/// afterwards measures per download the longest time between two data segments that the client
+/// did not ask for itself. A client that cannot keep up (curl starved of CPU on a saturated lab)
+/// closes its receive window, and the server rightly waits until it opens again: that time is
+/// the receiver's, not the path's, and is reported apart.
 public final class DownloadStalls: @unchecked Sendable {
     private let lab: Lab
     private let path: String
@@ -13,8 +16,12 @@ public final class DownloadStalls: @unchecked Sendable {
         self.lab = lab
         path = "\(lab.stateDirectory)/downloads.pcap"
         try? FileManager.default.removeItem(atPath: path)
-        pid = try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "tcpdump", "-i", "eth0", "-s", "64", "-U", "-n", "-w", path,
-                               "tcp and (\(lab.dualStack ? "src host \(Lab.virtualAddress) or src host \(Lab.virtualAddress6)" : "src host \(Lab.virtualAddress)")) and src port 80 and greater 200"],
+        // The log is appended to; its closing counts must be this capture's alone.
+        try? FileManager.default.removeItem(atPath: "\(lab.stateDirectory)/tcpdump.log")
+        let virtualAddresses = lab.dualStack ? "host \(Lab.virtualAddress) or host \(Lab.virtualAddress6)" : "host \(Lab.virtualAddress)"
+        // pcap filters give "and" and "or" one precedence, left to right: every group is bracketed.
+        let filter = "tcp and (((src \(virtualAddresses)) and src port 80 and greater 200) or ((dst \(virtualAddresses)) and dst port 80))"
+        pid = try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "tcpdump", "-i", "eth0", "-s", "96", "-U", "-n", "-w", path, filter],
                               output: "\(lab.stateDirectory)/tcpdump.log")
         // tcpdump needs a moment before it captures.
         for _ in 0..<50 where !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
@@ -24,8 +31,11 @@ public final class DownloadStalls: @unchecked Sendable {
     /// The capture's figures: per flow the longest gap, and the longest gap spanning `event`.
     public struct Figures: Sendable {
         public var flows = 0
-        /// The longest gap between two data segments of one download, over all downloads (ms).
+        /// The longest gap between two data segments of one download, over all downloads, less
+        /// any time the client's receive window was closed within it (ms).
         public var longestStall = 0.0
+        /// The longest time a client kept its receive window closed (ms): its own stall.
+        public var longestClosedWindow = 0.0
         /// When the longest stall began, in seconds after the event (negative: before it).
         public var longestStallStart = 0.0
         /// The longest gap that spans the event (the kill or the cut), over all downloads (ms).
@@ -35,6 +45,9 @@ public final class DownloadStalls: @unchecked Sendable {
         public var longestStallBeforeEvent = 0.0
         /// Per download, the gap spanning the event, ascending (ms).
         public var gapsAcrossEvent: [Double] = []
+        /// Segments the capture itself lost ("packets dropped by kernel" and "by interface", as
+        /// tcpdump reports them at exit): a gap over a lost stretch is the capture's, not the network's.
+        public var droppedByCapture = 0
 
         public func percentileAcrossEvent(_ fraction: Double) -> Double {
             gapsAcrossEvent.isEmpty ? 0 : gapsAcrossEvent[min(gapsAcrossEvent.count - 1, Int(Double(gapsAcrossEvent.count) * fraction))]
@@ -42,8 +55,9 @@ public final class DownloadStalls: @unchecked Sendable {
 
         public var summary: String {
             String(format: "%d downloads captured; longest stall %.0f ms (from %+.2f s after the event); across the event: longest %.0f ms, p50 %.0f ms, p90 %.0f ms "
-                   + "(before it, the downloads' own longest gap %.0f ms)",
-                   flows, longestStall, longestStallStart, longestStallAcrossEvent, percentileAcrossEvent(0.5), percentileAcrossEvent(0.9), longestStallBeforeEvent)
+                   + "(before it, the downloads' own longest gap %.0f ms); longest closed receive window %.0f ms; segments the capture dropped %d",
+                   flows, longestStall, longestStallStart, longestStallAcrossEvent, percentileAcrossEvent(0.5), percentileAcrossEvent(0.9), longestStallBeforeEvent,
+                   longestClosedWindow, droppedByCapture)
         }
     }
 
@@ -64,12 +78,13 @@ public final class DownloadStalls: @unchecked Sendable {
         }
         pid = nil
         guard let data = FileManager.default.contents(atPath: path) else { return Figures() }
-        var times: [UInt64: [Double]] = [:]
-        DownloadStalls.forEachSegment(in: [UInt8](data)) { time, client in times[client, default: []].append(time) }
-        var figures = Figures(flows: times.count)
-        for (_, stamps) in times {
-            for (earlier, later) in zip(stamps, stamps.dropFirst()) {
-                let gap = (later - earlier) * 1000
+        var segments: [UInt64: [Segment]] = [:]
+        DownloadStalls.forEachSegment(in: [UInt8](data)) { segments[$0.client, default: []].append($0) }
+        var figures = Figures(flows: segments.values.filter { $0.contains { $0.fromServer } }.count)
+        figures.droppedByCapture = DownloadStalls.capturedDrops(inLog: "\(lab.stateDirectory)/tcpdump.log")
+        for (_, flow) in segments {
+            DownloadStalls.forEachGap(in: flow, closedWindow: { figures.longestClosedWindow = max(figures.longestClosedWindow, $0 * 1000) }) { earlier, later, gap in
+                let gap = gap * 1000
                 if gap > figures.longestStall {
                     figures.longestStall = gap
                     figures.longestStallStart = earlier - event
@@ -85,10 +100,52 @@ public final class DownloadStalls: @unchecked Sendable {
         return figures
     }
 
-    /// The classic pcap format (microsecond timestamps, Ethernet): each TCP segment's time and
-    /// its client endpoint (destination address << 16 | destination port, the address of an
-    /// IPv6 one cut to its last six bytes and marked).
-    static func forEachSegment(in bytes: [UInt8], _ body: (Double, UInt64) -> Void) {
+    /// One captured segment of a download.
+    struct Segment: Equatable {
+        var time: Double
+        /// The client endpoint: address << 16 | port, the address of an IPv6 one cut to its last
+        /// six bytes and marked.
+        var client: UInt64
+        /// A data segment from the server; otherwise a segment from the client.
+        var fromServer: Bool
+        /// The window field as sent (unscaled: zero is zero at any scale).
+        var window: UInt16
+    }
+
+    /// Walks one download's segments in capture order and reports each gap between two data
+    /// segments, less the time within it that the client's window was closed (from its first
+    /// zero-window segment to its next open one), and each such closed time.
+    static func forEachGap(in flow: [Segment], closedWindow: (Double) -> Void, _ body: (_ earlier: Double, _ later: Double, _ gap: Double) -> Void) {
+        var lastData: Double?
+        var closedSince: Double?
+        var closedInGap = 0.0
+        for segment in flow {
+            if !segment.fromServer {
+                if segment.window == 0, closedSince == nil {
+                    closedSince = segment.time
+                } else if segment.window != 0, let since = closedSince {
+                    closedInGap += segment.time - since
+                    closedWindow(segment.time - since)
+                    closedSince = nil
+                }
+                continue
+            }
+            if let since = closedSince {
+                // Data while the window looked closed: the reopening was not captured. Only the
+                // closed time up to this segment is the client's.
+                closedInGap += segment.time - since
+                closedWindow(segment.time - since)
+                closedSince = nil
+            }
+            if let earlier = lastData { body(earlier, segment.time, max(0, segment.time - earlier - closedInGap)) }
+            lastData = segment.time
+            closedInGap = 0
+        }
+    }
+
+    /// The classic pcap format (microsecond timestamps, Ethernet), IPv4 or IPv6 TCP. A segment
+    /// from port 80 is the server's, any other the client's; frames too short are skipped.
+    static func forEachSegment(in bytes: [UInt8], _ body: (Segment) -> Void) {
         func u32(_ at: Int) -> UInt32 { UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24 }
         guard bytes.count >= 24, u32(0) == 0xA1B2_C3D4 else { return }
         var offset = 24
@@ -97,15 +154,29 @@ public final class DownloadStalls: @unchecked Sendable {
             let captured = Int(u32(offset + 8))
             let frame = offset + 16
             offset = frame + captured
-            guard offset <= bytes.count, captured >= 14 + 20 + 4 else { continue }
-            // IPv4 (the whole destination) or IPv6 (its last six bytes: the lab's clients differ there).
+            guard offset <= bytes.count, captured >= 14 + 20 + 16 else { continue }
+            // IPv4 (the whole address) or IPv6 (its last six bytes: the lab's clients differ there).
             let isIPv6 = bytes[frame + 12] == 0x86 && bytes[frame + 13] == 0xDD
             let ipHeader = isIPv6 ? 40 : Int(bytes[frame + 14] & 0x0F) * 4
             let tcp = frame + 14 + ipHeader
-            guard tcp + 4 <= offset else { continue }
-            let addressBytes = isIPv6 ? frame + 14 + 34..<frame + 14 + 40 : frame + 14 + 16..<frame + 14 + 20
-            let destination = addressBytes.reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } | (isIPv6 ? 1 << 48 : 0)
-            body(seconds + microseconds / 1e6, destination << 16 | UInt64(bytes[tcp + 2]) << 8 | UInt64(bytes[tcp + 3]))
+            guard tcp + 16 <= offset else { continue }
+            let fromServer = bytes[tcp] == 0 && bytes[tcp + 1] == 80
+            // The client's end: the destination of the server's segments, the source of its own.
+            let addressStart = frame + 14 + (isIPv6 ? (fromServer ? 34 : 18) : (fromServer ? 16 : 12))
+            let address = (addressStart..<addressStart + (isIPv6 ? 6 : 4)).reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } | (isIPv6 ? 1 << 48 : 0)
+            let port = fromServer ? tcp + 2 : tcp
+            body(Segment(time: seconds + microseconds / 1e6, client: address << 16 | UInt64(bytes[port]) << 8 | UInt64(bytes[port + 1]),
+                         fromServer: fromServer, window: UInt16(bytes[tcp + 14]) << 8 | UInt16(bytes[tcp + 15])))
+        }
+    }
+
+    /// The sum of tcpdump's closing "N packets dropped by kernel" and "N packets dropped by
+    /// interface" lines.
+    static func capturedDrops(inLog path: String) -> Int {
+        guard let log = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        return log.split(separator: "\n").reduce(0) { sum, line in
+            guard line.contains("packets dropped by"), let count = Int(line.split(separator: " ").first ?? "") else { return sum }
+            return sum + count
         }
     }
 

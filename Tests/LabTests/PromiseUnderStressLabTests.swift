@@ -40,9 +40,11 @@ extension LabSuites {
             print("lone survivor, \(name): the real servers retransmitted \(try retransmitted() - retransmittedBefore) segments")
             let frames = (stats["frames_received"] ?? 0) - framesBefore
             print(String(format: "lone survivor, %@: %d/%d downloads of %d MiB intact in %.1f s; the director received %.0f frames/s; "
-                         + "receive ring drops %llu; longest stall %.0f ms", name, intact, 4 * downloadsPerClient, fileMegabytes, elapsed,
-                         Double(frames) / elapsed, drops, figures.longestStall))
+                         + "receive ring drops %llu; longest stall %.0f ms (a client's own closed receive window, not counted: up to %.0f ms); "
+                         + "segments the capture dropped %d", name, intact, 4 * downloadsPerClient, fileMegabytes, elapsed, Double(frames) / elapsed,
+                         drops, figures.longestStall, figures.longestClosedWindow, figures.droppedByCapture))
             #expect(intact == 4 * downloadsPerClient, "\(intact) of \(4 * downloadsPerClient) downloads intact")
+            #expect(figures.flows == 4 * downloadsPerClient, "the capture saw \(figures.flows) downloads: the others' stalls went unmeasured")
             #expect(drops == 0, "the receive ring dropped \(drops) frames")
             if stats["fast_path_info"] != nil {
                 let counters = stats.filter { $0.key.hasPrefix("fast_path_") && $0.value > 0 }.sorted { $0.key < $1.key }

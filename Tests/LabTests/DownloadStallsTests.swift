@@ -1,0 +1,67 @@
+@testable import DirectorLab
+import Testing
+
+/// The stall measurement charges the path with a gap in a download, not the client's own closed
+/// receive window.
+@Suite("Download stalls: what the path held up, apart from what the client held up")
+struct DownloadStallsTests {
+    static let client: UInt64 = 0xC612_0164 << 16 | 40_000
+
+    static func data(_ time: Double) -> DownloadStalls.Segment {
+        .init(time: time, client: client, fromServer: true, window: 64)
+    }
+
+    static func ack(_ time: Double, window: UInt16) -> DownloadStalls.Segment {
+        .init(time: time, client: client, fromServer: false, window: window)
+    }
+
+    static func gaps(_ flow: [DownloadStalls.Segment]) -> (gaps: [Double], closed: [Double]) {
+        var gaps: [Double] = [], closed: [Double] = []
+        DownloadStalls.forEachGap(in: flow, closedWindow: { closed.append(($0 * 1000).rounded()) }) { _, _, gap in
+            gaps.append((gap * 1000).rounded())
+        }
+        return (gaps, closed)
+    }
+
+    @Test("fixtures: segments in capture order → gaps charged to the path and closed-window times (ms)", arguments: [
+        // Open window throughout: every gap is the path's.
+        ([data(0), ack(0.001, window: 87), data(0.300), data(0.310)], [300.0, 10], [Double]()),
+        // The client closes its window for 800 ms; the server resumes 1 ms after it reopens.
+        ([data(0), ack(0.020, window: 0), ack(0.220, window: 0), ack(0.820, window: 87), data(0.821)], [21], [800]),
+        // The client reopens, but the data comes 400 ms later: that wait is the path's.
+        ([data(0), ack(0.010, window: 0), ack(0.110, window: 90), data(0.510)], [410], [100]),
+        // Data while the window looked closed (the reopening was not captured): closed until then.
+        ([data(0), ack(0.010, window: 0), data(0.500)], [10], [490]),
+        // Client segments before the first data segment make no gap.
+        ([ack(0, window: 0), ack(0.5, window: 10), data(0.6), data(0.7)], [100], [500]),
+    ])
+    func fixtures(flow: [DownloadStalls.Segment], gaps: [Double], closed: [Double]) {
+        let measured = DownloadStallsTests.gaps(flow)
+        #expect(measured.gaps == gaps)
+        #expect(measured.closed == closed)
+    }
+
+    @Test("a capture: a server's segment and a client's, IPv4, keyed by the client's endpoint")
+    func parsesBothDirections() {
+        func frame(from source: [UInt8], to destination: [UInt8], sourcePort: UInt16, destinationPort: UInt16, window: UInt16) -> [UInt8] {
+            var ip: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0] + source + destination
+            ip[3] = 40
+            let tcp: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xFF)]
+                + [UInt8](repeating: 0, count: 8) + [0x50, 0x10, UInt8(window >> 8), UInt8(window & 0xFF), 0, 0, 0, 0]
+            return [UInt8](repeating: 2, count: 12) + [0x08, 0x00] + ip + tcp
+        }
+        func record(_ seconds: UInt32, _ microseconds: UInt32, _ frame: [UInt8]) -> [UInt8] {
+            func le(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> ($0 * 8) & 0xFF) } }
+            return le(seconds) + le(microseconds) + le(UInt32(frame.count)) + le(UInt32(frame.count)) + frame
+        }
+        let header: [UInt8] = [0xD4, 0xC3, 0xB2, 0xA1] + [UInt8](repeating: 0, count: 20)
+        let vip: [UInt8] = [198, 18, 0, 100], client: [UInt8] = [198, 18, 1, 100]
+        let capture = header
+            + record(10, 500_000, frame(from: vip, to: client, sourcePort: 80, destinationPort: 40_000, window: 64))
+            + record(10, 600_000, frame(from: client, to: vip, sourcePort: 40_000, destinationPort: 80, window: 0))
+        var segments: [DownloadStalls.Segment] = []
+        DownloadStalls.forEachSegment(in: capture) { segments.append($0) }
+        let key = UInt64(0xC612_0164) << 16 | 40_000
+        #expect(segments == [.init(time: 10.5, client: key, fromServer: true, window: 64), .init(time: 10.6, client: key, fromServer: false, window: 0)])
+    }
+}
