@@ -111,7 +111,12 @@ extension LabSuites {
                                  "http://\(Lab.virtualAddress)/index.html?n=[1-1000]"], output: "\(lab.stateDirectory)/requests-\(index).log")
             }
             var scrapesDuring = 0, failedScrapes: [String] = []
-            while curls.contains(where: { Shell.exitStatus($0) == nil }) {
+            // A curl is looked at until it has exited (and been reaped) once; the loop ends by
+            // itself after the curls' own --max-time.
+            var running = curls
+            let deadline = Date().addingTimeInterval(30)
+            while !running.isEmpty && Date() < deadline {
+                running.removeAll { Shell.exitStatus($0) != nil }
                 for index in 0..<2 {
                     let result = try ObservationLabTests.scrape(lab, index)
                     if result.status == 0, result.output.contains("director_real_server_connections_total{") { scrapesDuring += 1 } else {
@@ -120,7 +125,7 @@ extension LabSuites {
                 }
                 usleep(100_000)
             }
-            for curl in curls { Shell.wait(curl) }
+            for curl in running { Shell.wait(curl) }
             usleep(300_000)   // the workers publish every 100 ms
             let texts = try (0..<2).map { try ObservationLabTests.scrape(lab, $0).output }
             var counted: [String: Double] = [:]
