@@ -163,6 +163,50 @@ struct FastPathTests {
         #expect(forwarder.table[slot].isReplica && !forwarder.table[slot].isOffloaded)
     }
 
+    /// An offloaded flow whose server has just been given weight 0: the snapshot's flush sends
+    /// its next frame to the ring, where it meets the new table.
+    /// Returns that server's id.
+    private static func offloadFlowAndQuiesceItsServer(_ forwarder: inout Forwarder<RecordingSink>, resetting: Bool) -> UInt16 {
+        _ = forwarder.run(segment(.syn))
+        _ = forwarder.run(segment(.ack, payload: [1]))
+        _ = take(&forwarder)
+        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        let server = forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].realServerID
+        var weights: [UInt32] = [1, 1, 1]
+        weights[Int(server) - 1] = 0
+        forwarder.install(ServiceTable(services: [VirtualService(address: vip, port: 80, transport: .tcp, pool: pool(weights), scheduler: .roundRobin)],
+                                       resetting: resetting ? [server] : []), settings: forwarder.settings)
+        forwarder.fastPathGeneration &+= 1
+        return server
+    }
+
+    @Test("a connection whose server failed, in a service that resets: the frame the flush sends to the ring gets the reset, and the flow is withdrawn")
+    func withdrawnOnReset() {
+        var forwarder = offloadingForwarder(.roundRobin)
+        _ = FastPathTests.offloadFlowAndQuiesceItsServer(&forwarder, resetting: true)
+        let (verdict, _) = forwarder.run(segment(.ack, payload: [2]), now: 2_000)
+        guard case .answer = verdict else { Issue.record("no reset: \(verdict)"); return }
+        #expect(take(&forwarder) == [.withdraw(flow)])
+        #expect(forwarder.counters[.connectionsReset] == 1)
+    }
+
+    @Test("a SYN reusing the client port of an offloaded connection whose server takes no new connections: withdrawn, scheduled afresh, offered again once proven")
+    func withdrawnOnReopen() {
+        var forwarder = offloadingForwarder(.roundRobin)
+        let oldServer = FastPathTests.offloadFlowAndQuiesceItsServer(&forwarder, resetting: false)
+        _ = forwarder.run(segment(.syn), now: 2_000)
+        #expect(forwarder.counters[.connectionsReopened] == 1)
+        #expect(take(&forwarder) == [.withdraw(flow)], "the program must not carry the new connection to the old server")
+        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
+        let slot = forwarder.table.find(key, hash: key.tableHash)!
+        #expect(forwarder.table[slot].realServerID != oldServer && !forwarder.table[slot].isOffloaded)
+        _ = forwarder.run(segment(.ack), now: 2_100)
+        let (_, sent) = forwarder.run(segment([.ack, .psh], payload: [3]), now: 2_200)
+        var offered = flow
+        offered.serverMAC = server(of: sent)
+        #expect(take(&forwarder) == [.offer(offered)], "offered again, with the new server's MAC")
+    }
+
     @Test("a withdrawal that does not fit the queue turns into a flush; an offer that does not fit is just not made")
     func overflowFlushes() {
         var requests = FastPathRequests(capacity: 1)
