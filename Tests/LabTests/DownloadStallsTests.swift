@@ -44,8 +44,7 @@ struct DownloadStallsTests {
     @Test("a capture: a server's segment and a client's, IPv4, keyed by the client's endpoint")
     func parsesBothDirections() {
         func frame(from source: [UInt8], to destination: [UInt8], sourcePort: UInt16, destinationPort: UInt16, window: UInt16) -> [UInt8] {
-            var ip: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0] + source + destination
-            ip[3] = 40
+            let ip: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0] + source + destination
             let tcp: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xFF)]
                 + [UInt8](repeating: 0, count: 8) + [0x50, 0x10, UInt8(window >> 8), UInt8(window & 0xFF), 0, 0, 0, 0]
             return [UInt8](repeating: 2, count: 12) + [0x08, 0x00] + ip + tcp
