@@ -13,6 +13,8 @@ private func segment(_ flags: TCPFlags, payload: [UInt8] = []) -> [UInt8] {
 }
 
 private let flow = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: 40000, virtualPort: 80, transport: .tcp)
+/// The same flow's key in the connection table.
+private let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
 
 /// A forwarder whose worker runs the XDP fast path.
 private func offloadingForwarder(_ scheduler: SchedulerKind = .maglev) -> Forwarder<RecordingSink> {
@@ -155,7 +157,6 @@ struct FastPathTests {
         _ = forwarder.run(segment(.syn))
         _ = forwarder.run(segment(.ack, payload: [1]))
         _ = take(&forwarder)
-        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         forwarder.apply(.upsert(key: key, state: .established, realServerID: forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].realServerID,
                                 lifetime: 60_000, claimsFlow: true, proven: true), now: 2_000)
         #expect(take(&forwarder) == [.withdraw(flow)])
@@ -170,7 +171,6 @@ struct FastPathTests {
         _ = forwarder.run(segment(.syn))
         _ = forwarder.run(segment(.ack, payload: [1]))
         _ = take(&forwarder)
-        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         let server = forwarder.table[forwarder.table.find(key, hash: key.tableHash)!].realServerID
         var weights: [UInt32] = [1, 1, 1]
         weights[Int(server) - 1] = 0
@@ -197,7 +197,6 @@ struct FastPathTests {
         _ = forwarder.run(segment(.syn), now: 2_000)
         #expect(forwarder.counters[.connectionsReopened] == 1)
         #expect(take(&forwarder) == [.withdraw(flow)], "the program must not carry the new connection to the old server")
-        let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
         let slot = forwarder.table.find(key, hash: key.tableHash)!
         #expect(forwarder.table[slot].realServerID != oldServer && !forwarder.table[slot].isOffloaded)
         _ = forwarder.run(segment(.ack), now: 2_100)
