@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include "CDirectorShim.h"
 
@@ -15,6 +16,12 @@ int director_pin_current_thread(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int director_name_current_thread(const char *name) {
+    char truncated[16];
+    snprintf(truncated, sizeof(truncated), "%s", name);
+    return pthread_setname_np(pthread_self(), truncated);
 }
 
 int director_enter_network_namespace(int namespace_fd) {

@@ -31,7 +31,7 @@ final class ControlServer: @unchecked Sendable {
     private let path: String
     private let socket: Int32
     private let handler: @Sendable (String, ControlCaller) -> String
-    private var thread = DaemonThread()
+    private var thread = DaemonThread(name: "control")
     /// The connection being served (-1: none), for `stop()` to cut. A lock, not an atomic: the
     /// descriptor is closed under it, so `stop()` never shuts down a number reused meanwhile.
     private let currentClient = Mutex<Int32>(-1)

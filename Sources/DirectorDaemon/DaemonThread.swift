@@ -7,6 +7,10 @@ import Glibc
 /// joined on stop. The body keeps what it captures alive until it returns.
 struct DaemonThread {
     private var handle: pthread_t?
+    /// What `top -H`, `ps -L` and /proc/<pid>/task/<tid>/comm call it (15 bytes at most).
+    let name: String
+
+    init(name: String) { self.name = name }
 
     private final class Body {
         let run: () -> Void
@@ -15,7 +19,11 @@ struct DaemonThread {
 
     /// pthread_create(3) running `body`.
     mutating func start(_ body: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Body(body))
+        let name = self.name
+        let box = Unmanaged.passRetained(Body {
+            _ = director_name_current_thread(name)
+            body()
+        })
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()

@@ -35,7 +35,7 @@ public final class Director: @unchecked Sendable {
     private let resolvedMACs = Mutex<[IPAddress: MACAddress]>([:])
     private let maintenanceStop = Atomic<Bool>(false)
     private let servicesStale = Atomic<Bool>(false)
-    private var maintenanceThread = DaemonThread()
+    private var maintenanceThread = DaemonThread(name: "maintenance")
     let startedAtRealtime = director_realtime_nanoseconds()
     let startedAtMonotonic = director_monotonic_nanoseconds()
     var metricsServer: MetricsServer?

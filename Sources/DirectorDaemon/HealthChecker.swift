@@ -36,7 +36,7 @@ final class HealthChecker: @unchecked Sendable {
     let failedTotal = Atomic<UInt64>(0)
     private let wanted = Mutex<[Target]?>(nil)
     private let stopping = Atomic<Bool>(false)
-    private var thread = DaemonThread()
+    private var thread = DaemonThread(name: "health checks")
     private let device: String
     let cpu: Int?
     /// Set once, before the thread starts.

@@ -48,7 +48,7 @@ final class LivenessThread: @unchecked Sendable {
     private let realtimePriority: Int
     private let cpu: Int?
     private let stopping = Atomic<Bool>(false)
-    private var thread = DaemonThread()
+    private var thread = DaemonThread(name: "liveness")
     /// Written by the sync thread after each turn: what the heartbeats say.
     private let announcement: Mutex<HeartbeatAnnouncement>
     let report = Mutex(LivenessReport())
@@ -98,18 +98,20 @@ final class LivenessThread: @unchecked Sendable {
                                   riskIfRefused: "heartbeats may be late under load")
         var buffer = [UInt8](repeating: 0, count: 2048)
         var due = director_monotonic_nanoseconds()
+        var pacing = ReceivePacing()
         while !stopping.load(ordering: .relaxed) {
             let now = director_monotonic_nanoseconds()
-            if now < due { socket.wait(timeoutNanoseconds: due - now) }
-            receiveHeartbeats(&buffer)
+            if now < due { pacing.wait(for: socket, nanoseconds: due - now) }
             let woke = director_monotonic_nanoseconds()
-            guard woke >= due else { continue }
-            local.longestLateness = max(local.longestLateness, woke - due)
-            noteLateness(woke - due, now: woke)
-            // Keep the beat: the next one is due an interval after this one was, unless the
-            // thread fell a whole interval behind.
-            due = woke - due >= interval ? woke + interval : due + interval
-            beat(now: woke)
+            if woke >= due {
+                local.longestLateness = max(local.longestLateness, woke - due)
+                noteLateness(woke - due, now: woke)
+                // Keep the beat: the next one is due an interval after this one was, unless the
+                // thread fell a whole interval behind.
+                due = woke - due >= interval ? woke + interval : due + interval
+                beat(now: woke)
+            }
+            pacing.noteRead(receiveHeartbeats(&buffer, until: due))
         }
     }
 
@@ -124,9 +126,16 @@ final class LivenessThread: @unchecked Sendable {
 
     private var lastLatenessLog: UInt64 = 0
 
-    private func receiveHeartbeats(_ buffer: inout [UInt8]) {
-        // Heartbeats are few (one per interval); anything else on this socket is bounded here.
-        for _ in 0..<64 {
+    /// Reads what waits on the socket, until it is empty or the next heartbeat is due; returns
+    /// how many datagrams it read.
+    private func receiveHeartbeats(_ buffer: inout [UInt8], until due: UInt64) -> Int {
+        // Heartbeats are few (one per interval); a flood of anything else is read for as long as
+        // the beat allows, and the rest waits in the socket's buffer for the next turn.
+        for count in 0..<4096 {
+            if count % 32 == 31, director_monotonic_nanoseconds() >= due {
+                publish()
+                return count
+            }
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 guard let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) else {
@@ -142,10 +151,11 @@ final class LivenessThread: @unchecked Sendable {
                 local.foreignDatagrams += 1
             case .none:
                 publish()
-                return
+                return count
             }
         }
         publish()
+        return 4096
     }
 
     /// A peer of another release speaks another sync wire version: nothing it sends is read, so

@@ -16,7 +16,7 @@ final class Notifier: @unchecked Sendable {
     private let command = Mutex<[String]?>(nil)
     private let queue = Mutex<(events: [[String]], dropped: Int)>(([], 0))
     private let stopping = Atomic<Bool>(false)
-    private var thread = DaemonThread()
+    private var thread = DaemonThread(name: "notifier")
     /// Commands run and commands that failed (non-zero, killed, or not started), for `stats`.
     let ran = Atomic<UInt64>(0)
     let failed = Atomic<UInt64>(0)

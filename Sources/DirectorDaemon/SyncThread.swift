@@ -70,7 +70,7 @@ final class SyncThread: @unchecked Sendable {
     var session: SyncSession
     let liveness: LivenessThread
     private let stopping = Atomic<Bool>(false)
-    private var thread = DaemonThread()
+    private var thread = DaemonThread(name: "sync")
     let status = Mutex(SyncStatus())
     var local = SyncStatus()
     private var pendingSnapshot: (requestID: UInt64, workersLeft: Set<Int>)?
@@ -170,9 +170,10 @@ final class SyncThread: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 2048)
         var turnEnded = director_monotonic_nanoseconds()
         var marks = [UInt64](repeating: 0, count: Step.allCases.count + 1)
+        var pacing = ReceivePacing()
         while !stopping.load(ordering: .relaxed) {
             // A handover waits for the workers to come round: turn more often meanwhile.
-            socket.wait(timeoutNanoseconds: handover == nil ? SyncThread.turnNanoseconds : SyncThread.handoverTurnNanoseconds)
+            pacing.wait(for: socket, nanoseconds: handover == nil ? SyncThread.turnNanoseconds : SyncThread.handoverTurnNanoseconds)
             let turnStarted = director_monotonic_nanoseconds()
             let cpuAtStart = director_thread_cpu_nanoseconds()
             // How punctual the thread is: a late turn is late news for the peer.
@@ -191,7 +192,7 @@ final class SyncThread: @unchecked Sendable {
             takeLivenessNews()
             marks[1] = director_monotonic_nanoseconds()
             feedBacklogs()
-            receiveDatagrams(&buffer)
+            pacing.noteRead(receiveDatagrams(&buffer))
             marks[2] = director_monotonic_nanoseconds()
             drainWorkers()
             marks[3] = director_monotonic_nanoseconds()
@@ -246,23 +247,25 @@ final class SyncThread: @unchecked Sendable {
 
     // MARK: - 2. From the peer
 
-    private func receiveDatagrams(_ buffer: inout [UInt8]) {
+    /// Returns how many datagrams it read.
+    private func receiveDatagrams(_ buffer: inout [UInt8]) -> Int {
         // Not while earlier records still wait to be handed to the workers.
-        guard eventsLeft.isEmpty else { return }
+        guard eventsLeft.isEmpty else { return 0 }
         // A bounded amount per turn (a snapshot arriving is thousands of datagrams); the rest
         // waits in the socket's buffer for the next turns.
         let deadline = director_monotonic_nanoseconds() + SyncThread.receiveBudgetNanoseconds
         for count in 0..<1024 {
-            if count % 8 == 7, director_monotonic_nanoseconds() > deadline { return }
+            if count % 8 == 7, director_monotonic_nanoseconds() > deadline { return count }
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
             case .foreign:
                 local.foreignDatagrams += 1
             case .none:
-                return
+                return count
             }
         }
+        return 1024
     }
 
     // MARK: - 3. From the workers

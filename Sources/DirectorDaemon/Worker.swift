@@ -158,6 +158,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func run() {
+        _ = director_name_current_thread("worker \(plan.index)")
         do {
             try plan.placement.pinCurrentThread()
             // Rings after pinning: the kernel allocates them on the node of the calling thread.

@@ -238,6 +238,29 @@ public final class LabDirector: @unchecked Sendable {
 
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// What the scheduler has recorded of one of the director's threads, by the name it gave it
+    /// (`liveness`, `sync`, `worker 0`, …): /proc/<pid>/task/<tid>/schedstat.
+    public struct ThreadSchedule: Sendable {
+        /// Time on a CPU, and runnable but waiting for one (ns).
+        public var running: UInt64, waiting: UInt64
+        /// How many times it was put on a CPU: one per wake-up for a thread that sleeps between
+        /// turns.
+        public var timesScheduled: UInt64
+    }
+
+    public func schedule(ofThread name: String) -> ThreadSchedule? {
+        guard let pid, let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+        for task in tasks {
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+            guard comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
+                  let fields = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8).split(separator: " ")
+                      .compactMap({ UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+                  fields.count == 3 else { continue }
+            return ThreadSchedule(running: fields[0], waiting: fields[1], timesScheduled: fields[2])
+        }
+        return nil
+    }
+
     /// Counters from `director stats`, summed over workers: name → value.
     public func stats(binary: String = LabDirector.binaryPath()) throws -> [String: UInt64] {
         LabDirector.summed(try Shell.run([binary, "stats", "--socket", controlSocket]).output)

@@ -42,6 +42,8 @@ extension LabSuites {
                 .flatMap { $0.components(separatedBy: "incarnation ").last?.split(separator: " ").first.map(String.init) }
             let claim = readsTheLink ? ["--incarnation", try #require(believed, "A logged the incarnation it believes")] : []
             let before = try SyncFloodLabTests.rejections(a)
+            let livenessBefore = try #require(a.schedule(ofThread: "liveness"), "A's liveness thread, by its name")
+            let measureStarted = Lab.monotonicNanoseconds()
             let outputPath = "/tmp/director-lab/tsf-flood.out"
             try? FileManager.default.removeItem(atPath: outputPath)
             defer { try? FileManager.default.removeItem(atPath: outputPath) }
@@ -59,6 +61,10 @@ extension LabSuites {
             let result = try downloads.finish(lab, event: DownloadStalls.realtimeSeconds())
             _ = Shell.wait(flood)
             floodDone = true
+            let livenessAfter = try #require(a.schedule(ofThread: "liveness"))
+            let measured = Double(Lab.monotonicNanoseconds() - measureStarted) / 1e9
+            let wakeUps = Int(Double(livenessAfter.timesScheduled - livenessBefore.timesScheduled) / measured)
+            let busy = Int(Double(livenessAfter.running - livenessBefore.running) / 1e6 / measured)
             let sentLine = ((try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "").split(separator: "\n").last.map(String.init) ?? ""
             let sent = sentLine.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
             let after = try SyncFloodLabTests.rejections(a)
@@ -71,6 +77,7 @@ extension LabSuites {
                   + "; A refused \(unverified) for their incarnation before the HMAC, \(authenticated) paid an HMAC; "
                   + "peer deaths A \(statsA["sync_peer_deaths"] ?? 0), B \(statsB["sync_peer_deaths"] ?? 0); "
                   + "longest heartbeat lateness A \((statsA["sync_heartbeat_longest_lateness_ns"] ?? 0) / 1_000_000) ms; "
+                  + "A's liveness thread woken \(wakeUps) times a second, on its CPU \(busy) ms a second; "
                   + "\(succeeded)/400 requests, \(result.intact)/\(result.started) downloads intact; " + result.stalls.summary)
             // The sender shares the two CPUs with the pair, and each forgery it writes is received
             // in its own context (veth), so it sends what the machine leaves it. Blind ones cost
@@ -81,6 +88,12 @@ extension LabSuites {
             let planned = UInt64(SyncFloodLabTests.rate * SyncFloodLabTests.seconds)
             #expect(sent >= planned / 2, "the flood ran at half its rate or more: \(sentLine)")
             #expect(statsA["sync_peer_deaths"] == 0 && statsB["sync_peer_deaths"] == 0, "no false death on either side")
+            // Woken for each forgery, A's sync and liveness threads kept their CPU busy with
+            // realtime work, and the kernel held them off it for up to 35 ms at a time (a death is
+            // 50 ms of silence here). Read in batches, a turn at a time, the flood leaves them
+            // idle most of the time: the liveness thread wakes for its 100 heartbeats a second,
+            // the peer's 100, and one batch per heartbeat; 1,000 leaves room for the quiet spells.
+            #expect(wakeUps < 1_000, "A's liveness thread read the flood in batches: woken \(wakeUps) times a second")
             if readsTheLink {
                 #expect(authenticated >= sent * 9 / 10, "the forgeries were refused by their authenticator: \(after)")
             } else {

@@ -100,6 +100,10 @@ static inline uint64_t director_load_relaxed_u64(const uint64_t *slot) {
 /// _GNU_SOURCE). Returns 0 or an errno value.
 int director_pin_current_thread(int cpu);
 
+/// Names the calling thread, as `top -H`, `ps -L` and /proc/<pid>/task/<tid>/comm show it
+/// (pthread_setname_np, the first 15 bytes; in shim.c). Returns 0 or an errno value.
+int director_name_current_thread(const char *name);
+
 /// Moves the calling thread into the network namespace open at `namespace_fd` (setns with
 /// CLONE_NEWNET; in shim.c). Returns 0 or an errno value.
 int director_enter_network_namespace(int namespace_fd);
