@@ -12,7 +12,7 @@ struct Compare: ParsableCommand {
     @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "10000,100000,200000"
     @Option(help: "Runs of every device at every rate (interleaved).") var repeats = 3
     @Option(help: "Seconds of offered load per run.") var seconds = 5.0
-    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-xdp (the XDP fast path), director-v2 (TPACKET_V2 ring), director-nat (NAT), nft-fwd, nft-dnat, baseline (with --baseline).")
+    @Option(help: "Devices to compare, comma-separated: director (TPACKET_V3 ring), director-xdp (the XDP fast path), director-v2 (TPACKET_V2 ring), director-nat (NAT), nft-fwd, nft-dnat, baseline and baseline-xdp (with --baseline).")
     var devices = "director,director-v2,nft-fwd,nft-dnat"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
@@ -43,7 +43,9 @@ struct Compare: ParsableCommand {
                                   + "is invalid to conntrack without the server's reply; use established or udp, or leave nft-dnat out of --devices")
         }
         _ = try traffic.plan()
-        if kinds.contains(.baseline), baseline == nil { throw ValidationError("the device baseline needs --baseline PATH (a director binary)") }
+        if kinds.contains(.baseline) || kinds.contains(.baselineXDP), baseline == nil {
+            throw ValidationError("the devices baseline and baseline-xdp need --baseline PATH (a director binary)")
+        }
         if let from {
             let all = try JSONDecoder().decode([Trial.Result].self, from: Data(contentsOf: URL(fileURLWithPath: from)))
             let runs = all.filter { $0.profile == nil }

@@ -22,6 +22,8 @@ enum DeviceKind: String, CaseIterable, Sendable {
     /// Another build of the director (`compare --baseline PATH`, an earlier release say) with its
     /// own defaults: the same run tells whether this one costs more.
     case baseline
+    /// The same build with the XDP fast path on: whether a change to the program costs more.
+    case baselineXDP = "baseline-xdp"
     /// nftables netdev ingress: `ether daddr set jhash … map { … } fwd`, stateless.
     case nftablesForward = "nft-fwd"
     /// nftables conntrack DNAT in prerouting, then ordinary routing: the kernel's stateful path.
@@ -35,6 +37,7 @@ enum DeviceKind: String, CaseIterable, Sendable {
         case .directorLowLatency: "director (DR, mh, TPACKET_V2 ring)"
         case .directorNAT: "director (NAT, mh, TPACKET_V3 ring)"
         case .baseline: "director, baseline build"
+        case .baselineXDP: "director, baseline build, XDP fast path"
         case .nftablesForward: "nftables netdev fwd (DR)"
         case .nftablesDNAT: "nftables conntrack DNAT"
         }
@@ -42,13 +45,13 @@ enum DeviceKind: String, CaseIterable, Sendable {
 
     var rewrite: SinkExpectation.Rewrite { self == .nftablesDNAT || self == .directorNAT ? .destinationNAT : .directRouting }
 
-    var isDirector: Bool { self == .director || self == .directorXDP || self == .directorXDPGeneric || self == .directorLowLatency || self == .directorNAT || self == .baseline }
+    var isDirector: Bool { self == .director || self == .directorXDP || self == .directorXDPGeneric || self == .directorLowLatency || self == .directorNAT || self == .baseline || self == .baselineXDP }
 
     /// The receive ring the director runs with, as its config says it: the format's defaults,
     /// or the fields of `custom` (e.g. "block_size: 262144, block_count: 32").
     func receiveRingConfig(_ custom: String?) -> String {
         switch (self, custom) {
-        case (.baseline, _), (.director, nil), (.directorNAT, nil), (.directorXDP, nil), (.directorXDPGeneric, nil): ""   // the build's own defaults
+        case (.baseline, _), (.baselineXDP, _), (.director, nil), (.directorNAT, nil), (.directorXDP, nil), (.directorXDPGeneric, nil): ""   // the build's own defaults
         case (.directorLowLatency, _): "  receive_ring: { format: tpacket_v2\(custom.map { ", " + $0 } ?? "") }\n"
         default: "  receive_ring: { format: tpacket_v3, \(custom!) }\n"
         }
@@ -56,7 +59,7 @@ enum DeviceKind: String, CaseIterable, Sendable {
 
     /// The binary this device runs.
     func binary(baseline: String?) -> String {
-        self == .baseline ? baseline ?? DeviceUnderTest.directorBinary : DeviceUnderTest.directorBinary
+        self == .baseline || self == .baselineXDP ? baseline ?? DeviceUnderTest.directorBinary : DeviceUnderTest.directorBinary
     }
 }
 
@@ -82,7 +85,7 @@ final class DeviceUnderTest {
         let transport = plan.pattern == .udp ? "udp" : "tcp"
         let servers = PerformanceLab.realServers
         switch kind {
-        case .director, .directorXDP, .directorXDPGeneric, .directorLowLatency, .directorNAT, .baseline:
+        case .director, .directorXDP, .directorXDPGeneric, .directorLowLatency, .directorNAT, .baseline, .baselineXDP:
             let translates = kind == .directorNAT
             let director = try LabDirector(namespace: lab.deviceNamespace, directory: lab.stateDirectory + "/director") { controlSocket in
                 """
@@ -93,7 +96,7 @@ final class DeviceUnderTest {
                   connection_capacity: \(connectionCapacity)
                   control_socket: \(controlSocket)
                   hide_frames_from_host: true
-                """ + "\n" + kind.receiveRingConfig(receiveRing) + (kind == .directorXDP ? "  fast_path: xdp\n" : kind == .directorXDPGeneric ? "  fast_path: xdp-generic\n" : "")
+                """ + "\n" + kind.receiveRingConfig(receiveRing) + (kind == .directorXDP || kind == .baselineXDP ? "  fast_path: xdp\n" : kind == .directorXDPGeneric ? "  fast_path: xdp-generic\n" : "")
                     + (translates ? "  nat_gateway: { address: \(PerformanceLab.natGatewayAddress) }\n" : "") + """
                 services:
                   - address: \(PerformanceLab.virtualAddress)

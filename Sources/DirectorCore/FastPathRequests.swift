@@ -9,16 +9,22 @@ public struct FastPathFlow: Equatable, Sendable {
     public var transport: TransportProtocol
     /// The real server's MAC (zero in a withdrawal).
     public var serverMAC: MACAddress
+    /// The statistics ids the program counts the flow's frames under, as the workers count the
+    /// ring's (`TrafficCounters`): its real server's and its service's (zero in a withdrawal).
+    public var serverID: UInt16
+    public var serviceID: UInt16
 
     @inlinable
     public init(clientAddress: IPv4Address, virtualAddress: IPv4Address, clientPort: UInt16, virtualPort: UInt16,
-                transport: TransportProtocol, serverMAC: MACAddress = .zero) {
+                transport: TransportProtocol, serverMAC: MACAddress = .zero, serverID: UInt16 = 0, serviceID: UInt16 = 0) {
         self.clientAddress = clientAddress
         self.virtualAddress = virtualAddress
         self.clientPort = clientPort
         self.virtualPort = virtualPort
         self.transport = transport
         self.serverMAC = serverMAC
+        self.serverID = serverID
+        self.serviceID = serviceID
     }
 }
 

@@ -98,17 +98,23 @@ struct ForwardingPath<Sink: ConnectionChangeSink>: ~Copyable {
             table[slot].expiresAt = now &+ max(settings.timeouts.timeout(for: entry.state) / 2, 1)
         }
         guard settings.offloadsEstablishedFlows, offloadable, !services.translates(serviceIndex) else { return }
-        offerToFastPath(slot: slot, in: &table, serverMAC: services.destinationMAC(entry.realServerID), now: now)
+        offerToFastPath(slot: slot, in: &table, serverMAC: services.destinationMAC(entry.realServerID),
+                        serviceID: services.statisticsID(ofService: serviceIndex), now: now)
     }
 
     /// Offers an established, proven direct-routing flow to the XDP fast path (once per flush
-    /// generation). Its entry's expiry becomes the time to ask the program about it: half a
-    /// timeout away, so the peer still hears of a busy flow before its replica would expire.
-    @inlinable mutating func offerToFastPath<Address>(slot: Int, in table: inout ConnectionTable<Address>, serverMAC: MACAddress, now: UInt64) {
+    /// generation), with the ids the program counts its frames under. Its entry's expiry becomes
+    /// the time to ask the program about it: half a timeout away, so the peer still hears of a
+    /// busy flow before its replica would expire.
+    @inlinable mutating func offerToFastPath<Address>(slot: Int, in table: inout ConnectionTable<Address>, serverMAC: MACAddress,
+                                                     serviceID: UInt16, now: UInt64) {
         let entry = table[slot]
         guard serverMAC != .zero, entry.isProven, entry.state == .established || entry.state == .udp,
               !entry.isOffloaded || entry.fastPathGeneration != UInt8(truncatingIfNeeded: fastPathGeneration),
-              let flow = fastPathFlow(of: entry, serverMAC: serverMAC), fastPath.offer(flow) else { return }
+              var flow = fastPathFlow(of: entry, serverMAC: serverMAC) else { return }
+        flow.serverID = entry.realServerID
+        flow.serviceID = serviceID
+        guard fastPath.offer(flow) else { return }
         table[slot].isOffloaded = true
         table[slot].fastPathGeneration = UInt8(truncatingIfNeeded: fastPathGeneration)
         table[slot].expiresAt = now &+ max(settings.timeouts.timeout(for: entry.state) / 2, 1)

@@ -27,7 +27,7 @@ extension Director {
         let fallbacks = Set(live.withLock { $0.services.compactMap { service in service.fallback.map { HealthKey(service, $0) } } })
         func word(_ isUp: Bool?) -> String? { isUp.map { $0 ? "up" : "down" } }
         func server(_ member: RealServer, key: HealthKey?) -> ServicesReport.Server {
-            let figures = trafficBoard.server(member.id)
+            let figures = serverFigures(member.id)
             var health = "unchecked", here: String?, peer: String?
             if let key {
                 here = word(own[key]?.isUp)
@@ -46,18 +46,35 @@ extension Director {
             return ServicesReport.Service(
                 transport: "\(service.transport)", address: "\(service.address)", port: service.port, scheduler: service.scheduler.kind.rawValue,
                 forwarding: service.forwarding.rawValue, activeConnections: servers.reduce(0) { $0 + $1.activeConnections },
-                inactiveConnections: servers.reduce(0) { $0 + $1.inactiveConnections }, stats: trafficBoard.service(service.statisticsID),
+                inactiveConnections: servers.reduce(0) { $0 + $1.inactiveConnections }, stats: serviceTraffic(service.statisticsID),
                 rates: rates.service(service.statisticsID), realServers: servers)
         }
         return ServicesReport(node: configuration.nodeID, services: services, retired: table.retired.map { server($0, key: nil) })
+    }
+
+    /// A real server's connections and traffic: what the workers forwarded through the ring, and
+    /// what the XDP fast path forwarded of the flows they offered it.
+    func serverFigures(_ id: UInt16) -> ServerFigures {
+        var figures = trafficBoard.server(id)
+        if let forwarded = fastPath?.serverTraffic(id) {
+            figures.traffic = figures.traffic + Traffic(packets: forwarded.packets, bytes: forwarded.bytes)
+        }
+        return figures
+    }
+
+    /// The same for a virtual service's traffic.
+    func serviceTraffic(_ id: UInt16) -> Traffic {
+        let ring = trafficBoard.service(id)
+        guard let forwarded = fastPath?.serviceTraffic(id) else { return ring }
+        return ring + Traffic(packets: forwarded.packets, bytes: forwarded.bytes)
     }
 
     /// Once a second (maintenance thread): the totals the rates are computed from.
     func sampleRates() {
         guard let table = currentServicesIfStarted else { return }
         var servers: [UInt16: Traffic] = [:], services: [UInt16: Traffic] = [:]
-        for id in table.realServerIDsInUse { servers[id] = trafficBoard.server(id).traffic }
-        for service in table.services { services[service.statisticsID] = trafficBoard.service(service.statisticsID) }
+        for id in table.realServerIDsInUse { servers[id] = serverFigures(id).traffic }
+        for service in table.services { services[service.statisticsID] = serviceTraffic(service.statisticsID) }
         rates.record(TrafficRates.Sample(at: director_monotonic_nanoseconds(), servers: servers, services: services))
     }
 }

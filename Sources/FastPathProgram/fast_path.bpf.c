@@ -11,7 +11,9 @@
 //
 // The workers stay the brain: they put a flow in `flows` once it is established and proven,
 // take it out when it ends, and read `last_seen_ns` for expiry and for the peer's refreshes; the
-// director renews a lease with every heartbeat, and the program forwards nothing once it lapses.
+// program counts what it forwards under the flow's real server and service, as the workers count
+// the ring's frames; the director renews a lease with every heartbeat, and the program forwards
+// nothing once it lapses.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -69,9 +71,34 @@ struct {
     __type(value, __u64);
 } counters SEC(".maps");
 
+/// What the program forwarded per real server and per virtual service, by statistics id: the
+/// director adds it to what its workers forwarded through the ring (`ipvsadm -L --stats`).
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, DIRECTOR_FAST_TRAFFIC_IDS);
+    __type(key, __u32);
+    __type(value, struct director_fast_traffic);
+} server_traffic SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, DIRECTOR_FAST_TRAFFIC_IDS);
+    __type(key, __u32);
+    __type(value, struct director_fast_traffic);
+} service_traffic SEC(".maps");
+
 static __always_inline void count(__u32 counter, __u64 amount) {
     __u64 *slot = bpf_map_lookup_elem(&counters, &counter);
     if (slot) *slot += amount;
+}
+
+/// One forwarded packet of `bytes` under id `id` of `traffic`; false if the id is beyond the map.
+static __always_inline int count_traffic(void *traffic, __u32 id, __u64 bytes) {
+    struct director_fast_traffic *slot = bpf_map_lookup_elem(traffic, &id);
+    if (!slot) return 0;
+    slot->packets += 1;
+    slot->bytes += bytes;
+    return 1;
 }
 
 static __always_inline int pass(__u32 counter) {
@@ -154,6 +181,7 @@ int director_fast_path(struct xdp_md *context) {
     if (!flow) return pass(DIRECTOR_FAST_PASSED_NO_FLOW);
     if (flow->generation != settings->generation) return pass(DIRECTOR_FAST_PASSED_STALE_FLOW);
 
+    __u64 ip_bytes = bpf_ntohs(ip->tot_len);
     __builtin_memcpy(ethernet->h_dest, flow->server_mac, ETH_ALEN);
     __builtin_memcpy(ethernet->h_source, flow->back_mac, ETH_ALEN);
     // One CPU forwards a flow's frames (its receive queue): a plain store is enough.
@@ -168,6 +196,9 @@ int director_fast_path(struct xdp_md *context) {
     }
     count(DIRECTOR_FAST_REDIRECTED, 1);
     count(DIRECTOR_FAST_REDIRECTED_BYTES, (__u64)(end - data));
+    int counted = count_traffic(&server_traffic, flow->server_id, ip_bytes);
+    counted &= count_traffic(&service_traffic, flow->service_id, ip_bytes);
+    if (!counted) count(DIRECTOR_FAST_UNCOUNTED_TRAFFIC, 1);
     return XDP_REDIRECT;
 }
 

@@ -37,6 +37,8 @@ public final class XDPFastPath: @unchecked Sendable {
     private let ownershipMap: Int32
     private let virtualAddressMap: Int32
     private let counters: Int32
+    private let serverTraffic: Int32
+    private let serviceTraffic: Int32
     private let possibleCPUs: Int
     private let backMAC: MACAddress
     /// The configuration as last written, and bucket ownership as the map has it: changed under
@@ -80,6 +82,8 @@ public final class XDPFastPath: @unchecked Sendable {
         ownershipMap = try descriptor("ownership")
         virtualAddressMap = try descriptor("virtual_addresses")
         counters = try descriptor("counters")
+        serverTraffic = try descriptor("server_traffic")
+        serviceTraffic = try descriptor("service_traffic")
         let devices = try descriptor("back_interface")
         possibleCPUs = Int(max(libbpf_num_possible_cpus(), 1))
         guard let found = bpf_object__find_program_by_name(opened, FastPathProgram.programName) else {
@@ -154,6 +158,8 @@ public final class XDPFastPath: @unchecked Sendable {
         XDPFastPath.store(flow.serverMAC, in: &value.server_mac)
         XDPFastPath.store(backMAC, in: &value.back_mac)
         value.generation = generation
+        value.server_id = flow.serverID
+        value.service_id = flow.serviceID
         value.last_seen_ns = nowNanoseconds
         return bpf_map_update_elem(flows, &key, &value, UInt64(BPF_ANY)) == 0
     }
@@ -283,12 +289,39 @@ public final class XDPFastPath: @unchecked Sendable {
         return values
     }
 
+    /// The statistics ids the program counts traffic for: 0 up to this, for servers and services
+    /// alike; a flow of a higher id is forwarded and counted only as `fast_path_uncounted_traffic`.
+    public static let trafficIDs = Int(DIRECTOR_FAST_TRAFFIC_IDS)
+
+    /// What the program forwarded for real server `id` (its statistics id), summed over CPUs:
+    /// packets and IP bytes. Zero for an id the program does not count (`trafficIDs` and beyond).
+    public func serverTraffic(_ id: UInt16) -> (packets: UInt64, bytes: UInt64) {
+        traffic(id, in: serverTraffic)
+    }
+
+    /// The same for virtual service `id`.
+    public func serviceTraffic(_ id: UInt16) -> (packets: UInt64, bytes: UInt64) {
+        traffic(id, in: serviceTraffic)
+    }
+
+    private func traffic(_ id: UInt16, in map: Int32) -> (packets: UInt64, bytes: UInt64) {
+        guard Int(id) < XDPFastPath.trafficIDs else { return (0, 0) }
+        var key = UInt32(id)
+        var perCPU = [director_fast_traffic](repeating: director_fast_traffic(), count: possibleCPUs)
+        guard bpf_map_lookup_elem(map, &key, &perCPU) == 0 else { return (0, 0) }
+        return perCPU.reduce(into: (packets: UInt64(0), bytes: UInt64(0))) { sum, cpu in
+            sum.packets &+= cpu.packets
+            sum.bytes &+= cpu.bytes
+        }
+    }
+
     /// The counters' names, in `counterValues`' order.
     public static let counterNames = [
         "fast_path_redirected", "fast_path_redirected_bytes", "fast_path_dropped_not_owned", "fast_path_passed_not_ipv4",
         "fast_path_passed_fragment", "fast_path_passed_other_protocol", "fast_path_passed_not_addressed",
         "fast_path_passed_control_segment", "fast_path_passed_no_flow", "fast_path_passed_stale_flow",
         "fast_path_passed_truncated", "fast_path_redirect_failed", "fast_path_passed_lease_expired",
+        "fast_path_uncounted_traffic",
     ]
 
     // MARK: - Byte layout

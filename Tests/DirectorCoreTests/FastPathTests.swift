@@ -16,12 +16,15 @@ private let flow = FastPathFlow(clientAddress: client, virtualAddress: vip, clie
 /// The same flow's key in the connection table.
 private let key = FlowKey(clientAddress: client, clientPort: 40000, virtualAddress: vip, virtualPort: 80, transport: .tcp)
 
-/// A forwarder whose worker runs the XDP fast path.
+/// A forwarder whose worker runs the XDP fast path; its services count under statistics ids 7
+/// (TCP port 80) and 8 (UDP port 53).
 private func offloadingForwarder(_ scheduler: SchedulerKind = .maglev) -> Forwarder<RecordingSink> {
     var forwarder = makeForwarder(scheduler)
     var settings = forwarder.settings
     settings.offloadsEstablishedFlows = true
-    forwarder.install(forwarder.services, settings: settings)
+    var services = forwarder.services.services
+    for index in services.indices { services[index].statisticsID = UInt16(7 + index) }
+    forwarder.install(ServiceTable(services: services), settings: settings)
     return forwarder
 }
 
@@ -37,6 +40,18 @@ private func server(of frame: [UInt8]) -> MACAddress {
     MACAddress(rawValue: frame.prefix(6).reduce(0) { $0 << 8 | UInt64($1) })
 }
 
+/// The offer of `flow` once `sent` was forwarded: the MAC of the server it went to, and the ids
+/// the program counts its frames under (that server's, its service's).
+private func offer(of flow: FastPathFlow, sent: [UInt8], by forwarder: borrowing Forwarder<RecordingSink>) -> FastPathRequest {
+    let service = forwarder.services.services.first { $0.port == flow.virtualPort }!
+    let member = service.pool.first { $0.mac == server(of: sent) }!
+    var offered = flow
+    offered.serverMAC = member.mac
+    offered.serverID = member.id
+    offered.serviceID = service.statisticsID
+    return .offer(offered)
+}
+
 @Suite("XDP fast path: what the pipeline offers and withdraws")
 struct FastPathTests {
     @Test("a TCP flow is offered once established and proven (data after the handshake), with its server's MAC; once per generation")
@@ -47,14 +62,16 @@ struct FastPathTests {
         #expect(take(&forwarder).isEmpty, "an ESTABLISHED entry without data is not proven: two forged frames make one")
         let (verdict, sent) = forwarder.run(segment([.ack, .psh], payload: Array("GET / HTTP/1.1\r\n\r\n".utf8)))
         guard case .transmitOnBack = verdict else { Issue.record("not forwarded: \(verdict)"); return }
-        var offered = flow
-        offered.serverMAC = server(of: sent)
-        #expect(take(&forwarder) == [.offer(offered)])
+        let offered = offer(of: flow, sent: sent, by: forwarder)
+        if case .offer(let counted) = offered {
+            #expect(counted.serverID != 0 && counted.serviceID == 7, "counted under its server's id and its service's")
+        }
+        #expect(take(&forwarder) == [offered])
         _ = forwarder.run(segment(.ack), now: 1_100)
         #expect(take(&forwarder).isEmpty, "offered once")
         forwarder.fastPathGeneration = 1
         _ = forwarder.run(segment(.ack), now: 1_200)
-        #expect(take(&forwarder) == [.offer(offered)], "a flush: the next frame on the ring offers the flow again")
+        #expect(take(&forwarder) == [offered], "a flush: the next frame on the ring offers the flow again")
         #expect(forwarder.counters[.fastPathOffers] == 2)
     }
 
@@ -114,9 +131,7 @@ struct FastPathTests {
         forwarder.expire(now: 1_000 + timeout - 1, budget: forwarder.table.slotCount) { _ in Issue.record("asked again"); return nil }
         #expect(forwarder.table.count == 1, "alive until a whole timeout after its last frame")
         let (_, sent) = forwarder.run(segment(.ack), now: 1_000 + timeout - 1)
-        var offered = flow
-        offered.serverMAC = server(of: sent)
-        #expect(take(&forwarder) == [.offer(offered)], "its next frame on the ring offers it again")
+        #expect(take(&forwarder) == [offer(of: flow, sent: sent, by: forwarder)], "its next frame on the ring offers it again")
     }
 
     @Test("a flow whose frames come VLAN-tagged or with the checksum left to offload is never offered: the program would forward them wrong")
@@ -147,8 +162,8 @@ struct FastPathTests {
         _ = forwarder.run(datagram)
         #expect(take(&forwarder).isEmpty, "one datagram proves nothing")
         let (_, sent) = forwarder.run(datagram, now: 1_001)
-        let udp = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: 5000, virtualPort: 53, transport: .udp, serverMAC: server(of: sent))
-        #expect(take(&forwarder) == [.offer(udp)])
+        let udp = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: 5000, virtualPort: 53, transport: .udp)
+        #expect(take(&forwarder) == [offer(of: udp, sent: sent, by: forwarder)])
     }
 
     @Test("the peer claiming the flow (it took it over) withdraws it: its program carries it now")
@@ -201,9 +216,7 @@ struct FastPathTests {
         #expect(forwarder.table[slot].realServerID != oldServer && !forwarder.table[slot].isOffloaded)
         _ = forwarder.run(segment(.ack), now: 2_100)
         let (_, sent) = forwarder.run(segment([.ack, .psh], payload: [3]), now: 2_200)
-        var offered = flow
-        offered.serverMAC = server(of: sent)
-        #expect(take(&forwarder) == [.offer(offered)], "offered again, with the new server's MAC")
+        #expect(take(&forwarder) == [offer(of: flow, sent: sent, by: forwarder)], "offered again, with the new server's MAC and id")
     }
 
     @Test("a withdrawal that does not fit the queue turns into a flush; an offer that does not fit is just not made")

@@ -41,6 +41,17 @@ extension LabSuites {
             #expect(program > ring, "the program carried most segments")
             #expect(received == ring + program, "no segment reached the real servers twice, none lost")
             #expect((statsA["fast_path_dropped_not_owned"] ?? 0) > 0, "the program dropped the other dispatcher's frames")
+            // Each director's per-server and per-service figures count the program's frames too.
+            for (name, director, stats) in [("A", a, statsA), ("B", b, statsB)] {
+                let services = (try ObservationLabTests.json(["services", "--stats"], director)["services"] as? [[String: Any]]) ?? []
+                func packets(_ object: [String: Any]) -> UInt64 { ((object["stats"] as? [String: Any])?["packets"] as? NSNumber)?.uint64Value ?? 0 }
+                let perServer = services.flatMap { ($0["real_servers"] as? [[String: Any]]) ?? [] }.map(packets).reduce(0, +)
+                let perService = services.map(packets).reduce(0, +)
+                let forwarded = (stats["frames_forwarded"] ?? 0) + (stats["fast_path_redirected"] ?? 0)
+                print("fast path, \(name): services --stats counts \(perServer) packets at the real servers, \(perService) at the services; "
+                    + "forwarded \(stats["frames_forwarded"] ?? 0) by the ring, \(stats["fast_path_redirected"] ?? 0) by the program")
+                #expect(perServer == forwarded && perService == forwarded, "\(name): every frame forwarded, by the ring or the program, counted at its server and service")
+            }
 
             // SIGKILL: the link's last descriptor closes and the kernel detaches the program, so a
             // dead director forwards nothing its peer took over.

@@ -132,4 +132,28 @@ struct FastPathProgramTests {
         #expect(counters["fast_path_redirected"] == 5 && counters["fast_path_passed_control_segment"] == 3)
         #expect(counters["fast_path_passed_lease_expired"] == 1)
     }
+
+    @Test("what the program forwards counts under the flow's real server and service, in IP bytes; a flow of an id beyond its arrays is forwarded and counted apart")
+    func trafficByServerAndService() throws {
+        let program = try FastPathProgramTests.load()
+        let client = IPv4Address(198, 18, 1, 10)
+        let port = (UInt16(1024)...).first { FastPathProgramTests.ownership.owns(ClientBucket.bucket(address: client, port: $0, bucketCount: 1024)) }!
+        var flow = FastPathFlow(clientAddress: client, virtualAddress: vip, clientPort: port, virtualPort: 80, transport: .tcp,
+                                serverMAC: serverMAC, serverID: 3, serviceID: 5)
+        let frame = toVIP.tcp(sourcePort: port, destinationPort: 80, flags: .ack).payload([UInt8](repeating: 7, count: 100)).build()
+        let ipBytes = UInt64(frame.count - 14)
+        #expect(Action(rawValue: try program.testRun(frame).action) == .pass, "not offered yet: the ring counts it")
+        #expect(program.offer(flow, generation: program.generation, nowNanoseconds: 1))
+        for _ in 0..<4 { #expect(Action(rawValue: try program.testRun(frame).action) == .redirect) }
+        #expect(program.serverTraffic(3).packets == 4 && program.serverTraffic(3).bytes == 4 * ipBytes, "\(program.serverTraffic(3))")
+        #expect(program.serviceTraffic(5).packets == 4 && program.serviceTraffic(5).bytes == 4 * ipBytes, "\(program.serviceTraffic(5))")
+        #expect(program.serverTraffic(5).packets == 0 && program.serviceTraffic(3).packets == 0, "servers and services apart")
+
+        flow.serverID = UInt16(XDPFastPath.trafficIDs)
+        #expect(program.offer(flow, generation: program.generation, nowNanoseconds: 1))
+        #expect(Action(rawValue: try program.testRun(frame).action) == .redirect, "forwarded all the same")
+        let counters = Dictionary(uniqueKeysWithValues: zip(XDPFastPath.counterNames, program.counterValues()))
+        #expect(counters["fast_path_uncounted_traffic"] == 1 && counters["fast_path_redirected"] == 5)
+        #expect(program.serviceTraffic(5).packets == 5 && program.serverTraffic(UInt16(XDPFastPath.trafficIDs)).packets == 0)
+    }
 }

@@ -17,8 +17,8 @@ struct director_fast_flow_key {
     __u8 padding[3];
 };
 
-/// Where a flow's frames go, and when the program last forwarded one. The worker writes the
-/// first three fields; the program writes the last.
+/// Where a flow's frames go, and when the program last forwarded one. The worker writes every
+/// field but the last; the program writes the last.
 struct director_fast_flow {
     __u8 server_mac[6];
     __u8 back_mac[6];
@@ -26,8 +26,26 @@ struct director_fast_flow {
     /// while it equals the configuration's (a flush is one map update, not a walk). 32 bits, so
     /// an entry a lost withdrawal left behind never matches again.
     __u32 generation;
+    /// The statistics ids its frames count under (`TrafficCounters`): its real server's and its
+    /// virtual service's.
+    __u16 server_id;
+    __u16 service_id;
+    __u32 padding;
     /// CLOCK_MONOTONIC of the last frame forwarded, ns (bpf_ktime_get_ns).
     __u64 last_seen_ns;
+};
+
+/// The ids the program counts traffic for, per real server and per virtual service: the
+/// director numbers both from 1 as it meets them, so these are the first 4,095 servers and
+/// services of its life (as Katran's 4,096 reals). A frame of a higher id is forwarded all the
+/// same and counted only in `DIRECTOR_FAST_UNCOUNTED_TRAFFIC`.
+#define DIRECTOR_FAST_TRAFFIC_IDS 4096
+
+/// Packets and IP bytes (the IP header's total length, as IPVS and the workers count them) the
+/// program forwarded for one id, on one CPU.
+struct director_fast_traffic {
+    __u64 packets;
+    __u64 bytes;
 };
 
 /// The program's one-element configuration.
@@ -61,6 +79,8 @@ enum director_fast_path_counter {
     DIRECTOR_FAST_PASSED_TRUNCATED,
     DIRECTOR_FAST_REDIRECT_FAILED,
     DIRECTOR_FAST_PASSED_LEASE_EXPIRED,
+    /// Redirected for a server or service id beyond DIRECTOR_FAST_TRAFFIC_IDS: in no per-id count.
+    DIRECTOR_FAST_UNCOUNTED_TRAFFIC,
     DIRECTOR_FAST_COUNTER_COUNT
 };
 
