@@ -111,7 +111,10 @@ final class LivenessThread: @unchecked Sendable {
                 due = woke - due >= interval ? woke + interval : due + interval
                 beat(now: woke)
             }
-            pacing.noteRead(receiveHeartbeats(&buffer, until: due))
+            // At most half an interval of reading a turn: under a flood beyond what the thread
+            // reads, it still leaves its CPU half the time (see `ReceivePacing`).
+            let (read, drained) = receiveHeartbeats(&buffer, until: min(due, director_monotonic_nanoseconds() + interval / 2))
+            pacing.noteRead(read, drained: drained)
         }
     }
 
@@ -126,16 +129,18 @@ final class LivenessThread: @unchecked Sendable {
 
     private var lastLatenessLog: UInt64 = 0
 
-    /// Reads what waits on the socket, until it is empty or the next heartbeat is due; returns
-    /// how many datagrams it read.
-    private func receiveHeartbeats(_ buffer: inout [UInt8], until due: UInt64) -> Int {
+    /// Reads what waits on the socket, until it is empty or `deadline` (CLOCK_MONOTONIC ns);
+    /// returns how many datagrams it read and whether it emptied the socket.
+    private func receiveHeartbeats(_ buffer: inout [UInt8], until deadline: UInt64) -> (read: Int, drained: Bool) {
         // Heartbeats are few (one per interval); a flood of anything else is read for as long as
         // the beat allows, and the rest waits in the socket's buffer for the next turn.
-        for count in 0..<4096 {
-            if count % 32 == 31, director_monotonic_nanoseconds() >= due {
+        var count = 0
+        while true {
+            if count % 32 == 31, director_monotonic_nanoseconds() >= deadline {
                 publish()
-                return count
+                return (count, false)
             }
+            count += 1
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 guard let heartbeat = channel.receive(bytes, now: director_monotonic_nanoseconds()) else {
@@ -151,11 +156,9 @@ final class LivenessThread: @unchecked Sendable {
                 local.foreignDatagrams += 1
             case .none:
                 publish()
-                return count
+                return (count - 1, true)
             }
         }
-        publish()
-        return 4096
     }
 
     /// A peer of another release speaks another sync wire version: nothing it sends is read, so

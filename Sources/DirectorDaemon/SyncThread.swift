@@ -192,7 +192,7 @@ final class SyncThread: @unchecked Sendable {
             takeLivenessNews()
             marks[1] = director_monotonic_nanoseconds()
             feedBacklogs()
-            pacing.noteRead(receiveDatagrams(&buffer))
+            if let (read, drained) = receiveDatagrams(&buffer) { pacing.noteRead(read, drained: drained) }
             marks[2] = director_monotonic_nanoseconds()
             drainWorkers()
             marks[3] = director_monotonic_nanoseconds()
@@ -247,25 +247,26 @@ final class SyncThread: @unchecked Sendable {
 
     // MARK: - 2. From the peer
 
-    /// Returns how many datagrams it read.
-    private func receiveDatagrams(_ buffer: inout [UInt8]) -> Int {
+    /// Returns how many datagrams it read and whether it emptied the socket; nil if it read none
+    /// because earlier records still wait.
+    private func receiveDatagrams(_ buffer: inout [UInt8]) -> (read: Int, drained: Bool)? {
         // Not while earlier records still wait to be handed to the workers.
-        guard eventsLeft.isEmpty else { return 0 }
+        guard eventsLeft.isEmpty else { return nil }
         // A bounded amount per turn (a snapshot arriving is thousands of datagrams); the rest
         // waits in the socket's buffer for the next turns.
         let deadline = director_monotonic_nanoseconds() + SyncThread.receiveBudgetNanoseconds
         for count in 0..<1024 {
-            if count % 8 == 7, director_monotonic_nanoseconds() > deadline { return count }
+            if count % 8 == 7, director_monotonic_nanoseconds() > deadline { return (count, false) }
             switch socket.receive(into: &buffer) {
             case .datagram(let bytes):
                 session.receive(bytes, now: director_monotonic_nanoseconds(), wallClock: director_realtime_nanoseconds())
             case .foreign:
                 local.foreignDatagrams += 1
             case .none:
-                return count
+                return (count, true)
             }
         }
-        return 1024
+        return (1024, false)
     }
 
     // MARK: - 3. From the workers

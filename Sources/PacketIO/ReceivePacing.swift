@@ -12,9 +12,11 @@ import Glibc
 /// thread was held off its CPU for up to 35 ms at once, most of the peer's death window, and the
 /// peer declared a living dispatcher dead.
 ///
-/// So once a turn finds the socket busy, the next wait is a plain sleep for the turn and the
-/// datagrams that came meanwhile are read in one go; a quiet socket still wakes its reader at
-/// once.
+/// So once a turn finds the socket busy (it read many, or stopped at its budget with more
+/// waiting), the next wait is a plain sleep for the turn and the datagrams that came meanwhile are
+/// read in one go; a quiet socket still wakes its reader at once. The price: while busy, a
+/// datagram waits up to a turn to be read (the liveness thread's turn is the heartbeat interval,
+/// one fifth of the default death window).
 public struct ReceivePacing {
     /// Datagrams read in one turn that mark the socket busy: the liveness socket carries one
     /// heartbeat per interval, the sync socket a few records per turn outside a snapshot.
@@ -24,9 +26,9 @@ public struct ReceivePacing {
 
     public init() {}
 
-    /// What the last turn read.
-    public mutating func noteRead(_ datagrams: Int) {
-        busy = datagrams >= ReceivePacing.busyAfter
+    /// What the last turn read, and whether it emptied the socket.
+    public mutating func noteRead(_ datagrams: Int, drained: Bool) {
+        busy = !drained || datagrams >= ReceivePacing.busyAfter
     }
 
     /// Until `nanoseconds` have passed, or, while the socket is quiet, until a datagram arrives.

@@ -290,7 +290,8 @@ public final class XDPFastPath: @unchecked Sendable {
     }
 
     /// The statistics ids the program counts traffic for: 0 up to this, for servers and services
-    /// alike; a flow of a higher id is forwarded and counted only as `fast_path_uncounted_traffic`.
+    /// alike; a flow with a higher id is forwarded, and its frames also count as
+    /// `fast_path_uncounted_traffic`.
     public static let trafficIDs = Int(DIRECTOR_FAST_TRAFFIC_IDS)
 
     /// What the program forwarded for real server `id` (its statistics id), summed over CPUs:

@@ -37,8 +37,8 @@ struct director_fast_flow {
 
 /// The ids the program counts traffic for, per real server and per virtual service: the
 /// director numbers both from 1 as it meets them, so these are the first 4,095 servers and
-/// services of its life (as Katran's 4,096 reals). A frame of a higher id is forwarded all the
-/// same and counted only in `DIRECTOR_FAST_UNCOUNTED_TRAFFIC`.
+/// services of its life (as Katran's 4,096 reals). A frame with a higher id is forwarded all the
+/// same; it is missing from that id's count and counted in `DIRECTOR_FAST_UNCOUNTED_TRAFFIC`.
 #define DIRECTOR_FAST_TRAFFIC_IDS 4096
 
 /// Packets and IP bytes (the IP header's total length, as IPVS and the workers count them) the
