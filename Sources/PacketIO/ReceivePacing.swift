@@ -9,8 +9,9 @@ import Glibc
 /// poll each, about 5 µs here, and the sync and liveness threads together then kept their CPU busy
 /// with realtime work all the time. The kernel gives realtime threads at most 95 % of a CPU per
 /// second (`kernel.sched_rt_runtime_us`) and runs the other threads for the rest: the liveness
-/// thread was held off its CPU for up to 35 ms at once, most of the peer's death window, and the
-/// peer declared a living dispatcher dead.
+/// thread waited 25 ms at once on the run queue in one run, a heartbeat left 35 ms late in
+/// another (the peer's death window is 50 ms by default), and the peer declared a living
+/// dispatcher dead.
 ///
 /// So once a turn finds the socket busy (it read many, or stopped at its budget with more
 /// waiting), the next wait is a plain sleep for the turn and the datagrams that came meanwhile are
