@@ -78,7 +78,15 @@ extension LabSuites {
             case .checkAnswers500: try lab.setHealth(1, healthy: false)
             }
             let down = HealthCheckLabTests.whenBoth(directors, say: "down", of: HealthCheckLabTests.rs2, within: 5)
-            let statsWhileOut = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[0].controlSocket]).output
+            // The listing gives the pair's verdict, which B's checks can reach a check interval
+            // before A's own do: read A's gauges once its own view has it too, or at the limit.
+            var statsWhileOut = ""
+            let gaugesDeadline = failedAt + 2 * 0.5 + 1
+            repeat {
+                statsWhileOut = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[0].controlSocket]).output
+                if statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1") { break }
+                usleep(50_000)
+            } while Double(Lab.monotonicNanoseconds()) / 1e9 < gaugesDeadline
             let recoverAt = failedAt + 5
             usleep(UInt32(max(0, recoverAt - Double(Lab.monotonicNanoseconds()) / 1e9) * 1e6))
             let recoveredAt = Double(Lab.monotonicNanoseconds()) / 1e9, recoveredAtWall = Date().timeIntervalSince1970
