@@ -42,6 +42,18 @@ extension Director {
         }
     }
 
+    /// Says when live servers or services have statistics ids the program does not count
+    /// (at start and after each reload): their flows are still forwarded, but what the program
+    /// carries for them reaches `services --stats` only as `fast_path_uncounted_traffic`.
+    func warnOfUncountedFastPathTraffic() {
+        guard fastPath != nil else { return }
+        let beyond = live.withLock { $0.liveIDs(atOrAbove: XDPFastPath.trafficIDs) }
+        guard beyond.servers + beyond.services > 0 else { return }
+        Log.warning("fast path: \(beyond.servers) real servers and \(beyond.services) services have statistics ids of \(XDPFastPath.trafficIDs) or more "
+            + "(ids are not reused while the director runs); the XDP program forwards their flows but counts them only as "
+            + "fast_path_uncounted_traffic, so services --stats undercounts them; a restart numbers them afresh")
+    }
+
     /// The program's counters, by reason, and its mode.
     func fastPathMetricFamilies() -> [MetricFamily] {
         guard let fastPath else { return [] }

@@ -61,6 +61,7 @@ extension Director {
         publishServices()
         refreshHealthChecks()
         Log.info("\(source): \(summary)")
+        warnOfUncountedFastPathTraffic()
         return "\(source): \(summary)\n"
     }
 

@@ -109,6 +109,7 @@ public final class Director: @unchecked Sendable {
         fastPath = startFastPath()
         settings.offloadsEstablishedFlows = fastPath != nil
         updateFastPathAddresses()
+        warnOfUncountedFastPathTraffic()
         if let gateway = natGateway {
             Log.info("NAT gateway \(gateway.address)\(gateway.address6.map { " and \($0)" } ?? "") at \(gateway.mac) on \(back.name): replies come back through it")
         }

@@ -86,6 +86,15 @@ struct LiveServices: Sendable {
         serviceIDs[ServiceKey(service)] ?? 0
     }
 
+    /// How many live real servers (fallbacks included) and services have an id of `limit` or
+    /// more: ids are never reused while the director runs, so a life of reloads can push them
+    /// past what a fixed-size counter (the XDP program's) numbers.
+    func liveIDs(atOrAbove limit: Int) -> (servers: Int, services: Int) {
+        let servers = Set(LiveServices.servers(of: services).map { ServerKey(address: $0.address, port: $0.port) })
+        return (servers.filter { Int(ids[$0] ?? 0) >= limit }.count,
+                services.filter { Int(statisticsID(of: $0)) >= limit }.count)
+    }
+
     /// The id of the real server at `address`:`port` (0 for one the director never had).
     func id(of address: IPAddress, port: UInt16) -> UInt16 {
         ids[ServerKey(address: address, port: port)] ?? 0

@@ -55,6 +55,19 @@ struct ReloadTests {
         #expect(again.retired.map(\.address) == [.v4(IPv4Address(198, 18, 2, 14))])
     }
 
+    @Test("ids past a limit are found among the live servers only: a server retired by a reload no longer counts")
+    func liveIDsPastALimit() throws {
+        let first = try config(servers: [(11, 1), (12, 1), (13, 1)])
+        var live = LiveServices(services: first.services, timeouts: first.timeouts)
+        #expect(live.liveIDs(atOrAbove: 4) == (0, 0), "ids 1-3 for the servers, 1 for the service")
+        let second = try config(servers: [(11, 1), (14, 1), (15, 1)])
+        _ = try live.replace(services: second.services, timeouts: second.timeouts)
+        #expect(live.liveIDs(atOrAbove: 4) == (2, 0), "the two new servers have ids 4 and 5; 13, retired, is not live")
+        #expect(live.liveIDs(atOrAbove: 5) == (1, 0) && live.liveIDs(atOrAbove: 1) == (3, 1))
+        _ = try live.replace(services: first.services, timeouts: first.timeouts)
+        #expect(live.liveIDs(atOrAbove: 4) == (0, 0), "back to the first servers and their ids")
+    }
+
     @Test("a file that changes a director: setting needs a restart, and the refusal names every such field")
     func settingsNeedingRestart() throws {
         let running = try config(servers: [(11, 1)])
