@@ -383,6 +383,9 @@ final class SyncThread: @unchecked Sendable {
                 // Unfit to serve: the peer is here now to take every bucket (it hears no
                 // heartbeat from this side), so this side lets go of them.
                 if session.isInFault { releaseAllPending = true }
+            case .ownPauseExcused(let pause, let silence):
+                Log.warning("sync: this director did not run for \(pause / 1_000_000) ms (stopped, or held off its CPUs); "
+                    + "peer node \(peer.nodeID)'s \(silence / 1_000_000) ms of silence across it is not counted as a death")
             case .peerDead(let silence):
                 local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
                 local.deathSilence = silence
@@ -422,6 +425,7 @@ final class SyncThread: @unchecked Sendable {
             case .snapshotWanted: "snapshot wanted"
             case .peerAlive: "peer alive"
             case .peerDead: "peer dead"
+            case .ownPauseExcused: "own pause excused"
             case .resyncStarted: "resync started"
             case .resyncCompleted: "resync completed"
             case .caughtUp: "caught up"

@@ -71,7 +71,7 @@ public enum SyncFuzzing {
                 case .take(let buckets):
                     ownership = ownership.union(buckets)
                     session.didTake(buckets, now: now, wallClock: wallClock)
-                case .peerAlive, .peerDead, .caughtUp, .handoverCompleted, .peerHealth: break
+                case .peerAlive, .peerDead, .ownPauseExcused, .caughtUp, .handoverCompleted, .peerHealth: break
                 }
             }
             let sent = session.takeOutgoing().count

@@ -227,6 +227,16 @@ public final class LabDirector: @unchecked Sendable {
         return at
     }
 
+    /// Sends `signal` to the director (by PID): SIGSTOP and SIGCONT freeze and thaw it whole, as
+    /// a host that stops scheduling it would. Returns when, on CLOCK_MONOTONIC.
+    @discardableResult
+    public func send(_ signal: Int32) -> UInt64 {
+        guard let pid else { return 0 }
+        let at = Lab.monotonicNanoseconds()
+        kill(pid, signal)
+        return at
+    }
+
     public var isRunning: Bool {
         guard let pid else { return false }
         if Shell.exitStatus(pid) != nil {

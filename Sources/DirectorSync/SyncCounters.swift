@@ -14,6 +14,9 @@ public struct SyncCounters: Sendable, Equatable {
     public var snapshotsServed: UInt64 = 0
     public var snapshotsCompleted: UInt64 = 0
     public var peerDeaths: UInt64 = 0
+    /// Deaths not declared: the peer's silence reached the window only across a pause of this
+    /// dispatcher's own (`SyncEvent.ownPauseExcused`).
+    public var ownPausesExcused: UInt64 = 0
     public var peerRestarts: UInt64 = 0
     public var handoversGiven: UInt64 = 0
     public var handoversTaken: UInt64 = 0
@@ -40,7 +43,7 @@ public struct SyncCounters: Sendable, Equatable {
          ("nacks_sent", nacksSent), ("duplicates_ignored", duplicatesIgnored),
          ("snapshots_requested", snapshotsRequested), ("snapshots_served", snapshotsServed),
          ("snapshots_completed", snapshotsCompleted),
-         ("peer_deaths", peerDeaths), ("peer_restarts", peerRestarts),
+         ("peer_deaths", peerDeaths), ("own_pauses_excused", ownPausesExcused), ("peer_restarts", peerRestarts),
          ("handovers_given", handoversGiven), ("handovers_taken", handoversTaken),
          ("handover_failures", handoverFailures), ("sequences_skipped", sequencesSkipped),
          ("requests_beyond_share", requestsBeyondShare)]

@@ -70,6 +70,10 @@ public enum SyncEvent: Equatable, Sendable {
     case snapshotWanted(requestID: UInt64)
     case peerAlive(restarted: Bool)
     case peerDead(silence: UInt64)
+    /// The peer's silence reached the death window only across a pause of this dispatcher's own
+    /// (`pause` ns without a turn: the process was stopped, or held off its CPUs): the pause does
+    /// not count, and the peer is not declared dead for it.
+    case ownPauseExcused(pause: UInt64, silence: UInt64)
     /// A snapshot of the peer's table was asked for: replicas not written from here on until
     /// `resyncCompleted` are ones the peer no longer has.
     case resyncStarted
@@ -127,6 +131,12 @@ public struct SyncSession: ~Copyable {
     public private(set) var caughtUp = false
     /// When the latest heartbeat arrived (monotonic), as the liveness channel reported it.
     public private(set) var lastHeard: UInt64?
+    /// Since `lastHeard`, how long this dispatcher itself did not run (see `checkLiveness`).
+    private var pausedSinceHeard: UInt64 = 0
+    /// The latest pause was reported (`SyncEvent.ownPauseExcused`, once a pause).
+    private var pauseExcused = false
+    /// When liveness was last checked: the previous turn.
+    private var lastLivenessCheck: UInt64?
     /// The peer's incarnation, once heard of.
     public private(set) var peerIncarnation: UInt64?
     /// The peer's latest heartbeat: its ownership version and how many buckets it accepts.
@@ -284,6 +294,15 @@ public struct SyncSession: ~Copyable {
     }
 
     private mutating func checkLiveness(now: UInt64) {
+        // A turn more than a heartbeat interval after the one before: this dispatcher was stopped
+        // (SIGSTOP, a frozen VM) or held off its CPUs. The peer's heartbeats of that time wait
+        // unread on the liveness socket, so the silence is this side's: it does not count.
+        let previousCheck = lastLivenessCheck
+        lastLivenessCheck = now
+        if let previousCheck, now > previousCheck, now - previousCheck > settings.heartbeatInterval {
+            pausedSinceHeard += now - previousCheck
+            pauseExcused = false
+        }
         switch peer {
         case .unknown:
             if !tookAllAlone, now &- startedAt >= settings.startupGrace {
@@ -292,6 +311,15 @@ public struct SyncSession: ~Copyable {
             }
         case .alive:
             if let lastHeard, now > lastHeard, now - lastHeard >= settings.deadAfter {
+                let silence = now - lastHeard
+                if silence - min(silence, pausedSinceHeard) < settings.deadAfter {
+                    if !pauseExcused {
+                        pauseExcused = true
+                        counters.ownPausesExcused += 1
+                        events.append(.ownPauseExcused(pause: pausedSinceHeard, silence: silence))
+                    }
+                    return
+                }
                 peer = .dead
                 counters.peerDeaths += 1
                 caughtUp = false
@@ -441,7 +469,11 @@ public struct SyncSession: ~Copyable {
     /// A heartbeat the liveness channel accepted: the peer is alive (or back, or restarted).
     public mutating func heard(_ heartbeat: PeerHeartbeat, now: UInt64, wallClock: UInt64) {
         noteIncarnation(heartbeat.incarnation, now: now, wallClock: wallClock)
-        lastHeard = max(lastHeard ?? 0, heartbeat.heardAt)
+        if heartbeat.heardAt > lastHeard ?? 0 {
+            lastHeard = heartbeat.heardAt
+            pausedSinceHeard = 0
+            pauseExcused = false
+        }
         let announced = heartbeat.announcement
         inbox.senderHasSent(upTo: announced.highestDataSequence)
         peerOwnershipVersion = announced.ownershipVersion

@@ -110,7 +110,7 @@ struct SimulatedNode: ~Copyable {
                 session.didTake(buckets, now: now, wallClock: now)
             case .peerHealth(let version, let reports):
                 peerHealth.append((version, reports))
-            case .peerAlive, .peerDead, .caughtUp, .handoverCompleted:
+            case .peerAlive, .peerDead, .ownPauseExcused, .caughtUp, .handoverCompleted:
                 break
             }
         }
@@ -268,6 +268,41 @@ struct SyncSessionTests {
         }
         let detection = (detectedAt ?? .max) - killedAt
         #expect(detection >= 20_000_000 && detection <= 40_000_000, "3 missed 10 ms heartbeats: \(detection / 1_000_000) ms")
+        #expect(pair.a.ownership == .all(64))
+    }
+
+    @Test("a dispatcher frozen for a second (SIGSTOP) does not, thawed, declare its peer dead for the silence it slept through; the peer took over and hands back")
+    func frozenDispatcher() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        pair.a.running = false
+        pair.step(milliseconds: 1_000)
+        #expect(pair.b.session.counters.peerDeaths == 1 && pair.b.ownership == .all(64), "B took over the frozen A")
+        pair.a.running = true
+        pair.step(milliseconds: 300)
+        #expect(pair.a.session.counters.peerDeaths == 0, "A never declared B dead")
+        #expect(pair.a.session.counters.ownPausesExcused == 1)
+        #expect(pair.a.events.contains { if case .ownPauseExcused(let pause, _) = $0 { pause >= 1_000_000_000 } else { false } })
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare, "the pair split again")
+    }
+
+    @Test("a peer that dies while this dispatcher is frozen is declared dead a death window after the thaw, not at once and not never")
+    func peerDiesDuringAFreeze() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        pair.a.running = false
+        pair.b.running = false
+        pair.step(milliseconds: 1_000)
+        pair.a.running = true
+        let thawedAt = pair.now
+        var detectedAt: UInt64?
+        for _ in 0..<100 where detectedAt == nil {
+            pair.step()
+            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
+        }
+        let detection = (detectedAt ?? .max) &- thawedAt
+        // Silence before the freeze counts (up to a heartbeat interval), the freeze does not.
+        #expect(detection >= 20_000_000 && detection <= 31_000_000, "3 missed 10 ms heartbeats after the thaw: \(detection / 1_000_000) ms")
         #expect(pair.a.ownership == .all(64))
     }
 

@@ -173,6 +173,32 @@ extension LabSuites {
             #expect(try b.stats()["sync_peer_deaths"] == 1, "B declared A dead once, for the stuck worker")
         }
 
+        @Test("a director frozen whole (SIGSTOP) for 1 s, twenty death windows: the peer takes over; thawed, it does not declare its peer dead for the silence it slept through; the pair splits again; nothing breaks")
+        func frozenDirector() throws {
+            let (lab, a, b) = try startPair(prefix: "tfz", scheduler: "mh", settings: LabDirector.Settings())
+            defer { a.send(SIGCONT); a.stop(); b.stop(); lab.tearDown() }
+            let batch = try FailoverLabTests.Batch(lab)
+            usleep(2_000_000)
+            a.send(SIGSTOP)
+            let frozenAt = Date()
+            try waitUntil(seconds: 1, "B serves every bucket while A is frozen") { try b.buckets("show").contains("owns 1024 of 1024") }
+            let takenOver = Date().timeIntervalSince(frozenAt)
+            usleep(UInt32(max(0, 1 - Date().timeIntervalSince(frozenAt)) * 1_000_000))
+            a.send(SIGCONT)
+            try waitUntil(seconds: 4, "the pair splits again once A is thawed") {
+                try a.buckets("show").contains("owns 512 of 1024 buckets: 0-511") && b.buckets("show").contains("owns 512 of 1024 buckets: 512-1023")
+            }
+            let result = try batch.finish(lab, event: DownloadStalls.realtimeSeconds())
+            let deathsSeenByA = try a.stats()["sync_peer_deaths"] ?? 0, deathsSeenByB = try b.stats()["sync_peer_deaths"] ?? 0
+            let excused = try a.stats()["sync_own_pauses_excused"] ?? 0
+            print(String(format: "frozen director: B served every bucket %.0f ms after A's SIGSTOP; A thawed after 1 s; B declared %llu deaths, A %llu (pauses excused %llu); "
+                         + "%d/%d downloads intact; ", takenOver * 1000, deathsSeenByB, deathsSeenByA, excused, result.intact, result.started) + result.stalls.summary)
+            #expect(result.intact == result.started)
+            #expect(deathsSeenByB == 1, "B declared A dead once, for the freeze")
+            #expect(deathsSeenByA == 0, "A, thawed, heard B's heartbeats that waited for it: B was never silent")
+            #expect(excused == 0 || a.log().contains("sync: this director did not run for"), "a pause excused is said in the log")
+        }
+
         @Test("buckets a director cannot accept or let go of (its filter refuses) go back to the peer, or are retried; it tries again after a pause and gets them")
         func refusedFilter() throws {
             var settings = LabDirector.Settings()
