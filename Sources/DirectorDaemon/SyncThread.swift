@@ -384,8 +384,8 @@ final class SyncThread: @unchecked Sendable {
                 // heartbeat from this side), so this side lets go of them.
                 if session.isInFault { releaseAllPending = true }
             case .ownPauseExcused(let pause, let silence):
-                Log.warning("sync: this director did not run for \(pause / 1_000_000) ms (stopped, or held off its CPUs); "
-                    + "peer node \(peer.nodeID)'s \(silence / 1_000_000) ms of silence across it is not counted as a death")
+                Log.warning("sync: this director did not run for a while (stopped, or held off its CPUs): \(pause / 1_000_000) ms of "
+                    + "peer node \(peer.nodeID)'s \(silence / 1_000_000) ms of silence fell in that pause and do not count as a death")
             case .peerDead(let silence):
                 local.peerDeclaredDeadAt = director_monotonic_nanoseconds()
                 local.deathSilence = silence

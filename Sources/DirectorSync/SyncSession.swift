@@ -71,8 +71,8 @@ public enum SyncEvent: Equatable, Sendable {
     case peerAlive(restarted: Bool)
     case peerDead(silence: UInt64)
     /// The peer's silence reached the death window only across a pause of this dispatcher's own
-    /// (`pause` ns without a turn: the process was stopped, or held off its CPUs): the pause does
-    /// not count, and the peer is not declared dead for it.
+    /// (the process was stopped, or held off its CPUs): `pause` ns of the `silence` do not count,
+    /// and the peer is not declared dead for them.
     case ownPauseExcused(pause: UInt64, silence: UInt64)
     /// A snapshot of the peer's table was asked for: replicas not written from here on until
     /// `resyncCompleted` are ones the peer no longer has.
@@ -296,11 +296,13 @@ public struct SyncSession: ~Copyable {
     private mutating func checkLiveness(now: UInt64) {
         // A turn more than a heartbeat interval after the one before: this dispatcher was stopped
         // (SIGSTOP, a frozen VM) or held off its CPUs. The peer's heartbeats of that time wait
-        // unread on the liveness socket, so the silence is this side's: it does not count.
+        // unread on the liveness socket, so the silence is this side's: beyond one interval, it
+        // does not count. One interval a turn always does, so that a thread starved into late
+        // turns for good still declares a real death (later, not never).
         let previousCheck = lastLivenessCheck
         lastLivenessCheck = now
         if let previousCheck, now > previousCheck, now - previousCheck > settings.heartbeatInterval {
-            pausedSinceHeard += now - previousCheck
+            pausedSinceHeard += now - previousCheck - settings.heartbeatInterval
             pauseExcused = false
         }
         switch peer {
