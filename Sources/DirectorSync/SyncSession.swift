@@ -295,13 +295,15 @@ public struct SyncSession: ~Copyable {
 
     private mutating func checkLiveness(now: UInt64) {
         // A turn more than a heartbeat interval after the one before: this dispatcher was stopped
-        // (SIGSTOP, a frozen VM) or held off its CPUs. The peer's heartbeats of that time wait
-        // unread on the liveness socket, so the silence is this side's: beyond one interval, it
-        // does not count. One interval a turn always does, so that a thread starved into late
-        // turns for good still declares a real death (later, not never).
+        // (SIGSTOP, a frozen VM) or held off its CPUs. The peer's heartbeats of that time may wait
+        // unread on the liveness socket, so that silence may be this side's: beyond one interval,
+        // it does not count. One interval a turn always does, so that a thread starved into late
+        // turns for good still declares a real death (later, not never). A heartbeat heard since
+        // the last turn means this side ran meanwhile (the liveness thread read the queued ones
+        // first, or was never held up): the silence after it is the peer's.
         let previousCheck = lastLivenessCheck
         lastLivenessCheck = now
-        if let previousCheck, now > previousCheck, now - previousCheck > settings.heartbeatInterval {
+        if let previousCheck, now > previousCheck + settings.heartbeatInterval, lastHeard ?? 0 <= previousCheck {
             pausedSinceHeard += now - previousCheck - settings.heartbeatInterval
             pauseExcused = false
         }

@@ -307,6 +307,32 @@ struct SyncSessionTests {
         #expect(pair.a.ownership == .all(64))
     }
 
+    @Test("thawed, a dispatcher that reads the heartbeats queued during its freeze before its first turn still declares the peer that died meanwhile dead a death window later")
+    func queuedHeartbeatsReadFirst() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        pair.a.running = false
+        pair.capturingB = true
+        pair.step(milliseconds: 500)
+        pair.b.running = false
+        pair.capturingB = false
+        pair.step(milliseconds: 500)
+        // The liveness thread runs first (it is above the sync thread on the same CPU): what
+        // waited on its socket is read, and stamped, at the thaw.
+        pair.a.running = true
+        let thawedAt = pair.now
+        for bytes in pair.captured { pair.a.receiveHeartbeat(bytes, now: thawedAt) }
+        var detectedAt: UInt64?
+        for _ in 0..<100 where detectedAt == nil {
+            pair.step()
+            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
+        }
+        let detection = (detectedAt ?? .max) &- thawedAt
+        #expect(pair.captured.count >= 40, "B beat while A was frozen")
+        #expect(detection >= 29_000_000 && detection <= 31_000_000, "dead a window (30 ms) after the last heartbeat was read: \(detection / 1_000_000) ms")
+        #expect(pair.a.session.counters.ownPausesExcused == 0, "the freeze came before the last heartbeat: nothing to excuse")
+    }
+
     @Test("a dispatcher whose turns come 15 ms apart for good (a heartbeat interval and a half) still declares its peer's real death, within twice the window")
     func starvedDispatcherStillDetectsADeath() {
         var pair = SimulatedPair()

@@ -47,7 +47,8 @@ extension LabSuites {
                 func packets(_ object: [String: Any]) -> UInt64 { ((object["stats"] as? [String: Any])?["packets"] as? NSNumber)?.uint64Value ?? 0 }
                 let perServer = services.flatMap { ($0["real_servers"] as? [[String: Any]]) ?? [] }.map(packets).reduce(0, +)
                 let perService = services.map(packets).reduce(0, +)
-                // Counted before the transmit ring: a frame the full ring dropped is counted too.
+                // Counted before the transmit ring: a frame the full ring dropped is counted too (in
+                // direct routing no reply passes the director, so the drop counts nothing else).
                 let forwarded = (stats["frames_forwarded"] ?? 0) + (stats["fast_path_redirected"] ?? 0) + (stats["drop_transmit_ring_full"] ?? 0)
                 print("fast path, \(name): services --stats counts \(perServer) packets at the real servers, \(perService) at the services; "
                     + "forwarded \(stats["frames_forwarded"] ?? 0) by the ring, \(stats["fast_path_redirected"] ?? 0) by the program, "

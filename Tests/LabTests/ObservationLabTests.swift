@@ -38,7 +38,8 @@ extension LabSuites {
             // With the fast path (DIRECTOR_LAB_FAST_PATH=xdp) the program forwards part of it.
             let counters = try director.stats()
             // A server's packets are counted before the transmit ring, so a frame the full ring
-            // dropped is counted there too (and as drop_transmit_ring_full).
+            // dropped is counted there too (and as drop_transmit_ring_full, which in direct routing,
+            // where no reply passes the director, counts nothing else).
             let forwarded = (counters["frames_forwarded"] ?? 0) + (counters["fast_path_redirected"] ?? 0) + (counters["drop_transmit_ring_full"] ?? 0)
             let rates = ((rate["services"] as? [[String: Any]])?.first?["rates"] as? [String: Any]) ?? [:]
             let perSecond = (rates["connections_per_second"] as? NSNumber)?.doubleValue ?? 0
