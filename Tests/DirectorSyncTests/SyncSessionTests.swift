@@ -165,6 +165,17 @@ struct SimulatedPair: ~Copyable {
         }
     }
 
+    /// Steps 1 ms at a time, at most `limit` steps, until A declares B dead; how long after
+    /// `since` it did (`UInt64.max` if it did not). `running(step)` says whether A runs in a step.
+    mutating func stepUntilADeclaresDeath(since: UInt64, limit: Int = 100, aRuns running: (Int) -> Bool = { _ in true }) -> UInt64 {
+        for step in 1...limit {
+            a.running = running(step)
+            self.step()
+            if a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { return now - since }
+        }
+        return .max
+    }
+
     private mutating func transmits() -> Bool {
         guard linkUp, Double.random(in: 0..<1, using: &random) >= lossRate else { lost += 1; return false }
         delivered += 1
@@ -261,12 +272,7 @@ struct SyncSessionTests {
                 "both started together and split the buckets as configured")
         pair.b.running = false
         let killedAt = pair.now
-        var detectedAt: UInt64?
-        for _ in 0..<100 where detectedAt == nil {
-            pair.step()
-            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
-        }
-        let detection = (detectedAt ?? .max) - killedAt
+        let detection = pair.stepUntilADeclaresDeath(since: killedAt)
         #expect(detection >= 20_000_000 && detection <= 40_000_000, "3 missed 10 ms heartbeats: \(detection / 1_000_000) ms")
         #expect(pair.a.ownership == .all(64))
     }
@@ -295,12 +301,7 @@ struct SyncSessionTests {
         pair.step(milliseconds: 1_000)
         pair.a.running = true
         let thawedAt = pair.now
-        var detectedAt: UInt64?
-        for _ in 0..<100 where detectedAt == nil {
-            pair.step()
-            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
-        }
-        let detection = (detectedAt ?? .max) &- thawedAt
+        let detection = pair.stepUntilADeclaresDeath(since: thawedAt)
         // Silence before the freeze counts (up to a heartbeat interval), and one interval of the
         // freeze; the rest does not.
         #expect(detection >= 10_000_000 && detection <= 21_000_000, "3 missed 10 ms heartbeats, less what the freeze counts: \(detection / 1_000_000) ms")
@@ -322,12 +323,7 @@ struct SyncSessionTests {
         pair.a.running = true
         let thawedAt = pair.now
         for bytes in pair.captured { pair.a.receiveHeartbeat(bytes, now: thawedAt) }
-        var detectedAt: UInt64?
-        for _ in 0..<100 where detectedAt == nil {
-            pair.step()
-            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
-        }
-        let detection = (detectedAt ?? .max) &- thawedAt
+        let detection = pair.stepUntilADeclaresDeath(since: thawedAt)
         #expect(pair.captured.count >= 40, "B beat while A was frozen")
         #expect(detection >= 29_000_000 && detection <= 31_000_000, "dead a window (30 ms) after the last heartbeat was read: \(detection / 1_000_000) ms")
         #expect(pair.a.session.counters.ownPausesExcused == 0, "the freeze came before the last heartbeat: nothing to excuse")
@@ -339,14 +335,7 @@ struct SyncSessionTests {
         pair.step(milliseconds: 1_100)
         pair.b.running = false
         let killedAt = pair.now
-        var detectedAt: UInt64?
-        for step in 1...200 where detectedAt == nil {
-            pair.a.running = step % 15 == 0
-            pair.step()
-            if pair.a.events.contains(where: { if case .peerDead = $0 { true } else { false } }) { detectedAt = pair.now }
-        }
-        pair.a.running = true
-        let detection = (detectedAt ?? .max) &- killedAt
+        let detection = pair.stepUntilADeclaresDeath(since: killedAt, limit: 200) { $0 % 15 == 0 }
         #expect(detection <= 60_000_000, "dead after \(detection / 1_000_000) ms (30 ms when every turn is on time)")
         #expect(pair.a.session.counters.peerDeaths == 1)
     }
