@@ -80,13 +80,12 @@ extension LabSuites {
             let down = HealthCheckLabTests.whenBoth(directors, say: "down", of: HealthCheckLabTests.rs2, within: 5)
             // The listing gives the pair's verdict, which B's checks can reach a check interval
             // before A's own do: read A's gauges once its own view has it too, or at the limit.
+            // (The expectations below say what was missing if it never did.)
             var statsWhileOut = ""
-            let gaugesDeadline = failedAt + 2 * 0.5 + 1
-            repeat {
+            try? waitUntil(seconds: max(0.1, failedAt + 2 * 0.5 + 1 - Double(Lab.monotonicNanoseconds()) / 1e9), "A's own checks see rs2 down") {
                 statsWhileOut = try Shell.run([LabDirector.binaryPath(), "stats", "--socket", directors[0].controlSocket]).output
-                if statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1") { break }
-                usleep(50_000)
-            } while Double(Lab.monotonicNanoseconds()) / 1e9 < gaugesDeadline
+                return statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1\n")
+            }
             let recoverAt = failedAt + 5
             usleep(UInt32(max(0, recoverAt - Double(Lab.monotonicNanoseconds()) / 1e9) * 1e6))
             let recoveredAt = Double(Lab.monotonicNanoseconds()) / 1e9, recoveredAtWall = Date().timeIntervalSince1970
@@ -134,7 +133,7 @@ extension LabSuites {
             #expect(failures(back) == 0 && back.count >= 600)
             #expect(share(back) >= 0.2, "rs2 has its share again (mh gives it a third)")
             if failure == .checkAnswers500 { #expect(failures(detecting) == 0, "rs2 still served while its check failed") }
-            #expect(statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1") && statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"pair\"} 1"),
+            #expect(statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"here\"} 1\n") && statsWhileOut.contains("director_real_servers_down{node=\"1\",view=\"pair\"} 1\n"),
                     "the gauges say one server is out")
             #expect(!statsWhileOut.contains("director_health_checks_total{node=\"1\",result=\"failed\"} 0\n")
                     && !statsWhileOut.contains("director_health_checks_total{node=\"1\",result=\"passed\"} 0\n"))

@@ -90,9 +90,10 @@ extension LabSuites {
             #expect(statsA["sync_peer_deaths"] == 0 && statsB["sync_peer_deaths"] == 0, "no false death on either side")
             // Woken for each forgery, A's sync and liveness threads kept their CPU busy with
             // realtime work, and the kernel held them off it (25 ms at once on the run queue in
-            // one run, a heartbeat 35 ms late in another; a death is 50 ms of silence here). Read in batches, a turn at a time, the flood leaves them
-            // idle most of the time: the liveness thread wakes for its 100 heartbeats a second,
-            // the peer's 100, and one batch per heartbeat; 1,000 leaves room for the quiet spells.
+            // one run, a heartbeat 35 ms late in another; a death is 50 ms of silence here). Read
+            // in batches, a turn at a time, the flood leaves them idle most of the time: the
+            // liveness thread wakes for its 100 heartbeats a second, the peer's 100, and one
+            // batch per heartbeat; 1,000 leaves room for the quiet spells.
             #expect(wakeUps < 1_000, "A's liveness thread read the flood in batches: woken \(wakeUps) times a second")
             if readsTheLink {
                 #expect(authenticated >= sent * 9 / 10, "the forgeries were refused by their authenticator: \(after)")
