@@ -294,18 +294,22 @@ public struct SyncSession: ~Copyable {
     }
 
     private mutating func checkLiveness(now: UInt64) {
-        // A turn more than a heartbeat interval after the one before: this dispatcher was stopped
+        // A turn more than a heartbeat interval after this dispatcher last ran: it was stopped
         // (SIGSTOP, a frozen VM) or held off its CPUs. The peer's heartbeats of that time may wait
         // unread on the liveness socket, so that silence may be this side's: beyond one interval,
         // it does not count. One interval a turn always does, so that a thread starved into late
-        // turns for good still declares a real death (later, not never). A heartbeat heard since
-        // the last turn means this side ran meanwhile (the liveness thread read the queued ones
-        // first, or was never held up): the silence after it is the peer's.
+        // turns for good still declares a real death (later, not never). This side last ran at
+        // its previous turn or, if later, when its liveness thread stamped the latest heartbeat:
+        // one heard after the previous turn and just before the stop proves nothing about the
+        // time after it; one read from the queue after the thaw leaves no pause to excuse.
         let previousCheck = lastLivenessCheck
         lastLivenessCheck = now
-        if let previousCheck, now > previousCheck + settings.heartbeatInterval, lastHeard ?? 0 <= previousCheck {
-            pausedSinceHeard += now - previousCheck - settings.heartbeatInterval
-            pauseExcused = false
+        if let previousCheck {
+            let lastRan = max(previousCheck, lastHeard ?? 0)
+            if now > lastRan + settings.heartbeatInterval {
+                pausedSinceHeard += now - lastRan - settings.heartbeatInterval
+                pauseExcused = false
+            }
         }
         switch peer {
         case .unknown:

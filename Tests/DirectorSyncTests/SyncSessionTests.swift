@@ -292,6 +292,23 @@ struct SyncSessionTests {
         #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare, "the pair split again")
     }
 
+    @Test("a dispatcher frozen just after its liveness thread heard a heartbeat, before its next turn, does not, thawed, declare its living peer dead")
+    func frozenRightAfterAHeartbeat() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        // Heard half a millisecond after A's last turn: the next turn, the one that takes the
+        // heartbeat in, comes only after the freeze.
+        let heartbeat = pair.b.liveness.heartbeat(pair.b.session.announcement, wallClock: pair.now)
+        pair.a.receiveHeartbeat(heartbeat, now: pair.now + 500_000)
+        pair.a.running = false
+        pair.step(milliseconds: 1_000)
+        pair.a.running = true
+        pair.step(milliseconds: 300)
+        #expect(pair.a.session.counters.peerDeaths == 0, "A never declared B dead")
+        #expect(pair.a.session.counters.ownPausesExcused == 1)
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare, "the pair split again")
+    }
+
     @Test("a peer that dies while this dispatcher is frozen is declared dead within a death window of the thaw (the freeze counts as one heartbeat interval), not at once and not never")
     func peerDiesDuringAFreeze() {
         var pair = SimulatedPair()
