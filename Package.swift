@@ -10,7 +10,8 @@ import PackageDescription
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
 //   DirectorCore    The balancing core: services, schedulers, connection table, rewrite, the per-packet
 //                   pipeline. No I/O: it runs the same under the daemon and under tests.
-//   PacketIO        TPACKET_V3 RX rings, TPACKET TX rings, fan-out, NUMA memory and thread pinning.
+//   PacketIO        TPACKET_V3 RX rings, TPACKET TX rings, fan-out, NUMA memory and thread pinning, the XDP
+//                   fast path's loader, AF_XDP sockets (measured beside TPACKET_V3 by director-bench rings).
 //   DirectorSync    The connection-sync protocol between the two dispatchers: wire format,
 //                   authentication, replay protection, the reliable record stream, liveness and
 //                   bucket handovers (no sockets: the daemon's sync thread runs it).

@@ -1,6 +1,7 @@
 import DirectorLab
 import DirectorWire
 import Foundation
+import LoadGeneration
 
 /// The performance topology, built anew for every trial so that no state (conntrack entries,
 /// a director's table, queued frames) carries from one trial into the next:
@@ -91,6 +92,26 @@ struct PerformanceLab {
         let values = text.split(separator: "\n").compactMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
         guard values.count == 3 else { throw LabDirector.LabError(description: "unreadable interface counters: \(text)") }
         return (values[0], values[1] + values[2], values[2])
+    }
+
+    /// Runs the generator (`director-bench generate`, in the generator's namespace, on the bench's
+    /// CPU) to its end; `meanwhile` runs while it sends.
+    func generate(_ traffic: TrafficOptions, count: UInt64, startAt: UInt64, rate: Int, seconds: Double,
+                  meanwhile: () -> Void = {}) throws -> GeneratorSummary {
+        let summary = stateDirectory + "/generator.json"
+        try? FileManager.default.removeItem(atPath: summary)
+        let generator = try Shell.spawn(["ip", "netns", "exec", generatorNamespace, Trial.selfBinary, "generate", "--interface", generatorPort,
+                                         "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
+                                        + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
+                                           "--cpu", String(PerformanceLab.benchCPU), "--summary", summary],
+                                        output: stateDirectory + "/generator.log")
+        meanwhile()
+        let status = Shell.wait(generator)
+        guard status == 0, let data = FileManager.default.contents(atPath: summary) else {
+            throw LabDirector.LabError(description: "the generator failed (exit \(status)): "
+                                       + ((try? String(contentsOfFile: stateDirectory + "/generator.log", encoding: .utf8)) ?? ""))
+        }
+        return try JSONDecoder().decode(GeneratorSummary.self, from: data)
     }
 
     @discardableResult

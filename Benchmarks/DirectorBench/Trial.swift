@@ -92,7 +92,7 @@ struct Trial {
         defer { if let sink, Shell.exitStatus(sink) == nil { kill(sink, SIGTERM); Shell.wait(sink) } }
 
         if warmupFrames > 0 {
-            _ = try generate(lab, count: warmupFrames, startAt: 0, rate: min(rate == 0 ? 200_000 : rate, 200_000), seconds: 120)
+            _ = try lab.generate(traffic, count: warmupFrames, startAt: 0, rate: min(rate == 0 ? 200_000 : rate, 200_000), seconds: 120)
             usleep(300_000)
         }
         var perf: ProfileRecording?
@@ -100,7 +100,7 @@ struct Trial {
         let cpuBefore = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let before = try lab.deviceCounters()
         let started = Lab.monotonicNanoseconds()
-        let generated = try generate(lab, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds) {
+        let generated = try lab.generate(traffic, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds) {
             guard let pause, let pid = device.director?.processID else { return }
             usleep(UInt32(pause.after * 1e6))
             kill(pid, SIGSTOP)
@@ -147,24 +147,5 @@ struct Trial {
             if now == last { return }
             last = now
         }
-    }
-
-    /// Runs the generator to its end; `meanwhile` runs while it sends.
-    private func generate(_ lab: PerformanceLab, count: UInt64, startAt: UInt64, rate: Int, seconds: Double,
-                          meanwhile: () -> Void = {}) throws -> GeneratorSummary {
-        let summary = lab.stateDirectory + "/generator.json"
-        try? FileManager.default.removeItem(atPath: summary)
-        let generator = try Shell.spawn(["ip", "netns", "exec", lab.generatorNamespace, Trial.selfBinary, "generate", "--interface", lab.generatorPort,
-                                         "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
-                                        + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
-                                           "--cpu", String(PerformanceLab.benchCPU), "--summary", summary],
-                                        output: lab.stateDirectory + "/generator.log")
-        meanwhile()
-        let status = Shell.wait(generator)
-        guard status == 0, let data = FileManager.default.contents(atPath: summary) else {
-            throw LabDirector.LabError(description: "the generator failed (exit \(status)): "
-                                       + ((try? String(contentsOfFile: lab.stateDirectory + "/generator.log", encoding: .utf8)) ?? ""))
-        }
-        return try JSONDecoder().decode(GeneratorSummary.self, from: data)
     }
 }

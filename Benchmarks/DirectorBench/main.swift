@@ -6,7 +6,7 @@ struct DirectorBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "director-bench",
         abstract: "The director's load-generator benchmark: generator, sink, and side-by-side runs against nftables.",
-        subcommands: [Compare.self, Scale.self, NewConnections.self, Failover.self, Stall.self, TableFlood.self, Generate.self, Sink.self])
+        subcommands: [Compare.self, Rings.self, Scale.self, NewConnections.self, Failover.self, Stall.self, TableFlood.self, Generate.self, Sink.self, Receive.self])
 }
 
 DirectorBench.main()

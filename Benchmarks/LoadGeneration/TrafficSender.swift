@@ -81,7 +81,7 @@ public struct TrafficSender {
         return GeneratorSummary(frames: sent, seconds: Double(TrafficSender.nanoseconds(CLOCK_MONOTONIC) - start) / 1e9, ringFullWaits: ringFullWaits)
     }
 
-    static func nanoseconds(_ clock: clockid_t) -> UInt64 {
+    public static func nanoseconds(_ clock: clockid_t) -> UInt64 {
         var now = timespec()
         clock_gettime(clock, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)

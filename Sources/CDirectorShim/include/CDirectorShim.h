@@ -23,6 +23,7 @@
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if_xdp.h>
 #include <linux/sockios.h>
 #include <linux/virtio_net.h>
 #include <numa.h>
@@ -80,6 +81,20 @@ static inline void director_tx_frame_publish(struct tpacket2_hdr *frame, uint32_
 /// (the kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)`).
 static inline uint32_t director_tx_data_offset(void) {
     return TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
+}
+
+// MARK: - AF_XDP rings
+
+/// An AF_XDP ring's producer and consumer words are free-running u32 indexes shared with the
+/// kernel: the side that reads descriptors loads the other side's index with acquire (the
+/// descriptors it covers are written), and publishes its own with release (the descriptors it
+/// wrote, or is done with, are the kernel's).
+static inline uint32_t director_load_acquire_u32(const uint32_t *index) {
+    return __atomic_load_n(index, __ATOMIC_ACQUIRE);
+}
+
+static inline void director_store_release_u32(uint32_t *index, uint32_t value) {
+    __atomic_store_n(index, value, __ATOMIC_RELEASE);
 }
 
 // MARK: - Counters shared between a worker and the control thread
