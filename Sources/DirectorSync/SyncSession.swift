@@ -478,9 +478,17 @@ public struct SyncSession: ~Copyable {
     public mutating func heard(_ heartbeat: PeerHeartbeat, now: UInt64, wallClock: UInt64) {
         noteIncarnation(heartbeat.incarnation, now: now, wallClock: wallClock)
         if heartbeat.heardAt > lastHeard ?? 0 {
+            if let lastCheck = lastLivenessCheck, heartbeat.heardAt < lastCheck, pausedSinceHeard > 0 {
+                // Stamped before the latest turn's check, taken in only now (it came between that
+                // turn's news and its check, and a pause followed): the pause counted since may
+                // have begun after it, so what of it lies after the heartbeat still counts as
+                // this side's.
+                pausedSinceHeard = min(pausedSinceHeard, lastCheck - heartbeat.heardAt)
+            } else {
+                pausedSinceHeard = 0
+                pauseExcused = false
+            }
             lastHeard = heartbeat.heardAt
-            pausedSinceHeard = 0
-            pauseExcused = false
         }
         let announced = heartbeat.announcement
         inbox.senderHasSent(upTo: announced.highestDataSequence)

@@ -309,6 +309,31 @@ struct SyncSessionTests {
         #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare, "the pair split again")
     }
 
+    @Test("a dispatcher frozen between taking in its liveness thread's news and its check, whose liveness thread stamped a heartbeat in between, does not declare its living peer dead when it takes that heartbeat in after the thaw")
+    func heartbeatTakenInAfterTheThaw() {
+        var pair = SimulatedPair()
+        pair.step(milliseconds: 1_100)
+        // No heartbeat of B's at A's last turn before the freeze: the one below is the newest.
+        if pair.b.lastBeat == pair.now { pair.step() }
+        let frozenAt = pair.now
+        let heartbeat = pair.b.liveness.heartbeat(pair.b.session.announcement, wallClock: frozenAt)
+        pair.a.running = false
+        // The freeze's heartbeats are lost (a virtual machine's freeze), and none comes at once.
+        pair.b.silent = true
+        pair.step(milliseconds: 1_000)
+        pair.a.running = true
+        pair.step()
+        // Stamped 0.1 ms before A's last check, taken in at the turn after the thaw's.
+        pair.a.receiveHeartbeat(heartbeat, now: frozenAt - 100_000)
+        pair.step(milliseconds: 5)
+        #expect(pair.a.session.counters.peerDeaths == 0, "A never declared B dead")
+        #expect(pair.a.session.counters.ownPausesExcused == 1, "one pause, excused once")
+        pair.b.silent = false
+        pair.step(milliseconds: 300)
+        #expect(pair.a.session.counters.peerDeaths == 0)
+        #expect(pair.a.ownership == pair.a.session.configuredShare && pair.b.ownership == pair.b.session.configuredShare, "the pair split again")
+    }
+
     @Test("a peer that dies while this dispatcher is frozen is declared dead within a death window of the thaw (the freeze counts as one heartbeat interval), not at once and not never")
     func peerDiesDuringAFreeze() {
         var pair = SimulatedPair()
