@@ -11,7 +11,10 @@ import PacketIO
 enum ReceiverKind: String, CaseIterable, Codable, ExpressibleByArgument {
     /// The director's ring: TPACKET_V3 blocks, as its workers read them (1 ms retire timer).
     case tpacketV3 = "tpacket-v3"
-    /// The same behind an XDP program that passes every frame to the stack: the director's ring
+    /// The director's low-latency ring (`receive_ring: { format: tpacket_v2 }`): each frame
+    /// handed over as the kernel writes it, the delay AF_XDP has.
+    case tpacketV2 = "tpacket-v2"
+    /// The TPACKET_V3 ring behind an XDP program that passes every frame to the stack: the director's ring
     /// for the frames its XDP fast path does not forward.
     case tpacketV3BehindXDP = "tpacket-v3-xdp"
     /// An AF_XDP socket in copy mode, fed by an XDP program that redirects every frame to it.
@@ -20,6 +23,7 @@ enum ReceiverKind: String, CaseIterable, Codable, ExpressibleByArgument {
     var title: String {
         switch self {
         case .tpacketV3: "TPACKET_V3 ring"
+        case .tpacketV2: "TPACKET_V2 ring"
         case .tpacketV3BehindXDP: "TPACKET_V3 ring behind an XDP program (XDP_PASS)"
         case .afXDP: "AF_XDP socket, copy mode"
         }
@@ -34,12 +38,13 @@ enum ReceiverKind: String, CaseIterable, Codable, ExpressibleByArgument {
 struct Receive: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Receive through one kind of ring and count (run inside a lab namespace).")
     @Option(help: "Interface to receive on.") var interface: String
-    @Option(help: "tpacket-v3, tpacket-v3-xdp or af-xdp.") var ring: ReceiverKind = .tpacketV3
+    @Option(help: "tpacket-v3, tpacket-v2, tpacket-v3-xdp or af-xdp.") var ring: ReceiverKind = .tpacketV3
     @OptionGroup var traffic: TrafficOptions
     @Option(help: "Upper bound on the run time, seconds (at most 3600).") var seconds = 60.0
     @Option(help: "Stop after this many seconds without a frame, once frames have come.") var idleStop = 0.5
     @Option(help: "CPU to pin the receiver to (-1 = leave it).") var cpu = -1
     @Option(help: "Create this file once the ring is receiving.") var readyFile: String?
+    @Option(help: "Create this file once the frames have stopped coming (before the ring is torn down).") var doneFile: String?
     @Option(help: "Write a JSON summary here.") var summary: String?
 
     struct Summary: Codable {
@@ -81,9 +86,9 @@ struct Receive: ParsableCommand {
         var drops: UInt64 = 0
         var xdpDrops: XDPSocketRing.Drops?
         switch ring {
-        case .tpacketV3, .tpacketV3BehindXDP:
+        case .tpacketV3, .tpacketV2, .tpacketV3BehindXDP:
             let program = ring == .tpacketV3BehindXDP ? try SocketRedirectProgram(interface: device) : nil
-            var receiver = try PacketReceiveRing(interface: device, fanoutGroup: 0, fanoutProgram: nil)
+            var receiver = try PacketReceiveRing(interface: device, geometry: ring == .tpacketV2 ? .lowLatency : .standard, fanoutGroup: 0, fanoutProgram: nil)
             receiveUntilIdle { timeout in
                 guard receiver.hasFrames || receiver.waitForFrames(timeoutMilliseconds: timeout) == .ready else { return 0 }
                 let now = TrafficSender.nanoseconds(CLOCK_REALTIME)
@@ -102,6 +107,7 @@ struct Receive: ParsableCommand {
             }
             xdpDrops = try receiver.drops()
             drops = xdpDrops!.total
+            withExtendedLifetime(program) {}
         }
         let result = Summary(ring: ring, frames: tally.frames, parsed: tally.parsed, drops: drops, xdpDrops: xdpDrops,
                              delayP50Microseconds: LatencyHistogram.percentile(0.5, of: tally.delay),
@@ -112,7 +118,8 @@ struct Receive: ParsableCommand {
     }
 
     /// Says it is ready, then calls `drain` (it waits up to the given ms for frames unless some
-    /// are there, reads a burst, returns how many) until the frames stop coming or the time is up.
+    /// are there, reads a burst, returns how many) until the frames stop coming or the time is
+    /// up, and says it is done.
     private func receiveUntilIdle(_ drain: (_ timeoutMilliseconds: Int32) -> Int) {
         if let readyFile { _ = FileManager.default.createFile(atPath: readyFile, contents: Data()) }
         let start = Lab.monotonicNanoseconds()
@@ -123,5 +130,6 @@ struct Receive: ParsableCommand {
             if lastFrame != 0 && now - lastFrame > UInt64(idleStop * 1e9) { break }
             if drain(20) > 0 { lastFrame = Lab.monotonicNanoseconds() }
         }
+        if let doneFile { _ = FileManager.default.createFile(atPath: doneFile, contents: Data()) }
     }
 }

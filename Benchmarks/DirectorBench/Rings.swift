@@ -4,18 +4,19 @@ import Foundation
 import PacketIO
 
 /// The receive rings side by side: what getting a frame from the front interface to a worker
-/// costs through the director's TPACKET_V3 ring, through the same ring behind an XDP program
-/// (the slow path of `fast_path: xdp`), and through an AF_XDP socket in copy mode. The device's
+/// costs through the director's TPACKET_V3 ring, its low-latency TPACKET_V2 ring, the TPACKET_V3
+/// ring behind an XDP program (the slow path of `fast_path: xdp`), and an AF_XDP socket in copy
+/// mode. The device's
 /// CPU carries the interface's receive work and the receiver, nothing else; CPU per received
 /// frame is its busy time over the frames the receiver read.
 struct Rings: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure the receive rings (TPACKET_V3, behind XDP, AF_XDP) side by side (builds its own lab).")
+    static let configuration = CommandConfiguration(abstract: "Measure the receive rings (TPACKET_V3, TPACKET_V2, TPACKET_V3 behind XDP, AF_XDP) side by side (builds its own lab).")
     @OptionGroup var traffic: TrafficOptions
-    @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "100000,200000"
+    @Option(help: "Fixed offered rates, frames per second, comma-separated.") var rates = "10000,100000,200000"
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak received rate.") var peak = true
     @Option(help: "Runs of every ring at every rate (interleaved).") var repeats = 3
     @Option(help: "Seconds of offered load per run.") var seconds = 5.0
-    @Option(help: "Rings to compare, comma-separated: tpacket-v3, tpacket-v3-xdp, af-xdp.") var receivers = "tpacket-v3,tpacket-v3-xdp,af-xdp"
+    @Option(help: "Rings to compare, comma-separated: tpacket-v3, tpacket-v2, tpacket-v3-xdp, af-xdp.") var receivers = "tpacket-v3,tpacket-v2,tpacket-v3-xdp,af-xdp"
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "brings"
 
@@ -79,11 +80,11 @@ struct Rings: ParsableCommand {
               chain ingress { type filter hook ingress device "\(lab.deviceInput)" priority 0; policy drop; }
             }
             """)
-        let ready = lab.stateDirectory + "/receiver.ready", summaryPath = lab.stateDirectory + "/receiver.json"
+        let ready = lab.stateDirectory + "/receiver.ready", done = lab.stateDirectory + "/receiver.done", summaryPath = lab.stateDirectory + "/receiver.json"
         let receiver = try Shell.spawn(["ip", "netns", "exec", lab.deviceNamespace, Trial.selfBinary, "receive", "--interface", lab.deviceInput,
                                         "--ring", kind.rawValue] + traffic.arguments
                                        + ["--seconds", String(seconds + 60), "--idle-stop", "0.5", "--cpu", String(PerformanceLab.deviceCPU),
-                                          "--ready-file", ready, "--summary", summaryPath],
+                                          "--ready-file", ready, "--done-file", done, "--summary", summaryPath],
                                        output: lab.stateDirectory + "/receiver.log")
         defer { if Shell.exitStatus(receiver) == nil { kill(receiver, SIGTERM); Shell.wait(receiver) } }
         let log = { (try? String(contentsOfFile: lab.stateDirectory + "/receiver.log", encoding: .utf8)) ?? "" }
@@ -96,10 +97,17 @@ struct Rings: ParsableCommand {
         let inputBefore = try lab.deviceCounters().input
         let generated = try lab.generate(traffic, count: count, startAt: 0, rate: rate, seconds: seconds)
         // The receiver stops half a second after its last frame: what was still queued is read
-        // within the measured time, and the idle half second costs next to nothing.
-        let status = Shell.wait(receiver)
+        // within the measured time, and the idle half second costs next to nothing. Its
+        // teardown (the program's detach, the UMEM's unpinning) is not the frames' cost.
+        try Lab.waitUntil(seconds: 30, "the receiver to read the last frames") {
+            guard Shell.exitStatus(receiver) == nil || FileManager.default.fileExists(atPath: done) else {
+                throw LabDirector.LabError(description: "the receiver exited: \(log())")
+            }
+            return FileManager.default.fileExists(atPath: done)
+        }
         let cpuAfter = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let input = try lab.deviceCounters().input - inputBefore
+        let status = Shell.wait(receiver)
         guard status == 0, let data = FileManager.default.contents(atPath: summaryPath) else {
             throw LabDirector.LabError(description: "the receiver failed: \(log())")
         }
@@ -110,7 +118,7 @@ struct Rings: ParsableCommand {
 
     static func rateName(_ rate: Int) -> String { rate == 0 ? "flat out" : "\(rate / 1000) k/s" }
 
-    /// Medians with min–max per ring and rate, and each ring against TPACKET_V3.
+    /// Medians with min–max per ring and rate, and each ring against the ones it could replace.
     static func table(_ runs: [Run], kinds: [ReceiverKind], rates: [Int]) -> String {
         var lines = ["| offered | ring | CPU µs per received frame | received k/s | loss % | delay to user space p50 / p99 µs |",
                      "|---|---|---:|---:|---:|---:|"]
@@ -125,21 +133,25 @@ struct Rings: ParsableCommand {
                              + String(format: "%.0f / %.0f", p50, p99) + " |")
             }
         }
-        guard kinds.contains(.tpacketV3) else { return lines.joined(separator: "\n") + "\n" }
-        lines += ["", "| against the TPACKET_V3 ring | " + rates.map(rateName).joined(separator: " | ") + " |",
+        // Each ring against the one it would replace: the default ring; AF_XDP also against the
+        // ring with its delay (TPACKET_V2) and the ring of the XDP fast path's slow path.
+        let pairs: [(ReceiverKind, ReceiverKind)] = [(.tpacketV2, .tpacketV3), (.tpacketV3BehindXDP, .tpacketV3), (.afXDP, .tpacketV3),
+                                                     (.afXDP, .tpacketV2), (.afXDP, .tpacketV3BehindXDP)]
+        let compared = pairs.filter { kinds.contains($0.0) && kinds.contains($0.1) }
+        guard !compared.isEmpty else { return lines.joined(separator: "\n") + "\n" }
+        lines += ["", "| CPU per frame at a fixed rate; frames received flat out | " + rates.map(rateName).joined(separator: " | ") + " |",
                   "|---|" + rates.map { _ in "---:|" }.joined()]
         func median(_ kind: ReceiverKind, _ rate: Int, _ value: (Run) -> Double) -> Double? {
             let some = runs.filter { $0.ring == kind && $0.offeredRate == rate }
             return some.isEmpty ? nil : Spread(some.map(value)).median
         }
-        for kind in kinds where kind != .tpacketV3 {
+        for (kind, reference) in compared {
             let cells = rates.map { rate -> String in
-                // At a fixed rate the CPU per frame; flat out the rate received.
                 let value: (Run) -> Double = rate == 0 ? { $0.receivedRate } : { $0.cpuNanosecondsPerFrame }
-                guard let mine = median(kind, rate, value), let theirs = median(.tpacketV3, rate, value), theirs > 0 else { return "–" }
+                guard let mine = median(kind, rate, value), let theirs = median(reference, rate, value), theirs > 0 else { return "–" }
                 return String(format: "%.2f×", mine / theirs)
             }
-            lines.append("| \(kind.title): CPU per frame (fixed rates), frames received (flat out) | " + cells.joined(separator: " | ") + " |")
+            lines.append("| \(kind.title) / \(reference.title) | " + cells.joined(separator: " | ") + " |")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -20,7 +20,7 @@ public struct XDPSocketRing: ~Copyable {
     public let socket: Int32
     public let interface: NetworkInterface
     public let queue: UInt32
-    /// Bytes per UMEM frame: a power of two, at least a page's half (the kernel's minimum).
+    /// Bytes per UMEM frame: 2048 or 4096 (the sizes the kernel takes in aligned mode everywhere).
     public let frameSize: Int
     private let umem: UnsafeMutableRawPointer
     private let umemByteCount: Int
@@ -34,7 +34,7 @@ public struct XDPSocketRing: ~Copyable {
     /// Binds a socket to `queue` of `interface` with `frameCount` frames of `frameSize` bytes (the
     /// fill ring as large, the receive ring half that: both powers of two).
     public init(interface: NetworkInterface, queue: UInt32 = 0, frameCount: Int = 4096, frameSize: Int = 2048) throws(SystemCallError) {
-        precondition(frameCount >= 2 && frameCount.nonzeroBitCount == 1 && frameSize >= 2048 && frameSize.nonzeroBitCount == 1)
+        precondition(frameCount >= 2 && frameCount.nonzeroBitCount == 1 && (frameSize == 2048 || frameSize == 4096))
         let context = "setting up an AF_XDP socket on \(interface.name) queue \(queue)"
         // Everything into locals first: a noncopyable value is either wholly made or not at all.
         let fd = try SystemCall.check("socket", context) { Glibc.socket(AF_XDP, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
@@ -168,7 +168,11 @@ public struct XDPSocketRing: ~Copyable {
         try SystemCall.check("getsockopt", "reading the AF_XDP socket's statistics on \(interface.name)") {
             getsockopt(socket, SOL_XDP, XDP_STATISTICS, &statistics, &length)
         }
-        return Drops(receiveRingFull: statistics.rx_ring_full, fillRingEmpty: statistics.rx_fill_ring_empty_descs, other: statistics.rx_dropped)
+        // The kernel counts a frame that found the fill ring empty twice, as empty and as
+        // dropped; `other` is what `rx_dropped` counts beyond that.
+        let fillRingEmpty = statistics.rx_fill_ring_empty_descs
+        return Drops(receiveRingFull: statistics.rx_ring_full, fillRingEmpty: fillRingEmpty,
+                     other: statistics.rx_dropped - min(statistics.rx_dropped, fillRingEmpty))
     }
 }
 

@@ -70,6 +70,7 @@ extension LabSuites {
                     #expect(received == sent, "the frames as sent, in order")
                     #expect(try socketRing.drops() == XDPSocketRing.Drops(receiveRingFull: 0, fillRingEmpty: 0, other: 0))
                     #expect(XDPSocketRingTests.tcpFrames(in: &packetRing) == 0, "a redirected frame never reaches the stack")
+                    withExtendedLifetime(program) {}
                 }
             }
         }
@@ -106,6 +107,7 @@ extension LabSuites {
                     let drops = try socketRing.drops()
                     #expect(received == Array(sent.prefix(32)), "the first 32, whole")
                     #expect(drops == XDPSocketRing.Drops(receiveRingFull: 68, fillRingEmpty: 0, other: 0))
+                    withExtendedLifetime(program) {}
                 }
             }
         }
