@@ -14,8 +14,8 @@ enum ReceiverKind: String, CaseIterable, Codable, ExpressibleByArgument {
     /// The director's low-latency ring (`receive_ring: { format: tpacket_v2 }`): each frame
     /// handed over as the kernel writes it, the delay AF_XDP has.
     case tpacketV2 = "tpacket-v2"
-    /// The TPACKET_V3 ring behind an XDP program that passes every frame to the stack: the director's ring
-    /// for the frames its XDP fast path does not forward.
+    /// The TPACKET_V3 ring behind an XDP program that passes every frame to the stack: the
+    /// director's ring for the frames its XDP fast path does not forward.
     case tpacketV3BehindXDP = "tpacket-v3-xdp"
     /// An AF_XDP socket in copy mode, fed by an XDP program that redirects every frame to it.
     case afXDP = "af-xdp"
