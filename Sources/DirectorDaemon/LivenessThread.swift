@@ -29,9 +29,9 @@ struct LivenessReport: Sendable {
 /// priority above the sync thread), a socket of its own on the crossover link, heartbeats at their interval
 /// whatever a snapshot or a flood is doing to the sync thread, and the peer's heartbeats read as
 /// they arrive. It sends a heartbeat only while this dispatcher can serve: every worker has come
-/// round its loop within `workerStallLimit`, and the front interface is up. Otherwise it says why
-/// and stays silent, so the peer declares this side dead and takes its buckets (a living but
-/// silent data path is the worst failure: nobody would serve those buckets).
+/// round its loop within the stall limit (`WorkerProgressWatch`), and the front interface is up.
+/// Otherwise it says why and stays silent, so the peer declares this side dead and takes its
+/// buckets (a living but silent data path is the worst failure: nobody would serve those buckets).
 final class LivenessThread: @unchecked Sendable {
     private let socket: SyncSocket
     private var channel: LivenessChannel
@@ -44,7 +44,6 @@ final class LivenessThread: @unchecked Sendable {
     private let front: NetworkInterface
     private let interval: UInt64
     private let deadAfterMissed: Int
-    private let workerStallLimit: UInt64
     private let realtimePriority: Int
     private let cpu: Int?
     private let stopping = Atomic<Bool>(false)
@@ -53,8 +52,7 @@ final class LivenessThread: @unchecked Sendable {
     private let announcement: Mutex<HeartbeatAnnouncement>
     let report = Mutex(LivenessReport())
     private var local = LivenessReport()
-    /// Per worker: its loop count when last seen to move, and when (monotonic ns).
-    private var progress: [(iterations: UInt64, at: UInt64)]
+    private var workerWatch: WorkerProgressWatch
 
     init(peer: Configuration.Peer, crossover: String, nodeID: UInt8, incarnation: UInt64, codec: SyncCodec, workers: [Worker], front: NetworkInterface,
          initial: HeartbeatAnnouncement, fastPath: XDPFastPath?) throws {
@@ -66,7 +64,6 @@ final class LivenessThread: @unchecked Sendable {
         self.front = front
         interval = UInt64(peer.heartbeatIntervalMilliseconds) * 1_000_000
         deadAfterMissed = peer.deadAfterMissed
-        workerStallLimit = UInt64(peer.workerStallMilliseconds) * 1_000_000
         // Above the sync thread's: equal SCHED_FIFO threads do not preempt each other, and a
         // heartbeat must not wait for a turn of the record stream.
         realtimePriority = peer.syncRealtimePriority > 0 ? min(99, peer.syncRealtimePriority + 1) : 0
@@ -74,7 +71,8 @@ final class LivenessThread: @unchecked Sendable {
         announcement = Mutex(initial)
         linkProbe = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         let now = director_monotonic_nanoseconds()
-        progress = workers.map { ($0.iterations.load(ordering: .acquiring), now) }
+        workerWatch = WorkerProgressWatch(iterations: workers.map { $0.iterations.load(ordering: .acquiring) }, now: now,
+                                          stallLimit: UInt64(peer.workerStallMilliseconds) * 1_000_000)
     }
 
     /// The sync thread's latest word on what the heartbeats should say.
@@ -106,6 +104,10 @@ final class LivenessThread: @unchecked Sendable {
             if woke >= due {
                 local.longestLateness = max(local.longestLateness, woke - due)
                 noteLateness(woke - due, now: woke)
+                // Late, this thread could not see the workers move either: a process stopped
+                // whole finds its workers stalled by its own stop otherwise, and withholds a
+                // heartbeat for it.
+                workerWatch.watcherWasPaused(for: woke - due)
                 // Keep the beat: the next one is due an interval after this one was, unless the
                 // thread fell a whole interval behind.
                 due = woke - due >= interval ? woke + interval : due + interval
@@ -204,15 +206,8 @@ final class LivenessThread: @unchecked Sendable {
     /// Why this dispatcher cannot serve, or nil.
     private func checkFitness(now: UInt64) -> String? {
         if !front.isRunning(probe: linkProbe) { return "front interface \(front.name) is down" }
-        for (index, worker) in workers.enumerated() {
-            let iterations = worker.iterations.load(ordering: .acquiring)
-            if iterations != progress[index].iterations {
-                progress[index] = (iterations, now)
-            } else if now - progress[index].at >= workerStallLimit {
-                return "worker \(index) has made no progress for \((now - progress[index].at) / 1_000_000) ms"
-            }
-        }
-        return nil
+        guard let stalled = workerWatch.stalledWorker(now: now, iterations: { workers[$0].iterations.load(ordering: .acquiring) }) else { return nil }
+        return "worker \(stalled.index) has made no progress for \(stalled.milliseconds) ms"
     }
 
     private func publish() {

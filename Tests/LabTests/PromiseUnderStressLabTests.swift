@@ -197,6 +197,7 @@ extension LabSuites {
             #expect(deathsSeenByB == 1, "B declared A dead once, for the freeze")
             #expect(deathsSeenByA == 0, "A, thawed, heard B's heartbeats that waited for it: B was never silent")
             #expect(excused == 0 || a.log().contains("sync: this director did not run for"), "a pause excused is said in the log")
+            #expect(!a.log().contains("heartbeats withheld"), "thawed, A found no worker stalled by its own stop")
         }
 
         @Test("buckets a director cannot accept or let go of (its filter refuses) go back to the peer, or are retried; it tries again after a pause and gets them")
