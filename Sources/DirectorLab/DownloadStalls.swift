@@ -5,7 +5,9 @@ import Foundation
 /// afterwards measures per download the longest time between two data segments that the client
 /// did not ask for itself. A client that cannot keep up (curl starved of CPU on a saturated lab)
 /// closes its receive window, and the server rightly waits until it opens again: that time is
-/// the receiver's, not the path's, and is reported apart.
+/// the receiver's, not the path's, and is reported apart. A window narrower than one full segment
+/// is closed too: the server will not send into it (RFC 1122's silly-window avoidance) and waits
+/// for its persist timer, whose interval doubles while the window stays narrow.
 public final class DownloadStalls: @unchecked Sendable {
     private let lab: Lab
     private let path: String
@@ -14,14 +16,15 @@ public final class DownloadStalls: @unchecked Sendable {
     /// Starts tcpdump in the client namespace.
     public init(lab: Lab) throws {
         self.lab = lab
-        path = "\(lab.stateDirectory)/downloads.pcap"
+        path = "\(lab.memoryDirectory)/downloads.pcap"
+        try FileManager.default.createDirectory(atPath: lab.memoryDirectory, withIntermediateDirectories: true)
         try? FileManager.default.removeItem(atPath: path)
         // The log is appended to; its closing counts must be this capture's alone.
         try? FileManager.default.removeItem(atPath: "\(lab.stateDirectory)/tcpdump.log")
         let virtualAddresses = lab.dualStack ? "host \(Lab.virtualAddress) or host \(Lab.virtualAddress6)" : "host \(Lab.virtualAddress)"
         // pcap filters give "and" and "or" one precedence, left to right: every group is bracketed.
         let filter = "tcp and (((src \(virtualAddresses)) and src port 80 and greater 200) or ((dst \(virtualAddresses)) and dst port 80))"
-        pid = try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "tcpdump", "-i", "eth0", "-s", "96", "-U", "-n", "-w", path, filter],
+        pid = try Shell.spawn(["ip", "netns", "exec", lab.clientNamespace, "tcpdump", "-i", "eth0", "-s", "128", "-U", "-n", "-w", path, filter],
                               output: "\(lab.stateDirectory)/tcpdump.log")
         // tcpdump needs a moment before it captures.
         for _ in 0..<50 where !FileManager.default.fileExists(atPath: path) { usleep(20_000) }
@@ -110,20 +113,41 @@ public final class DownloadStalls: @unchecked Sendable {
         var fromServer: Bool
         /// The window field as sent (unscaled: zero is zero at any scale).
         var window: UInt16
+        /// On the client's SYN: what it offered, which says how to read its later windows.
+        var offer: Offer? = nil
+    }
+
+    /// What a client's SYN says about its receive window: the shift its window fields are
+    /// scaled by, and the largest segment the server will send it (its MSS, less the 12 bytes of
+    /// a timestamp option when it offers timestamps: the lab's servers take both up, being Linux).
+    struct Offer: Equatable {
+        var windowScale: Int
+        var largestSegment: Int
+
+        /// A window the server will not send a full segment into.
+        func isClosed(_ window: UInt16) -> Bool { Int(window) << windowScale < largestSegment }
     }
 
     /// Walks one download's segments in capture order and reports each gap between two data
     /// segments, less the time within it that the client's window was closed (from its first
-    /// zero-window segment to its next open one), and each such closed time.
+    /// segment with a closed window to its next open one), and each such closed time. Without
+    /// the client's SYN (a download older than the capture) only a zero window is closed.
     static func forEachGap(in flow: [Segment], closedWindow: (Double) -> Void, _ body: (_ earlier: Double, _ later: Double, _ gap: Double) -> Void) {
         var lastData: Double?
         var closedSince: Double?
         var closedInGap = 0.0
+        var offer: Offer?
         for segment in flow {
+            if let offered = segment.offer {
+                // A SYN's own window is never scaled and opens nothing yet.
+                offer = offered
+                continue
+            }
             if !segment.fromServer {
-                if segment.window == 0, closedSince == nil {
+                let closed = segment.window == 0 || offer?.isClosed(segment.window) == true
+                if closed, closedSince == nil {
                     closedSince = segment.time
-                } else if segment.window != 0, let since = closedSince {
+                } else if !closed, let since = closedSince {
                     closedInGap += segment.time - since
                     closedWindow(segment.time - since)
                     closedSince = nil
@@ -165,9 +189,32 @@ public final class DownloadStalls: @unchecked Sendable {
             let addressStart = frame + 14 + (isIPv6 ? (fromServer ? 34 : 18) : (fromServer ? 16 : 12))
             let address = (addressStart..<addressStart + (isIPv6 ? 6 : 4)).reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } | (isIPv6 ? 1 << 48 : 0)
             let port = fromServer ? tcp + 2 : tcp
+            let isSYN = bytes[tcp + 13] & 0x02 != 0
             body(Segment(time: seconds + microseconds / 1e6, client: address << 16 | UInt64(bytes[port]) << 8 | UInt64(bytes[port + 1]),
-                         fromServer: fromServer, window: UInt16(bytes[tcp + 14]) << 8 | UInt16(bytes[tcp + 15])))
+                         fromServer: fromServer, window: UInt16(bytes[tcp + 14]) << 8 | UInt16(bytes[tcp + 15]),
+                         offer: isSYN && !fromServer ? offer(bytes[(tcp + 20)..<min(offset, tcp + Int(bytes[tcp + 12] >> 4) * 4)]) : nil))
         }
+    }
+
+    /// A SYN's options, as far as they were captured: the window scale (none offered: 0), the
+    /// MSS (none offered: RFC 9293's default of 536) and whether timestamps are offered.
+    static func offer(_ options: ArraySlice<UInt8>) -> Offer {
+        var windowScale = 0, segment = 536, timestamps = false
+        var at = options.startIndex
+        while at < options.endIndex {
+            let kind = options[at]
+            if kind == 0 { break }
+            if kind == 1 { at += 1; continue }
+            guard at + 1 < options.endIndex, options[at + 1] >= 2, at + Int(options[at + 1]) <= options.endIndex else { break }
+            switch (kind, options[at + 1]) {
+            case (2, 4): segment = Int(options[at + 2]) << 8 | Int(options[at + 3])
+            case (3, 3): windowScale = min(14, Int(options[at + 2]))
+            case (8, 10): timestamps = true
+            default: break
+            }
+            at += Int(options[at + 1])
+        }
+        return Offer(windowScale: windowScale, largestSegment: segment - (timestamps ? 12 : 0))
     }
 
     /// The sum of tcpdump's closing "N packets dropped by kernel" and "N packets dropped by

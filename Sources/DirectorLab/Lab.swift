@@ -22,6 +22,10 @@ public final class Lab: @unchecked Sendable {
     public let realServerCount: Int
     public let directorCount: Int
     public let stateDirectory: String
+    /// Where what the clients write at download speed goes (the downloads, the capture): memory
+    /// when /dev/shm has room for it, so that the disk's writeback cannot stall a client and
+    /// pass for a stall of the path. Removed with the lab.
+    public let memoryDirectory: String
     /// NAT: the real servers route through the directors' gateway address.
     public let routesThroughDirectors: Bool
     /// IPv6 beside IPv4 on every segment but the crossover; else IPv6 is off everywhere.
@@ -32,6 +36,13 @@ public final class Lab: @unchecked Sendable {
 
     /// Where every lab keeps its files, a folder per prefix.
     public static let stateRoot = "/tmp/director-lab"
+    /// The memory-backed counterpart, used when /dev/shm has room for a lab's downloads
+    /// (a container's default 64 MiB has not).
+    public static let memoryRoot: String = {
+        var filesystem = statvfs()
+        let room = statvfs("/dev/shm", &filesystem) == 0 ? UInt64(filesystem.f_bavail) * UInt64(filesystem.f_frsize) : 0
+        return room >= 4 << 30 ? "/dev/shm/director-lab" : stateRoot
+    }()
     public static let virtualAddress = "198.18.0.100"
     public static let routerFront = "198.18.0.1"
     public static let routerClientSide = "198.18.1.1"
@@ -101,6 +112,7 @@ public final class Lab: @unchecked Sendable {
         realServerCount = realServers
         directorCount = directors
         stateDirectory = "\(Lab.stateRoot)/\(prefix)"
+        memoryDirectory = "\(Lab.memoryRoot)/\(prefix)-memory"
     }
 
     public var clientNamespace: String { "\(prefix)-client" }
@@ -410,5 +422,6 @@ public final class Lab: @unchecked Sendable {
             _ = try? Shell.run(["ip", "netns", "del", namespace], check: false)
         }
         try? FileManager.default.removeItem(atPath: stateDirectory)
+        try? FileManager.default.removeItem(atPath: memoryDirectory)
     }
 }

@@ -381,7 +381,7 @@ extension Lab {
 
     /// The host stack's own counters in a namespace (/proc/net/snmp), e.g. ("Tcp", "OutRsts").
     public func snmpCounters(_ namespace: String) throws -> [String: Int] {
-        let lines = try inNamespace(namespace, ["cat", "/proc/net/snmp"]).output.split(separator: "\n")
+        let lines = try inNamespace(namespace, ["cat", "/proc/net/snmp", "/proc/net/netstat"]).output.split(separator: "\n")
         var counters: [String: Int] = [:]
         var index = 0
         while index + 1 < lines.count {
@@ -401,7 +401,7 @@ extension Lab {
     public func startDownloads(_ name: String, perClient: Int, clients: [String], limitRate: String?, maxTime: Int,
                                virtualAddress: String = Lab.virtualAddress) throws -> [pid_t] {
         try clients.enumerated().map { index, client in
-            let folder = "\(stateDirectory)/downloads/\(virtualAddress.contains(":") ? "v6-" : "")\(index)"
+            let folder = "\(memoryDirectory)/downloads/\(virtualAddress.contains(":") ? "v6-" : "")\(index)"
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             return try Shell.spawn(["ip", "netns", "exec", clientNamespace, "curl", "-s", "--parallel", "--parallel-immediate", "--parallel-max", String(perClient)]
                                    + (limitRate.map { ["--limit-rate", $0] } ?? []) + ["--max-time", String(maxTime), "--interface", client,
@@ -412,7 +412,7 @@ extension Lab {
 
     /// The sha256 of every downloaded file (missing files are absent), and removes them.
     public func collectDownloads() throws -> [String] {
-        let folder = "\(stateDirectory)/downloads"
+        let folder = "\(memoryDirectory)/downloads"
         let files = (FileManager.default.enumerator(atPath: folder)?.allObjects as? [String] ?? []).filter { $0.contains("file_") }
         let sums = try files.map { String(try Shell.run(["sha256sum", "\(folder)/\($0)"]).output.prefix(64)) }
         try? FileManager.default.removeItem(atPath: folder)

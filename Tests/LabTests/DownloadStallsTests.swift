@@ -15,6 +15,11 @@ struct DownloadStallsTests {
         .init(time: time, client: client, fromServer: false, window: window)
     }
 
+    /// The client's SYN as Linux sends it: window scale 7, MSS 1460 and timestamps, so segments of 1448 bytes.
+    static func syn(_ time: Double) -> DownloadStalls.Segment {
+        .init(time: time, client: client, fromServer: false, window: 64240, offer: .init(windowScale: 7, largestSegment: 1448))
+    }
+
     static func gaps(_ flow: [DownloadStalls.Segment]) -> (gaps: [Double], closed: [Double]) {
         var gaps: [Double] = [], closed: [Double] = []
         DownloadStalls.forEachGap(in: flow, closedWindow: { closed.append(($0 * 1000).rounded()) }) { _, _, gap in
@@ -34,6 +39,12 @@ struct DownloadStallsTests {
         ([data(0), ack(0.010, window: 0), data(0.500)], [10], [490]),
         // Client segments before the first data segment make no gap.
         ([ack(0, window: 0), ack(0.5, window: 10), data(0.6), data(0.7)], [100], [500]),
+        // A window of 768 bytes takes no full segment: the server waits for its persist timer, the client's time.
+        ([syn(0), data(0.010), ack(0.050, window: 6), data(0.300)], [40], [250]),
+        // 1,536 bytes take one: the wait is the path's.
+        ([syn(0), data(0.010), ack(0.050, window: 12), data(0.300)], [290], []),
+        // Without the SYN the scale is unknown: only a zero window is closed.
+        ([data(0.010), ack(0.050, window: 6), data(0.300)], [290], []),
     ])
     func fixtures(flow: [DownloadStalls.Segment], gaps: [Double], closed: [Double]) {
         let measured = DownloadStallsTests.gaps(flow)
@@ -62,5 +73,24 @@ struct DownloadStallsTests {
         DownloadStalls.forEachSegment(in: capture) { segments.append($0) }
         let key = UInt64(0xC612_0164) << 16 | 40_000
         #expect(segments == [.init(time: 10.5, client: key, fromServer: true, window: 64), .init(time: 10.6, client: key, fromServer: false, window: 0)])
+    }
+
+    @Test("fixtures: a client's SYN options → the shift of its windows and the largest segment the server sends it", arguments: [
+        // Linux: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+        ([2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7], DownloadStalls.Offer(windowScale: 7, largestSegment: 1448)),
+        // No timestamps, scale 2.
+        ([2, 4, 0x05, 0xB4, 1, 3, 3, 2], .init(windowScale: 2, largestSegment: 1460)),
+        // Nothing offered: no scaling, the default MSS.
+        ([], .init(windowScale: 0, largestSegment: 536)),
+        // Cut short by the capture, or a length that runs past the end: what came before stands.
+        ([2, 4, 0x05, 0xB4, 3, 3], .init(windowScale: 0, largestSegment: 1460)),
+        ([3, 3, 9, 8, 0], .init(windowScale: 9, largestSegment: 536)),
+        // A length under 2 would never advance: the walk stops.
+        ([1, 5, 0, 3, 3, 7], .init(windowScale: 0, largestSegment: 536)),
+        // A scale over RFC 7323's 14 is taken as 14.
+        ([3, 3, 20], .init(windowScale: 14, largestSegment: 536)),
+    ] as [([UInt8], DownloadStalls.Offer)])
+    func synOptions(options: [UInt8], offer: DownloadStalls.Offer) {
+        #expect(DownloadStalls.offer(options[...]) == offer)
     }
 }

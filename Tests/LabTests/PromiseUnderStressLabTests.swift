@@ -23,6 +23,15 @@ extension LabSuites {
                 try (0..<lab.realServerCount).map { try lab.snmpCounters(lab.realServerNamespace($0))["TcpRetransSegs"] ?? 0 }.reduce(0, +)
             }
             let retransmittedBefore = try retransmitted()
+            // What the clients' own kernel threw away: a client that cannot keep up drops in-window
+            // segments when its receive queue outgrows its buffer, and the server's retransmission
+            // timer then backs off. That is the client's stall, shown apart from the director's.
+            func clientDrops() throws -> [String: Int] {
+                try lab.snmpCounters(lab.clientNamespace).filter {
+                    ["TcpExtPruneCalled", "TcpExtRcvPruned", "TcpExtOfoPruned", "TcpExtTCPRcvQDrop", "TcpExtTCPZeroWindowDrop", "TcpExtTCPBacklogDrop"].contains($0.key)
+                }
+            }
+            let clientDropsBefore = try clientDrops()
             let framesBefore = try survivor.stats()["frames_received"] ?? 0
             let stalls = try DownloadStalls(lab: lab)
             let started = Date()
@@ -37,7 +46,9 @@ extension LabSuites {
             let stats = try survivor.stats()
             let drops = (stats["receive_ring_drops"] ?? 0) - dropsBefore
             // Retransmissions without a drop anywhere are the servers' tail-loss probes (see the README).
-            print("lone survivor, \(name): the real servers retransmitted \(try retransmitted() - retransmittedBefore) segments")
+            let clientDropped = try clientDrops().map { ($0.key, $0.value - (clientDropsBefore[$0.key] ?? 0)) }.filter { $0.1 > 0 }.sorted { $0.0 < $1.0 }
+            print("lone survivor, \(name): the real servers retransmitted \(try retransmitted() - retransmittedBefore) segments; the clients' own receive drops: "
+                  + (clientDropped.isEmpty ? "none" : clientDropped.map { "\($0.0) \($0.1)" }.joined(separator: ", ")))
             let frames = (stats["frames_received"] ?? 0) - framesBefore
             print(String(format: "lone survivor, %@: %d/%d downloads of %d MiB intact in %.1f s; the director received %.0f frames/s; "
                          + "receive ring drops %llu; longest stall %.0f ms (a client's own closed receive window, not counted: up to %.0f ms); "
