@@ -4,7 +4,8 @@ import PackageDescription
 // Module map (top to bottom = the order a frame meets them):
 //   CDirectorShim   Linux packet-socket, BPF and libnuma headers, plus the few C helpers Swift cannot express.
 //   FastPathProgram The XDP fast path (C for the BPF target, compiled by the CompileXDPProgram plugin).
-//   CFastPath       libbpf and the layout of the fast path's maps, shared with the program.
+//   CFastPath       libbpf and the layout of the fast path's maps, shared with the program (and of the
+//                   benchmark generator's, TrafficGeneratorProgram, an XDP program the kernel runs in a loop).
 //   CPrefetch       The prefetch intrinsic, for DirectorCore's table.
 //   CTLSClient      A TLS client session over OpenSSL, for the https health checks.
 //   DirectorWire    Pure byte-level views of Ethernet/802.1Q/ARP/IPv4/TCP/UDP, checksums, a packet builder.
@@ -50,6 +51,7 @@ let package = Package(
         // The XDP program, embedded as bytes: the plugin compiles fast_path.bpf.c for the BPF target.
         .target(name: "FastPathProgram", exclude: ["fast_path.bpf.c"], plugins: ["CompileXDPProgram"]),
         .plugin(name: "CompileXDPProgram", capability: .buildTool()),
+        .target(name: "TrafficGeneratorProgram", exclude: ["traffic_generator.bpf.c"], plugins: ["CompileXDPProgram"]),
         .target(name: "CFastPath", linkerSettings: [.linkedLibrary("bpf")]),
         // TLS for the https health checks (OpenSSL: libssl-dev).
         .target(name: "CTLSClient", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
@@ -91,7 +93,7 @@ let package = Package(
         ),
         .target(
             name: "LoadGeneration",
-            dependencies: ["DirectorCore", "DirectorWire", "DirectorSync", "PacketIO"],
+            dependencies: ["DirectorCore", "DirectorWire", "DirectorSync", "PacketIO", "CFastPath", "TrafficGeneratorProgram"],
             path: "Benchmarks/LoadGeneration",
             // The lab tests drive floods with the debug build: the generator's loop is optimized
             // even there, so a flood's rate is the kernel's limit, not the unoptimized build's.

@@ -17,6 +17,8 @@ struct Compare: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Also run flat out for the peak forwarded rate.") var peak = true
     @Flag(inversion: .prefixedNo, help: "Profile the director (perf) in one extra run at the highest fixed rate.") var profile = true
     @Option(help: "The director's connection capacity (the default is what conntrack may hold here, nf_conntrack_max).") var connectionCapacity = 262_144
+    @Option(help: "How the generator sends: tpacket (a TX ring, socket buffers) or xdp (XDP frames the kernel makes, as a NIC's reach the driver).")
+    var generator: GeneratorMethod = .tpacket
     @Option(help: "Folder for the report (created).") var results = "results"
     @Option(help: "Prefix of the lab's namespaces (at most 6 letters or digits).") var prefix = "bench"
     @Option(help: "The directors' receive_ring fields beyond the format, e.g. \"block_size: 262144, block_count: 32\" (default: the format's own).")
@@ -71,6 +73,7 @@ struct Compare: ParsableCommand {
                                       connectionCapacity: connectionCapacity, prefix: prefix)
                     trial.receiveRing = receiveRing
                     trial.baseline = baseline
+                    trial.generator = generator
                     let result = try trial.run()
                     runs.append(result)
                     print(ComparisonReport.progressLine(result, round: round + 1, of: repeats))
@@ -83,6 +86,7 @@ struct Compare: ParsableCommand {
             var trial = Trial(device: kind, traffic: traffic, rate: top, seconds: seconds, checksFrames: false,
                               connectionCapacity: connectionCapacity, profiles: true, prefix: prefix)
             trial.receiveRing = receiveRing
+            trial.generator = generator
             profiled = try trial.run()
         }
         let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)

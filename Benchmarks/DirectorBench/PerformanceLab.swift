@@ -96,14 +96,14 @@ struct PerformanceLab {
 
     /// Runs the generator (`director-bench generate`, in the generator's namespace, on the bench's
     /// CPU) to its end; `meanwhile` runs while it sends.
-    func generate(_ traffic: TrafficOptions, count: UInt64, startAt: UInt64, rate: Int, seconds: Double,
+    func generate(_ traffic: TrafficOptions, count: UInt64, startAt: UInt64, rate: Int, seconds: Double, method: GeneratorMethod = .tpacket,
                   meanwhile: () -> Void = {}) throws -> GeneratorSummary {
         let summary = stateDirectory + "/generator.json"
         try? FileManager.default.removeItem(atPath: summary)
         let generator = try Shell.spawn(["ip", "netns", "exec", generatorNamespace, Trial.selfBinary, "generate", "--interface", generatorPort,
                                          "--destination-mac", PerformanceLab.virtualMAC.description] + traffic.arguments
                                         + ["--count", String(count), "--start-at", String(startAt), "--rate", String(rate), "--seconds", String(seconds),
-                                           "--cpu", String(PerformanceLab.benchCPU), "--summary", summary],
+                                           "--method", method.rawValue, "--cpu", String(PerformanceLab.benchCPU), "--summary", summary],
                                         output: stateDirectory + "/generator.log")
         meanwhile()
         let status = Shell.wait(generator)

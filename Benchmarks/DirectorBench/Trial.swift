@@ -25,6 +25,8 @@ struct Trial {
     /// many milliseconds: its receive ring must hold what arrives meanwhile.
     var pause: (after: Double, milliseconds: Int)?
     var prefix = "bench"
+    /// How the generator sends (the warm-up too: every device meets the same frames).
+    var generator = GeneratorMethod.tpacket
 
     struct Result: Codable {
         var device: String
@@ -92,7 +94,7 @@ struct Trial {
         defer { if let sink, Shell.exitStatus(sink) == nil { kill(sink, SIGTERM); Shell.wait(sink) } }
 
         if warmupFrames > 0 {
-            _ = try lab.generate(traffic, count: warmupFrames, startAt: 0, rate: min(rate == 0 ? 200_000 : rate, 200_000), seconds: 120)
+            _ = try lab.generate(traffic, count: warmupFrames, startAt: 0, rate: min(rate == 0 ? 200_000 : rate, 200_000), seconds: 120, method: generator)
             usleep(300_000)
         }
         var perf: ProfileRecording?
@@ -100,7 +102,7 @@ struct Trial {
         let cpuBefore = try CPUTime(cpu: PerformanceLab.deviceCPU)
         let before = try lab.deviceCounters()
         let started = Lab.monotonicNanoseconds()
-        let generated = try lab.generate(traffic, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds) {
+        let generated = try lab.generate(traffic, count: windowFrames, startAt: warmupFrames, rate: rate, seconds: seconds, method: generator) {
             guard let pause, let pid = device.director?.processID else { return }
             usleep(UInt32(pause.after * 1e6))
             kill(pid, SIGSTOP)
@@ -114,7 +116,9 @@ struct Trial {
         let after = try lab.deviceCounters()
         let profile = try perf?.finish()
 
-        let input = Double(after.input - before.input), output = Double(after.output - before.output)
+        // What the generator sent that never reached the device's input (its queue was full: a frame
+        // from XDP is dropped there, not held back) is the device's loss too.
+        let input = Double(max(after.input - before.input, generated.frames)), output = Double(after.output - before.output)
         // Rates over the generator's own sending time: the drain pause adds frames, not time.
         let sendingTime = max(generated.seconds, 0.001)
         var result = Result(device: self.device.rawValue, offeredRate: rate, inputRate: input / sendingTime, forwardedRate: output / sendingTime,

@@ -7,6 +7,7 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include "director_fast_path.h"
+#include "director_traffic_generator.h"
 
 /// Routes libbpf's messages into a buffer instead of standard error, emptied first: the
 /// director reports why a load failed in its own log line (`director_fast_path_last_message`).

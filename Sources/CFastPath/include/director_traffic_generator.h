@@ -1,0 +1,29 @@
+// The layout shared by the benchmark's XDP traffic generator (traffic_generator.bpf.c) and
+// director-bench, which writes it before every run of the program.
+#ifndef DIRECTOR_TRAFFIC_GENERATOR_H
+#define DIRECTOR_TRAFFIC_GENERATOR_H
+
+#include <linux/types.h>
+
+/// A plan of established flows (`TrafficPlan`, pattern `established`): frame n belongs to flow
+/// n % flows, is that flow's packet n / flows, and comes from client address
+/// first_client + flow / ports_per_address, port first_port + flow % ports_per_address.
+struct director_generator_config {
+    /// The plan's number of the next frame; the program takes it and advances it.
+    __u64 next_frame;
+    /// CLOCK_REALTIME less CLOCK_MONOTONIC, ns: the stamp is in the sink's clock, the realtime
+    /// one of the kernel's receive time stamps.
+    __u64 realtime_offset_ns;
+    __u32 flows;
+    /// Host byte order.
+    __u32 first_client;
+    __u32 destination;
+    /// The bytes after the TCP header: the stamp, then zeros (the template's).
+    __u32 payload_length;
+    /// Where every frame goes: the generator's own interface, which hands it to its peer.
+    __u32 output_ifindex;
+    __u16 first_port;
+    __u16 ports_per_address;
+};
+
+#endif
