@@ -52,7 +52,8 @@ struct Compare: ParsableCommand {
             let all = try JSONDecoder().decode([Trial.Result].self, from: Data(contentsOf: URL(fileURLWithPath: from)))
             let runs = all.filter { $0.profile == nil }
             let rounds = max(1, runs.count / max(1, Set(runs.map(\.device)).count * Set(runs.map(\.offeredRate)).count))
-            let report = ComparisonReport(runs: runs, profiled: all.first { $0.profile != nil }, traffic: traffic, seconds: seconds, repeats: rounds)
+            var report = ComparisonReport(runs: runs, profiled: all.first { $0.profile != nil }, traffic: traffic, seconds: seconds, repeats: rounds)
+            report.generator = generator
             print(report.table)
             try report.write(to: results)
             return
@@ -89,7 +90,8 @@ struct Compare: ParsableCommand {
             trial.generator = generator
             profiled = try trial.run()
         }
-        let report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)
+        var report = ComparisonReport(runs: runs, profiled: profiled, traffic: traffic, seconds: seconds, repeats: repeats)
+        report.generator = generator
         print("")
         print(report.table)
         try report.write(to: results)

@@ -8,6 +8,7 @@ struct ComparisonReport {
     let traffic: TrafficOptions
     let seconds: Double
     let repeats: Int
+    var generator = GeneratorMethod.tpacket
 
     var rates: [Int] { Array(Set(runs.map(\.offeredRate))).sorted { ($0 == 0 ? Int.max : $0) < ($1 == 0 ? Int.max : $1) } }
     var devices: [DeviceKind] { DeviceKind.allCases.filter { kind in runs.contains { $0.device == kind.rawValue } } }
@@ -161,7 +162,7 @@ struct ComparisonReport {
         let plan = try? traffic.plan()
         var text = ResultsFolder.header("The director against the kernel's own forwarding") + """
         Topology: generator namespace → veth → device under test → veth → sink namespace, built anew for every run.
-        The generator (TPACKET TX ring) and the sink run on CPU 0; the device's whole cost (veth NAPI receive, its
+        The generator (\(generator.reportName)) and the sink run on CPU 0; the device's whole cost (veth NAPI receive, its
         forwarding, its transmit) is on CPU 1, whose busy time (wall time less idle, from /proc/stat) is divided by
         the frames the device sent out of its output interface. Traffic: \(traffic.pattern.rawValue), \(traffic.flows) flows,
         \(plan?.effectiveFrameLength ?? 0)-byte frames; two warm-up passes open every flow before the measured window of

@@ -11,6 +11,15 @@ enum GeneratorMethod: String, CaseIterable, ExpressibleByArgument {
     /// The kernel runs the generator's XDP program in a loop (established flows only): frames
     /// leave as XDP frames, as a NIC's reach a driver, with no socket buffer.
     case xdp
+
+    /// How the comparison report names it.
+    var reportName: String {
+        switch self {
+        case .tpacket: "a TPACKET TX ring: frames leave it as socket buffers, which veth copies before XDP may touch them"
+        case .xdp: "the kernel running an XDP program in a loop, BPF_PROG_RUN with live frames: frames leave it as XDP frames, "
+            + "with no socket buffer, as a NIC's reach its driver; a device that needs the stack builds the socket buffer around the frame"
+        }
+    }
 }
 
 /// The load generator: the frames of a traffic plan through a TPACKET TX ring or made by the
@@ -40,7 +49,7 @@ struct Generate: ParsableCommand {
         if cpu >= 0 { try NUMAPlacement(cpu: cpu).pinCurrentThread() }
         let interface = try NetworkInterface(named: interface)
         let plan = try traffic.plan(sourceMAC: interface.mac, destinationMAC: mac)
-        let result = method == .xdp ? try XDPTrafficSender(pacing: sender).send(plan, on: interface) : try sender.send(plan, on: interface)
+        let result = method == .xdp ? try XDPTrafficSender(bounds: sender).send(plan, on: interface) : try sender.send(plan, on: interface)
         print(String(format: "generate: %llu frames in %.2f s (%.0f/s), ring full %llu times", result.frames, result.seconds,
                      result.framesPerSecond, result.ringFullWaits))
         if let summary { try JSONEncoder().encode(result).write(to: URL(fileURLWithPath: summary)) }

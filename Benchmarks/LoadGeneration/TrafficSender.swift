@@ -49,10 +49,16 @@ public struct TrafficSender {
         geometry.blockSize = 1 << 20
         var ring = try PacketTransmitRing(interface: interface, geometry: geometry, useVirtioHeader: virtioHeader)
 
-        var ringFullWaits: UInt64 = 0
-        let (sent, seconds) = pace(burst: 256) { sent, burstEnd in
+        let start = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
+        let deadline = start + UInt64(seconds * 1e9)
+        var sent: UInt64 = 0, ringFullWaits: UInt64 = 0
+        var nextProgress = start + 1_000_000_000, sentAtLastProgress: UInt64 = 0
+        var now = start
+        while sent < count && now < deadline {
+            // Frames due by now at the set rate; a burst of at most 256 between clock readings.
+            let due = rate == 0 ? count : min(count, UInt64(Double(now - start) * Double(rate) / 1e9) + 1)
+            let burstEnd = min(due, sent + 256)
             let time = TrafficSender.nanoseconds(CLOCK_REALTIME)
-            var sent = sent
             while sent < burstEnd {
                 guard synthesizer.withFrame(startAt + sent, time: time, { ring.enqueue($0) }) else {
                     ringFullWaits += 1
@@ -61,25 +67,6 @@ public struct TrafficSender {
                 sent += 1
             }
             ring.flush()
-            return sent
-        }
-        return GeneratorSummary(frames: sent, seconds: seconds, ringFullWaits: ringFullWaits)
-    }
-
-    /// The send loop: frames due by now at the set rate, in bursts of at most `burst` between
-    /// clock readings, until `count` or `seconds`. `send` sends frames `sent..<burstEnd` (numbers
-    /// within the run) and returns how far it got; short of `burstEnd`, the loop yields the CPU.
-    /// Returns the frames sent and the seconds it took.
-    public func pace(burst: UInt64, _ send: (_ sent: UInt64, _ burstEnd: UInt64) throws -> UInt64) rethrows -> (frames: UInt64, seconds: Double) {
-        let start = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
-        let deadline = start + UInt64(seconds * 1e9)
-        var sent: UInt64 = 0
-        var nextProgress = start + 1_000_000_000, sentAtLastProgress: UInt64 = 0
-        var now = start
-        while sent < count && now < deadline {
-            let due = rate == 0 ? count : min(count, UInt64(Double(now - start) * Double(rate) / 1e9) + 1)
-            let burstEnd = min(due, sent + burst)
-            sent = try send(sent, burstEnd)
             if sent >= due && rate != 0 { usleep(50) }
             if sent < burstEnd { sched_yield() }
             now = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
@@ -90,7 +77,8 @@ public struct TrafficSender {
                 nextProgress = now + 1_000_000_000
             }
         }
-        return (sent, Double(TrafficSender.nanoseconds(CLOCK_MONOTONIC) - start) / 1e9)
+        ring.flush()
+        return GeneratorSummary(frames: sent, seconds: Double(TrafficSender.nanoseconds(CLOCK_MONOTONIC) - start) / 1e9, ringFullWaits: ringFullWaits)
     }
 
     public static func nanoseconds(_ clock: clockid_t) -> UInt64 {

@@ -53,14 +53,22 @@ public final class XDPTrafficProgram {
         settings.output_ifindex = UInt32(outputIndex)
         settings.first_port = TrafficPlan.firstPort
         settings.ports_per_address = UInt16(TrafficPlan.portsPerAddress)
+        let headerCount = Int(DIRECTOR_GENERATOR_HEADERS)
+        precondition(plan.headerLength == headerCount, "an established plan's headers: Ethernet, IPv4, TCP")
+        withUnsafeMutableBytes(of: &settings.headers) { $0.copyBytes(from: template.prefix(headerCount)) }
     }
 
     deinit { bpf_object__close(object) }
 
-    /// Sets the number of the next frame, and the stamp's clock to CLOCK_REALTIME as of now.
-    public func start(at frame: UInt64) throws {
-        settings.next_frame = frame
-        settings.realtime_offset_ns = TrafficSender.nanoseconds(CLOCK_REALTIME) &- TrafficSender.nanoseconds(CLOCK_MONOTONIC)
+    /// Sets the frames to make (`count` from number `first`), the pace (`rate` frames a second
+    /// from now; 0 = flat out), and the stamp's clock to CLOCK_REALTIME as of now.
+    public func start(at first: UInt64, count: UInt64 = UInt64(Int32.max), rate: Int = 0) throws {
+        settings.next_frame = first
+        settings.end_frame = first + count
+        let monotonic = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
+        settings.realtime_offset_ns = TrafficSender.nanoseconds(CLOCK_REALTIME) &- monotonic
+        settings.interval_fp = rate == 0 ? 0 : UInt64(1e9 * 1024 / Double(rate))
+        settings.next_due_fp = monotonic << 10
         var zero: UInt32 = 0
         guard bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY)) == 0 else {
             throw XDPTrafficProgram.failure("writing the generator's plan", errno: errno)
@@ -77,14 +85,41 @@ public final class XDPTrafficProgram {
         return current.next_frame
     }
 
-    /// Has the kernel run the program `frames` times on live frames, each redirected to the output
-    /// interface; returns the number of the next frame. A run cut short (a signal) made fewer.
-    public func send(_ frames: Int) throws -> UInt64 {
+    /// Has the kernel run the program on live frames, each frame it makes redirected to the
+    /// output interface, until it has run `runs` times or `seconds` have passed (a signal to this
+    /// thread ends the loop, and repeats until it has); returns the number of the next frame.
+    public func runLive(runs: Int32, seconds: Double) throws -> UInt64 {
+        // The signal must interrupt the system call, not end the process.
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        sigaction(SIGALRM, &action, nil)
+        // A thread of a pool (Dispatch's, Swift's) may block signals: this one takes it meanwhile.
+        var alarm = sigset_t(), previous = sigset_t()
+        sigemptyset(&alarm)
+        sigaddset(&alarm, SIGALRM)
+        pthread_sigmask(SIG_UNBLOCK, &alarm, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let caller = pthread_self()
+        let finished = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var wait = DispatchTime.now() + seconds
+            while finished.wait(timeout: wait) == .timedOut {
+                pthread_kill(caller, SIGALRM)
+                wait = .now() + 0.01
+            }
+            stopped.signal()
+        }
+        defer {
+            finished.signal()
+            stopped.wait()
+        }
         var options = bpf_test_run_opts()
         options.sz = MemoryLayout<bpf_test_run_opts>.size
-        options.repeat = Int32(frames)
+        options.repeat = runs
         options.flags = UInt32(BPF_F_TEST_XDP_LIVE_FRAMES)
-        options.batch_size = UInt32(min(frames, 64))
+        options.batch_size = 64
         let result = template.withUnsafeBytes { input in
             options.data_in = input.baseAddress
             options.data_size_in = UInt32(input.count)
@@ -94,9 +129,11 @@ public final class XDPTrafficProgram {
         return try nextFrame()
     }
 
-    /// Runs the program once on the template, not live: its action and the frame it made (the
-    /// generator's own check against `FrameSynthesizer`).
-    public func makeOne() throws -> (action: UInt32, frame: [UInt8]) {
+    /// Runs the program once on the template (or on `page`, a frame as a device left it), not
+    /// live: its action and the frame it made (the generator's own check against
+    /// `FrameSynthesizer`).
+    public func makeOne(from page: [UInt8]? = nil) throws -> (action: UInt32, frame: [UInt8]) {
+        let template = page ?? self.template
         var output = [UInt8](repeating: 0, count: template.count + 256)
         var options = bpf_test_run_opts()
         options.sz = MemoryLayout<bpf_test_run_opts>.size
@@ -121,20 +158,23 @@ public final class XDPTrafficProgram {
 }
 
 /// Sends a plan of established flows with `XDPTrafficProgram`: the kernel makes and sends each
-/// frame, with no socket buffer and no copy, paced as `TrafficSender` paces its ring.
+/// frame, with no socket buffer and no copy, paced by the program itself; `TrafficSender`'s
+/// bounds (count, first frame, rate, seconds).
 public struct XDPTrafficSender {
-    public var pacing: TrafficSender
+    public var bounds: TrafficSender
 
-    public init(pacing: TrafficSender) { self.pacing = pacing }
+    public init(bounds: TrafficSender) { self.bounds = bounds }
 
     public func send(_ plan: TrafficPlan, on interface: NetworkInterface) throws -> GeneratorSummary {
+        if let problem = bounds.problem { throw SystemCallError(call: "bpf", context: problem, errno: EINVAL) }
         let program = try XDPTrafficProgram(plan: plan, outputIndex: interface.index)
-        try program.start(at: pacing.startAt)
-        // Bursts of 64 at a set rate: the device's veth queue holds 256 frames, and a frame from
-        // XDP that finds it full is dropped, not held back as a packet socket's would be.
-        let (sent, seconds) = try pacing.pace(burst: pacing.rate == 0 ? 4096 : 64) { sent, burstEnd in
-            try program.send(Int(burstEnd - sent)) - pacing.startAt
-        }
-        return GeneratorSummary(frames: sent, seconds: seconds, ringFullWaits: 0)
+        let start = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
+        try program.start(at: bounds.startAt, count: bounds.count, rate: bounds.rate)
+        // Paced, the loop spins (each early run drops at once) until the last frame is due, with
+        // a little slack; flat out, it runs once per frame. Either way the timer bounds it.
+        let paced = bounds.rate > 0 ? Double(bounds.count) / Double(bounds.rate) + 0.05 : bounds.seconds
+        let next = try program.runLive(runs: bounds.rate > 0 ? Int32.max : Int32(min(bounds.count, UInt64(Int32.max))),
+                                       seconds: min(bounds.seconds, paced))
+        return GeneratorSummary(frames: next - bounds.startAt, seconds: Double(TrafficSender.nanoseconds(CLOCK_MONOTONIC) - start) / 1e9, ringFullWaits: 0)
     }
 }

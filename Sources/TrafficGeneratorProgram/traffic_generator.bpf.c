@@ -7,8 +7,13 @@
 // builds it from the frame, as it would from a NIC's (without copying it, unlike a frame sent
 // through a packet socket, which veth copies before XDP may touch it).
 //
-// Every field a frame varies in is written on every run, checksums included: the kernel does
-// not put the template back between the runs that reuse a page.
+// Every run writes the template's headers over the frame, then the fields a frame varies in,
+// checksums included: the kernel does not put the template back between the runs that reuse a
+// page, and a page comes back as the devices downstream left it (a DR rewrite changes the MACs).
+//
+// The program paces itself: a system call that starts the loop costs milliseconds (the kernel
+// swaps its XDP dispatcher, waiting for RCU), so one call runs the whole window, and a run that
+// comes before the next frame is due, or after the last, drops its frame at once.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -59,15 +64,27 @@ int director_traffic_generator(struct xdp_md *context) {
     struct director_generator_config *plan = bpf_map_lookup_elem(&config, &zero);
     if (!plan || plan->flows == 0 || plan->ports_per_address == 0) return XDP_ABORTED;
 
-    // One CPU runs the loop: the number needs no atomic step.
+    // One CPU runs the loop: nothing here needs an atomic step.
+    if (plan->next_frame >= plan->end_frame) return XDP_DROP;
+    __u64 now = bpf_ktime_get_ns();
+    if (plan->interval_fp) {
+        __u64 now_fp = now << 10;
+        if (now_fp < plan->next_due_fp) return XDP_DROP;
+        // Kept off its CPU, the loop catches up with a burst of at most 64 frames: the device's
+        // queue holds 256, and what is skipped is not offered (the run's rate shows it).
+        __u64 latest_start = now_fp - 64 * plan->interval_fp;
+        if (plan->next_due_fp < latest_start) plan->next_due_fp = latest_start;
+        plan->next_due_fp += plan->interval_fp;
+    }
     __u64 n = plan->next_frame++;
+    __builtin_memcpy(data, plan->headers, DIRECTOR_GENERATOR_HEADERS);
     __u32 flow = n % plan->flows;
     __u32 packet = n / plan->flows;
     __u32 address = plan->first_client + flow / plan->ports_per_address;
     __u16 port = plan->first_port + flow % plan->ports_per_address;
     // A byte stream's sequence numbers: each segment takes its payload.
     __u32 sequence = 1 + (packet - 1) * plan->payload_length;
-    __u64 sent = bpf_ktime_get_ns() + plan->realtime_offset_ns;
+    __u64 sent = now + plan->realtime_offset_ns;
 
     ip->saddr = bpf_htonl(address);
     ip->check = 0;
@@ -78,7 +95,7 @@ int director_traffic_generator(struct xdp_md *context) {
     stamp->packet = bpf_htonl(packet);
     stamp->sent_high = bpf_htonl((__u32)(sent >> 32));
     stamp->sent_low = bpf_htonl((__u32)sent);
-    // The payload past the stamp is the template's zeros: the TCP sum covers the pseudo-header,
+    // The payload past the stamp is the template's zeros (no device writes there): the TCP sum covers the pseudo-header,
     // the header and the stamp.
     tcp->check = 0;
     __u32 segment_length = sizeof(*tcp) + plan->payload_length;

@@ -38,6 +38,21 @@ struct XDPTrafficGeneratorTests {
         #expect(made == expected)
     }
 
+    @Test("a page that comes back as a device left it (MACs rewritten, DNAT's address, a routed TTL, a stale stamp) still makes the plan's frame")
+    func rewrittenPageMakesTheSameFrame() throws {
+        let plan = XDPTrafficGeneratorTests.plan(flows: 10_000)
+        let program = try XDPTrafficProgram(plan: plan, outputIndex: 7)
+        var synthesizer = FrameSynthesizer(plan: plan)
+        var page = synthesizer.withFrame(4_242, time: 99) { $0.withUnsafeBytes { Array($0) } }
+        for offset in 0..<12 { page[offset] = 0xAB }   // both MACs
+        page[22] = 63                                     // TTL
+        page[30...33] = [198, 18, 2, 11]                  // destination address
+        try program.start(at: 17)
+        let (_, made) = try program.makeOne(from: page)
+        let stamp = try #require(made.withUnsafeBytes { FrameStamp($0.bytes, at: plan.headerLength) })
+        #expect(made == synthesizer.withFrame(17, time: stamp.sentAt) { $0.withUnsafeBytes { Array($0) } })
+    }
+
     @Test("a plan of anything but established flows is refused, naming the pattern")
     func onlyEstablished() {
         var plan = XDPTrafficGeneratorTests.plan(flows: 10)
@@ -59,7 +74,7 @@ extension LabSuites {
                     var ring = try PacketReceiveRing(interface: try NetworkInterface(named: "kf1"), fanoutGroup: 0, fanoutProgram: nil)
                     var sender = TrafficSender(count: 2_000, rate: 20_000, seconds: 10)
                     sender.startAt = 1_000
-                    let summary = try XDPTrafficSender(pacing: sender).send(plan, on: try NetworkInterface(named: "kf0"))
+                    let summary = try XDPTrafficSender(bounds: sender).send(plan, on: try NetworkInterface(named: "kf0"))
                     #expect(summary.frames == 2_000)
                     #expect(summary.seconds > 0.05 && summary.seconds < 1, "paced: \(summary.seconds) s for 2,000 frames at 20,000/s")
                     var numbers: [UInt64] = []

@@ -5,6 +5,9 @@
 
 #include <linux/types.h>
 
+/// Ethernet, IPv4 without options, TCP without options.
+#define DIRECTOR_GENERATOR_HEADERS 54
+
 /// A plan of established flows (`TrafficPlan`, pattern `established`): frame n belongs to flow
 /// n % flows, is that flow's packet n / flows, and comes from client address
 /// first_client + flow / ports_per_address, port first_port + flow % ports_per_address.
@@ -14,6 +17,12 @@ struct director_generator_config {
     /// CLOCK_REALTIME less CLOCK_MONOTONIC, ns: the stamp is in the sink's clock, the realtime
     /// one of the kernel's receive time stamps.
     __u64 realtime_offset_ns;
+    /// The number past the last frame to make: from there on every run drops its frame.
+    __u64 end_frame;
+    /// The pace, in 1/1024 ns: the time between frames (0: flat out) and when the next is due
+    /// (CLOCK_MONOTONIC). A run before that drops its frame: the kernel's loop is the clock.
+    __u64 interval_fp;
+    __u64 next_due_fp;
     __u32 flows;
     /// Host byte order.
     __u32 first_client;
@@ -24,6 +33,10 @@ struct director_generator_config {
     __u32 output_ifindex;
     __u16 first_port;
     __u16 ports_per_address;
+    /// The template's Ethernet, IPv4 and TCP headers, written over every frame before its own
+    /// fields: the devices rewrite frames in place, and pages come back to the loop as they left.
+    __u8 headers[DIRECTOR_GENERATOR_HEADERS];
+    __u8 padding[2];
 };
 
 #endif
