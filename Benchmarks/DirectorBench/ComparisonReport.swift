@@ -167,8 +167,9 @@ struct ComparisonReport {
         the frames the device sent out of its output interface. Traffic: \(traffic.pattern.rawValue), \(traffic.flows) flows,
         \(plan?.effectiveFrameLength ?? 0)-byte frames; two warm-up passes open every flow before the measured window of
         \(seconds) s. Devices and rates interleaved, \(repeats) repeats each; medians with (min–max). Every fixed-rate run is
-        checked frame by frame by the sink; the flat-out runs only count (a checking sink would take CPU 0 from the
-        generator).
+        checked frame by frame by the sink, the warm-up's too; the one-way delay is the window's frames' (the warm-up's
+        went through a director's ring, before its workers offered the flows to the fast path). The flat-out runs only
+        count (a checking sink would take CPU 0 from the generator).
 
         Devices: **director** (DR, Maglev, one worker pinned to CPU 1, its default receive ring: TPACKET_V3, 1,024
         blocks of 32 KiB; TPACKET TX ring with a virtio header whose hdr_len is the frame length, the cheapest of the

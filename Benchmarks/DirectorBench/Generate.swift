@@ -36,6 +36,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Frames per second (0 = as fast as the ring drains).") var rate = 100_000
     @Option(help: "Upper bound on the run time, seconds (at most 3600).") var seconds = 10.0
     @Option(help: "tpacket (a TX ring) or xdp (the kernel makes the frames with an XDP program; established flows only).") var method: GeneratorMethod = .tpacket
+    @Option(help: "With --method xdp at a set rate: frames sent back to back (1…64).") var burst = XDPTrafficSender.defaultBurst
     @Option(help: "CPU to pin the generator to (-1 = leave it).") var cpu = -1
     @Option(help: "Write a JSON summary here.") var summary: String?
     @Flag(help: "Print progress once a second on standard error.") var progress = false
@@ -46,10 +47,11 @@ struct Generate: ParsableCommand {
         sender.startAt = startAt
         sender.progress = progress
         if let problem = sender.problem { throw ValidationError(problem) }
+        guard (1...64).contains(burst) else { throw ValidationError("--burst must be 1…64") }
         if cpu >= 0 { try NUMAPlacement(cpu: cpu).pinCurrentThread() }
         let interface = try NetworkInterface(named: interface)
         let plan = try traffic.plan(sourceMAC: interface.mac, destinationMAC: mac)
-        let result = method == .xdp ? try XDPTrafficSender(bounds: sender).send(plan, on: interface) : try sender.send(plan, on: interface)
+        let result = method == .xdp ? try XDPTrafficSender(bounds: sender, burst: burst).send(plan, on: interface) : try sender.send(plan, on: interface)
         print(String(format: "generate: %llu frames in %.2f s (%.0f/s), ring full %llu times", result.frames, result.seconds,
                      result.framesPerSecond, result.ringFullWaits))
         if let summary { try JSONEncoder().encode(result).write(to: URL(fileURLWithPath: summary)) }

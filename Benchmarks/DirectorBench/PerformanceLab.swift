@@ -14,7 +14,9 @@ import LoadGeneration
 ///
 /// veth does the receiving side's work on the sender's CPU unless the receiving interface runs in
 /// NAPI mode (GRO on, `threaded`, the sending side without TSO/GSO); both receiving interfaces
-/// run so, with <p>i's NAPI thread pinned to CPU 1 and <p>s's to CPU 0: CPU 1 then carries the
+/// run so, with <p>i's NAPI thread pinned to CPU 1 and <p>s's to CPU 0 (at SCHED_FIFO when the
+/// sink times frames, so that a frame's arrival preempts the generator there as an interrupt
+/// would): CPU 1 then carries the
 /// device's whole cost (its receive, its forwarding, its transmit) and nothing else of the
 /// benchmark's. Data segments carry PSH, so GRO on <p>i never merges them (the sink checks).
 struct PerformanceLab {
@@ -44,7 +46,8 @@ struct PerformanceLab {
         self.prefix = prefix
     }
 
-    func setUp() throws {
+    /// `sinkPreemptsGenerator`: the sink's NAPI thread at SCHED_FIFO (see `pinNAPIThread`).
+    func setUp(sinkPreemptsGenerator: Bool = false) throws {
         tearDown()
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         for namespace in [generatorNamespace, deviceNamespace, sinkNamespace] {
@@ -67,11 +70,15 @@ struct PerformanceLab {
         try run(deviceNamespace, "echo 1 > /sys/class/net/\(deviceInput)/threaded")
         try run(sinkNamespace, "echo 1 > /sys/class/net/\(sinkPort)/threaded")
         try pinNAPIThread(of: deviceInput, to: PerformanceLab.deviceCPU)
-        try pinNAPIThread(of: sinkPort, to: PerformanceLab.benchCPU)
+        try pinNAPIThread(of: sinkPort, to: PerformanceLab.benchCPU, realtime: sinkPreemptsGenerator)
     }
 
-    /// The kernel thread that polls `interface` ("napi/<name>-<id>") onto `cpu`.
-    private func pinNAPIThread(of interface: String, to cpu: Int) throws {
+    /// The kernel thread that polls `interface` ("napi/<name>-<id>") onto `cpu`. `realtime`: at
+    /// SCHED_FIFO, so that it preempts the generator on a frame's arrival as a NIC's interrupt
+    /// would (the sink's: the delay it stamps is then the device's, not the wait for CPU 0). The
+    /// device's own stays an ordinary thread: at FIFO under overload it would starve a director's
+    /// worker, where the kernel's softirq would hand over to ksoftirqd and share.
+    private func pinNAPIThread(of interface: String, to cpu: Int, realtime: Bool = false) throws {
         let name = "napi/\(interface)-"
         var threads: [Int32] = []
         try Lab.waitUntil(seconds: 1, "a NAPI thread for \(interface) (veth NAPI mode)") {
@@ -80,7 +87,10 @@ struct PerformanceLab {
             }
             return !threads.isEmpty
         }
-        for pid in threads { try Shell.run(["taskset", "-pc", String(cpu), String(pid)]) }
+        for pid in threads {
+            try Shell.run(["taskset", "-pc", String(cpu), String(pid)])
+            if realtime { try Shell.run(["chrt", "-f", "-p", "50", String(pid)]) }
+        }
     }
 
     /// Frames in at the device's input, and out of its output. What the device sent counts

@@ -16,6 +16,7 @@ struct Sink: ParsableCommand {
     @Option(help: "Real servers as MAC@address, comma-separated, in the device's order.") var realServers: String
     @Option(help: "The rewrite to expect: dr (MAC only) or nat (destination address too).") var rewrite = "dr"
     @Option(help: "Flows to keep books for (0 = the plan's --flows).") var track = 0
+    @Option(help: "Count the delay of packets numbered this or higher in their flow only (the warm-up's are below).") var delayFromPacket: UInt32 = 0
     @Option(help: "Upper bound on the run time, seconds (at most 3600).") var seconds = 60.0
     @Option(help: "Stop after this many seconds without a frame, once frames have come.") var idleStop = 1.0
     @Option(help: "A flow counts as alive at the end if its last frame came within this many ms of the last frame of all.") var aliveWindowMs = 200.0
@@ -36,7 +37,7 @@ struct Sink: ParsableCommand {
         guard seconds > 0, seconds <= 3600, idleStop > 0 else { throw ValidationError("--seconds up to 3600, --idle-stop above 0") }
         if cpu >= 0 { try NUMAPlacement(cpu: cpu).pinCurrentThread() }
         let plan = try traffic.plan()
-        var ledger = SinkLedger(expectation: SinkExpectation(plan: plan, realServers: servers, rewrite: expectedRewrite),
+        var ledger = SinkLedger(expectation: SinkExpectation(plan: plan, realServers: servers, rewrite: expectedRewrite, delayFromPacket: delayFromPacket),
                                 flows: track > 0 ? track : plan.flows)
         var geometry = ReceiveRingGeometry.standard
         geometry.blockSize = 1 << 20

@@ -14,11 +14,16 @@ public struct SinkExpectation: Sendable {
     public var plan: TrafficPlan
     public var realServers: [(mac: MACAddress, address: IPv4Address)]
     public var rewrite: Rewrite
+    /// Frames with a lower packet number in their flow are checked like any other, but their
+    /// delay is not counted: the warm-up's, which opened the flows (through a director's ring,
+    /// before its workers offered them to the fast path) and are not the window's traffic.
+    public var delayFromPacket: UInt32
 
-    public init(plan: TrafficPlan, realServers: [(mac: MACAddress, address: IPv4Address)], rewrite: Rewrite) {
+    public init(plan: TrafficPlan, realServers: [(mac: MACAddress, address: IPv4Address)], rewrite: Rewrite, delayFromPacket: UInt32 = 0) {
         self.plan = plan
         self.realServers = realServers
         self.rewrite = rewrite
+        self.delayFromPacket = delayFromPacket
     }
 }
 
@@ -102,8 +107,10 @@ public struct SinkLedger {
         }
         lastArrival[flow] = max(lastArrival[flow], arrival)
         latestArrival = max(latestArrival, arrival)
-        let delay = arrival > stamp.sentAt ? (arrival - stamp.sentAt) / 1000 : 0
-        delayMicroseconds[LatencyHistogram.bucket(microseconds: delay)] &+= 1
+        if stamp.packet >= expectation.delayFromPacket {
+            let delay = arrival > stamp.sentAt ? (arrival - stamp.sentAt) / 1000 : 0
+            delayMicroseconds[LatencyHistogram.bucket(microseconds: delay)] &+= 1
+        }
     }
 
     /// Duplicate and late frames, from the highest packet number seen and a window of 64 below it.

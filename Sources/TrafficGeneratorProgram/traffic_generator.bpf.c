@@ -67,15 +67,17 @@ int director_traffic_generator(struct xdp_md *context) {
     // One CPU runs the loop: nothing here needs an atomic step.
     if (plan->next_frame >= plan->end_frame) return XDP_DROP;
     __u64 now = bpf_ktime_get_ns();
-    if (plan->interval_fp) {
+    if (plan->interval_fp && plan->burst_left == 0) {
         __u64 now_fp = now << 10;
         if (now_fp < plan->next_due_fp) return XDP_DROP;
-        // Kept off its CPU, the loop catches up with a burst of at most 64 frames: the device's
-        // queue holds 256, and what is skipped is not offered (the run's rate shows it).
+        // Kept off its CPU, the loop catches up with at most 64 frames back to back: the
+        // device's queue holds 256, and what is skipped is not offered (the run's rate shows it).
         __u64 latest_start = now_fp - 64 * plan->interval_fp;
         if (plan->next_due_fp < latest_start) plan->next_due_fp = latest_start;
-        plan->next_due_fp += plan->interval_fp;
+        plan->burst_left = plan->burst ? plan->burst : 1;
+        plan->next_due_fp += plan->burst_left * plan->interval_fp;
     }
+    if (plan->interval_fp) plan->burst_left--;
     __u64 n = plan->next_frame++;
     __builtin_memcpy(data, plan->headers, DIRECTOR_GENERATOR_HEADERS);
     __u32 flow = n % plan->flows;

@@ -126,6 +126,22 @@ struct SinkLedgerTests {
         #expect(summary.delayP50Microseconds == 111)
     }
 
+    @Test("the warm-up's packets are checked, their delay not counted")
+    func warmUpDelayLeftOut() {
+        var synthesizer = FrameSynthesizer(plan: plan)
+        var ledger = SinkLedger(expectation: SinkExpectation(plan: plan, realServers: realServers, rewrite: .directRouting, delayFromPacket: 2), flows: 4)
+        // Flow 0's packets 0 and 1 (the warm-up) took 1 ms, packet 2 took 100 µs.
+        for (packet, delay) in [(UInt64(0), UInt64(1_000_000)), (1, 1_000_000), (2, 100_000)] {
+            let arrival = (packet + 1) * 10_000_000
+            let bytes = forwarded(&synthesizer, packet * 4, to: 0, sentAt: arrival - delay)
+            bytes.withUnsafeBytes { ledger.account($0.bytes, arrival: arrival) }
+        }
+        let summary = ledger.summary
+        #expect(summary.frames == 3)
+        #expect(summary.framesPerServer == [3, 0, 0])
+        #expect(summary.delayMaxMicroseconds == 111, "only packet 2's 100 µs (bucket 96…111 µs)")
+    }
+
     @Test("a duplicate is told from a late frame across the 64-packet window")
     func window() {
         var synthesizer = FrameSynthesizer(plan: plan)

@@ -19,10 +19,14 @@ struct director_generator_config {
     __u64 realtime_offset_ns;
     /// The number past the last frame to make: from there on every run drops its frame.
     __u64 end_frame;
-    /// The pace, in 1/1024 ns: the time between frames (0: flat out) and when the next is due
-    /// (CLOCK_MONOTONIC). A run before that drops its frame: the kernel's loop is the clock.
+    /// The pace, in 1/1024 ns: the time between frames (0: flat out) and when the next burst is
+    /// due (CLOCK_MONOTONIC). A run before that drops its frame: the kernel's loop is the clock.
     __u64 interval_fp;
     __u64 next_due_fp;
+    /// Frames sent back to back when a burst is due (as a NIC's interrupt moderation hands a
+    /// driver several at once), and what is left of the current one.
+    __u32 burst;
+    __u32 burst_left;
     __u32 flows;
     /// Host byte order.
     __u32 first_client;
