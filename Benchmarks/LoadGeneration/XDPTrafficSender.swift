@@ -32,15 +32,15 @@ public final class XDPTrafficProgram {
                 return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
             }
         }
-        guard let opened else { throw XDPTrafficProgram.failure("opening the embedded generator program", errno: errno) }
+        guard let opened else { throw XDPFastPath.failure("opening the embedded generator program", errno: errno) }
         var cleanUp = true
         defer { if cleanUp { bpf_object__close(opened) } }
         let loaded = bpf_object__load(opened)
-        guard loaded == 0 else { throw XDPTrafficProgram.failure("loading the generator program into the kernel", errno: -loaded) }
+        guard loaded == 0 else { throw XDPFastPath.failure("loading the generator program into the kernel", errno: -loaded) }
         configuration = bpf_object__find_map_fd_by_name(opened, "config")
-        guard configuration >= 0 else { throw XDPTrafficProgram.failure("finding the generator's config map", errno: -configuration) }
+        guard configuration >= 0 else { throw XDPFastPath.failure("finding the generator's config map", errno: -configuration) }
         guard let found = bpf_object__find_program_by_name(opened, TrafficGeneratorProgram.programName) else {
-            throw XDPTrafficProgram.failure("finding the generator program", errno: ENOENT)
+            throw XDPFastPath.failure("finding the generator program", errno: ENOENT)
         }
         program = bpf_program__fd(found)
         object = opened
@@ -74,7 +74,7 @@ public final class XDPTrafficProgram {
         settings.burst_left = 0
         var zero: UInt32 = 0
         guard bpf_map_update_elem(configuration, &zero, &settings, UInt64(BPF_ANY)) == 0 else {
-            throw XDPTrafficProgram.failure("writing the generator's plan", errno: errno)
+            throw XDPFastPath.failure("writing the generator's plan", errno: errno)
         }
     }
 
@@ -83,7 +83,7 @@ public final class XDPTrafficProgram {
         var zero: UInt32 = 0
         var current = director_generator_config()
         guard bpf_map_lookup_elem(configuration, &zero, &current) == 0 else {
-            throw XDPTrafficProgram.failure("reading the generator's progress", errno: errno)
+            throw XDPFastPath.failure("reading the generator's progress", errno: errno)
         }
         return current.next_frame
     }
@@ -128,7 +128,7 @@ public final class XDPTrafficProgram {
             options.data_size_in = UInt32(input.count)
             return bpf_prog_test_run_opts(program, &options)
         }
-        if result != 0 && -result != EINTR { throw XDPTrafficProgram.failure("running the generator program", errno: -result) }
+        if result != 0 && -result != EINTR { throw XDPFastPath.failure("running the generator program", errno: -result) }
         return try nextFrame()
     }
 
@@ -136,27 +136,7 @@ public final class XDPTrafficProgram {
     /// live: its action and the frame it made (the generator's own check against
     /// `FrameSynthesizer`).
     public func makeOne(from page: [UInt8]? = nil) throws -> (action: UInt32, frame: [UInt8]) {
-        let template = page ?? self.template
-        var output = [UInt8](repeating: 0, count: template.count + 256)
-        var options = bpf_test_run_opts()
-        options.sz = MemoryLayout<bpf_test_run_opts>.size
-        options.repeat = 1
-        let result = template.withUnsafeBytes { input in
-            output.withUnsafeMutableBytes { out in
-                options.data_in = input.baseAddress
-                options.data_size_in = UInt32(input.count)
-                options.data_out = out.baseAddress
-                options.data_size_out = UInt32(out.count)
-                return bpf_prog_test_run_opts(program, &options)
-            }
-        }
-        guard result == 0 else { throw XDPTrafficProgram.failure("running the generator program on the template", errno: -result) }
-        return (options.retval, Array(output.prefix(Int(options.data_size_out))))
-    }
-
-    static func failure(_ context: String, errno: Int32) -> SystemCallError {
-        let said = String(cString: director_fast_path_last_message())
-        return SystemCallError(call: "bpf", context: said.isEmpty ? context : "\(context) (libbpf: \(said))", errno: errno)
+        try XDPFastPath.testRun(program, on: page ?? template, "running the generator program on the template")
     }
 }
 

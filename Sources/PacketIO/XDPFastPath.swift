@@ -260,6 +260,12 @@ public final class XDPFastPath: @unchecked Sendable {
     /// Runs the program once on `frame` in the kernel (BPF_PROG_TEST_RUN), maps and all: its
     /// action (XDP_DROP, XDP_PASS, XDP_REDIRECT, …) and the frame as it left.
     public func testRun(_ frame: [UInt8]) throws(SystemCallError) -> (action: UInt32, frame: [UInt8]) {
+        try XDPFastPath.testRun(program, on: frame, "running the program on a test frame")
+    }
+
+    /// Runs XDP program `program` (a descriptor) once on `frame` in the kernel, not live: its
+    /// action and the frame as it left. `context` names the run in an error.
+    public static func testRun(_ program: Int32, on frame: [UInt8], _ context: String) throws(SystemCallError) -> (action: UInt32, frame: [UInt8]) {
         var output = [UInt8](repeating: 0, count: frame.count + 256)
         var options = bpf_test_run_opts()
         options.sz = MemoryLayout<bpf_test_run_opts>.size
@@ -273,7 +279,7 @@ public final class XDPFastPath: @unchecked Sendable {
                 return bpf_prog_test_run_opts(program, &options)
             }
         }
-        try XDPFastPath.check(result, "running the program on a test frame")
+        try XDPFastPath.check(result, context)
         return (options.retval, Array(output.prefix(Int(options.data_size_out))))
     }
 
@@ -351,7 +357,7 @@ public final class XDPFastPath: @unchecked Sendable {
 
     /// A failed bpf() call (through libbpf), with libbpf's own words when it had some: after a
     /// refused load, the verifier's log ends with why.
-    static func failure(_ context: String, errno: Int32) -> SystemCallError {
+    public static func failure(_ context: String, errno: Int32) -> SystemCallError {
         let said = String(cString: director_fast_path_last_message())
         return SystemCallError(call: "bpf", context: said.isEmpty ? context : "\(context) (libbpf: \(said))", errno: errno)
     }
