@@ -24,15 +24,7 @@ public final class XDPTrafficProgram {
         var synthesizer = FrameSynthesizer(plan: plan)
         template = synthesizer.withFrame(0, time: 0) { $0.withUnsafeBytes { Array($0) } }
         director_fast_path_capture_libbpf_messages()
-        let opened = TrafficGeneratorProgram.object.withUnsafeBytes { bytes in
-            TrafficGeneratorProgram.programName.withCString { name in
-                var options = bpf_object_open_opts()
-                options.sz = MemoryLayout<bpf_object_open_opts>.size
-                options.object_name = name
-                return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
-            }
-        }
-        guard let opened else { throw XDPFastPath.failure("opening the embedded generator program", errno: errno) }
+        let opened = try XDPFastPath.open(TrafficGeneratorProgram.object, named: TrafficGeneratorProgram.programName)
         var cleanUp = true
         defer { if cleanUp { bpf_object__close(opened) } }
         let loaded = bpf_object__load(opened)

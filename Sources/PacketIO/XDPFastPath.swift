@@ -55,16 +55,7 @@ public final class XDPFastPath: @unchecked Sendable {
         interface = front
         backMAC = back.mac
         self.flowCapacity = flowCapacity
-        let opened = FastPathProgram.object.withUnsafeBytes { bytes in
-            FastPathProgram.programName.withCString { name in
-                // Named, so libbpf's messages and bpftool say whose program it is.
-                var options = bpf_object_open_opts()
-                options.sz = MemoryLayout<bpf_object_open_opts>.size
-                options.object_name = name
-                return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
-            }
-        }
-        guard let opened else { throw XDPFastPath.failure("opening the embedded program", errno: errno) }
+        let opened = try XDPFastPath.open(FastPathProgram.object, named: FastPathProgram.programName)
         object = opened
         var cleanUp = true
         defer { if cleanUp { bpf_object__close(opened) } }
@@ -261,6 +252,21 @@ public final class XDPFastPath: @unchecked Sendable {
     /// action (XDP_DROP, XDP_PASS, XDP_REDIRECT, …) and the frame as it left.
     public func testRun(_ frame: [UInt8]) throws(SystemCallError) -> (action: UInt32, frame: [UInt8]) {
         try XDPFastPath.testRun(program, on: frame, "running the program on a test frame")
+    }
+
+    /// Opens a BPF object the build embedded (not yet loaded into the kernel). Named, so
+    /// libbpf's messages and bpftool say whose program it is.
+    public static func open(_ object: [UInt8], named name: String) throws(SystemCallError) -> OpaquePointer {
+        let opened = object.withUnsafeBytes { bytes in
+            name.withCString { name in
+                var options = bpf_object_open_opts()
+                options.sz = MemoryLayout<bpf_object_open_opts>.size
+                options.object_name = name
+                return bpf_object__open_mem(bytes.baseAddress, bytes.count, &options)
+            }
+        }
+        guard let opened else { throw XDPFastPath.failure("opening the embedded program \(name)", errno: errno) }
+        return opened
     }
 
     /// Runs XDP program `program` (a descriptor) once on `frame` in the kernel, not live: its
