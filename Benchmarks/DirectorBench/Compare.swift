@@ -38,6 +38,9 @@ struct Compare: ParsableCommand {
         guard !offered.isEmpty, !kinds.isEmpty, (1...20).contains(repeats), seconds > 0, seconds <= 600 else {
             throw ValidationError("at least one rate and device, --repeats 1…20, --seconds up to 600")
         }
+        guard generator == .tpacket || traffic.pattern == .established else {
+            throw ValidationError("--generator xdp sends established flows only, not \(traffic.pattern.rawValue)")
+        }
         // The sink never answers, so conntrack sees a SYN and then data with no SYN-ACK between:
         // it marks the data invalid and does not translate it. Flows it picks up mid-stream work.
         if kinds.contains(.nftablesDNAT) && (traffic.pattern == .tcpFlows || traffic.pattern == .syn) {

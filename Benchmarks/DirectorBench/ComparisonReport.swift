@@ -179,8 +179,9 @@ struct ComparisonReport {
         then routed; `nf_conntrack_tcp_be_liberal` because one-way traffic never opens a window), and, with
         `--baseline`, another build of the director with its own defaults.
 
-        Reading the figures. Flat out, the generator offers more than the director can take: its input counter is what
-        reached it, and what it could not take is its loss. When the sink's side (CPU 0, shared with the generator)
+        Reading the figures. Flat out, the generator offers more than the director can take: its input is what reached
+        it, or what the generator sent if more (a frame that found the device's queue full is the device's loss too), and
+        what it could not take is its loss. When the sink's side (CPU 0, shared with the generator)
         falls behind, veth drops the frames the device sends; those count as forwarded by the device (column "dropped
         past the device"); the director, whose transmit ring waits for the frames to be freed, drops instead (counted
         as its loss, `drop_transmit_ring_full`). The director's one-way delay with TPACKET_V3 is its receive ring's: a

@@ -18,7 +18,7 @@ public final class XDPTrafficProgram {
     /// Loads the program; its frames go to interface `outputIndex` (of the caller's namespace).
     public init(plan: TrafficPlan, outputIndex: Int32) throws {
         guard plan.pattern == .established else {
-            throw SystemCallError(call: "bpf", context: "the XDP generator sends established flows only, not \(plan.pattern.rawValue)", errno: EINVAL)
+            throw GeneratorRefusal(description: "the XDP generator sends established flows only, not \(plan.pattern.rawValue)")
         }
         self.plan = plan
         var synthesizer = FrameSynthesizer(plan: plan)
@@ -40,7 +40,6 @@ public final class XDPTrafficProgram {
 
         settings.flows = UInt32(plan.flows)
         settings.first_client = plan.firstClient.rawValue
-        settings.destination = plan.destination.rawValue
         settings.payload_length = UInt32(plan.effectiveFrameLength - plan.headerLength)
         settings.output_ifindex = UInt32(outputIndex)
         settings.first_port = TrafficPlan.firstPort
@@ -61,7 +60,8 @@ public final class XDPTrafficProgram {
         let monotonic = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
         settings.realtime_offset_ns = TrafficSender.nanoseconds(CLOCK_REALTIME) &- monotonic
         settings.interval_fp = rate == 0 ? 0 : UInt64(1e9 * 1024 / Double(rate))
-        settings.next_due_fp = monotonic << 10
+        settings.start_ns = monotonic
+        settings.next_due_fp = 0
         settings.burst = UInt32(max(1, min(burst, 64)))
         settings.burst_left = 0
         var zero: UInt32 = 0
@@ -84,17 +84,22 @@ public final class XDPTrafficProgram {
     /// output interface, until it has run `runs` times or `seconds` have passed (a signal to this
     /// thread ends the loop, and repeats until it has); returns the number of the next frame.
     public func runLive(runs: Int32, seconds: Double) throws -> UInt64 {
-        // The signal must interrupt the system call, not end the process.
-        var action = sigaction()
+        // The signal must interrupt the system call, not end the process; the process's own
+        // handling comes back afterwards.
+        var action = sigaction(), previousAction = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0
-        sigaction(SIGALRM, &action, nil)
+        guard sigaction(SIGALRM, &action, &previousAction) == 0 else {
+            throw SystemCallError(call: "sigaction", context: "taking SIGALRM to end the generator's loop", errno: errno)
+        }
+        defer { sigaction(SIGALRM, &previousAction, nil) }
         // A thread of a pool (Dispatch's, Swift's) may block signals: this one takes it meanwhile.
         var alarm = sigset_t(), previous = sigset_t()
         sigemptyset(&alarm)
         sigaddset(&alarm, SIGALRM)
-        pthread_sigmask(SIG_UNBLOCK, &alarm, &previous)
+        let unblocked = pthread_sigmask(SIG_UNBLOCK, &alarm, &previous)
+        guard unblocked == 0 else { throw SystemCallError(call: "pthread_sigmask", context: "taking SIGALRM on this thread", errno: unblocked) }
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         let caller = pthread_self()
         let finished = DispatchSemaphore(value: 0), stopped = DispatchSemaphore(value: 0)
@@ -151,15 +156,28 @@ public struct XDPTrafficSender {
     public static let defaultBurst = 16
 
     public func send(_ plan: TrafficPlan, on interface: NetworkInterface) throws -> GeneratorSummary {
-        if let problem = bounds.problem { throw SystemCallError(call: "bpf", context: problem, errno: EINVAL) }
+        if let problem = bounds.problem { throw GeneratorRefusal(description: problem) }
         let program = try XDPTrafficProgram(plan: plan, outputIndex: interface.index)
         let start = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
         try program.start(at: bounds.startAt, count: bounds.count, rate: bounds.rate, burst: burst)
         // Paced, the loop spins (each early run drops at once) until the last frame is due, with
-        // a little slack; flat out, it runs once per frame. Either way the timer bounds it.
+        // a little slack; flat out, it runs once per frame. Either way the timer bounds it. A loop
+        // that used up its runs (2^31 of them last a minute or so when spinning) is started again.
         let paced = bounds.rate > 0 ? Double(bounds.count) / Double(bounds.rate) + 0.05 : bounds.seconds
-        let next = try program.runLive(runs: bounds.rate > 0 ? Int32.max : Int32(min(bounds.count, UInt64(Int32.max))),
-                                       seconds: min(bounds.seconds, paced))
-        return GeneratorSummary(frames: next - bounds.startAt, seconds: Double(TrafficSender.nanoseconds(CLOCK_MONOTONIC) - start) / 1e9, ringFullWaits: 0)
+        let end = bounds.startAt + bounds.count
+        let deadline = start + UInt64(min(bounds.seconds, paced) * 1e9)
+        var next = bounds.startAt
+        var now = start
+        while next < end && now < deadline {
+            let runs = bounds.rate > 0 ? Int32.max : Int32(min(end - next, UInt64(Int32.max)))
+            next = try program.runLive(runs: runs, seconds: Double(deadline - now) / 1e9)
+            now = TrafficSender.nanoseconds(CLOCK_MONOTONIC)
+        }
+        return GeneratorSummary(frames: next - bounds.startAt, seconds: Double(now - start) / 1e9, ringFullWaits: 0)
     }
+}
+
+/// A plan or bounds the XDP generator cannot run, and why.
+public struct GeneratorRefusal: Error, CustomStringConvertible {
+    public var description: String
 }

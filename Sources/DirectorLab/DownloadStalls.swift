@@ -190,9 +190,13 @@ public final class DownloadStalls: @unchecked Sendable {
             let address = (addressStart..<addressStart + (isIPv6 ? 6 : 4)).reduce(UInt64(0)) { $0 << 8 | UInt64(bytes[$1]) } | (isIPv6 ? 1 << 48 : 0)
             let port = fromServer ? tcp + 2 : tcp
             let isSYN = bytes[tcp + 13] & 0x02 != 0
+            // The options as far as the capture kept them: none for a header that claims fewer
+            // than 20 bytes or was cut before its options.
+            let optionsEnd = min(offset, tcp + Int(bytes[tcp + 12] >> 4) * 4)
+            let options = optionsEnd > tcp + 20 ? bytes[(tcp + 20)..<optionsEnd] : []
             body(Segment(time: seconds + microseconds / 1e6, client: address << 16 | UInt64(bytes[port]) << 8 | UInt64(bytes[port + 1]),
                          fromServer: fromServer, window: UInt16(bytes[tcp + 14]) << 8 | UInt16(bytes[tcp + 15]),
-                         offer: isSYN && !fromServer ? offer(bytes[(tcp + 20)..<min(offset, tcp + Int(bytes[tcp + 12] >> 4) * 4)]) : nil))
+                         offer: isSYN && !fromServer ? offer(options) : nil))
         }
     }
 

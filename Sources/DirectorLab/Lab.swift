@@ -36,12 +36,16 @@ public final class Lab: @unchecked Sendable {
 
     /// Where every lab keeps its files, a folder per prefix.
     public static let stateRoot = "/tmp/director-lab"
-    /// The memory-backed counterpart, used when /dev/shm has room for a lab's downloads
-    /// (a container's default 64 MiB has not).
+    /// The memory-backed counterpart, used when /dev/shm may hold a lab's downloads (a
+    /// container's default 64 MiB may not) and the machine has the memory for them besides
+    /// (tmpfs's limit is not free memory): 4 GiB of each.
     public static let memoryRoot: String = {
         var filesystem = statvfs()
         let room = statvfs("/dev/shm", &filesystem) == 0 ? UInt64(filesystem.f_bavail) * UInt64(filesystem.f_frsize) : 0
-        return room >= 4 << 30 ? "/dev/shm/director-lab" : stateRoot
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let available = meminfo.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }
+            .flatMap { UInt64($0.split(separator: " ")[1]) }.map { $0 * 1024 } ?? 0
+        return room >= 4 << 30 && available >= 4 << 30 ? "/dev/shm/director-lab" : stateRoot
     }()
     public static let virtualAddress = "198.18.0.100"
     public static let routerFront = "198.18.0.1"

@@ -379,7 +379,8 @@ extension Lab {
         return String(output.prefix(64))
     }
 
-    /// The host stack's own counters in a namespace (/proc/net/snmp), e.g. ("Tcp", "OutRsts").
+    /// The host stack's own counters in a namespace (/proc/net/snmp and /proc/net/netstat), keyed
+    /// by group and name, e.g. "TcpOutRsts", "TcpExtPruneCalled".
     public func snmpCounters(_ namespace: String) throws -> [String: Int] {
         let lines = try inNamespace(namespace, ["cat", "/proc/net/snmp", "/proc/net/netstat"]).output.split(separator: "\n")
         var counters: [String: Int] = [:]

@@ -68,14 +68,17 @@ int director_traffic_generator(struct xdp_md *context) {
     if (plan->next_frame >= plan->end_frame) return XDP_DROP;
     __u64 now = bpf_ktime_get_ns();
     if (plan->interval_fp && plan->burst_left == 0) {
-        __u64 now_fp = now << 10;
-        if (now_fp < plan->next_due_fp) return XDP_DROP;
-        // Kept off its CPU, the loop catches up with at most 64 frames back to back: the
-        // device's queue holds 256, and what is skipped is not offered (the run's rate shows it).
-        __u64 latest_start = now_fp - 64 * plan->interval_fp;
-        if (plan->next_due_fp < latest_start) plan->next_due_fp = latest_start;
-        plan->burst_left = plan->burst ? plan->burst : 1;
-        plan->next_due_fp += plan->burst_left * plan->interval_fp;
+        // From the run's beginning: 2^54 ns (208 days) before the shift wraps.
+        __u64 elapsed_fp = (now - plan->start_ns) << 10;
+        if (elapsed_fp < plan->next_due_fp) return XDP_DROP;
+        __u32 burst = plan->burst >= 1 && plan->burst <= 64 ? plan->burst : 1;
+        // Kept off its CPU, the loop catches up with at most 64 frames back to back (bursts
+        // included): the device's queue holds 256, and what is skipped is not offered (the
+        // run's rate shows it).
+        __u64 slack = (64 - burst) * plan->interval_fp;
+        if (elapsed_fp - plan->next_due_fp > slack) plan->next_due_fp = elapsed_fp - slack;
+        plan->burst_left = burst;
+        plan->next_due_fp += burst * plan->interval_fp;
     }
     if (plan->interval_fp) plan->burst_left--;
     __u64 n = plan->next_frame++;

@@ -75,6 +75,25 @@ struct DownloadStallsTests {
         #expect(segments == [.init(time: 10.5, client: key, fromServer: true, window: 64), .init(time: 10.6, client: key, fromServer: false, window: 0)])
     }
 
+    @Test("a client's SYN whose header claims fewer than 20 bytes, or that the capture cut inside its header, is read without options")
+    func brokenSYNs() {
+        func record(_ frame: [UInt8]) -> [UInt8] {
+            func le(_ value: UInt32) -> [UInt8] { (0..<4).map { UInt8(value >> ($0 * 8) & 0xFF) } }
+            return le(1) + le(0) + le(UInt32(frame.count)) + le(UInt32(frame.count)) + frame
+        }
+        let ip: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 1, 100, 198, 18, 0, 100]
+        func syn(dataOffset: UInt8, cutTo length: Int) -> [UInt8] {
+            let tcp: [UInt8] = [0x9C, 0x40, 0, 80] + [UInt8](repeating: 0, count: 8) + [dataOffset << 4, 0x02, 0xFA, 0xF0, 0, 0, 0, 0]
+            return Array(([UInt8](repeating: 2, count: 12) + [0x08, 0x00] + ip + tcp).prefix(14 + 20 + length))
+        }
+        let capture = [0xD4, 0xC3, 0xB2, 0xA1] + [UInt8](repeating: 0, count: 20)
+            + record(syn(dataOffset: 0, cutTo: 20)) + record(syn(dataOffset: 2, cutTo: 20)) + record(syn(dataOffset: 15, cutTo: 17))
+            + record(syn(dataOffset: 15, cutTo: 20))
+        var offers: [DownloadStalls.Offer?] = []
+        DownloadStalls.forEachSegment(in: capture) { offers.append($0.offer) }
+        #expect(offers == Array(repeating: DownloadStalls.Offer(windowScale: 0, largestSegment: 536), count: 4))
+    }
+
     @Test("fixtures: a client's SYN options → the shift of its windows and the largest segment the server sends it", arguments: [
         // Linux: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
         ([2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7], DownloadStalls.Offer(windowScale: 7, largestSegment: 1448)),

@@ -19,18 +19,19 @@ struct director_generator_config {
     __u64 realtime_offset_ns;
     /// The number past the last frame to make: from there on every run drops its frame.
     __u64 end_frame;
-    /// The pace, in 1/1024 ns: the time between frames (0: flat out) and when the next burst is
-    /// due (CLOCK_MONOTONIC). A run before that drops its frame: the kernel's loop is the clock.
+    /// The pace: when the run began (CLOCK_MONOTONIC, ns), and in 1/1024 ns the time between
+    /// frames (0: flat out) and when the next burst is due, counted from that beginning. A run
+    /// before that drops its frame: the kernel's loop is the clock.
+    __u64 start_ns;
     __u64 interval_fp;
     __u64 next_due_fp;
     /// Frames sent back to back when a burst is due (as a NIC's interrupt moderation hands a
-    /// driver several at once), and what is left of the current one.
+    /// driver several at once; 1…64), and what is left of the current one.
     __u32 burst;
     __u32 burst_left;
     __u32 flows;
     /// Host byte order.
     __u32 first_client;
-    __u32 destination;
     /// The bytes after the TCP header: the stamp, then zeros (the template's).
     __u32 payload_length;
     /// Where every frame goes: the generator's own interface, which hands it to its peer.
@@ -40,7 +41,7 @@ struct director_generator_config {
     /// The template's Ethernet, IPv4 and TCP headers, written over every frame before its own
     /// fields: the devices rewrite frames in place, and pages come back to the loop as they left.
     __u8 headers[DIRECTOR_GENERATOR_HEADERS];
-    __u8 padding[2];
+    __u8 padding[6];
 };
 
 #endif
