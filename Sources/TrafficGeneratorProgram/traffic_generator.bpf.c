@@ -100,8 +100,8 @@ int director_traffic_generator(struct xdp_md *context) {
     stamp->packet = bpf_htonl(packet);
     stamp->sent_high = bpf_htonl((__u32)(sent >> 32));
     stamp->sent_low = bpf_htonl((__u32)sent);
-    // The payload past the stamp is the template's zeros (no device writes there): the TCP sum covers the pseudo-header,
-    // the header and the stamp.
+    // The payload past the stamp is the template's zeros (no device writes there): the TCP sum
+    // covers the pseudo-header, the header and the stamp.
     tcp->check = 0;
     __u32 segment_length = sizeof(*tcp) + plan->payload_length;
     __u32 sum = sum_words((const __u16 *)&ip->saddr, 4) + bpf_htons(IPPROTO_TCP) + bpf_htons((__u16)segment_length)
