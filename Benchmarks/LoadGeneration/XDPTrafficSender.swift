@@ -162,7 +162,8 @@ public struct XDPTrafficSender {
         try program.start(at: bounds.startAt, count: bounds.count, rate: bounds.rate, burst: burst)
         // Paced, the loop spins (each early run drops at once) until the last frame is due, with
         // a little slack; flat out, it runs once per frame. Either way the timer bounds it. A loop
-        // that used up its runs (2^31 of them last a minute or so when spinning) is started again.
+        // that used up its runs (2^31 of them last about two minutes when spinning: measured, 116 s) is
+        // started again.
         let paced = bounds.rate > 0 ? Double(bounds.count) / Double(bounds.rate) + 0.05 : bounds.seconds
         let end = bounds.startAt + bounds.count
         let deadline = start + UInt64(min(bounds.seconds, paced) * 1e9)
